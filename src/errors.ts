@@ -1,0 +1,29 @@
+/**
+ * The one error type pgprov shows to users. Its message is complete and readable on its own
+ * (what is wrong, and where), so the CLI prints it without a stack trace.
+ */
+export class PgprovError extends Error {
+  override readonly name: string = "PgprovError";
+  constructor(message: string, readonly exitCode = 1) {
+    super(message);
+  }
+}
+
+/** Errors in a file the user wrote (inventory, playbook): each line is `file:line:col: message`. */
+export class FileError extends PgprovError {
+  override readonly name = "FileError";
+  constructor(readonly problems: SourceProblem[]) {
+    super(problems.map(formatProblem).join("\n"));
+  }
+}
+
+export interface SourceProblem {
+  file: string;
+  line: number;
+  col: number;
+  message: string;
+}
+
+export function formatProblem(p: SourceProblem): string {
+  return `${p.file}:${p.line}:${p.col}: ${p.message}`;
+}

@@ -1,0 +1,79 @@
+/**
+ * Loading an inventory: read with positions, validate, resolve paths relative to the file.
+ * Nothing connects before this has succeeded.
+ */
+import { accessSync, constants } from "node:fs";
+import { homedir } from "node:os";
+import { dirname, resolve } from "node:path";
+import { FileError } from "../errors.js";
+import { YamlSource } from "../yaml/source.js";
+import { inventorySchema } from "./schema.js";
+
+export type Role = "primary" | "standby";
+
+export interface Host {
+  name: string;
+  address: string;
+  role: Role;
+  /** This host's template variables; they override the inventory's `vars`. */
+  vars: Record<string, unknown>;
+}
+
+export interface SshSettings {
+  user: string;
+  port: number;
+  /** Absolute path; undefined means: the SSH agent, then ~/.ssh/id_ed25519, id_ecdsa, id_rsa. */
+  privateKey?: string;
+  /** Absolute path; need not exist yet (then every host is unknown). */
+  knownHosts: string;
+  connectTimeoutMs: number;
+}
+
+export interface Inventory {
+  file: string;
+  /** Directory of the inventory file: relative paths and pgprov's state files live here. */
+  dir: string;
+  ssh: SshSettings;
+  aptProxy?: string;
+  /** Template variables for every host. */
+  vars: Record<string, unknown>;
+  /** In file order. */
+  hosts: Host[];
+  primary: Host;
+  standbys: Host[];
+}
+
+export function loadInventory(file: string): Inventory {
+  const source = YamlSource.read(file);
+  const parsed = source.validate(inventorySchema);
+  const dir = dirname(resolve(file));
+
+  const privateKey = parsed.ssh.private_key ? resolve(dir, parsed.ssh.private_key) : undefined;
+  if (privateKey) {
+    try {
+      accessSync(privateKey, constants.R_OK);
+    } catch (e) {
+      throw new FileError([
+        source.problem(["ssh", "private_key"], `ssh.private_key: cannot read ${privateKey} (${(e as NodeJS.ErrnoException).code})`),
+      ]);
+    }
+  }
+
+  const hosts: Host[] = Object.entries(parsed.hosts).map(([name, h]) => ({ name, address: h.address, role: h.role, vars: h.vars }));
+  return {
+    file: resolve(file),
+    dir,
+    ssh: {
+      user: parsed.ssh.user,
+      port: parsed.ssh.port,
+      privateKey,
+      knownHosts: parsed.ssh.known_hosts ? resolve(dir, parsed.ssh.known_hosts) : resolve(homedir(), ".ssh/known_hosts"),
+      connectTimeoutMs: parsed.ssh.connect_timeout * 1000,
+    },
+    ...(parsed.apt.proxy ? { aptProxy: parsed.apt.proxy } : {}),
+    vars: parsed.vars,
+    hosts,
+    primary: hosts.find((h) => h.role === "primary")!,
+    standbys: hosts.filter((h) => h.role === "standby"),
+  };
+}

@@ -1,0 +1,14 @@
+/** Where pgprov's own files are, whether it runs compiled (dist/src) or from source (tests). */
+import { existsSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+function packageRoot(from: string): string {
+  for (let dir = from; ; dir = dirname(dir)) {
+    if (existsSync(join(dir, "package.json")) && existsSync(join(dir, "playbooks"))) return dir;
+    if (dirname(dir) === dir) throw new Error(`pgprov: cannot find its package root above ${from}`);
+  }
+}
+
+export const PACKAGE_ROOT = packageRoot(dirname(fileURLToPath(import.meta.url)));
+export const BUNDLED_PLAYBOOK = join(PACKAGE_ROOT, "playbooks", "cluster.yml");
