@@ -1,0 +1,56 @@
+/**
+ * `pgprov ping`: can pgprov reach and use every host? One connection and one command per host,
+ * all hosts in parallel.
+ */
+import type { Host, Inventory } from "../inventory/inventory.js";
+import { closeAll, connectAll, type FleetOptions } from "../transport/fleet.js";
+import type { ConnectFailure } from "../transport/ssh.js";
+
+export type PingResult =
+  | {
+      host: Host;
+      reachable: true;
+      os: string;
+      /** `systemctl is-system-running`, or "absent" when PID 1 is not systemd. */
+      systemd: string;
+      /** Round trip of one minimal remote command on the open connection. */
+      rttMs: number;
+      learnedHostKey?: string;
+    }
+  | { host: Host; reachable: false; reason: ConnectFailure | "command"; message: string };
+
+/** Prints key=value lines; parsed by parsePingFacts. */
+export const PING_SCRIPT = [
+  `. /etc/os-release 2>/dev/null; echo "os=\${PRETTY_NAME:-unknown}"`,
+  `if [ "$(cat /proc/1/comm 2>/dev/null)" = systemd ]; then echo "systemd=$(systemctl is-system-running 2>/dev/null)"; else echo systemd=absent; fi`,
+].join("\n");
+
+export function parsePingFacts(stdout: string): { os: string; systemd: string } {
+  const facts = Object.fromEntries(stdout.split("\n").filter((l) => l.includes("=")).map((l) => [l.slice(0, l.indexOf("=")), l.slice(l.indexOf("=") + 1)]));
+  return { os: facts.os || "unknown", systemd: facts.systemd || "unknown" };
+}
+
+export async function ping(inventory: Inventory, options: FleetOptions = {}): Promise<PingResult[]> {
+  const reached = await connectAll(inventory, inventory.hosts, options);
+  try {
+    return await Promise.all(
+      reached.map(async (r): Promise<PingResult> => {
+        if ("error" in r) return { host: r.host, reachable: false, reason: r.error.reason, message: r.error.detail };
+        const facts = await r.connection.run(PING_SCRIPT, { timeoutMs: 15_000, purpose: "the ping facts" });
+        if (facts.code !== 0) {
+          return { host: r.host, reachable: false, reason: "command", message: `the facts script exited ${facts.code}: ${facts.stderr.trim()}` };
+        }
+        const rtt = await r.connection.run(":", { timeoutMs: 15_000, purpose: "a round trip" });
+        return {
+          host: r.host,
+          reachable: true,
+          ...parsePingFacts(facts.stdout),
+          rttMs: rtt.ms,
+          ...(r.connection.learnedHostKey ? { learnedHostKey: r.connection.learnedHostKey } : {}),
+        };
+      }),
+    );
+  } finally {
+    closeAll(reached);
+  }
+}

@@ -1,0 +1,123 @@
+/**
+ * Host key verification against an OpenSSH known_hosts file. ssh2 accepts any key unless told
+ * otherwise and reads no known_hosts itself, so this is what stands between pgprov and a
+ * man-in-the-middle. Supports plain and hashed (`|1|salt|hash`) host fields, `[host]:port`,
+ * wildcards, negation, and the @revoked marker.
+ */
+import { createHash, createHmac, randomBytes } from "node:crypto";
+import { appendFileSync, existsSync, mkdirSync, readFileSync } from "node:fs";
+import { dirname } from "node:path";
+
+export interface KnownHostEntry {
+  line: number;
+  marker?: "@revoked" | "@cert-authority";
+  hosts: string;
+  keyType: string;
+  key: Buffer;
+}
+
+export type HostKeyVerdict =
+  | { kind: "known" }
+  | { kind: "unknown" }
+  | { kind: "changed"; lines: number[] }
+  | { kind: "revoked"; line: number };
+
+export function parseKnownHosts(text: string): KnownHostEntry[] {
+  const entries: KnownHostEntry[] = [];
+  text.split("\n").forEach((raw, i) => {
+    const fields = raw.trim().split(/\s+/);
+    if (!fields[0] || fields[0].startsWith("#")) return;
+    const marker = fields[0].startsWith("@") ? (fields.shift() as KnownHostEntry["marker"]) : undefined;
+    const [hosts, keyType, key] = fields;
+    if (!hosts || !keyType || !key) return; // malformed lines are skipped, as OpenSSH does
+    entries.push({ line: i + 1, marker, hosts, keyType, key: Buffer.from(key, "base64") });
+  });
+  return entries;
+}
+
+/** The name OpenSSH looks up: `addr` on port 22, `[addr]:port` otherwise. */
+export function knownHostsName(address: string, port: number): string {
+  return port === 22 ? address : `[${address}]:${port}`;
+}
+
+export function entryMatches(entry: KnownHostEntry, name: string): boolean {
+  const host = name.toLowerCase();
+  if (entry.hosts.startsWith("|1|")) {
+    const [, , salt, hash] = entry.hosts.split("|");
+    if (!salt || !hash) return false;
+    return createHmac("sha1", Buffer.from(salt, "base64")).update(host).digest("base64") === hash;
+  }
+  let matched = false;
+  for (const pattern of entry.hosts.toLowerCase().split(",")) {
+    const negated = pattern.startsWith("!");
+    if (globMatch(negated ? pattern.slice(1) : pattern, host)) {
+      if (negated) return false;
+      matched = true;
+    }
+  }
+  return matched;
+}
+
+function globMatch(pattern: string, text: string): boolean {
+  const re = pattern.replace(/[.+^${}()|[\]\\]/g, "\\$&").replace(/\*/g, ".*").replace(/\?/g, ".");
+  return new RegExp(`^${re}$`).test(text);
+}
+
+/** Decides whether `key` (the raw SSH key blob the server presented) is the one known for `name`. */
+export function verifyHostKey(entries: KnownHostEntry[], name: string, key: Buffer): HostKeyVerdict {
+  const matching = entries.filter((e) => e.marker !== "@cert-authority" && entryMatches(e, name));
+  const revoked = entries.find((e) => e.marker === "@revoked" && e.key.equals(key));
+  if (revoked) return { kind: "revoked", line: revoked.line };
+  const plain = matching.filter((e) => !e.marker);
+  if (plain.some((e) => e.key.equals(key))) return { kind: "known" };
+  if (plain.length > 0) return { kind: "changed", lines: plain.map((e) => e.line) };
+  return { kind: "unknown" };
+}
+
+/** The key types known for `name`: the SSH handshake should prefer these, as OpenSSH does. */
+export function knownKeyTypes(entries: KnownHostEntry[], name: string): string[] {
+  return [...new Set(entries.filter((e) => !e.marker && entryMatches(e, name)).map((e) => e.keyType))];
+}
+
+/** The key type named inside an SSH public key blob (its first length-prefixed string). */
+export function keyTypeOf(key: Buffer): string {
+  if (key.length < 4) return "unknown";
+  const len = key.readUInt32BE(0);
+  return key.subarray(4, 4 + len).toString("ascii");
+}
+
+/** `SHA256:...` as `ssh-keygen -l` prints it. */
+export function fingerprint(key: Buffer): string {
+  return `SHA256:${createHash("sha256").update(key).digest("base64").replace(/=+$/, "")}`;
+}
+
+export class KnownHostsFile {
+  private entries: KnownHostEntry[];
+
+  constructor(readonly path: string) {
+    this.entries = existsSync(path) ? parseKnownHosts(readFileSync(path, "utf8")) : [];
+  }
+
+  verify(name: string, key: Buffer): HostKeyVerdict {
+    return verifyHostKey(this.entries, name, key);
+  }
+
+  knownKeyTypes(name: string): string[] {
+    return knownKeyTypes(this.entries, name);
+  }
+
+  /**
+   * Records a newly accepted key, hashed like OpenSSH's HashKnownHosts (Debian's default), so the
+   * file does not list the fleet's addresses in clear. Synchronous: parallel hosts append in turn.
+   */
+  add(name: string, key: Buffer): void {
+    const salt = randomBytes(20);
+    const hash = createHmac("sha1", salt).update(name.toLowerCase()).digest("base64");
+    const hosts = `|1|${salt.toString("base64")}|${hash}`;
+    mkdirSync(dirname(this.path), { recursive: true, mode: 0o700 });
+    const current = existsSync(this.path) ? readFileSync(this.path, "utf8") : "";
+    const prefix = current && !current.endsWith("\n") ? "\n" : "";
+    appendFileSync(this.path, `${prefix}${hosts} ${keyTypeOf(key)} ${key.toString("base64")}\n`, { mode: 0o600 });
+    this.entries.push({ line: this.entries.length + 1, hosts, keyType: keyTypeOf(key), key });
+  }
+}
