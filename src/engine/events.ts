@@ -1,0 +1,49 @@
+/**
+ * What a run reports, as it happens. Renderers (progress tree, plain lines, JSON lines) turn
+ * these into output; tests read them through --json. Every event is redacted before it is emitted.
+ */
+import type { Change } from "./change.js";
+
+export type TaskStatus = "ok" | "changed" | "skipped" | "failed";
+
+export interface HostRecap {
+  ok: number;
+  changed: number;
+  failed: number;
+  skipped: number;
+  /** Remote commands (round trips) run on this host. */
+  commands: number;
+  seconds: number;
+}
+
+export type RunEvent =
+  | { type: "run"; playbook: string; inventory: string; check: boolean; hosts: string[] }
+  | { type: "play"; play: string; hosts: string[] }
+  | {
+      type: "task";
+      play: string;
+      host: string;
+      task: string;
+      /** A handler rather than a task. */
+      handler: boolean;
+      status: TaskStatus;
+      changes: Change[];
+      reason?: string;
+      ms: number;
+    }
+  | { type: "host"; play: string; host: string; status: "ok" | "failed"; commands: number; ms: number }
+  | {
+      type: "failure";
+      host: string;
+      play?: string;
+      task?: string;
+      /** Where the task is written, file:line:col. */
+      where?: string;
+      message: string;
+      command?: string;
+      code?: number;
+      stderr?: string;
+    }
+  | { type: "recap"; hosts: Record<string, HostRecap> };
+
+export type Emit = (event: RunEvent) => void;

@@ -1,0 +1,409 @@
+/**
+ * The engine: runs a playbook's plays in order over the inventory's hosts, hosts in parallel.
+ *
+ * Per host and play it reads, decides, acts:
+ * - read: one round trip carries the facts script and the probe of every task that can be
+ *   rendered now (a task that reads a value registered earlier in the same play waits for it);
+ * - decide: each module's pure `decide` turns its probe output into changes, or none;
+ * - act (not under --check): the changes' commands run in one round trip, and the probes of the
+ *   play's later tasks ride along in the same script, since the act may have changed their state.
+ * A no-op run therefore costs one round trip per host per play.
+ */
+import { z } from "zod";
+import { PgprovError } from "../errors.js";
+import type { Host, Inventory } from "../inventory/inventory.js";
+import { type Command, type Module, type ModuleContext, type ProbeOutput, TaskFailure } from "../modules/module.js";
+import type { Play, Playbook, Task } from "../playbook/playbook.js";
+import { isTruthy, render, renderValue, templateVariables } from "../playbook/template.js";
+import { closeAll, connectAll } from "../transport/fleet.js";
+import { HostConnection, RemoteError } from "../transport/ssh.js";
+import { buildBatch, newNonce, parseBatch, type Section, type SectionResult } from "./batch.js";
+import type { Decision } from "./change.js";
+import type { Emit, HostRecap, RunEvent, TaskStatus } from "./events.js";
+import { type Facts, FACTS_SCRIPT, parseFacts, sameFacts } from "./facts.js";
+import { Redactor } from "./redact.js";
+import { RunState } from "./state.js";
+import { hostVariables } from "./variables.js";
+
+export interface RunOptions {
+  /** Change nothing; report what would change. */
+  check?: boolean;
+  /** Only these hosts (names). */
+  limit?: string[];
+  /** Only tasks with one of these tags (handlers always run when notified). */
+  tags?: string[];
+  /** Hosts worked on at once; default all. */
+  forks?: number;
+  acceptNewHostKeys?: boolean;
+  /** Values to mask in every event. */
+  secrets?: string[];
+  emit: Emit;
+}
+
+export interface RunSummary {
+  hosts: Record<string, HostRecap>;
+  changed: boolean;
+  failed: boolean;
+}
+
+const PROBE_TIMEOUT_MS = 60_000;
+
+/** A failure on one host: ends that host's run; the others finish the play. */
+class HostFailure extends Error {
+  constructor(readonly event: Extract<RunEvent, { type: "failure" }>) {
+    super(event.message);
+  }
+}
+
+/** One task made ready on one host: rendered, validated, and either skipped or probed. */
+interface Prepared {
+  task: Task;
+  name: string;
+  skip?: string;
+  args?: unknown;
+  probe?: ProbeOutput;
+}
+
+interface HostSession {
+  host: Host;
+  connection?: HostConnection;
+  failed: boolean;
+  registered: Record<string, unknown>;
+  facts?: Facts;
+  recap: HostRecap;
+}
+
+export async function runPlaybook(inventory: Inventory, playbook: Playbook, options: RunOptions): Promise<RunSummary> {
+  const started = performance.now();
+  const redactor = new Redactor(options.secrets);
+  const emit: Emit = (event) => options.emit(redactor.value(event));
+  const state = RunState.forInventory(inventory);
+
+  const inScope = (h: Host) => !options.limit || options.limit.includes(h.name);
+  const used = inventory.hosts.filter((h) => inScope(h) && playbook.plays.some((p) => selectHosts(p, inventory).includes(h)));
+  emit({ type: "run", playbook: playbook.file, inventory: inventory.file, check: options.check ?? false, hosts: used.map((h) => h.name) });
+
+  const sessions = new Map<string, HostSession>();
+  const reached = await connectAll(inventory, used, { acceptNewHostKeys: options.acceptNewHostKeys ?? false });
+  for (const r of reached) {
+    const session: HostSession = {
+      host: r.host,
+      failed: false,
+      registered: {},
+      facts: state.facts(r.host.name, r.host.address),
+      recap: { ok: 0, changed: 0, failed: 0, skipped: 0, commands: 0, seconds: 0 },
+    };
+    if ("connection" in r) session.connection = r.connection;
+    else {
+      session.failed = true;
+      session.recap.failed++;
+      emit({ type: "failure", host: r.host.name, message: r.error.message });
+    }
+    sessions.set(r.host.name, session);
+  }
+
+  try {
+    for (const play of playbook.plays) {
+      const targets = selectHosts(play, inventory)
+        .filter(inScope)
+        .map((h) => sessions.get(h.name)!)
+        .filter((s) => !s.failed);
+      if (targets.length > 0) {
+        emit({ type: "play", play: play.name, hosts: targets.map((s) => s.host.name) });
+        await forEachLimited(targets, options.forks ?? targets.length, (session) =>
+          new PlayOnHost(play, playbook, inventory, session, state, options, emit).run(),
+        );
+      }
+      if ([...sessions.values()].some((s) => s.failed)) break;
+    }
+  } finally {
+    closeAll(reached);
+  }
+
+  const hosts: Record<string, HostRecap> = {};
+  for (const s of sessions.values()) {
+    hosts[s.host.name] = { ...s.recap, commands: s.connection?.commands ?? 0, seconds: round((performance.now() - started) / 1000) };
+  }
+  emit({ type: "recap", hosts });
+  const all = Object.values(hosts);
+  return { hosts, changed: all.some((h) => h.changed > 0), failed: all.some((h) => h.failed > 0) };
+}
+
+export function selectHosts(play: Play, inventory: Inventory): Host[] {
+  return inventory.hosts.filter((h) =>
+    play.hosts.some((sel) => sel === "all" || sel === h.name || (sel === "primary" && h.role === "primary") || (sel === "standbys" && h.role === "standby")),
+  );
+}
+
+/** One play on one host. */
+class PlayOnHost {
+  private readonly playKey: string;
+  private readonly context: ModuleContext;
+  private readonly connection: HostConnection;
+  private readonly host: string;
+  private readonly started = performance.now();
+
+  constructor(
+    private readonly play: Play,
+    playbook: Playbook,
+    private readonly inventory: Inventory,
+    private readonly session: HostSession,
+    private readonly state: RunState,
+    private readonly options: RunOptions,
+    private readonly emit: Emit,
+  ) {
+    this.playKey = `${playbook.file}#${play.name}`;
+    this.connection = session.connection!;
+    this.host = session.host.name;
+    this.context = {
+      playbookDir: playbook.dir,
+      ...(inventory.aptProxy ? { aptProxy: inventory.aptProxy } : {}),
+      render: (text, where) => render(text, this.variables(), where),
+    };
+  }
+
+  async run(): Promise<void> {
+    const commandsBefore = this.connection.commands;
+    try {
+      const tasks = this.play.tasks.filter((t) => this.selectedByTags(t));
+      // Handlers a failed earlier run notified but never ran: they run at the end of this play.
+      const notified = new Set(this.state.pendingHandlers(this.playKey, this.host));
+      await this.runTasks(tasks, false, notified);
+      const handlers = this.play.handlers.filter((h) => notified.has(h.name));
+      if (handlers.length) await this.runTasks(handlers, true, notified);
+      this.emit({ type: "host", play: this.play.name, host: this.host, status: "ok", commands: this.connection.commands - commandsBefore, ms: this.elapsed() });
+    } catch (e) {
+      const failure = e instanceof HostFailure ? e.event : this.failureEvent(undefined, e);
+      this.session.failed = true;
+      this.session.recap.failed++;
+      this.emit(failure);
+      this.emit({ type: "host", play: this.play.name, host: this.host, status: "failed", commands: this.connection.commands - commandsBefore, ms: this.elapsed() });
+    }
+  }
+
+  private async runTasks(tasks: Task[], handlers: boolean, notified: Set<string>): Promise<void> {
+    let checked = new Map<number, Prepared>();
+    for (let i = 0; i < tasks.length; i++) {
+      if (!checked.has(i)) checked = await this.check(tasks, i);
+      const p = checked.get(i)!;
+      const started = performance.now();
+      const report = (status: TaskStatus, decision?: Decision) => {
+        this.session.recap[status === "failed" ? "failed" : status]++;
+        this.emit({
+          type: "task",
+          play: this.play.name,
+          host: this.host,
+          task: p.name,
+          handler: handlers,
+          status,
+          changes: decision?.changes ?? [],
+          ...(p.skip ?? decision?.reason ? { reason: p.skip ?? decision?.reason } : {}),
+          ms: Math.round(performance.now() - started),
+        });
+      };
+
+      if (p.skip !== undefined) {
+        report("skipped");
+        this.register(p.task, { changed: false, skipped: true, stdout: "" });
+        continue;
+      }
+      const decision = this.decide(p);
+      let stdout = decision.value ?? "";
+      if (decision.changes.length > 0 && !this.options.check) {
+        // The later probes of this play ride along with the act: its effect may change them.
+        const later = [...checked.entries()].filter(([j, q]) => j > i && q.probe);
+        const commands = this.commands(p, decision);
+        const results = await this.roundTrip(
+          [
+            ...commands.map((c) => ({ script: c.script, stopOnFailure: true })),
+            ...later.map(([, q]) => ({ script: q.task.module.probe(q.args, this.context) })),
+          ],
+          PROBE_TIMEOUT_MS + commands.reduce((sum, c) => sum + (c.timeoutMs ?? 120_000), 0),
+          `the changes of task "${p.name}"`,
+        );
+        const acts = results.slice(0, commands.length);
+        const failed = acts.findIndex((r) => r.code !== 0);
+        if (failed >= 0) {
+          const c = commands[failed]!;
+          const r = acts[failed]!;
+          throw new HostFailure(
+            this.failureEvent(p, new TaskFailure(`a command of the task failed (exit ${r.code})`, { command: c.display ?? c.script, code: r.code, stderr: r.stderr })),
+          );
+        }
+        stdout = acts.map((r) => r.stdout).join("");
+        later.forEach(([j, q], k) => checked.set(j, { ...q, probe: results[commands.length + k]! }));
+      }
+      const changed = decision.changes.length > 0;
+      report(changed ? "changed" : "ok", decision);
+      this.register(p.task, { changed, skipped: false, stdout, changes: decision.changes.map((c) => c.summary) });
+      if (changed) {
+        for (const handler of p.task.notify) {
+          notified.add(handler);
+          // Remembered before anything else can fail, so a later failure cannot lose it.
+          if (!this.options.check) this.state.addPendingHandler(this.playKey, this.host, handler);
+        }
+      }
+      if (handlers && !this.options.check) this.state.handlerDone(this.playKey, this.host, p.task.name);
+    }
+  }
+
+  /**
+   * The read step: renders tasks from `from` on, up to the first that reads a value a task
+   * between them registers, and probes them all, with the facts, in one round trip.
+   */
+  private async check(tasks: Task[], from: number): Promise<Map<number, Prepared>> {
+    const registeredHere = new Set<string>();
+    const batch: number[] = [];
+    for (let i = from; i < tasks.length; i++) {
+      if (i > from && [...variablesRead(tasks[i]!)].some((v) => registeredHere.has(v))) break;
+      batch.push(i);
+      if (tasks[i]!.register) registeredHere.add(tasks[i]!.register!);
+    }
+    for (let attempt = 0; ; attempt++) {
+      if (!this.session.facts) await this.learnFacts();
+      const prepared = new Map(batch.map((i) => [i, this.prepare(tasks[i]!)]));
+      const probed = [...prepared.entries()].filter(([, p]) => p.skip === undefined);
+      const results = await this.roundTrip(
+        [{ script: FACTS_SCRIPT }, ...probed.map(([, p]) => ({ script: p.task.module.probe(p.args, this.context) }))],
+        PROBE_TIMEOUT_MS,
+        `the checks of play "${this.play.name}"`,
+      );
+      const facts = parseFacts(results[0]!.stdout);
+      if (!sameFacts(this.session.facts, facts) && attempt === 0) {
+        // The host changed under the cached facts (an OS upgrade, another machine at the
+        // address): render again with the real ones.
+        this.setFacts(facts);
+        continue;
+      }
+      probed.forEach(([i, p], k) => prepared.set(i, { ...p, probe: results[k + 1]! }));
+      return prepared;
+    }
+  }
+
+  private async learnFacts(): Promise<void> {
+    const [result] = await this.roundTrip([{ script: FACTS_SCRIPT }], PROBE_TIMEOUT_MS, "the host's facts");
+    this.setFacts(parseFacts(result!.stdout));
+  }
+
+  private setFacts(facts: Facts): void {
+    this.session.facts = facts;
+    this.state.setFacts(this.host, this.session.host.address, facts);
+  }
+
+  /** Renders `when` and the arguments, validates them, and lets the module prepare them. */
+  private prepare(task: Task): Prepared {
+    const vars = this.variables();
+    const name = renderName(task, vars);
+    try {
+      if (task.when !== undefined && !isTruthy(renderValue(task.when, vars, `${task.where}: when`))) {
+        return { task, name, skip: `when: ${String(task.when)}` };
+      }
+      const rendered = renderValue(task.args, vars, `${task.where}: ${task.moduleName}`);
+      const parsed = task.module.args.safeParse(rendered);
+      if (!parsed.success) {
+        throw new TaskFailure(`${task.where}: invalid ${task.moduleName} arguments after templating:\n${z.prettifyError(parsed.error)}`);
+      }
+      const args = task.module.prepare ? task.module.prepare(parsed.data, this.context) : parsed.data;
+      return { task, name, args };
+    } catch (e) {
+      throw new HostFailure(this.failureEvent({ task, name }, e));
+    }
+  }
+
+  private decide(p: Prepared): Decision {
+    const probe = p.probe!;
+    try {
+      return p.task.module.decide(p.args, probe, this.context);
+    } catch (e) {
+      throw new HostFailure(this.failureEvent(p, e));
+    }
+  }
+
+  private commands(p: Prepared, decision: Decision): Command[] {
+    return (p.task.module as Module).act(p.args, decision, this.context);
+  }
+
+  private async roundTrip(sections: Section[], timeoutMs: number, purpose: string): Promise<SectionResult[]> {
+    const nonce = newNonce();
+    const result = await this.connection.run(buildBatch(sections, nonce), { timeoutMs, purpose });
+    const parsed = parseBatch(result.stdout, nonce, sections.length);
+    if (result.code !== 0 && parsed.every((r) => r.code === 0 || !r.ran)) {
+      // The batch itself failed (no shell, no mktemp, killed): not any one task's fault.
+      throw new RemoteError(`host ${this.host}: the remote shell failed (exit ${result.code}) while running ${purpose}: ${tail(result.stderr)}`);
+    }
+    return parsed;
+  }
+
+  private register(task: Task, value: Record<string, unknown>): void {
+    if (task.register) this.session.registered[task.register] = value;
+  }
+
+  private variables(): Record<string, unknown> {
+    return hostVariables(this.inventory, this.session.host, this.session.facts, this.session.registered);
+  }
+
+  private selectedByTags(task: Task): boolean {
+    return !this.options.tags || task.tags.some((t) => this.options.tags!.includes(t));
+  }
+
+  private elapsed(): number {
+    return Math.round(performance.now() - this.started);
+  }
+
+  private failureEvent(p: Pick<Prepared, "task" | "name"> | undefined, e: unknown): Extract<RunEvent, { type: "failure" }> {
+    if (!(e instanceof PgprovError || e instanceof TaskFailure)) throw e; // a bug: let it show its stack
+    const detail = e instanceof TaskFailure ? e.detail : {};
+    return {
+      type: "failure",
+      host: this.host,
+      play: this.play.name,
+      ...(p ? { task: p.name, where: p.task.where } : {}),
+      message: e.message,
+      ...(detail.command !== undefined ? { command: detail.command } : {}),
+      ...(detail.code !== undefined ? { code: detail.code } : {}),
+      ...(detail.stderr ? { stderr: tail(detail.stderr, 20) } : {}),
+    };
+  }
+}
+
+const readCache = new WeakMap<Task, Set<string>>();
+
+/** The top-level variable names a task's templates read. */
+function variablesRead(task: Task): Set<string> {
+  let names = readCache.get(task);
+  if (!names) {
+    names = new Set<string>();
+    const walk = (v: unknown) => {
+      if (typeof v === "string") for (const path of templateVariables(v)) names!.add(path.split(".")[0]!);
+      else if (Array.isArray(v)) v.forEach(walk);
+      else if (v && typeof v === "object") Object.values(v).forEach(walk);
+    };
+    walk([task.args, task.when]);
+    readCache.set(task, names);
+  }
+  return names;
+}
+
+function renderName(task: Task, vars: Record<string, unknown>): string {
+  try {
+    return String(renderValue(task.name, vars, `${task.where}: name`));
+  } catch {
+    return task.name;
+  }
+}
+
+async function forEachLimited<T>(items: T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
+  const queue = [...items];
+  const workers = Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, async () => {
+    for (let item = queue.shift(); item !== undefined; item = queue.shift()) await fn(item);
+  });
+  await Promise.all(workers);
+}
+
+function tail(text: string, lines = 5): string {
+  return text.trimEnd().split("\n").slice(-lines).join("\n");
+}
+
+function round(n: number): number {
+  return Math.round(n * 1000) / 1000;
+}

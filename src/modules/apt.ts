@@ -1,0 +1,89 @@
+/**
+ * apt: Debian packages present or absent. The package lists are refreshed only when an install
+ * needs them (none yet, older than `cache_valid_time`, or a package apt cannot find), and an apt
+ * proxy from the inventory is passed on the command line, not written to the host.
+ */
+import { z } from "zod";
+import { flag, wholeNumber } from "./args.js";
+import { noChange } from "../engine/change.js";
+import type { Command, Module, ModuleContext, ProbeOutput } from "./module.js";
+import { shellQuote } from "./shell.js";
+
+const packageName = z.string().regex(/^[a-z0-9][a-z0-9+.-]*(=[A-Za-z0-9.+~:-]+)?$/, "a Debian package name");
+
+export const aptArgs = z.strictObject({
+  packages: z.union([packageName, z.array(packageName).min(1)]).transform((p) => (Array.isArray(p) ? p : [p])),
+  state: z.enum(["present", "absent"]).default("present"),
+  /** Seconds the package lists stay fresh enough for an install. */
+  cache_valid_time: wholeNumber.default(86_400),
+  install_recommends: flag.default(false),
+});
+export type AptArgs = z.output<typeof aptArgs>;
+
+const INSTALL_TIMEOUT_MS = 900_000;
+
+/** The packages to install or remove. */
+type AptDetail = string[];
+
+export const apt: Module<AptArgs, AptDetail> = {
+  name: "apt",
+  args: aptArgs,
+
+  probe: (args) =>
+    [
+      // One line per package dpkg knows: "name status version"; unknown packages print nothing.
+      `dpkg-query -W -f='pkg=\${Package} \${db:Status-Status} \${Version}\\n' ${args.packages.map((p) => shellQuote(p.split("=")[0]!)).join(" ")} 2>/dev/null`,
+      `echo "lists=$(stat -c %Y /var/lib/apt/lists/*_Packages 2>/dev/null | sort -n | tail -1)"`,
+      `echo "now=$(date +%s)"`,
+    ].join("\n"),
+
+  decide(args, state) {
+    const installed = installedPackages(state);
+    const name = (p: string) => p.split("=")[0]!;
+    const version = (p: string) => p.split("=")[1];
+    if (args.state === "present") {
+      const missing = args.packages.filter((p) => {
+        const have = installed.get(name(p));
+        return have === undefined || (version(p) !== undefined && have !== version(p));
+      });
+      if (missing.length === 0) return noChange(`installed: ${args.packages.map((p) => `${name(p)} ${installed.get(name(p))}`).join(", ")}`);
+      return { changes: [{ action: "create", summary: `install ${missing.join(" ")}` }], detail: missing };
+    }
+    const present = args.packages.filter((p) => installed.has(name(p)));
+    if (present.length === 0) return noChange(`not installed: ${args.packages.join(", ")}`);
+    return { changes: [{ action: "delete", summary: `remove ${present.join(" ")}` }], detail: present };
+  },
+
+  act(args, decision, context): Command[] {
+    const aptGet = aptCommand(context);
+    const targets = decision.detail ?? [];
+    if (args.state === "absent") {
+      return [{ script: `${aptGet} remove ${targets.map(shellQuote).join(" ")}`, timeoutMs: INSTALL_TIMEOUT_MS }];
+    }
+    const install = `${aptGet} install ${args.install_recommends ? "" : "--no-install-recommends "}${targets.map(shellQuote).join(" ")}`;
+    const stale = `[ -z "$(ls /var/lib/apt/lists/ | grep _Packages)" ] || [ $(( $(date +%s) - $(stat -c %Y /var/lib/apt/lists/*_Packages | sort -n | tail -1) )) -gt ${args.cache_valid_time} ]`;
+    return [
+      {
+        // Refresh first when the lists are missing or stale; refresh and retry once when apt
+        // cannot find a package in lists that looked fresh enough.
+        script: `if ${stale}; then ${aptGet} update; fi\n${install} || { ${aptGet} update && ${install}; }`,
+        display: install,
+        timeoutMs: INSTALL_TIMEOUT_MS,
+      },
+    ];
+  },
+};
+
+function installedPackages(state: ProbeOutput): Map<string, string> {
+  const installed = new Map<string, string>();
+  for (const line of state.stdout.split("\n")) {
+    const m = /^pkg=(\S+) (\S+) (\S*)$/.exec(line);
+    if (m && m[2] === "installed") installed.set(m[1]!, m[3]!);
+  }
+  return installed;
+}
+
+function aptCommand(context: ModuleContext): string {
+  const proxy = context.aptProxy ? ` -o Acquire::http::Proxy=${shellQuote(context.aptProxy)}` : "";
+  return `DEBIAN_FRONTEND=noninteractive apt-get -q -y -o DPkg::Lock::Timeout=120 -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold${proxy}`;
+}

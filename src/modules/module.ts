@@ -1,0 +1,53 @@
+/**
+ * What a task module is: read, decide, act. `probe` and `act` produce shell; `decide` is pure, so
+ * every check a module makes is a unit-testable function of the probe's output. Check mode runs
+ * probe and decide only: a dry run costs no extra code in any module.
+ */
+import type { z } from "zod";
+import type { Decision } from "../engine/change.js";
+
+/** Everything a module may know about where it runs, besides its own arguments. */
+export interface ModuleContext {
+  /** The directory of the playbook, for `src` paths. */
+  playbookDir: string;
+  /** From the inventory's `apt.proxy`; used on apt's command lines only, never persisted on the host. */
+  aptProxy?: string;
+  /** Renders a template with this host's variables; `where` names it in errors. */
+  render(text: string, where: string): string;
+}
+
+export interface ProbeOutput {
+  stdout: string;
+  stderr: string;
+  code: number;
+}
+
+/** One remote command of an act: what runs, and how it is shown when it fails. */
+export interface Command {
+  script: string;
+  /** Shown in failure messages instead of `script` (which may carry file content). */
+  display?: string;
+  /** Bound on this command, when it may legitimately be slow (package installs). */
+  timeoutMs?: number;
+}
+
+export interface Module<Args = any, Detail = any> {
+  name: string;
+  /** Validated after templating and before any host is touched. */
+  args: z.ZodType<Args>;
+  /** Optional: turn validated args into what probe/decide/act use (e.g. read a template file). */
+  prepare?(args: Args, context: ModuleContext): Args;
+  /** Shell that prints the current state on stdout. Batched with the play's other probes. */
+  probe(args: Args, context: ModuleContext): string;
+  /** Pure: the changes that would make the state match the args, or none with a reason. */
+  decide(args: Args, state: ProbeOutput, context: ModuleContext): Decision<Detail>;
+  /** The commands that make it so. Only called with a decision that has changes. */
+  act(args: Args, decision: Decision<Detail>, context: ModuleContext): Command[];
+}
+
+/** A task that cannot go on: the engine reports it with host, play, task, and these details. */
+export class TaskFailure extends Error {
+  constructor(message: string, readonly detail: { command?: string; code?: number; stderr?: string } = {}) {
+    super(message);
+  }
+}

@@ -1,0 +1,59 @@
+/**
+ * service: a systemd unit started or stopped, enabled or not. `restarted` and `reloaded` always
+ * act: they belong in handlers, which run only when something they depend on changed.
+ */
+import { z } from "zod";
+import { flag } from "./args.js";
+import { type Change, noChange } from "../engine/change.js";
+import type { Module } from "./module.js";
+import { keyValues, shellQuote } from "./shell.js";
+
+export const serviceArgs = z
+  .strictObject({
+    name: z.string().regex(/^[A-Za-z0-9@:._\\-]+$/, "a systemd unit name"),
+    state: z.enum(["started", "stopped", "restarted", "reloaded"]).optional(),
+    enabled: flag.optional(),
+  })
+  .refine((a) => a.state !== undefined || a.enabled !== undefined, "give state, enabled, or both");
+export type ServiceArgs = z.output<typeof serviceArgs>;
+
+const RUNNING = new Set(["active", "activating", "reloading"]);
+const ENABLED = new Set(["enabled", "enabled-runtime", "static", "indirect", "generated", "alias"]);
+
+/** The systemctl command of each change, in order. */
+type ServiceDetail = string[];
+
+export const service: Module<ServiceArgs, ServiceDetail> = {
+  name: "service",
+  args: serviceArgs,
+
+  probe: (args) => `systemctl show -p LoadState -p ActiveState -p UnitFileState -p NeedDaemonReload ${shellQuote(args.name)}`,
+
+  decide(args, state) {
+    const s = keyValues(state.stdout);
+    const unit = shellQuote(args.name);
+    const active = s.ActiveState ?? "unknown";
+    const unitFileState = s.UnitFileState ?? "";
+    const changes: Change[] = [];
+    const commands: string[] = [];
+    const add = (change: Change, command: string) => {
+      changes.push(change);
+      commands.push(command);
+    };
+    // A unit that is not there yet (its package not installed) is not an error in check mode:
+    // an earlier task may install it. In apply mode, systemctl then says exactly what is wrong.
+    const note = s.LoadState === "not-found" ? " (unit not found yet)" : "";
+    if (s.NeedDaemonReload === "yes") add({ action: "reload", summary: `reload systemd units (${args.name} changed on disk)` }, "systemctl daemon-reload");
+    if (args.enabled === true && !ENABLED.has(unitFileState)) add({ action: "update", summary: `enable ${args.name}${note}` }, `systemctl enable ${unit}`);
+    if (args.enabled === false && ENABLED.has(unitFileState) && unitFileState !== "static")
+      add({ action: "update", summary: `disable ${args.name}` }, `systemctl disable ${unit}`);
+    if (args.state === "started" && !RUNNING.has(active)) add({ action: "start", summary: `start ${args.name} (${active})${note}` }, `systemctl start ${unit}`);
+    if (args.state === "stopped" && RUNNING.has(active)) add({ action: "stop", summary: `stop ${args.name}` }, `systemctl stop ${unit}`);
+    if (args.state === "restarted") add({ action: "restart", summary: `restart ${args.name}` }, `systemctl restart ${unit}`);
+    if (args.state === "reloaded") add({ action: "reload", summary: `reload ${args.name}` }, `systemctl reload ${unit}`);
+    if (changes.length === 0) return noChange(`${args.name} is ${active}${args.enabled !== undefined ? `, ${unitFileState}` : ""}`);
+    return { changes, detail: commands };
+  },
+
+  act: (_args, decision) => (decision.detail ?? []).map((script) => ({ script, timeoutMs: 180_000 })),
+};

@@ -1,0 +1,26 @@
+/** Small pieces of shell and of probe parsing that every module uses the same way. */
+
+/** Quote a value for a POSIX shell: the only way values reach a command line. */
+export function shellQuote(value: string): string {
+  return /^[A-Za-z0-9_@%+=:,./-]+$/.test(value) ? value : `'${value.replace(/'/g, `'\\''`)}'`;
+}
+
+/** Parses `key=value` lines (the format every probe prints); later keys win. */
+export function keyValues(stdout: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const line of stdout.split("\n")) {
+    const eq = line.indexOf("=");
+    if (eq > 0) out[line.slice(0, eq)] = line.slice(eq + 1);
+  }
+  return out;
+}
+
+/**
+ * A heredoc that carries `data` into a script through stdin (the script itself travels on
+ * stdin), so content and secrets never appear in any process's arguments. Base64 keeps any byte
+ * and any line safe from the shell.
+ */
+export function heredocBase64(data: string | Buffer, target: string): string {
+  const b64 = Buffer.from(data).toString("base64").replace(/.{1,76}/g, "$&\n");
+  return `base64 -d > ${target} <<'PGPROV_EOF'\n${b64}PGPROV_EOF`;
+}

@@ -1,0 +1,223 @@
+/**
+ * Loading a playbook: YAML with positions, the play/task structure, each module's arguments,
+ * handler names, host selectors and template variables are all checked here, before anything
+ * connects. A problem is reported as `file:line:col: what is wrong`.
+ */
+import { existsSync, readFileSync } from "node:fs";
+import { dirname, resolve } from "node:path";
+import { z } from "zod";
+import { FileError, type SourceProblem } from "../errors.js";
+import { MODULES } from "../modules/index.js";
+import type { Module } from "../modules/module.js";
+import { didYouMean } from "../yaml/suggest.js";
+import { YamlSource, type YamlPath } from "../yaml/source.js";
+import { isTemplate, TemplateError, templateVariables } from "./template.js";
+
+const listOfNames = z.union([z.string().min(1), z.array(z.string().min(1))]).transform((v) => (Array.isArray(v) ? v : [v]));
+const identifier = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, "a variable name: letters, digits and _");
+
+const moduleKeys = Object.fromEntries(Object.keys(MODULES).map((name) => [name, z.unknown().optional()]));
+
+const taskSchema = z
+  .strictObject({
+    name: z.string().min(1),
+    when: z.union([z.string(), z.boolean()]).optional(),
+    notify: listOfNames.optional(),
+    tags: listOfNames.optional(),
+    register: identifier.optional(),
+    ...moduleKeys,
+  })
+  .superRefine((task, ctx) => {
+    const used = Object.keys(MODULES).filter((m) => (task as Record<string, unknown>)[m] !== undefined);
+    if (used.length !== 1) {
+      ctx.addIssue({
+        code: "custom",
+        path: [],
+        message:
+          used.length === 0
+            ? `a task needs exactly one module (${Object.keys(MODULES).join(", ")})`
+            : `a task has exactly one module, this one has ${used.join(" and ")}`,
+      });
+    }
+  });
+
+const playSchema = z.strictObject({
+  name: z.string().min(1),
+  /** all, primary, standbys, or host names. */
+  hosts: listOfNames,
+  tasks: z.array(taskSchema).default([]),
+  handlers: z.array(taskSchema).default([]),
+});
+
+export const playbookSchema = z.array(playSchema).min(1, "a playbook is a list of plays, with at least one");
+
+export interface Task {
+  name: string;
+  module: Module;
+  moduleName: string;
+  /** As written: templates are rendered per host at run time. */
+  args: unknown;
+  when?: string | boolean;
+  notify: string[];
+  tags: string[];
+  register?: string;
+  /** `file:line:col` of the task, for messages. */
+  where: string;
+}
+
+export interface Play {
+  name: string;
+  hosts: string[];
+  tasks: Task[];
+  handlers: Task[];
+  where: string;
+}
+
+export interface Playbook {
+  file: string;
+  dir: string;
+  plays: Play[];
+}
+
+/** What the playbook may refer to, known before connecting. */
+export interface PlaybookScope {
+  hostNames: string[];
+  /** Top-level template variables every host has (inventory variables and pgprov's own). */
+  variables: string[];
+  /** Keys of `facts`. */
+  factKeys: string[];
+}
+
+export const HOST_GROUPS = ["all", "primary", "standbys"] as const;
+
+/** Stands in for a template's value while arguments are validated before rendering. */
+const TEMPLATE_PLACEHOLDER = "\u0000template";
+
+export function loadPlaybook(file: string, scope: PlaybookScope): Playbook {
+  const source = YamlSource.read(file);
+  const parsed = source.validate(playbookSchema);
+  const dir = dirname(resolve(file));
+  const problems: SourceProblem[] = [];
+  const registered = new Set<string>();
+  const where = (path: YamlPath) => {
+    const p = source.problem(path, "");
+    return `${p.file}:${p.line}:${p.col}`;
+  };
+
+  const plays: Play[] = parsed.map((play, playIndex) => {
+    const playPath = [playIndex];
+    for (const [i, selector] of play.hosts.entries()) {
+      if (!(HOST_GROUPS as readonly string[]).includes(selector) && !scope.hostNames.includes(selector)) {
+        const candidates = [...HOST_GROUPS, ...scope.hostNames];
+        const path = Array.isArray(source.nodeAt([...playPath, "hosts"])?.toJSON()) ? [...playPath, "hosts", i] : [...playPath, "hosts"];
+        problems.push(source.problem(path, `hosts: "${selector}" is neither a group (${HOST_GROUPS.join(", ")}) nor a host of the inventory${didYouMean(selector, candidates)}`));
+      }
+    }
+    const handlerNames = play.handlers.map((h) => h.name);
+    const toTask = (raw: z.output<typeof taskSchema>, path: YamlPath): Task => {
+      const moduleName = Object.keys(MODULES).find((m) => (raw as Record<string, unknown>)[m] !== undefined)!;
+      const module = MODULES[moduleName]!;
+      const args = (raw as Record<string, unknown>)[moduleName];
+      problems.push(...checkArgs(source, module, args, [...path, moduleName]));
+      problems.push(...checkVariables(source, raw, path, scope, registered, dir, moduleName));
+      for (const [i, name] of (raw.notify ?? []).entries()) {
+        if (!handlerNames.includes(name)) {
+          const notifyPath = Array.isArray(raw.notify) ? [...path, "notify", i] : [...path, "notify"];
+          problems.push(source.problem(notifyPath, `notify: no handler named "${name}" in this play${didYouMean(name, handlerNames)}`));
+        }
+      }
+      if (raw.register) registered.add(raw.register);
+      return {
+        name: raw.name,
+        module,
+        moduleName,
+        args,
+        ...(raw.when !== undefined ? { when: raw.when } : {}),
+        notify: raw.notify ?? [],
+        tags: raw.tags ?? [],
+        ...(raw.register ? { register: raw.register } : {}),
+        where: where(path),
+      };
+    };
+    return {
+      name: play.name,
+      hosts: play.hosts,
+      tasks: play.tasks.map((t, i) => toTask(t, [...playPath, "tasks", i])),
+      handlers: play.handlers.map((t, i) => toTask(t, [...playPath, "handlers", i])),
+      where: where(playPath),
+    };
+  });
+
+  if (problems.length) throw new FileError(problems);
+  return { file: resolve(file), dir, plays };
+}
+
+/** Validates a module's arguments with every template replaced by a placeholder: types that a
+ * template decides are checked again after rendering; everything else is checked now. */
+function checkArgs(source: YamlSource, module: Module, args: unknown, path: YamlPath): SourceProblem[] {
+  const masked = maskTemplates(args);
+  const result = module.args.safeParse(masked);
+  if (result.success) return [];
+  return source.describeIssues(module.args, result.error.issues, path, (issuePath) => leadsToPlaceholder(masked, issuePath));
+}
+
+function maskTemplates(value: unknown): unknown {
+  if (typeof value === "string") return isTemplate(value) ? TEMPLATE_PLACEHOLDER : value;
+  if (Array.isArray(value)) return value.map(maskTemplates);
+  if (value && typeof value === "object") return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, maskTemplates(v)]));
+  return value;
+}
+
+function leadsToPlaceholder(value: unknown, path: YamlPath): boolean {
+  let v = value;
+  for (const step of path) {
+    if (v === TEMPLATE_PLACEHOLDER) return true;
+    if (!v || typeof v !== "object") return false;
+    v = (v as Record<string | number, unknown>)[step];
+  }
+  return v === TEMPLATE_PLACEHOLDER;
+}
+
+/** Every variable a task's templates read must exist: in the scope, or registered by an earlier task. */
+function checkVariables(
+  source: YamlSource,
+  task: Record<string, unknown>,
+  path: YamlPath,
+  scope: PlaybookScope,
+  registered: Set<string>,
+  dir: string,
+  moduleName: string,
+): SourceProblem[] {
+  const problems: SourceProblem[] = [];
+  const known = new Set([...scope.variables, ...registered]);
+  const check = (text: string, at: YamlPath, label: string) => {
+    let variables: string[];
+    try {
+      variables = templateVariables(text);
+    } catch (e) {
+      problems.push(source.problem(at, `${label}: ${(e as TemplateError).message}`));
+      return;
+    }
+    for (const v of variables) {
+      const [head, second] = v.split(".");
+      if (!known.has(head!)) problems.push(source.problem(at, `${label}: unknown variable "${head}"${didYouMean(head!, known)}`));
+      else if (head === "facts" && second && !scope.factKeys.includes(second))
+        problems.push(source.problem(at, `${label}: unknown fact "${second}"${didYouMean(second, scope.factKeys)}`));
+    }
+  };
+  const walk = (value: unknown, at: YamlPath) => {
+    if (typeof value === "string" && isTemplate(value)) check(value, at, at.slice(path.length).join("."));
+    else if (Array.isArray(value)) value.forEach((v, i) => walk(v, [...at, i]));
+    else if (value && typeof value === "object") Object.entries(value).forEach(([k, v]) => walk(v, [...at, k]));
+  };
+  walk({ name: task.name, when: task.when, [moduleName]: task[moduleName] }, path);
+
+  // A template file is checked like the playbook's own strings.
+  const src = moduleName === "template" ? (task[moduleName] as { src?: unknown })?.src : undefined;
+  if (typeof src === "string" && !isTemplate(src)) {
+    const file = resolve(dir, src);
+    if (!existsSync(file)) problems.push(source.problem([...path, moduleName, "src"], `template.src: no such file ${file}`));
+    else check(readFileSync(file, "utf8"), [...path, moduleName, "src"], `template ${src}`);
+  }
+  return problems;
+}

@@ -1,0 +1,48 @@
+import { execFileSync } from "node:child_process";
+import { describe, expect, it } from "vitest";
+import { buildBatch, newNonce, parseBatch } from "../../src/engine/batch.js";
+
+/** Runs a batch with the local shell, the way a host runs it: the script on stdin. */
+function runLocally(script: string): string {
+  try {
+    return execFileSync("sh", ["-c", 'eval "$(cat)"'], { input: script, encoding: "utf8" });
+  } catch (e) {
+    return (e as { stdout: string }).stdout;
+  }
+}
+
+describe("batch", () => {
+  it("keeps each section's stdout, stderr and exit code apart", () => {
+    const nonce = newNonce();
+    const sections = [
+      { script: "echo one; echo err1 >&2" },
+      { script: "printf 'no newline'; exit 3" },
+      { script: "cat; echo after-stdin" }, // stdin is closed: cannot swallow the rest of the batch
+      { script: "" },
+    ];
+    const results = parseBatch(runLocally(buildBatch(sections, nonce)), nonce, sections.length);
+    expect(results).toEqual([
+      { ran: true, code: 0, stdout: "one\n", stderr: "err1\n" },
+      { ran: true, code: 3, stdout: "no newline", stderr: "" },
+      { ran: true, code: 0, stdout: "after-stdin\n", stderr: "" },
+      { ran: true, code: 0, stdout: "", stderr: "" },
+    ]);
+  });
+
+  it("stops at a failing act and says which sections did not run", () => {
+    const nonce = newNonce();
+    const sections = [
+      { script: "false\necho not reached", stopOnFailure: true },
+      { script: "echo later" },
+    ];
+    const results = parseBatch(runLocally(buildBatch(sections, nonce)), nonce, 2);
+    expect(results[0]).toMatchObject({ ran: true, code: 1, stdout: "" });
+    expect(results[1]).toMatchObject({ ran: false });
+  });
+
+  it("is not fooled by output that looks like a marker of another batch", () => {
+    const nonce = newNonce();
+    const results = parseBatch(runLocally(buildBatch([{ script: "echo '@@deadbeef:0:end'" }], nonce)), nonce, 1);
+    expect(results[0]!.stdout).toBe("@@deadbeef:0:end\n");
+  });
+});

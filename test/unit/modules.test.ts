@@ -1,0 +1,96 @@
+import { describe, expect, it } from "vitest";
+import { apt, aptArgs } from "../../src/modules/apt.js";
+import { command, commandArgs } from "../../src/modules/command.js";
+import { file, fileArgs, sha256 } from "../../src/modules/file.js";
+import type { ModuleContext, ProbeOutput } from "../../src/modules/module.js";
+import { TaskFailure } from "../../src/modules/module.js";
+import { service, serviceArgs } from "../../src/modules/service.js";
+
+const context: ModuleContext = { playbookDir: "/", render: (t) => t };
+const out = (stdout: string, code = 0, stderr = ""): ProbeOutput => ({ stdout, stderr, code });
+
+describe("apt", () => {
+  const args = aptArgs.parse({ packages: ["cron", "postgresql-15"] });
+  it("is ok when every package is installed", () => {
+    const d = apt.decide(args, out("pkg=cron installed 3.0\npkg=postgresql-15 installed 15.8-0+deb12u1\nlists=1\nnow=2\n"), context);
+    expect(d.changes).toEqual([]);
+    expect(d.reason).toContain("postgresql-15 15.8-0+deb12u1");
+  });
+  it("installs only what is missing, and counts config-files as missing", () => {
+    const d = apt.decide(args, out("pkg=cron config-files 3.0\n"), context);
+    expect(d.changes).toEqual([{ action: "create", summary: "install cron postgresql-15" }]);
+    const [cmd] = apt.act(args, d, { ...context, aptProxy: "http://10.0.0.1:3142" });
+    expect(cmd!.script).toContain("-o Acquire::http::Proxy=http://10.0.0.1:3142");
+    expect(cmd!.script).toContain("install --no-install-recommends cron postgresql-15");
+  });
+  it("removes only what is there", () => {
+    const d = apt.decide(aptArgs.parse({ packages: "cron", state: "absent" }), out("pkg=cron installed 3.0\n"), context);
+    expect(d.changes).toEqual([{ action: "delete", summary: "remove cron" }]);
+  });
+  it("rejects a package name that could smuggle shell", () => {
+    expect(aptArgs.safeParse({ packages: ["cron; rm -rf /"] }).success).toBe(false);
+  });
+});
+
+describe("file", () => {
+  const content = "a = 1\nb = 2\n";
+  const args = fileArgs.parse({ path: "/etc/x.conf", content, mode: "640", owner: "root" });
+  it("creates a missing file, with a diff of all its lines", () => {
+    const d = file.decide(args, out("type=absent\n"), context);
+    expect(d.changes[0]).toMatchObject({ action: "create", summary: "create /etc/x.conf (owner root, mode 0640)" });
+    expect(d.changes[0]!.diff).toContain("+b = 2");
+  });
+  it("is ok when checksum and attributes match", () => {
+    const d = file.decide(args, out(`type=regular file\nowner=root\ngroup=root\nmode=640\nsize=12\nsha256=${sha256(content)}\n`), context);
+    expect(d.changes).toEqual([]);
+  });
+  it("shows a unified diff of changed content and names changed attributes", () => {
+    const old = Buffer.from("a = 1\nb = 3\n").toString("base64");
+    const d = file.decide(args, out(`type=regular file\nowner=postgres\ngroup=root\nmode=644\nsize=12\nsha256=abc\ncontent=${old}\n`), context);
+    expect(d.changes.map((c) => c.summary)).toEqual(["content of /etc/x.conf", "owner postgres -> root, mode 0644 -> 0640 of /etc/x.conf"]);
+    expect(d.changes[0]!.diff).toMatch(/-b = 3\n\+b = 2/);
+    const [cmd] = file.act(args, d, context);
+    expect(cmd!.script).toMatch(/mktemp .*\n[\s\S]*mv -f "\$tmp" \/etc\/x.conf$/);
+    expect(cmd!.script).not.toContain(content); // content travels base64-encoded in a heredoc
+  });
+  it("refuses to replace a directory with a file", () => {
+    expect(() => file.decide(args, out("type=directory\n"), context)).toThrow(TaskFailure);
+  });
+  it("asks for a quoted mode", () => {
+    const r = fileArgs.safeParse({ path: "/x", mode: 640 });
+    expect(r.success).toBe(false);
+    expect(JSON.stringify(r.error!.issues)).toContain("quote the mode");
+  });
+});
+
+describe("service", () => {
+  it("starts and enables a stopped, disabled unit", () => {
+    const d = service.decide(serviceArgs.parse({ name: "cron", state: "started", enabled: "true" }), out("LoadState=loaded\nActiveState=inactive\nUnitFileState=disabled\nNeedDaemonReload=no\n"), context);
+    expect(d.changes.map((c) => c.action)).toEqual(["update", "start"]);
+    expect(service.act(serviceArgs.parse({ name: "cron", state: "started" }), d, context).map((c) => c.script)).toEqual(["systemctl enable cron", "systemctl start cron"]);
+  });
+  it("is ok when running and enabled", () => {
+    const d = service.decide(serviceArgs.parse({ name: "cron", state: "started", enabled: true }), out("LoadState=loaded\nActiveState=active\nUnitFileState=enabled\n"), context);
+    expect(d.changes).toEqual([]);
+  });
+  it("does not read the string 'false' as true", () => {
+    expect(serviceArgs.parse({ name: "cron", enabled: "false" }).enabled).toBe(false);
+  });
+});
+
+describe("command", () => {
+  it("needs a guard so that a rerun knows it is done", () => {
+    expect(commandArgs.safeParse({ cmd: "make install" }).success).toBe(false);
+  });
+  it("does nothing when `creates` exists or `unless` passed", () => {
+    expect(command.decide(commandArgs.parse({ cmd: "x", creates: "/a" }), out("creates=present\n"), context).changes).toEqual([]);
+    expect(command.decide(commandArgs.parse({ cmd: "x", unless: "true" }), out("unless=passed\n"), context).changes).toEqual([]);
+    expect(command.decide(commandArgs.parse({ cmd: "x", creates: "/a" }), out(""), context).changes[0]!.action).toBe("run");
+  });
+  it("runs a read-only command in the check and registers its output", () => {
+    const args = commandArgs.parse({ cmd: "hostname", changed_when: false });
+    expect(command.probe(args, context)).toBe("hostname");
+    expect(command.decide(args, out("pg1\n"), context)).toMatchObject({ changes: [], value: "pg1\n" });
+    expect(() => command.decide(args, out("", 2, "boom"), context)).toThrow(TaskFailure);
+  });
+});
