@@ -1,0 +1,118 @@
+/**
+ * The command line: parse, call the core, print. No logic of its own lives here.
+ */
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import yargs, { type Argv } from "yargs";
+import { hideBin } from "yargs/helpers";
+import { PgprovError } from "../errors.js";
+import { BUNDLED_PLAYBOOK, PACKAGE_ROOT } from "../paths.js";
+import { type ApplyArgs, applyCommand } from "./apply.js";
+import { pingCommand } from "./ping.js";
+
+const pkg = JSON.parse(readFileSync(join(PACKAGE_ROOT, "package.json"), "utf8")) as { version: string };
+
+/** Options every command that talks to hosts understands. */
+export function withConnectionOptions<T>(y: Argv<T>) {
+  return y
+    .positional("inventory", { type: "string", demandOption: true, describe: "inventory file (YAML)" })
+    .option("accept-new-host-keys", {
+      type: "boolean",
+      default: false,
+      describe: "record the key of a host not yet in known_hosts (a changed key is always refused)",
+    })
+    .option("json", { type: "boolean", default: false, describe: "print one JSON object per line" });
+}
+
+function withRunOptions<T>(y: Argv<T>) {
+  return y
+    .option("playbook", { type: "string", default: BUNDLED_PLAYBOOK, defaultDescription: "the bundled playbooks/cluster.yml", describe: "playbook file" })
+    .option("diff", { type: "boolean", default: false, describe: "show the diff of every file that changes (secrets masked)" })
+    .option("limit", { type: "string", describe: "only these hosts (comma-separated names)" })
+    .option("tags", { type: "string", describe: "only tasks with one of these tags (comma-separated)" })
+    .option("forks", { type: "number", describe: "hosts worked on at once (default: all)" })
+    .option("verbose", { alias: "v", type: "boolean", default: false, describe: "show every task, not only changes" });
+}
+
+function list(value: string | undefined): string[] | undefined {
+  return value === undefined ? undefined : value.split(",").map((s) => s.trim()).filter(Boolean);
+}
+
+function runArgs(
+  args: { inventory: string; playbook: string; diff: boolean; limit?: string; tags?: string; forks?: number; json: boolean; verbose: boolean; "accept-new-host-keys": boolean },
+  check: boolean,
+  diff: boolean,
+): ApplyArgs {
+  if (args.forks !== undefined && !(Number.isInteger(args.forks) && args.forks > 0)) throw new PgprovError("--forks: expected a whole number above 0");
+  return {
+    inventory: args.inventory,
+    playbook: args.playbook,
+    check,
+    diff,
+    ...(list(args.limit) ? { limit: list(args.limit)! } : {}),
+    ...(list(args.tags) ? { tags: list(args.tags)! } : {}),
+    ...(args.forks !== undefined ? { forks: args.forks } : {}),
+    json: args.json,
+    verbose: args.verbose,
+    acceptNewHostKeys: args["accept-new-host-keys"],
+  };
+}
+
+export async function main(argv: string[]): Promise<number> {
+  let exitCode = 0;
+  const cli = yargs(argv)
+    .scriptName("pgprov")
+    .usage("$0 <command> [options]\n\nTurn bare Debian servers into a PostgreSQL streaming-replication cluster over SSH.")
+    .version(pkg.version)
+    .command(
+      "ping <inventory>",
+      "connect to every host over SSH and report what pgprov finds there",
+      (y) => withConnectionOptions(y),
+      async (args) => {
+        exitCode = await pingCommand(args.inventory, { acceptNewHostKeys: args["accept-new-host-keys"], json: args.json });
+      },
+    )
+    .command(
+      "apply <inventory>",
+      "make the hosts match the playbook: check every task, change only what differs",
+      (y) => withRunOptions(withConnectionOptions(y)).option("check", { type: "boolean", default: false, describe: "change nothing; report what would change (exit 2 when something would)" }),
+      async (args) => {
+        exitCode = await applyCommand(runArgs(args, args.check, args.diff));
+      },
+    )
+    .command(
+      "plan <inventory>",
+      "show what apply would change, with diffs; changes nothing (apply --check --diff)",
+      (y) => withRunOptions(withConnectionOptions(y)),
+      async (args) => {
+        exitCode = await applyCommand(runArgs(args, true, true));
+      },
+    )
+    .demandCommand(1, "Name a command; see pgprov --help.")
+    .strict()
+    .recommendCommands()
+    .help()
+    .alias("h", "help")
+    .wrap(Math.min(110, process.stdout.columns ?? 100))
+    .fail((message, error) => {
+      if (error) throw error;
+      process.stderr.write(`pgprov: ${message}\nRun pgprov --help for usage.\n`);
+      exitCode = 1;
+      throw new UsageError(message);
+    });
+  try {
+    await cli.parseAsync();
+  } catch (e) {
+    if (e instanceof UsageError) return 1;
+    if (e instanceof PgprovError) {
+      process.stderr.write(`pgprov: ${e.message}\n`);
+      return e.exitCode;
+    }
+    throw e;
+  }
+  return exitCode;
+}
+
+class UsageError extends Error {}
+
+process.exitCode = await main(hideBin(process.argv));

@@ -1,0 +1,63 @@
+/**
+ * Text pieces shared by the plain and the tree renderers: a change line, a diff, a failure, the
+ * recap table. A failure is several readable lines, never one escaped JSON string.
+ */
+import { ACTIONS, type Change } from "../engine/change.js";
+import type { HostRecap, RunEvent } from "../engine/events.js";
+import { formatTable } from "./table.js";
+
+export interface Style {
+  red(s: string): string;
+  green(s: string): string;
+  yellow(s: string): string;
+  dim(s: string): string;
+  bold(s: string): string;
+}
+
+const code = (open: number, close: number) => (s: string) => `\x1b[${open}m${s}\x1b[${close}m`;
+export const COLOR: Style = { red: code(31, 39), green: code(32, 39), yellow: code(33, 39), dim: code(2, 22), bold: code(1, 22) };
+export const PLAIN: Style = { red: (s) => s, green: (s) => s, yellow: (s) => s, dim: (s) => s, bold: (s) => s };
+
+export function changeLine(change: Change, style: Style): string {
+  const symbol = ACTIONS[change.action];
+  const colored = change.action === "delete" || change.action === "stop" ? style.red(symbol) : change.action === "create" ? style.green(symbol) : style.yellow(symbol);
+  return `${colored} ${change.summary}${change.destructive ? style.red(" (destructive)") : ""}`;
+}
+
+export function diffLines(diff: string, style: Style): string[] {
+  return diff.split("\n").map((l) =>
+    l.startsWith("+") && !l.startsWith("+++") ? style.green(l) : l.startsWith("-") && !l.startsWith("---") ? style.red(l) : l.startsWith("@@") ? style.dim(l) : l,
+  );
+}
+
+export function failureLines(f: Extract<RunEvent, { type: "failure" }>, style: Style): string[] {
+  const where = [f.play && `play "${f.play}"`, f.task && `task "${f.task}"`].filter(Boolean).join(", ");
+  const lines = [style.red(style.bold(`FAILED on ${f.host}`)) + (where ? ` ${where}` : "") + (f.where ? style.dim(` (${f.where})`) : "")];
+  for (const l of f.message.split("\n")) lines.push(`  ${l}`);
+  if (f.command !== undefined) {
+    const [first, ...rest] = f.command.split("\n");
+    lines.push(`  command:   ${first}`, ...rest.map((l) => `             ${l}`));
+  }
+  if (f.code !== undefined) lines.push(`  exit code: ${f.code}`);
+  if (f.stderr) lines.push("  stderr:", ...f.stderr.split("\n").map((l) => `    ${l}`));
+  return lines;
+}
+
+export function recapLines(hosts: Record<string, HostRecap>, style: Style): string[] {
+  const rows = [["host", "ok", "changed", "failed", "skipped", "round trips", "seconds"]];
+  for (const [name, r] of Object.entries(hosts)) {
+    rows.push([name, String(r.ok), String(r.changed), String(r.failed), String(r.skipped), String(r.commands), r.seconds.toFixed(2)]);
+  }
+  const [header, ...body] = formatTable(rows);
+  return [style.bold("RECAP"), style.dim(header!), ...body.map((line, i) => {
+    const r = Object.values(hosts)[i]!;
+    return r.failed ? style.red(line) : r.changed ? style.yellow(line) : style.green(line);
+  })];
+}
+
+export function taskStatusText(status: string, check: boolean, style: Style): string {
+  if (status === "changed") return style.yellow(check ? "would change" : "changed");
+  if (status === "failed") return style.red("failed");
+  if (status === "skipped") return style.dim("skipped");
+  return style.green("ok");
+}

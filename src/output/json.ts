@@ -1,0 +1,13 @@
+/** --json: one event per line, exactly as the engine emitted it (already redacted). The last line is the recap. */
+import type { RunEvent } from "../engine/events.js";
+import type { Renderer, RendererOptions } from "./renderer.js";
+
+export class JsonRenderer implements Renderer {
+  constructor(private readonly options: Pick<RendererOptions, "write">) {}
+
+  event(e: RunEvent): void {
+    this.options.write(`${JSON.stringify(e)}\n`);
+  }
+
+  async finish(): Promise<void> {}
+}

@@ -1,0 +1,59 @@
+/** Plain lines, for logs and CI: no cursor movement, every line final when printed. */
+import type { RunEvent } from "../engine/events.js";
+import { changeLine, COLOR, diffLines, failureLines, PLAIN, recapLines, taskStatusText } from "./format.js";
+import type { Renderer, RendererOptions } from "./renderer.js";
+
+export class PlainRenderer implements Renderer {
+  private check = false;
+  private readonly style;
+  private readonly counts = new Map<string, { ok: number; changed: number; skipped: number }>();
+
+  constructor(private readonly options: RendererOptions) {
+    this.style = options.color ? COLOR : PLAIN;
+  }
+
+  event(e: RunEvent): void {
+    const out = (line: string) => this.options.write(`${line}\n`);
+    const s = this.style;
+    switch (e.type) {
+      case "run":
+        this.check = e.check;
+        out(s.dim(`${e.check ? "checking" : "applying"} ${e.playbook} on ${e.hosts.join(", ")}`));
+        break;
+      case "play":
+        out(`\n${s.bold(`PLAY ${e.play}`)} ${s.dim(`[${e.hosts.join(", ")}]`)}`);
+        break;
+      case "task": {
+        const key = `${e.play}\0${e.host}`;
+        const c = this.counts.get(key) ?? { ok: 0, changed: 0, skipped: 0 };
+        if (e.status !== "failed") c[e.status]++;
+        this.counts.set(key, c);
+        if (e.status === "changed" || this.options.verbose) {
+          const label = e.handler ? `handler ${e.task}` : e.task;
+          out(`  ${e.host}  ${taskStatusText(e.status, this.check, s)}  ${label}${e.reason && e.status !== "changed" ? s.dim(`  (${e.reason})`) : ""}`);
+          for (const change of e.changes) {
+            out(`      ${changeLine(change, s)}`);
+            if (this.options.diff && change.diff) for (const l of diffLines(change.diff, s)) out(`        ${l}`);
+          }
+        }
+        break;
+      }
+      case "host": {
+        const c = this.counts.get(`${e.play}\0${e.host}`) ?? { ok: 0, changed: 0, skipped: 0 };
+        const status = e.status === "failed" ? s.red("failed") : c.changed ? s.yellow(this.check ? "would change" : "changed") : s.green("ok");
+        out(`  ${e.host}  ${status}  ${s.dim(`ok=${c.ok} changed=${c.changed} skipped=${c.skipped}  ${e.commands} round trip${e.commands === 1 ? "" : "s"}, ${(e.ms / 1000).toFixed(2)} s`)}`);
+        break;
+      }
+      case "failure":
+        out("");
+        for (const l of failureLines(e, s)) out(l);
+        break;
+      case "recap":
+        out("");
+        for (const l of recapLines(e.hosts, s)) out(l);
+        break;
+    }
+  }
+
+  async finish(): Promise<void> {}
+}

@@ -1,0 +1,17 @@
+/** How a run's events become output. One renderer per run, picked by the CLI. */
+import type { RunEvent } from "../engine/events.js";
+
+export interface RendererOptions {
+  /** Show file diffs of changes. */
+  diff: boolean;
+  /** Show every task, not only changes and failures. */
+  verbose: boolean;
+  color: boolean;
+  write: (text: string) => void;
+}
+
+export interface Renderer {
+  event(event: RunEvent): void;
+  /** Called once after the run; waits until everything is on screen. */
+  finish(): Promise<void>;
+}
