@@ -1,0 +1,195 @@
+/**
+ * The playbook engine on real hosts: every module, idempotence measured in round trips, drift
+ * repaired, --check changing nothing, readable failures, handlers that survive a failed run,
+ * and a non-root SSH user.
+ */
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type Lab, labDown, labExec, labUp } from "../lab/lab.js";
+import { events, inventoryCopy, pgprov, recapOf } from "./helpers.js";
+
+const SAMPLE = join(import.meta.dirname, "../fixtures/sample-playbook.yml");
+const PLAYS_IN_SAMPLE = 3;
+
+let lab: Lab;
+let inventory: string;
+
+/** Checksums of everything the sample playbook manages, and of all of /etc, per host. */
+async function fingerprints(): Promise<string[]> {
+  return Promise.all(
+    lab.hosts.map(async (h) => {
+      const r = await labExec(h, "find /etc /var/lib/pgprov-sample-initialised -xdev -type f -print0 2>/dev/null | sort -z | xargs -0 sha256sum; stat -c '%n %a %U %G' /etc/pgprov-sample/*; systemctl is-active cron");
+      return r.stdout;
+    }),
+  );
+}
+
+beforeAll(async () => {
+  lab = await labUp({ hosts: 2 });
+  inventory = inventoryCopy(lab, (doc) => doc.set("apt", { proxy: lab.aptProxy }));
+  // pg2 has no apt proxy of its own: the inventory's `apt.proxy` is all it has.
+  await labExec(lab.hosts[1]!, "rm -f /etc/apt/apt.conf.d/01proxy");
+});
+afterAll(async () => {
+  await labDown();
+});
+
+describe("engine", () => {
+  it("applies a playbook that uses every module", async () => {
+    const r = await pgprov(["apply", inventory, "--playbook", SAMPLE, "--json"]);
+    expect(r.stderr).toBe("");
+    expect(r.code).toBe(0);
+    const recap = recapOf(r);
+    for (const host of ["pg1", "pg2"]) expect(recap[host]).toMatchObject({ failed: 0, changed: expect.any(Number) });
+    expect(recap.pg1!.changed).toBeGreaterThanOrEqual(7);
+    const handlerRuns = events(r).filter((e) => e.type === "task" && e.handler && e.status === "changed");
+    expect(handlerRuns.map((e) => e.type === "task" && e.host).sort()).toEqual(["pg1", "pg2"]);
+
+    const conf = await labExec(lab.hosts[0]!, "cat /etc/pgprov-sample/pg1.conf; stat -c '%a %U' /etc/pgprov-sample/pg1.conf; cat /etc/pgprov-sample/hostname /etc/pgprov-sample/primary");
+    expect(conf.stdout).toBe(
+      [
+        "# Managed by pgprov (sample). Rendered for pg1.",
+        "name = pg1",
+        "address = 10.231.0.11",
+        "role = primary",
+        "os = debian bookworm",
+        "peers = pg1=10.231.0.11,pg2=10.231.0.12",
+        "640 root",
+        "pg1",
+        "this host is the primary",
+        "",
+      ].join("\n"),
+    );
+    expect((await labExec(lab.hosts[1]!, "test -e /etc/pgprov-sample/primary || echo absent")).stdout).toBe("absent\n");
+    expect((await labExec(lab.hosts[1]!, "systemctl is-active cron")).stdout).toBe("active\n");
+  });
+
+  it("reruns with nothing changed, in one round trip per host per play", async () => {
+    const r = await pgprov(["apply", inventory, "--playbook", SAMPLE, "--json"]);
+    expect(r.code).toBe(0);
+    const recap = recapOf(r);
+    for (const host of ["pg1", "pg2"]) {
+      expect(recap[host]).toMatchObject({ changed: 0, failed: 0 });
+      expect(recap[host]!.commands).toBeLessThanOrEqual(PLAYS_IN_SAMPLE);
+    }
+  });
+
+  it("--check changes nothing on any host, and says what apply would do", async () => {
+    // Drift made by hand, so there is something to report.
+    await labExec(lab.hosts[0]!, "echo 'greeting = bonjour' > /etc/pgprov-sample/static.conf; chmod 600 /etc/pgprov-sample/pg1.conf");
+    await labExec(lab.hosts[1]!, "systemctl stop cron");
+    const before = await fingerprints();
+
+    const check = await pgprov(["apply", inventory, "--playbook", SAMPLE, "--check", "--json"]);
+    expect(check.code).toBe(2);
+    const plan = await pgprov(["plan", inventory, "--playbook", SAMPLE]);
+    expect(plan.code).toBe(2);
+    expect(plan.stdout).toContain("-greeting = bonjour");
+    expect(plan.stdout).toContain("+greeting = hello");
+    expect(plan.stdout).toMatch(/mode 0600 -> 0640 of \/etc\/pgprov-sample\/pg1\.conf/);
+    expect(plan.stdout).toMatch(/start cron \(inactive\)/);
+    expect(await fingerprints()).toEqual(before);
+
+    const wouldChange = events(check).flatMap((e) => (e.type === "task" && e.status === "changed" ? [`${e.host}: ${e.task}`] : []));
+    expect(wouldChange).toEqual(expect.arrayContaining(["pg1: static file", "pg1: rendered file", "pg2: cron runs"]));
+  });
+
+  it("repairs a file and a service changed by hand", async () => {
+    const r = await pgprov(["apply", inventory, "--playbook", SAMPLE, "--json"]);
+    expect(r.code).toBe(0);
+    expect(recapOf(r).pg1!.changed).toBeGreaterThanOrEqual(2);
+    expect((await labExec(lab.hosts[0]!, "cat /etc/pgprov-sample/static.conf; stat -c %a /etc/pgprov-sample/pg1.conf")).stdout).toBe("greeting = hello\n640\n");
+    expect((await labExec(lab.hosts[1]!, "systemctl is-active cron")).stdout).toBe("active\n");
+    const again = await pgprov(["apply", inventory, "--playbook", SAMPLE, "--check"]);
+    expect(again.code).toBe(0);
+  });
+
+  it("reports a failing task readably: host, play, task, command, exit code, stderr; other hosts finish the play", async () => {
+    const playbook = join(dirname(inventory), "failing.yml");
+    writeFileSync(
+      playbook,
+      `- name: Breaks on pg1
+  hosts: all
+  tasks:
+    - name: boom
+      command: { cmd: "echo boom-stderr >&2; exit 3", creates: /nonexistent }
+      when: "{{ eq host.name 'pg1' }}"
+    - name: after boom
+      file: { path: /root/after-boom, content: "x\\n" }
+- name: Never reached
+  hosts: all
+  tasks:
+    - name: second play
+      file: { path: /root/second-play, content: "x\\n" }
+`,
+    );
+    const r = await pgprov(["apply", inventory, "--playbook", playbook]);
+    expect(r.code).toBe(1);
+    expect(r.stdout).toContain(
+      [
+        `FAILED on pg1 play "Breaks on pg1", task "boom" (${playbook}:4:7)`,
+        "  a command of the task failed (exit 3)",
+        "  command:   echo boom-stderr >&2; exit 3",
+        "  exit code: 3",
+        "  stderr:",
+        "    boom-stderr",
+      ].join("\n"),
+    );
+    expect((await labExec(lab.hosts[1]!, "ls /root")).stdout).toContain("after-boom");
+    for (const h of lab.hosts) expect((await labExec(h, "ls /root")).stdout).not.toContain("second-play");
+  });
+
+  it("keeps a handler notified before a failure, and runs it on the next run", async () => {
+    const playbook = join(dirname(inventory), "handlers.yml");
+    writeFileSync(
+      playbook,
+      `- name: Handlers
+  hosts: pg1
+  tasks:
+    - name: config changes
+      file: { path: /root/handler-config, content: "{{ config_version }}\\n" }
+      notify: record restart
+    - name: then something fails
+      command: { cmd: "exit 1", unless: "{{ fail_now }}" }
+  handlers:
+    - name: record restart
+      command: { cmd: "date >> /root/handler-ran", changed_when: true }
+`,
+    );
+    const setVars = (failNow: string) => {
+      const text = readFileSync(inventory, "utf8").replace(/\nvars:[\s\S]*$/, "");
+      writeFileSync(inventory, `${text}\nvars:\n  config_version: "2"\n  fail_now: "${failNow}"\n`);
+    };
+    setVars("false");
+    const failed = await pgprov(["apply", inventory, "--playbook", playbook, "--limit", "pg1"]);
+    expect(failed.code).toBe(1);
+    expect((await labExec(lab.hosts[0]!, "test -e /root/handler-ran || echo not-run")).stdout).toBe("not-run\n");
+    const stateFile = join(dirname(inventory), ".pgprov", "inventory.state.json");
+    expect(existsSync(stateFile)).toBe(true);
+    expect(JSON.stringify(JSON.parse(readFileSync(stateFile, "utf8")).pendingHandlers)).toContain("record restart");
+
+    setVars("true"); // `unless: true` passes: the failing command is now done
+    const next = await pgprov(["apply", inventory, "--playbook", playbook, "--limit", "pg1", "--json"]);
+    expect(next.code).toBe(0);
+    const handler = events(next).find((e) => e.type === "task" && e.handler);
+    expect(handler).toMatchObject({ task: "record restart", status: "changed" });
+    expect((await labExec(lab.hosts[0]!, "wc -l < /root/handler-ran")).stdout.trim()).toBe("1");
+    expect(JSON.parse(readFileSync(stateFile, "utf8")).pendingHandlers).toEqual({});
+
+    const third = await pgprov(["apply", inventory, "--playbook", playbook, "--limit", "pg1", "--json"]);
+    expect(recapOf(third).pg1).toMatchObject({ changed: 0 });
+  });
+
+  it("works as a non-root user with passwordless sudo", async () => {
+    const asDeploy = inventoryCopy(lab, (doc) => {
+      doc.setIn(["ssh", "user"], "deploy");
+      doc.set("apt", { proxy: lab.aptProxy });
+    });
+    await labExec(lab.hosts[0]!, "rm /etc/pgprov-sample/static.conf");
+    const r = await pgprov(["apply", asDeploy, "--playbook", SAMPLE, "--json"]);
+    expect(r.code).toBe(0);
+    expect(recapOf(r).pg1!.changed).toBeGreaterThanOrEqual(1);
+    expect((await labExec(lab.hosts[0]!, "stat -c '%U %a' /etc/pgprov-sample/static.conf")).stdout).toBe("root 644\n");
+  });
+});

@@ -1,0 +1,63 @@
+/** What the end-to-end tests share: running the real pgprov CLI and reading its --json events. */
+import { spawn } from "node:child_process";
+import { copyFileSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { parseDocument } from "yaml";
+import type { HostRecap, RunEvent } from "../../src/engine/events.js";
+import type { Lab } from "../lab/lab.js";
+
+const BIN = join(import.meta.dirname, "../../bin/pgprov.js");
+
+export interface CliResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs `pgprov ARGS` as a user would (the compiled CLI, no TTY). */
+export function pgprov(args: string[], options: { env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<CliResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [BIN, ...args], { env: { ...process.env, ...options.env }, stdio: ["ignore", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+    const timer = setTimeout(() => {
+      child.kill("SIGKILL");
+      reject(new Error(`pgprov ${args.join(" ")} did not finish within ${(options.timeoutMs ?? 600_000) / 1000} s\n${stdout}\n${stderr}`));
+    }, options.timeoutMs ?? 600_000);
+    child.on("close", (code) => {
+      clearTimeout(timer);
+      resolve({ code: code ?? -1, stdout, stderr });
+    });
+  });
+}
+
+export function events(result: CliResult): RunEvent[] {
+  return result.stdout
+    .split("\n")
+    .filter((l) => l.startsWith("{"))
+    .map((l) => JSON.parse(l) as RunEvent);
+}
+
+export function recapOf(result: CliResult): Record<string, HostRecap> {
+  const last = events(result).at(-1);
+  if (last?.type !== "recap") throw new Error(`the last --json line is not the recap:\n${result.stdout}\n${result.stderr}`);
+  return last.hosts;
+}
+
+/**
+ * A private copy of the lab's inventory (with its key and known_hosts) in a temp directory, so a
+ * test can change it, and pgprov's state files next to it stay the test's own.
+ */
+export function inventoryCopy(lab: Lab, edit?: (doc: ReturnType<typeof parseDocument>) => void): string {
+  const dir = mkdtempSync(join(tmpdir(), "pgprov-e2e-"));
+  copyFileSync(lab.privateKeyPath, join(dir, "id_ed25519"));
+  copyFileSync(lab.knownHostsPath, join(dir, "known_hosts"));
+  const doc = parseDocument(readFileSync(lab.inventoryPath, "utf8"));
+  edit?.(doc);
+  const path = join(dir, "inventory.yml");
+  writeFileSync(path, doc.toString());
+  return path;
+}
