@@ -1,11 +1,12 @@
 /** Where pgprov's own files are, whether it runs compiled (dist/src) or from source (tests). */
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
 function packageRoot(from: string): string {
   for (let dir = from; ; dir = dirname(dir)) {
-    if (existsSync(join(dir, "package.json")) && existsSync(join(dir, "playbooks"))) return dir;
+    const pkg = join(dir, "package.json");
+    if (existsSync(pkg) && (JSON.parse(readFileSync(pkg, "utf8")) as { name?: string }).name === "pgprov") return dir;
     if (dirname(dir) === dir) throw new Error(`pgprov: cannot find its package root above ${from}`);
   }
 }
