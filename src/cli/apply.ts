@@ -40,6 +40,7 @@ export async function applyCommand(args: ApplyArgs): Promise<number> {
     ...(args.tags ? { tags: args.tags } : {}),
     ...(args.forks ? { forks: args.forks } : {}),
     acceptNewHostKeys: args.acceptNewHostKeys,
+    secrets: inventory.secrets.map((s) => s.reveal()),
     emit: (e) => renderer.event(e),
   });
   await renderer.finish();

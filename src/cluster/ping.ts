@@ -4,7 +4,7 @@
  */
 import type { Host, Inventory } from "../inventory/inventory.js";
 import { closeAll, connectAll, type FleetOptions } from "../transport/fleet.js";
-import type { ConnectFailure } from "../transport/ssh.js";
+import { type ConnectFailure, RemoteError } from "../transport/ssh.js";
 
 export type PingResult =
   | {
@@ -36,7 +36,14 @@ export async function ping(inventory: Inventory, options: FleetOptions = {}): Pr
     return await Promise.all(
       reached.map(async (r): Promise<PingResult> => {
         if ("error" in r) return { host: r.host, reachable: false, reason: r.error.reason, message: r.error.detail };
-        const facts = await r.connection.run(PING_SCRIPT, { timeoutMs: 15_000, purpose: "the ping facts" });
+        let facts;
+        try {
+          facts = await r.connection.run(PING_SCRIPT, { timeoutMs: 15_000, purpose: "the ping facts" });
+        } catch (e) {
+          // Reached, but cannot run commands (sudo wants a password, the shell is broken, ...).
+          if (e instanceof RemoteError) return { host: r.host, reachable: false, reason: "command", message: e.message.replace(/^host \S+: /, "") };
+          throw e;
+        }
         if (facts.code !== 0) {
           return { host: r.host, reachable: false, reason: "command", message: `the facts script exited ${facts.code}: ${facts.stderr.trim()}` };
         }

@@ -5,6 +5,7 @@
  * the playbook loader rejects a `register` that would shadow them.
  */
 import type { Host, Inventory } from "../inventory/inventory.js";
+import { Secret } from "../inventory/secret.js";
 import { FACT_KEYS, type Facts } from "./facts.js";
 
 export const BUILTIN_VARIABLES = ["host", "hosts", "primary", "standbys", "facts"] as const;
@@ -20,8 +21,8 @@ export function hostVariables(
   registered: Record<string, unknown>,
 ): Record<string, unknown> {
   return {
-    ...inventory.vars,
-    ...host.vars,
+    ...(reveal(inventory.vars) as Record<string, unknown>),
+    ...(reveal(host.vars) as Record<string, unknown>),
     host: describe(host),
     hosts: inventory.hosts.map(describe),
     primary: describe(inventory.primary),
@@ -37,4 +38,12 @@ export function variableNames(inventory: Inventory): string[] {
   // A host variable counts only when every host has it: otherwise some host would fail to render.
   const onEveryHost = [...(perHost[0] ?? [])].filter((name) => perHost.every((s) => s.has(name)));
   return [...new Set([...Object.keys(inventory.vars), ...onEveryHost, ...BUILTIN_VARIABLES])];
+}
+
+/** Templates render secrets' real values (into files sent on stdin); output masks them again. */
+function reveal(value: unknown): unknown {
+  if (value instanceof Secret) return value.reveal();
+  if (Array.isArray(value)) return value.map(reveal);
+  if (value && typeof value === "object") return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, reveal(v)]));
+  return value;
 }

@@ -5,9 +5,10 @@
 import { accessSync, constants } from "node:fs";
 import { homedir } from "node:os";
 import { dirname, resolve } from "node:path";
-import { FileError } from "../errors.js";
-import { YamlSource } from "../yaml/source.js";
+import { FileError, type SourceProblem } from "../errors.js";
+import { YamlSource, type YamlPath } from "../yaml/source.js";
 import { inventorySchema } from "./schema.js";
+import { readSecret, Secret, secretSource } from "./secret.js";
 
 export type Role = "primary" | "standby";
 
@@ -35,8 +36,10 @@ export interface Inventory {
   dir: string;
   ssh: SshSettings;
   aptProxy?: string;
-  /** Template variables for every host. */
+  /** Template variables for every host. A `{ secret: { env | file } }` value is a Secret here. */
   vars: Record<string, unknown>;
+  /** Every secret the inventory holds: masked in all output. */
+  secrets: Secret[];
   /** In file order. */
   hosts: Host[];
   primary: Host;
@@ -59,7 +62,18 @@ export function loadInventory(file: string): Inventory {
     }
   }
 
-  const hosts: Host[] = Object.entries(parsed.hosts).map(([name, h]) => ({ name, address: h.address, role: h.role, vars: h.vars }));
+  const secrets: Secret[] = [];
+  const problems: SourceProblem[] = [];
+  const withSecrets = (value: Record<string, unknown>, path: YamlPath) =>
+    resolveSecrets(value, path, { source, dir, secrets, problems }) as Record<string, unknown>;
+  const vars = withSecrets(parsed.vars, ["vars"]);
+  const hosts: Host[] = Object.entries(parsed.hosts).map(([name, h]) => ({
+    name,
+    address: h.address,
+    role: h.role,
+    vars: withSecrets(h.vars, ["hosts", name, "vars"]),
+  }));
+  if (problems.length) throw new FileError(problems);
   return {
     file: resolve(file),
     dir,
@@ -71,9 +85,40 @@ export function loadInventory(file: string): Inventory {
       connectTimeoutMs: parsed.ssh.connect_timeout * 1000,
     },
     ...(parsed.apt.proxy ? { aptProxy: parsed.apt.proxy } : {}),
-    vars: parsed.vars,
+    vars,
+    secrets,
     hosts,
     primary: hosts.find((h) => h.role === "primary")!,
     standbys: hosts.filter((h) => h.role === "standby"),
   };
+}
+
+interface SecretScope {
+  source: YamlSource;
+  dir: string;
+  secrets: Secret[];
+  problems: SourceProblem[];
+}
+
+/** Replaces every `{ secret: { env: NAME } }` or `{ secret: { file: PATH } }` with its Secret. */
+function resolveSecrets(value: unknown, path: YamlPath, scope: SecretScope): unknown {
+  if (Array.isArray(value)) return value.map((v, i) => resolveSecrets(v, [...path, i], scope));
+  if (!value || typeof value !== "object") return value;
+  const entries = Object.entries(value);
+  if (entries.length === 1 && entries[0]![0] === "secret") {
+    const parsed = secretSource.safeParse(entries[0]![1]);
+    if (!parsed.success) {
+      scope.problems.push(...scope.source.describeIssues(secretSource, parsed.error.issues, [...path, "secret"]));
+      return undefined;
+    }
+    try {
+      const secret = readSecret(parsed.data, (p) => resolve(scope.dir, p));
+      scope.secrets.push(secret);
+      return secret;
+    } catch (e) {
+      scope.problems.push(scope.source.problem([...path, "secret"], `${path.join(".")}: ${(e as Error).message}`));
+      return undefined;
+    }
+  }
+  return Object.fromEntries(entries.map(([k, v]) => [k, resolveSecrets(v, [...path, k], scope)]));
 }

@@ -83,7 +83,7 @@ export class TreeRenderer implements Renderer {
         if (!view) break;
         this.setTitle(view, `${e.host} ${s.dim(`· ${e.handler ? "handler " : ""}${e.task}`)}`);
         if (e.status === "changed" || this.options.verbose) {
-          view.lines.push(`${e.status === "changed" ? s.yellow(this.check ? "would change" : "changed") : e.status}: ${e.task}`);
+          view.lines.push(`${e.status === "changed" ? s.yellow(this.check ? "would change" : "changed") : e.status}: ${e.handler ? "handler " : ""}${e.task}`);
           for (const change of e.changes) {
             view.lines.push(`  ${changeLine(change, s)}`);
             if (this.options.diff && change.diff) view.lines.push(...diffLines(change.diff, s).map((l) => `    ${l}`));

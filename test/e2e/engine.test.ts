@@ -181,6 +181,41 @@ describe("engine", () => {
     expect(recapOf(third).pg1).toMatchObject({ changed: 0 });
   });
 
+  it("runs only the tagged tasks with --tags", async () => {
+    const r = await pgprov(["apply", inventory, "--playbook", SAMPLE, "--tags", "packages", "--json"]);
+    expect(r.code).toBe(0);
+    const tasks = events(r).flatMap((e) => (e.type === "task" ? [e.task] : []));
+    expect([...new Set(tasks)]).toEqual(["install cron"]);
+  });
+
+  it("masks secrets in diffs and --json, and keeps them out of remote arguments", async () => {
+    const secret = "s3cret-Pa55word-e2e";
+    const withSecret = inventoryCopy(lab, (doc) => doc.set("vars", { api_token: { secret: { env: "PGPROV_E2E_TOKEN" } } }));
+    const playbook = join(dirname(withSecret), "secret.yml");
+    writeFileSync(playbook, `- name: Secret
+  hosts: all
+  tasks:
+    - name: token file
+      file: { path: /root/token.conf, content: "token = {{ api_token }}\\n", mode: "0600" }
+`);
+    const env = { PGPROV_E2E_TOKEN: secret };
+    const plan = await pgprov(["plan", withSecret, "--playbook", playbook], { env });
+    expect(plan.stderr).toBe("");
+    expect(plan.code).toBe(2);
+    expect(plan.stdout).toContain("+token = ********");
+    expect(plan.stdout).not.toContain(secret);
+
+    // Watch every process's arguments on pg1 while apply writes the file.
+    await labExec(lab.hosts[0]!, "rm -f /root/ps.log; (for i in $(seq 1 400); do ps -eo args >> /root/ps.log; sleep 0.01; done) >/dev/null 2>&1 &");
+    const apply = await pgprov(["apply", withSecret, "--playbook", playbook, "--json", "--diff"], { env });
+    expect(apply.code).toBe(0);
+    expect(apply.stdout).not.toContain(secret);
+    expect((await labExec(lab.hosts[0]!, "cat /root/token.conf")).stdout).toBe(`token = ${secret}\n`);
+    const ps = await labExec(lab.hosts[0]!, "sleep 1; cat /root/ps.log");
+    expect(ps.stdout).toContain("eval"); // the watcher saw pgprov's remote shell
+    expect(ps.stdout).not.toContain(secret);
+  });
+
   it("works as a non-root user with passwordless sudo", async () => {
     const asDeploy = inventoryCopy(lab, (doc) => {
       doc.setIn(["ssh", "user"], "deploy");

@@ -54,6 +54,17 @@ describe("lab and transport", () => {
     expect(r.stdout).toMatch(/pg2 .* ok /);
   });
 
+  it("says so when sudo wants a password", async () => {
+    await labExec(
+      lab.hosts[0]!,
+      "useradd -m -s /bin/bash asks && echo 'asks ALL=(ALL) ALL' > /etc/sudoers.d/asks && install -d -o asks -m 700 /home/asks/.ssh && install -o asks -m 600 /root/.ssh/authorized_keys /home/asks/.ssh/",
+    );
+    const inventory = inventoryCopy(lab, (doc) => doc.setIn(["ssh", "user"], "asks"));
+    const r = await pgprov(["ping", inventory]);
+    expect(r.code).toBe(1);
+    expect(r.stdout).toMatch(/^pg1 .* UNREACHABLE +sudo asks for a password; pgprov needs passwordless sudo/m);
+  });
+
   it("refuses a host whose key differs from known_hosts, and still reaches the others", async () => {
     const inventory = inventoryCopy(lab);
     const knownHosts = join(dirname(inventory), "known_hosts");

@@ -1,6 +1,7 @@
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { chmodSync, copyFileSync, mkdtempSync, writeFileSync } from "node:fs";
+import { inspect } from "node:util";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { FileError } from "../../src/errors.js";
 import { loadInventory } from "../../src/inventory/inventory.js";
@@ -71,6 +72,39 @@ describe("inventory", () => {
     expect(problems(`ssh:\n  private_key: ./missing\nhosts:\n  pg1: { address: 10.0.0.11, role: primary }\n`)).toEqual([
       `2:16: ssh.private_key: cannot read ${join(dir, "missing")} (ENOENT)`,
     ]);
+  });
+
+  it("reads secrets from the environment or a private file, and never prints them", () => {
+    process.env.PGPROV_TEST_TOKEN = "tok-from-env";
+    writeFileSync(join(dir, "db.secret"), "pw-from-file\n", { mode: 0o600 });
+    const inv = loadInventory(
+      write(`vars:\n  token: { secret: { env: PGPROV_TEST_TOKEN } }\nhosts:\n  pg1: { address: 10.0.0.11, role: primary, vars: { db: { secret: { file: ./db.secret } } } }\n`),
+    );
+    expect(inv.secrets.map((s) => s.reveal())).toEqual(["tok-from-env", "pw-from-file"]);
+    const text = `${JSON.stringify(inv)} ${inspect(inv, { depth: 9 })} ${String(inv.vars.token)}`;
+    expect(text).not.toContain("tok-from-env");
+    expect(text).not.toContain("pw-from-file");
+  });
+
+  it("refuses a secret that is missing or readable by others, at its line", () => {
+    writeFileSync(join(dir, "open.secret"), "pw\n");
+    chmodSync(join(dir, "open.secret"), 0o644);
+    delete process.env.PGPROV_TEST_UNSET;
+    expect(problems(`vars:\n  a: { secret: { env: PGPROV_TEST_UNSET } }\n  b: { secret: { file: ./open.secret } }\n  c: { secret: { value: x } }\nhosts:\n  pg1: { address: 10.0.0.11, role: primary }\n`)).toEqual([
+      `2:16: vars.a: the environment variable PGPROV_TEST_UNSET is not set`,
+      `3:16: vars.b: ${join(dir, "open.secret")} is readable by others (mode 644); chmod 600 it`,
+      `4:16: vars.c.secret: expected { env: VARIABLE } or { file: PATH }`,
+    ]);
+  });
+
+  it("loads inventory.example.yml, which documents every key", () => {
+    const copy = join(mkdtempSync(join(tmpdir(), "pgprov-example-")), "inventory.yml");
+    copyFileSync(join(import.meta.dirname, "../../inventory.example.yml"), copy);
+    writeFileSync(join(dirname(copy), "id_ed25519"), "not read until connecting");
+    process.env.APP_TOKEN = "example-token";
+    const inv = loadInventory(copy);
+    expect(inv.hosts.map((h) => h.role)).toEqual(["primary", "standby", "standby"]);
+    expect(inv.aptProxy).toBe("http://10.0.0.1:3142");
   });
 
   it("names a missing file", () => {

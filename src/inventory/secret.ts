@@ -1,0 +1,61 @@
+/**
+ * A secret from the inventory: read from an environment variable or a file, never written in
+ * the inventory itself. It cannot become text by accident: toString, JSON and util.inspect all
+ * give the mask, so logging an inventory or an event never leaks it. Only `reveal()` gives the
+ * value, for the few places that must send it to a host (on stdin, never in arguments).
+ */
+import { readFileSync, statSync } from "node:fs";
+import { inspect } from "node:util";
+import { z } from "zod";
+import { MASK } from "../engine/redact.js";
+
+export class Secret {
+  readonly #value: string;
+
+  constructor(value: string, readonly source: string) {
+    this.#value = value;
+  }
+
+  reveal(): string {
+    return this.#value;
+  }
+
+  toString(): string {
+    return MASK;
+  }
+
+  toJSON(): string {
+    return MASK;
+  }
+
+  [inspect.custom](): string {
+    return `Secret(${this.source})`;
+  }
+}
+
+export const secretSource = z.union(
+  [z.strictObject({ env: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, "an environment variable name") }), z.strictObject({ file: z.string().min(1) })],
+  { error: "expected { env: VARIABLE } or { file: PATH }" },
+);
+export type SecretSource = z.output<typeof secretSource>;
+
+/** Resolves a source; throws a plain message (the caller adds the position). */
+export function readSecret(source: SecretSource, resolvePath: (p: string) => string): Secret {
+  if ("env" in source) {
+    const value = process.env[source.env];
+    if (value === undefined || value === "") throw new Error(`the environment variable ${source.env} is not set`);
+    return new Secret(value, `env ${source.env}`);
+  }
+  const path = resolvePath(source.file);
+  let mode: number;
+  try {
+    mode = statSync(path).mode;
+  } catch (e) {
+    throw new Error(`cannot read ${path} (${(e as NodeJS.ErrnoException).code})`);
+  }
+  // Like ssh with a private key: a secret others can read is refused, not silently used.
+  if (mode & 0o077) throw new Error(`${path} is readable by others (mode ${(mode & 0o777).toString(8)}); chmod 600 it`);
+  const value = readFileSync(path, "utf8").replace(/\r?\n$/, "");
+  if (!value) throw new Error(`${path} is empty`);
+  return new Secret(value, `file ${path}`);
+}
