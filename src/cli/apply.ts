@@ -6,7 +6,6 @@ import { loadPlaybook } from "../playbook/playbook.js";
 import { JsonRenderer } from "../output/json.js";
 import { PlainRenderer } from "../output/plain.js";
 import type { Renderer } from "../output/renderer.js";
-import { TreeRenderer } from "../output/tree.js";
 import { PgprovError } from "../errors.js";
 
 export interface ApplyArgs {
@@ -33,7 +32,7 @@ export async function applyCommand(args: ApplyArgs): Promise<number> {
     variables: variableNames(inventory),
     factKeys: FACT_KEYS,
   });
-  const renderer = pickRenderer(args);
+  const renderer = await pickRenderer(args);
   const summary = await runPlaybook(inventory, playbook, {
     check: args.check,
     ...(args.limit ? { limit: args.limit } : {}),
@@ -48,9 +47,12 @@ export async function applyCommand(args: ApplyArgs): Promise<number> {
   return args.check && summary.changed ? 2 : 0;
 }
 
-function pickRenderer(args: ApplyArgs): Renderer {
+async function pickRenderer(args: ApplyArgs): Promise<Renderer> {
   const write = (text: string) => process.stdout.write(text);
   if (args.json) return new JsonRenderer({ write });
   const options = { diff: args.diff, verbose: args.verbose, color: process.stdout.isTTY === true && !process.env.NO_COLOR, write };
-  return process.stdout.isTTY && !process.env.CI ? new TreeRenderer(options) : new PlainRenderer(options);
+  if (!process.stdout.isTTY || process.env.CI) return new PlainRenderer(options);
+  // Loaded only for a terminal: logs, CI and --json runs do not pay for listr2's start-up.
+  const { TreeRenderer } = await import("../output/tree.js");
+  return new TreeRenderer(options);
 }

@@ -9,7 +9,12 @@ export interface Section {
   script: string;
   /** Run with `set -e`, and stop the batch when this section fails (acts do; probes do not). */
   stopOnFailure?: boolean;
+  /** Killed after this long (exit code 124, as coreutils' timeout reports it). */
+  timeoutSeconds?: number;
 }
+
+/** The exit code of a section that ran out of time. */
+export const TIMED_OUT = 124;
 
 export interface SectionResult {
   /** False when an earlier section stopped the batch before this one. */
@@ -24,19 +29,29 @@ export function newNonce(): string {
 }
 
 export function buildBatch(sections: Section[], nonce: string): string {
-  const lines = [`__pgprov_err=$(mktemp) || exit 90`, `trap 'rm -f "$__pgprov_err"' EXIT`];
+  const lines = [`__pgprov_d=$(mktemp -d) || exit 90`, `trap 'rm -rf "$__pgprov_d"' EXIT`, `__pgprov_err="$__pgprov_d/stderr"`];
   sections.forEach((section, i) => {
     // An empty subshell is a syntax error in sh, which would sink the whole batch.
     const script = section.script.trim() ? section.script : ":";
     const body = section.stopOnFailure ? `set -e\n${script}` : script;
-    lines.push(
-      `printf '@@${nonce}:${i}:out\\n'`,
+    lines.push(`printf '@@${nonce}:${i}:out\\n'`);
+    if (section.timeoutSeconds) {
+      // coreutils' timeout needs a program to run: the section goes into a file of mode 0600 in
+      // a private directory (never into an argument), and `sh` runs it.
+      lines.push(
+        `cat > "$__pgprov_d/${i}.sh" <<'PGPROV_SECTION_${nonce}'\n${body}\nPGPROV_SECTION_${nonce}`,
+        `timeout -k 5 ${section.timeoutSeconds} sh "$__pgprov_d/${i}.sh" 2>"$__pgprov_err" </dev/null`,
+      );
+    } else {
       // A subshell keeps a section's `exit`, `cd` and variables to itself; stdin is closed so no
-      // command can read the rest of the batch.
-      `(\n${body}\n) 2>"$__pgprov_err" </dev/null`,
+      // command can read what follows.
+      lines.push(`(\n${body}\n) 2>"$__pgprov_err" </dev/null`);
+    }
+    lines.push(
       `__pgprov_rc=$?`,
       `printf '\\n@@${nonce}:${i}:err:%s\\n' "$__pgprov_rc"`,
-      `cat "$__pgprov_err"`,
+      // Most sections print no stderr: test first, and spare a process per section.
+      `[ ! -s "$__pgprov_err" ] || cat "$__pgprov_err"`,
       `printf '\\n@@${nonce}:${i}:end\\n'`,
     );
     if (section.stopOnFailure) lines.push(`[ "$__pgprov_rc" -eq 0 ] || exit "$__pgprov_rc"`);

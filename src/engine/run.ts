@@ -17,7 +17,7 @@ import type { Play, Playbook, Task } from "../playbook/playbook.js";
 import { isTruthy, render, renderValue, templateVariables } from "../playbook/template.js";
 import { closeAll, connectAll } from "../transport/fleet.js";
 import { HostConnection, RemoteError } from "../transport/ssh.js";
-import { buildBatch, newNonce, parseBatch, type Section, type SectionResult } from "./batch.js";
+import { buildBatch, newNonce, parseBatch, type Section, type SectionResult, TIMED_OUT } from "./batch.js";
 import type { Decision } from "./change.js";
 import type { Emit, HostRecap, RunEvent, TaskStatus } from "./events.js";
 import { type Facts, FACTS_SCRIPT, parseFacts, sameFacts } from "./facts.js";
@@ -47,6 +47,8 @@ export interface RunSummary {
 }
 
 const PROBE_TIMEOUT_MS = 60_000;
+/** For a command whose module sets no bound of its own. */
+const DEFAULT_ACT_TIMEOUT_MS = 120_000;
 
 /** A failure on one host: ends that host's run; the others finish the play. */
 class HostFailure extends Error {
@@ -215,10 +217,10 @@ class PlayOnHost {
         const commands = this.commands(p, decision);
         const results = await this.roundTrip(
           [
-            ...commands.map((c) => ({ script: c.script, stopOnFailure: true })),
+            ...commands.map((c) => ({ script: c.script, stopOnFailure: true, timeoutSeconds: Math.ceil((c.timeoutMs ?? DEFAULT_ACT_TIMEOUT_MS) / 1000) })),
             ...later.map(([, q]) => ({ script: q.task.module.probe(q.args, this.context) })),
           ],
-          PROBE_TIMEOUT_MS + commands.reduce((sum, c) => sum + (c.timeoutMs ?? 120_000), 0),
+          PROBE_TIMEOUT_MS + commands.reduce((sum, c) => sum + (c.timeoutMs ?? DEFAULT_ACT_TIMEOUT_MS) + 5_000, 0),
           `the changes of task "${p.name}"`,
         );
         const acts = results.slice(0, commands.length);
@@ -226,9 +228,11 @@ class PlayOnHost {
         if (failed >= 0) {
           const c = commands[failed]!;
           const r = acts[failed]!;
-          throw new HostFailure(
-            this.failureEvent(p, new TaskFailure(`a command of the task failed (exit ${r.code})`, { command: c.display ?? c.script, code: r.code, stderr: r.stderr })),
-          );
+          const why =
+            r.code === TIMED_OUT
+              ? `a command of the task timed out after ${Math.ceil((c.timeoutMs ?? DEFAULT_ACT_TIMEOUT_MS) / 1000)} s and was killed`
+              : `a command of the task failed (exit ${r.code})`;
+          throw new HostFailure(this.failureEvent(p, new TaskFailure(why, { command: c.display ?? c.script, code: r.code, stderr: r.stderr })));
         }
         stdout = acts.map((r) => r.stdout).join("");
         later.forEach(([j, q], k) => checked.set(j, { ...q, probe: results[commands.length + k]! }));

@@ -1,8 +1,11 @@
 /**
- * One SSH connection per host for a whole run. Every remote command is a shell script sent on
- * stdin (never in the remote process's arguments, where `ps` would show it), run without a PTY
- * (so stderr stays apart), through `sudo -n` when the user is not root, and with a bound on time.
+ * One SSH connection per host for a whole run, and on it one remote shell that runs every script
+ * pgprov sends. A script travels on that shell's stdin (never in a remote process's arguments,
+ * where `ps` would show it), without a PTY (so stderr stays apart), as root through one `sudo -n`
+ * when the user is not root, and with a bound on time. Keeping the shell open means a round trip
+ * costs the network and the script itself, not a new SSH session, PAM and sudo each time.
  */
+import { randomBytes } from "node:crypto";
 import { existsSync, readFileSync } from "node:fs";
 import { homedir } from "node:os";
 import { resolve } from "node:path";
@@ -43,9 +46,8 @@ export interface RunOptions {
 }
 
 export interface RunResult {
-  /** Exit code; -1 when the remote process was killed by a signal. */
+  /** The script's exit code (128 + N when a signal N ended it). */
   code: number;
-  signal?: string;
   stdout: string;
   stderr: string;
   ms: number;
@@ -58,16 +60,15 @@ export interface OpenOptions {
 }
 
 const DEFAULT_RUN_TIMEOUT_MS = 120_000;
-/** OpenSSH allows 10 sessions per connection (MaxSessions); stay below it. */
-const MAX_PARALLEL_CHANNELS = 8;
 
 export class HostConnection {
-  /** Remote commands run on this connection: reported by the engine to show what a run cost. */
+  /** Scripts run on this connection (round trips): reported by the engine to show what a run cost. */
   commands = 0;
   /** Set when this connection recorded the host's key in known_hosts. */
   learnedHostKey?: string;
-  private channels = 0;
-  private readonly waiting: (() => void)[] = [];
+  private shell?: Promise<RemoteShell>;
+  /** Scripts run one after another: the remote shell runs one at a time. */
+  private queue: Promise<unknown> = Promise.resolve();
 
   private constructor(readonly host: Host, private readonly ssh: NodeSSH, private readonly sudo: boolean) {}
 
@@ -106,88 +107,131 @@ export class HostConnection {
 
   /**
    * Runs a shell script on the host. Resolves with the exit code whatever it is: deciding what a
-   * non-zero exit means is the caller's job. Rejects only when the command could not complete.
+   * non-zero exit means is the caller's job. Rejects only when the script could not complete.
    */
-  async run(script: string, options: RunOptions = {}): Promise<RunResult> {
+  run(script: string, options: RunOptions = {}): Promise<RunResult> {
+    const result = this.queue.then(() => this.runNow(script, options));
+    this.queue = result.catch(() => {});
+    return result;
+  }
+
+  close(): void {
+    void this.shell?.then((s) => s.close()).catch(() => {});
+    this.ssh.dispose();
+  }
+
+  private async runNow(script: string, options: RunOptions): Promise<RunResult> {
     const timeoutMs = options.timeoutMs ?? DEFAULT_RUN_TIMEOUT_MS;
-    await this.acquireChannel();
-    const started = performance.now();
+    const purpose = options.purpose ?? "a remote command";
+    const shell = await (this.shell ??= this.startShell());
     this.commands++;
+    const started = performance.now();
     try {
-      const channel = await this.exec(this.sudo ? "sudo -n sh -c 'eval \"$(cat)\"'" : "sh -c 'eval \"$(cat)\"'");
-      const result = await collect(channel, script, timeoutMs, () =>
-        new RemoteError(`host ${this.host.name}: timed out after ${timeoutMs / 1000} s waiting for ${options.purpose ?? "a remote command"}`),
-      );
-      const ms = performance.now() - started;
-      if (this.sudo && result.code === 1 && /sudo: (a terminal|a password) is required/.test(result.stderr)) {
-        throw new RemoteError(
-          `host ${this.host.name}: sudo asks for a password; pgprov needs passwordless sudo for this user (a sudoers line with NOPASSWD)`,
-        );
+      const result = await shell.run(script, timeoutMs);
+      return { ...result, ms: performance.now() - started };
+    } catch (e) {
+      this.shell = undefined; // a shell that timed out or died is not reused
+      if (e instanceof ShellTimeout) throw new RemoteError(`host ${this.host.name}: timed out after ${timeoutMs / 1000} s waiting for ${purpose}`);
+      if (e instanceof ShellClosed) {
+        if (this.sudo && /sudo: (a terminal|a password) is required/.test(e.stderr)) {
+          throw new RemoteError(
+            `host ${this.host.name}: sudo asks for a password; pgprov needs passwordless sudo for this user (a sudoers line with NOPASSWD)`,
+          );
+        }
+        throw new RemoteError(`host ${this.host.name}: the remote shell ended while running ${purpose}${e.stderr.trim() ? `: ${e.stderr.trim().split("\n").slice(-3).join(" / ")}` : ""}`);
       }
-      return { ...result, ms };
-    } finally {
-      this.releaseChannel();
+      throw e;
+    }
+  }
+
+  private async startShell(): Promise<RemoteShell> {
+    const client = this.ssh.connection;
+    if (!client) throw new RemoteError(`host ${this.host.name}: the SSH connection is closed`);
+    const command = this.sudo ? `sudo -n sh -c '${SHELL_LOOP}'` : `sh -c '${SHELL_LOOP}'`;
+    const channel = await new Promise<ClientChannel>((resolvePromise, reject) => {
+      client.exec(command, (err, ch) => (err ? reject(new RemoteError(`host ${this.host.name}: cannot start a remote shell: ${err.message}`)) : resolvePromise(ch)));
+    });
+    return new RemoteShell(channel);
+  }
+}
+
+/**
+ * The remote end: reads "LENGTH ID" lines, then LENGTH bytes of script, runs the script in a
+ * subshell with stdin closed (so it cannot eat the next script), and ends its stdout and its
+ * stderr with a marker carrying ID and the exit code. Fixed text: nothing secret is in it.
+ */
+const SHELL_LOOP = [
+  `while read -r n id; do`,
+  `s=$(head -c "$n"); (eval "$s") </dev/null; r=$?;`,
+  `printf "\\n@@%s %s\\n" "$id" "$r"; printf "\\n@@%s\\n" "$id" >&2;`,
+  `done`,
+].join(" ");
+
+class ShellTimeout extends Error {}
+class ShellClosed extends Error {
+  constructor(readonly stderr: string) {
+    super("the remote shell closed");
+  }
+}
+
+/** The control-machine side of SHELL_LOOP: one script at a time. */
+class RemoteShell {
+  private stdout = "";
+  private stderr = "";
+  private closed = false;
+  private wake?: () => void;
+
+  constructor(private readonly channel: ClientChannel) {
+    channel.on("data", (d: Buffer) => {
+      this.stdout += d.toString("utf8");
+      this.wake?.();
+    });
+    channel.stderr.on("data", (d: Buffer) => {
+      this.stderr += d.toString("utf8");
+      this.wake?.();
+    });
+    channel.on("close", () => {
+      this.closed = true;
+      this.wake?.();
+    });
+  }
+
+  async run(script: string, timeoutMs: number): Promise<Omit<RunResult, "ms">> {
+    const id = randomBytes(8).toString("hex");
+    const body = Buffer.from(script, "utf8");
+    this.stdout = "";
+    this.stderr = "";
+    this.channel.write(`${body.length} ${id}\n`);
+    this.channel.write(body);
+    const outEnd = new RegExp(`\n@@${id} (-?\\d+)\n`);
+    const errEnd = `\n@@${id}\n`;
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const out = outEnd.exec(this.stdout);
+      const errAt = this.stderr.indexOf(errEnd);
+      if (out && errAt >= 0) {
+        return { code: Number(out[1]), stdout: this.stdout.slice(0, out.index), stderr: this.stderr.slice(0, errAt) };
+      }
+      if (this.closed) throw new ShellClosed(this.stderr);
+      const left = deadline - Date.now();
+      if (left <= 0) {
+        this.close();
+        throw new ShellTimeout();
+      }
+      await new Promise<void>((wake) => {
+        const timer = setTimeout(wake, left);
+        this.wake = () => {
+          clearTimeout(timer);
+          wake();
+        };
+      });
     }
   }
 
   close(): void {
-    this.ssh.dispose();
+    this.closed = true;
+    this.channel.close();
   }
-
-  private exec(command: string): Promise<ClientChannel> {
-    const client = this.ssh.connection;
-    if (!client) return Promise.reject(new RemoteError(`host ${this.host.name}: the SSH connection is closed`));
-    return new Promise((resolvePromise, reject) => {
-      client.exec(command, (err, channel) => {
-        if (err) reject(new RemoteError(`host ${this.host.name}: cannot start a remote command: ${err.message}`));
-        else resolvePromise(channel);
-      });
-    });
-  }
-
-  private async acquireChannel(): Promise<void> {
-    while (this.channels >= MAX_PARALLEL_CHANNELS) await new Promise<void>((r) => this.waiting.push(r));
-    this.channels++;
-  }
-
-  private releaseChannel(): void {
-    this.channels--;
-    this.waiting.shift()?.();
-  }
-}
-
-function collect(
-  channel: ClientChannel,
-  script: string,
-  timeoutMs: number,
-  onTimeout: () => Error,
-): Promise<Omit<RunResult, "ms">> {
-  return new Promise((resolvePromise, reject) => {
-    const stdout: Buffer[] = [];
-    const stderr: Buffer[] = [];
-    let code: number | null = null;
-    let signal: string | undefined;
-    const timer = setTimeout(() => {
-      channel.close();
-      reject(onTimeout());
-    }, timeoutMs);
-    channel.on("data", (d: Buffer) => stdout.push(d));
-    channel.stderr.on("data", (d: Buffer) => stderr.push(d));
-    channel.on("exit", (c: number | null, sig?: string) => {
-      code = c;
-      signal = sig ?? undefined;
-    });
-    channel.on("close", () => {
-      clearTimeout(timer);
-      resolvePromise({
-        code: code ?? -1,
-        ...(signal ? { signal } : {}),
-        stdout: Buffer.concat(stdout).toString("utf8"),
-        stderr: Buffer.concat(stderr).toString("utf8"),
-      });
-    });
-    channel.end(script);
-  });
 }
 
 function credentials(settings: SshSettings): { privateKey?: string; agent?: string } {

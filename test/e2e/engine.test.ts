@@ -140,6 +140,16 @@ describe("engine", () => {
     for (const h of lab.hosts) expect((await labExec(h, "ls /root")).stdout).not.toContain("second-play");
   });
 
+  it("bounds every wait: a command that outlives its timeout fails, naming what was waited for", async () => {
+    const playbook = join(dirname(inventory), "slow.yml");
+    writeFileSync(playbook, `- name: Slow\n  hosts: pg1\n  tasks:\n    - name: hangs\n      command: { cmd: "sleep 30", creates: /nonexistent, timeout: 1 }\n`);
+    const started = Date.now();
+    const r = await pgprov(["apply", inventory, "--playbook", playbook]);
+    expect(r.code).toBe(1);
+    expect(Date.now() - started).toBeLessThan(20_000);
+    expect(r.stdout).toMatch(/FAILED on pg1 play "Slow", task "hangs".*\n  a command of the task timed out after 1 s and was killed\n  command:   sleep 30\n  exit code: 124/);
+  });
+
   it("keeps a handler notified before a failure, and runs it on the next run", async () => {
     const playbook = join(dirname(inventory), "handlers.yml");
     writeFileSync(

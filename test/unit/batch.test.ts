@@ -1,6 +1,6 @@
 import { execFileSync } from "node:child_process";
 import { describe, expect, it } from "vitest";
-import { buildBatch, newNonce, parseBatch } from "../../src/engine/batch.js";
+import { buildBatch, newNonce, parseBatch, TIMED_OUT } from "../../src/engine/batch.js";
 
 /** Runs a batch with the local shell, the way a host runs it: the script on stdin. */
 function runLocally(script: string): string {
@@ -38,6 +38,19 @@ describe("batch", () => {
     const results = parseBatch(runLocally(buildBatch(sections, nonce)), nonce, 2);
     expect(results[0]).toMatchObject({ ran: true, code: 1, stdout: "" });
     expect(results[1]).toMatchObject({ ran: false });
+  });
+
+  it("kills a section that outlives its bound, children included, and goes on", () => {
+    const nonce = newNonce();
+    const started = Date.now();
+    const sections = [
+      { script: "sleep 20 & sleep 20; echo never", timeoutSeconds: 1 },
+      { script: "cat <<'EOF'\nheredoc kept\nEOF", timeoutSeconds: 5 },
+    ];
+    const results = parseBatch(runLocally(buildBatch(sections, nonce)), nonce, 2);
+    expect(Date.now() - started).toBeLessThan(8_000);
+    expect(results[0]).toMatchObject({ ran: true, code: TIMED_OUT, stdout: "" });
+    expect(results[1]).toMatchObject({ ran: true, code: 0, stdout: "heredoc kept\n" });
   });
 
   it("is not fooled by output that looks like a marker of another batch", () => {
