@@ -1,6 +1,6 @@
 import { loadInventory } from "../inventory/inventory.js";
 import { FACT_KEYS } from "../engine/facts.js";
-import { runPlaybook } from "../engine/run.js";
+import { applyCluster } from "../cluster/apply.js";
 import { variableNames } from "../engine/variables.js";
 import { loadPlaybook } from "../playbook/playbook.js";
 import { JsonRenderer } from "../output/json.js";
@@ -19,13 +19,19 @@ export interface ApplyArgs {
   json: boolean;
   verbose: boolean;
   acceptNewHostKeys: boolean;
+  reclone?: string[];
 }
 
 /** Exit codes: 0 done (or nothing to change under --check), 1 failed, 2 changes pending under --check. */
 export async function applyCommand(args: ApplyArgs): Promise<number> {
   const inventory = loadInventory(args.inventory);
-  for (const name of args.limit ?? []) {
-    if (!inventory.hosts.some((h) => h.name === name)) throw new PgprovError(`--limit: no host named "${name}" in ${args.inventory}`);
+  for (const [flag, names] of [["--limit", args.limit], ["--reclone", args.reclone]] as const) {
+    for (const name of names ?? []) {
+      if (!inventory.hosts.some((h) => h.name === name)) throw new PgprovError(`${flag}: no host named "${name}" in ${args.inventory}`);
+    }
+  }
+  for (const name of args.reclone ?? []) {
+    if (name === inventory.primary.name) throw new PgprovError(`--reclone: ${name} is the primary; pgprov never replaces the primary's data`);
   }
   const playbook = loadPlaybook(args.playbook, {
     hostNames: inventory.hosts.map((h) => h.name),
@@ -33,13 +39,13 @@ export async function applyCommand(args: ApplyArgs): Promise<number> {
     factKeys: FACT_KEYS,
   });
   const renderer = await pickRenderer(args);
-  const summary = await runPlaybook(inventory, playbook, {
+  const summary = await applyCluster(inventory, playbook, {
     check: args.check,
     ...(args.limit ? { limit: args.limit } : {}),
     ...(args.tags ? { tags: args.tags } : {}),
     ...(args.forks ? { forks: args.forks } : {}),
+    ...(args.reclone ? { reclone: args.reclone } : {}),
     acceptNewHostKeys: args.acceptNewHostKeys,
-    secrets: inventory.secrets.map((s) => s.reveal()),
     emit: (e) => renderer.event(e),
   });
   await renderer.finish();

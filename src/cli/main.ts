@@ -31,7 +31,8 @@ function withRunOptions<T>(y: Argv<T>) {
     .option("limit", { type: "string", describe: "only these hosts (comma-separated names)" })
     .option("tags", { type: "string", describe: "only tasks with one of these tags (comma-separated)" })
     .option("forks", { type: "number", describe: "hosts worked on at once (default: all)" })
-    .option("verbose", { alias: "v", type: "boolean", default: false, describe: "show every task, not only changes" });
+    .option("verbose", { alias: "v", type: "boolean", default: false, describe: "show every task, not only changes" })
+    .option("reclone", { type: "string", describe: "standbys whose data may be replaced by a fresh clone (comma-separated); pgprov never does it unasked" });
 }
 
 function list(value: string | undefined): string[] | undefined {
@@ -39,7 +40,18 @@ function list(value: string | undefined): string[] | undefined {
 }
 
 function runArgs(
-  args: { inventory: string; playbook: string; diff: boolean; limit?: string; tags?: string; forks?: number; json: boolean; verbose: boolean; "accept-new-host-keys": boolean },
+  args: {
+    inventory: string;
+    playbook: string;
+    diff: boolean;
+    limit?: string;
+    tags?: string;
+    reclone?: string;
+    forks?: number;
+    json: boolean;
+    verbose: boolean;
+    "accept-new-host-keys": boolean;
+  },
   check: boolean,
   diff: boolean,
 ): ApplyArgs {
@@ -51,6 +63,7 @@ function runArgs(
     diff,
     ...(list(args.limit) ? { limit: list(args.limit)! } : {}),
     ...(list(args.tags) ? { tags: list(args.tags)! } : {}),
+    ...(list(args.reclone) ? { reclone: list(args.reclone)! } : {}),
     ...(args.forks !== undefined ? { forks: args.forks } : {}),
     json: args.json,
     verbose: args.verbose,

@@ -32,10 +32,10 @@ export interface Decision<Detail = unknown> {
   detail?: Detail;
   /** Why nothing needs doing, when `changes` is empty: "postgresql-15 15.8 is installed". */
   reason?: string;
-  /** A value the task exposes to `register` besides changed/skipped (command output, say). */
-  value?: string;
+  /** A value the task exposes to `register` besides changed/skipped (command output, a state read). */
+  value?: unknown;
 }
 
-export function noChange(reason: string, value?: string): Decision<never> {
+export function noChange(reason: string, value?: unknown): Decision<never> {
   return value === undefined ? { changes: [], reason } : { changes: [], reason, value };
 }

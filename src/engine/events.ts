@@ -44,6 +44,18 @@ export type RunEvent =
       code?: number;
       stderr?: string;
     }
+  | { type: "replication"; primary: string; standbys: StandbyReplication[] }
   | { type: "recap"; hosts: Record<string, HostRecap> };
+
+/** One standby as the primary sees it (pg_stat_replication and its slot). */
+export interface StandbyReplication {
+  host: string;
+  /** "streaming", "catchup", ...; "absent" when the primary does not see it at all. */
+  state: string;
+  lagBytes?: number;
+  lagSeconds?: number;
+  slot?: string;
+  slotActive?: boolean;
+}
 
 export type Emit = (event: RunEvent) => void;

@@ -15,7 +15,8 @@ import type { Host, Inventory } from "../inventory/inventory.js";
 import { type Command, type Module, type ModuleContext, type ProbeOutput, TaskFailure } from "../modules/module.js";
 import type { Play, Playbook, Task } from "../playbook/playbook.js";
 import { isTruthy, render, renderValue, templateVariables } from "../playbook/template.js";
-import { closeAll, connectAll } from "../transport/fleet.js";
+import { closeAll, connectAll, type Reached } from "../transport/fleet.js";
+import { HostPostgres } from "../transport/postgres.js";
 import { HostConnection, RemoteError } from "../transport/ssh.js";
 import { buildBatch, newNonce, parseBatch, type Section, type SectionResult, TIMED_OUT } from "./batch.js";
 import type { Decision } from "./change.js";
@@ -23,7 +24,7 @@ import type { Emit, HostRecap, RunEvent, TaskStatus } from "./events.js";
 import { type Facts, FACTS_SCRIPT, parseFacts, sameFacts } from "./facts.js";
 import { Redactor } from "./redact.js";
 import { RunState } from "./state.js";
-import { hostVariables } from "./variables.js";
+import { type ClusterContext, hostVariables } from "./variables.js";
 
 export interface RunOptions {
   /** Change nothing; report what would change. */
@@ -37,9 +38,19 @@ export interface RunOptions {
   acceptNewHostKeys?: boolean;
   /** Values to mask in every event. */
   secrets?: string[];
+  /** What pgprov read from the cluster (see cluster/safety.ts); afterPlay may fill it in. */
+  cluster?: ClusterContext;
+  /**
+   * Called when every host has finished a play, with each host's registered values. Throwing a
+   * PgprovError stops the run there, before the next play changes anything.
+   */
+  afterPlay?: (play: Play, registered: Map<string, Record<string, unknown>>) => void | Promise<void>;
+  /** Connections already open (the caller closes them); otherwise the engine opens and closes its own. */
+  reached?: Reached[];
   emit: Emit;
 }
 
+/** The caller emits the recap (`{ type: "recap", hosts }`) last, after anything it adds. */
 export interface RunSummary {
   hosts: Record<string, HostRecap>;
   changed: boolean;
@@ -69,6 +80,8 @@ interface Prepared {
 interface HostSession {
   host: Host;
   connection?: HostConnection;
+  /** Opened at the first SQL probe or act, kept for the run. */
+  postgres?: Promise<HostPostgres>;
   failed: boolean;
   registered: Record<string, unknown>;
   facts?: Facts;
@@ -86,7 +99,7 @@ export async function runPlaybook(inventory: Inventory, playbook: Playbook, opti
   emit({ type: "run", playbook: playbook.file, inventory: inventory.file, check: options.check ?? false, hosts: used.map((h) => h.name) });
 
   const sessions = new Map<string, HostSession>();
-  const reached = await connectAll(inventory, used, { acceptNewHostKeys: options.acceptNewHostKeys ?? false });
+  const reached = options.reached?.filter((r) => used.includes(r.host)) ?? (await connectAll(inventory, used, { acceptNewHostKeys: options.acceptNewHostKeys ?? false }));
   for (const r of reached) {
     const session: HostSession = {
       host: r.host,
@@ -104,6 +117,7 @@ export async function runPlaybook(inventory: Inventory, playbook: Playbook, opti
     sessions.set(r.host.name, session);
   }
 
+  let stopped = false;
   try {
     for (const play of playbook.plays) {
       const targets = selectHosts(play, inventory)
@@ -117,18 +131,28 @@ export async function runPlaybook(inventory: Inventory, playbook: Playbook, opti
         );
       }
       if ([...sessions.values()].some((s) => s.failed)) break;
+      if (targets.length > 0 && options.afterPlay) {
+        try {
+          await options.afterPlay(play, new Map(targets.map((s) => [s.host.name, s.registered])));
+        } catch (e) {
+          if (!(e instanceof PgprovError)) throw e;
+          emit({ type: "failure", host: "cluster", play: play.name, message: e.message });
+          stopped = true;
+          break;
+        }
+      }
     }
   } finally {
-    closeAll(reached);
+    await Promise.all([...sessions.values()].map((s) => s.postgres?.then((p) => p.close()).catch(() => {})));
+    if (!options.reached) closeAll(reached);
   }
 
   const hosts: Record<string, HostRecap> = {};
   for (const s of sessions.values()) {
     hosts[s.host.name] = { ...s.recap, commands: s.connection?.commands ?? 0, seconds: round((performance.now() - started) / 1000) };
   }
-  emit({ type: "recap", hosts });
   const all = Object.values(hosts);
-  return { hosts, changed: all.some((h) => h.changed > 0), failed: all.some((h) => h.failed > 0) };
+  return { hosts, changed: all.some((h) => h.changed > 0), failed: stopped || all.some((h) => h.failed > 0) };
 }
 
 export function selectHosts(play: Play, inventory: Inventory): Host[] {
@@ -210,36 +234,22 @@ class PlayOnHost {
         continue;
       }
       const decision = this.decide(p);
-      let stdout = decision.value ?? "";
+      let stdout = typeof decision.value === "string" ? decision.value : "";
       if (decision.changes.length > 0 && !this.options.check) {
-        // The later probes of this play ride along with the act: its effect may change them.
         const later = [...checked.entries()].filter(([j, q]) => j > i && q.probe);
-        const commands = this.commands(p, decision);
-        const results = await this.roundTrip(
-          [
-            ...commands.map((c) => ({ script: c.script, stopOnFailure: true, timeoutSeconds: Math.ceil((c.timeoutMs ?? DEFAULT_ACT_TIMEOUT_MS) / 1000) })),
-            ...later.map(([, q]) => ({ script: q.task.module.probe(q.args, this.context) })),
-          ],
-          PROBE_TIMEOUT_MS + commands.reduce((sum, c) => sum + (c.timeoutMs ?? DEFAULT_ACT_TIMEOUT_MS) + 5_000, 0),
-          `the changes of task "${p.name}"`,
-        );
-        const acts = results.slice(0, commands.length);
-        const failed = acts.findIndex((r) => r.code !== 0);
-        if (failed >= 0) {
-          const c = commands[failed]!;
-          const r = acts[failed]!;
-          const why =
-            r.code === TIMED_OUT
-              ? `a command of the task timed out after ${Math.ceil((c.timeoutMs ?? DEFAULT_ACT_TIMEOUT_MS) / 1000)} s and was killed`
-              : `a command of the task failed (exit ${r.code})`;
-          throw new HostFailure(this.failureEvent(p, new TaskFailure(why, { command: c.display ?? c.script, code: r.code, stderr: r.stderr })));
-        }
-        stdout = acts.map((r) => r.stdout).join("");
-        later.forEach(([j, q], k) => checked.set(j, { ...q, probe: results[commands.length + k]! }));
+        const { output, probes } = await this.act(p, decision, later.map(([, q]) => q));
+        stdout = output;
+        later.forEach(([j, q], k) => checked.set(j, { ...q, probe: probes[k]! }));
       }
       const changed = decision.changes.length > 0;
       report(changed ? "changed" : "ok", decision);
-      this.register(p.task, { changed, skipped: false, stdout, changes: decision.changes.map((c) => c.summary) });
+      this.register(p.task, {
+        changed,
+        skipped: false,
+        stdout,
+        changes: decision.changes.map((c) => c.summary),
+        ...(decision.value !== undefined && typeof decision.value !== "string" ? { value: decision.value } : {}),
+      });
       if (changed) {
         for (const handler of p.task.notify) {
           notified.add(handler);
@@ -253,7 +263,8 @@ class PlayOnHost {
 
   /**
    * The read step: renders tasks from `from` on, up to the first that reads a value a task
-   * between them registers, and probes them all, with the facts, in one round trip.
+   * between them registers, and probes them all in one round trip: shell probes with the facts
+   * script, SQL probes as one multi-statement query (a play of SQL probes alone needs no shell).
    */
   private async check(tasks: Task[], from: number): Promise<Map<number, Prepared>> {
     const registeredHere = new Set<string>();
@@ -263,25 +274,120 @@ class PlayOnHost {
       batch.push(i);
       if (tasks[i]!.register) registeredHere.add(tasks[i]!.register!);
     }
-    for (let attempt = 0; ; attempt++) {
-      if (!this.session.facts) await this.learnFacts();
-      const prepared = new Map(batch.map((i) => [i, this.prepare(tasks[i]!)]));
-      const probed = [...prepared.entries()].filter(([, p]) => p.skip === undefined);
-      const results = await this.roundTrip(
-        [{ script: FACTS_SCRIPT }, ...probed.map(([, p]) => ({ script: p.task.module.probe(p.args, this.context) }))],
-        PROBE_TIMEOUT_MS,
-        `the checks of play "${this.play.name}"`,
-      );
-      const facts = parseFacts(results[0]!.stdout);
-      if (!sameFacts(this.session.facts, facts) && attempt === 0) {
-        // The host changed under the cached facts (an OS upgrade, another machine at the
-        // address): render again with the real ones.
-        this.setFacts(facts);
-        continue;
-      }
-      probed.forEach(([i, p], k) => prepared.set(i, { ...p, probe: results[k + 1]! }));
-      return prepared;
+    if (!this.session.facts) await this.learnFacts();
+    let prepared = new Map(batch.map((i) => [i, this.prepare(tasks[i]!)]));
+    let probed = [...prepared.entries()].filter(([, p]) => p.skip === undefined);
+    let { probes, facts } = await this.probe(probed.map(([, p]) => p), { facts: true });
+    if (facts && !sameFacts(this.session.facts, facts)) {
+      // The host changed under the cached facts (an OS upgrade, another machine at the
+      // address): render again with the real ones.
+      this.setFacts(facts);
+      prepared = new Map(batch.map((i) => [i, this.prepare(tasks[i]!)]));
+      probed = [...prepared.entries()].filter(([, p]) => p.skip === undefined);
+      ({ probes } = await this.probe(probed.map(([, p]) => p), { facts: false }));
     }
+    probed.forEach(([i, p], k) => prepared.set(i, { ...p, probe: probes[k]! }));
+    return prepared;
+  }
+
+  /**
+   * Runs the probes of `tasks`: shell ones in one script (after `before`, an act's sections, and
+   * with the facts script when asked), SQL ones in one query. Returns outputs in task order.
+   */
+  private async probe(
+    tasks: Prepared[],
+    options: { facts: boolean; before?: Section[]; timeoutMs?: number; purpose?: string },
+  ): Promise<{ probes: ProbeOutput[]; facts?: Facts; before: SectionResult[] }> {
+    const probes = tasks.map((p) => p.task.module.probe(p.args, this.context));
+    const shell = probes.flatMap((probe, k) => (typeof probe === "string" ? [k] : []));
+    const sql = probes.flatMap((probe, k) => (typeof probe === "string" ? [] : [k]));
+    const outputs: ProbeOutput[] = [];
+    const before = options.before ?? [];
+    let facts: Facts | undefined;
+    let beforeResults: SectionResult[] = [];
+    if (before.length || shell.length || (options.facts && sql.length === 0)) {
+      const head = options.facts ? [{ script: FACTS_SCRIPT }] : [];
+      const results = await this.roundTrip(
+        [...before, ...head, ...shell.map((k) => ({ script: probes[k] as string }))],
+        options.timeoutMs ?? PROBE_TIMEOUT_MS,
+        options.purpose ?? `the checks of play "${this.play.name}"`,
+      );
+      beforeResults = results.slice(0, before.length);
+      if (options.facts) facts = parseFacts(results[before.length]!.stdout);
+      // When an act failed, the probes after it did not run: they are not read.
+      shell.forEach((k, n) => (outputs[k] = results[before.length + head.length + n]!));
+      if (before.length) {
+        // The act may have restarted the server under an open SQL connection: open a new one.
+        void this.session.postgres?.then((pg) => pg.close()).catch(() => {});
+        this.session.postgres = undefined;
+      }
+    }
+    if (sql.length && beforeResults.every((r) => r.code === 0)) {
+      const rows = await this.sqlProbes(sql.map((k) => (probes[k] as { sql: string }).sql));
+      sql.forEach((k, n) => (outputs[k] = rows[n]!));
+    }
+    return { probes: outputs, ...(facts ? { facts } : {}), before: beforeResults };
+  }
+
+  /** SQL probes in one round trip. A server that cannot be reached is a state, not a failure. */
+  private async sqlProbes(statements: string[]): Promise<ProbeOutput[]> {
+    let rows: Record<string, unknown>[][];
+    try {
+      const postgres = await this.postgres();
+      this.connection.commands++;
+      rows = await postgres.queries(statements.join(";\n"));
+    } catch (e) {
+      if (!(e instanceof RemoteError)) throw e;
+      this.session.postgres = undefined;
+      return statements.map(() => ({ stdout: "", stderr: e.message, code: -1, error: e.message }));
+    }
+    return rows.map((r) => ({ stdout: "", stderr: "", code: 0, rows: r }));
+  }
+
+  private postgres(): Promise<HostPostgres> {
+    const port = this.inventory.postgresql.port;
+    this.session.postgres ??= HostPostgres.connect(this.connection, { port });
+    return this.session.postgres;
+  }
+
+  /**
+   * The act step: the commands of one task's decision, then the later probes of the play (the
+   * act may have changed their state). Shell commands and the shell probes share a round trip.
+   */
+  private async act(p: Prepared, decision: Decision, later: Prepared[]): Promise<{ output: string; probes: ProbeOutput[] }> {
+    const commands = this.commands(p, decision);
+    const shell = commands.filter((c): c is Extract<Command, { script: string }> => "script" in c);
+    const sql = commands.filter((c): c is Extract<Command, { sql: string }> => "sql" in c);
+    let output = "";
+    if (sql.length) {
+      try {
+        const postgres = await this.postgres();
+        this.connection.commands++;
+        await postgres.queries(sql.map((c) => c.sql).join(";\n"));
+      } catch (e) {
+        if (!(e instanceof RemoteError)) throw e;
+        throw new HostFailure(this.failureEvent(p, new TaskFailure(e.message, { command: sql.map((c) => c.display).join("\n") })));
+      }
+    }
+    const timeoutOf = (c: { timeoutMs?: number }) => c.timeoutMs ?? DEFAULT_ACT_TIMEOUT_MS;
+    const { probes, before } = await this.probe(later, {
+      facts: false,
+      before: shell.map((c) => ({ script: c.script, stopOnFailure: true, timeoutSeconds: Math.ceil(timeoutOf(c) / 1000) })),
+      timeoutMs: PROBE_TIMEOUT_MS + shell.reduce((sum, c) => sum + timeoutOf(c) + 5_000, 0),
+      purpose: `the changes of task "${p.name}"`,
+    });
+    const failed = before.findIndex((r) => r.code !== 0);
+    if (failed >= 0) {
+      const c = shell[failed]!;
+      const r = before[failed]!;
+      const why =
+        r.code === TIMED_OUT
+          ? `a command of the task timed out after ${Math.ceil(timeoutOf(c) / 1000)} s and was killed`
+          : `a command of the task failed (exit ${r.code})`;
+      throw new HostFailure(this.failureEvent(p, new TaskFailure(why, { command: c.display ?? c.script, code: r.code, stderr: r.stderr })));
+    }
+    output = before.map((r) => r.stdout).join("");
+    return { output, probes };
   }
 
   private async learnFacts(): Promise<void> {
@@ -343,7 +449,7 @@ class PlayOnHost {
   }
 
   private variables(): Record<string, unknown> {
-    return hostVariables(this.inventory, this.session.host, this.session.facts, this.session.registered);
+    return hostVariables(this.inventory, this.session.host, this.session.facts, this.session.registered, this.options.cluster);
   }
 
   private selectedByTags(task: Task): boolean {

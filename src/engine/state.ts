@@ -4,8 +4,8 @@
  * (so a no-op run needs no separate round trip to learn them). Written atomically, mode 0600.
  */
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
-import { basename, extname, join } from "node:path";
-import type { Inventory } from "../inventory/inventory.js";
+import { join } from "node:path";
+import { type Inventory, stateFile } from "../inventory/inventory.js";
 import type { Facts } from "./facts.js";
 
 interface StateFile {
@@ -24,8 +24,7 @@ export class RunState {
   }
 
   static forInventory(inventory: Inventory): RunState {
-    const name = basename(inventory.file, extname(inventory.file));
-    return new RunState(join(inventory.dir, ".pgprov", `${name}.state.json`));
+    return new RunState(stateFile(inventory, "state.json"));
   }
 
   facts(host: string, address: string): Facts | undefined {

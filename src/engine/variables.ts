@@ -4,14 +4,75 @@
  * values registered by earlier tasks. pgprov's own names cannot be overridden by accident:
  * the playbook loader rejects a `register` that would shadow them.
  */
+import { isIP } from "node:net";
+import { PgprovError } from "../errors.js";
 import type { Host, Inventory } from "../inventory/inventory.js";
 import { Secret } from "../inventory/secret.js";
 import { FACT_KEYS, type Facts } from "./facts.js";
 
-export const BUILTIN_VARIABLES = ["host", "hosts", "primary", "standbys", "facts"] as const;
+export const BUILTIN_VARIABLES = ["host", "hosts", "primary", "standbys", "facts", "postgresql", "replication", "ssh_user", "cluster"] as const;
+
+/** What pgprov read from the cluster before the plays, for the cluster playbook. */
+export interface ClusterContext {
+  /** The primary's system identifier, when its data directory holds a cluster. */
+  primarySystemIdentifier?: string;
+  /** Hosts whose data the user agreed to replace (--reclone). */
+  reclone: string[];
+}
+
+/** The PostgreSQL major version each Debian release ships: the default when the inventory names none. */
+export const DISTRIBUTION_POSTGRESQL: Readonly<Record<string, number>> = { bullseye: 13, bookworm: 15, trixie: 17 };
+
+/** pgprov's slots are named by this prefix, so it knows which slots are its own. */
+export const SLOT_PREFIX = "pgprov_";
+
+export function slotName(host: string): string {
+  return `${SLOT_PREFIX}${host.toLowerCase().replace(/[^a-z0-9_]/g, "_")}`.slice(0, 63);
+}
+
+export function postgresVersion(inventory: Inventory, facts: Facts | undefined): number {
+  if (inventory.postgresql.version) return inventory.postgresql.version;
+  const version = facts && DISTRIBUTION_POSTGRESQL[facts.os_codename];
+  if (!version) {
+    throw new PgprovError(
+      `cannot tell which PostgreSQL version to install on ${facts?.os_id ?? "this"} ${facts?.os_codename ?? "host"}: set postgresql.version in the inventory`,
+    );
+  }
+  return version;
+}
+
+/** Paths and names of the Debian cluster "main" of a version (postgresql-common's layout). */
+export function debianCluster(version: number) {
+  return {
+    version,
+    cluster: `${version}/main`,
+    service: `postgresql@${version}-main`,
+    data_directory: `/var/lib/postgresql/${version}/main`,
+    config_directory: `/etc/postgresql/${version}/main`,
+    bin_directory: `/usr/lib/postgresql/${version}/bin`,
+  };
+}
 
 function describe(host: Host) {
-  return { name: host.name, address: host.address, role: host.role };
+  // For pg_hba: one address per member; a DNS name is written as is (pg_hba resolves it).
+  const cidr = isIP(host.address) === 4 ? `${host.address}/32` : isIP(host.address) === 6 ? `${host.address}/128` : host.address;
+  return { name: host.name, address: host.address, role: host.role, cidr, slot: slotName(host.name) };
+}
+
+function postgresqlVariables(inventory: Inventory, facts: Facts | undefined) {
+  const version = postgresVersion(inventory, facts);
+  const standbys = inventory.standbys.length;
+  return {
+    ...debianCluster(version),
+    port: inventory.postgresql.port,
+    settings: inventory.postgresql.settings,
+    clients: inventory.postgresql.clients,
+    archive_directory: inventory.postgresql.archiveDirectory ?? `/var/lib/postgresql/${version}/wal-archive`,
+    // pg_basebackup -X stream holds two WAL senders while it runs: every standby can clone at
+    // once, and every standby can stream, with room for a few more.
+    max_wal_senders: Math.max(10, 3 * standbys + 4),
+    max_replication_slots: Math.max(10, standbys + 4),
+  };
 }
 
 export function hostVariables(
@@ -19,6 +80,7 @@ export function hostVariables(
   host: Host,
   facts: Facts | undefined,
   registered: Record<string, unknown>,
+  cluster: ClusterContext = { reclone: [] },
 ): Record<string, unknown> {
   return {
     ...(reveal(inventory.vars) as Record<string, unknown>),
@@ -28,6 +90,21 @@ export function hostVariables(
     primary: describe(inventory.primary),
     standbys: inventory.standbys.map(describe),
     facts: facts ?? Object.fromEntries(FACT_KEYS.map((k) => [k, ""])),
+    // Computed only once facts are known (the version may come from the distribution).
+    ...(facts || inventory.postgresql.version ? { postgresql: postgresqlVariables(inventory, facts) } : {}),
+    replication: {
+      user: inventory.replication.user,
+      password: inventory.replication.password?.reveal() ?? "",
+      slots: inventory.replication.slots,
+      passfile: "/var/lib/postgresql/.pgprov.pgpass",
+    },
+    ssh_user: inventory.ssh.user,
+    cluster: {
+      slots: inventory.replication.slots ? inventory.standbys.map((h) => slotName(h.name)) : [],
+      slot: inventory.replication.slots && host.role === "standby" ? slotName(host.name) : "",
+      primary_system_identifier: cluster.primarySystemIdentifier ?? "",
+      reclone: cluster.reclone.includes(host.name),
+    },
     ...registered,
   };
 }

@@ -2,10 +2,11 @@
  * Loading an inventory: read with positions, validate, resolve paths relative to the file.
  * Nothing connects before this has succeeded.
  */
-import { accessSync, constants } from "node:fs";
+import { randomBytes } from "node:crypto";
+import { accessSync, constants, existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { homedir } from "node:os";
-import { dirname, resolve } from "node:path";
-import { FileError, type SourceProblem } from "../errors.js";
+import { basename, dirname, extname, join, resolve } from "node:path";
+import { FileError, PgprovError, type SourceProblem } from "../errors.js";
 import { YamlSource, type YamlPath } from "../yaml/source.js";
 import { inventorySchema } from "./schema.js";
 import { readSecret, Secret, secretSource } from "./secret.js";
@@ -30,6 +31,24 @@ export interface SshSettings {
   connectTimeoutMs: number;
 }
 
+export interface PostgresSettings {
+  /** Undefined: each host's Debian release decides (see engine/variables.ts). */
+  version?: number;
+  port: number;
+  /** The user's extra server settings, names already checked. */
+  settings: Record<string, string | number | boolean>;
+  /** Networks allowed to connect with scram-sha-256. */
+  clients: string[];
+  archiveDirectory?: string;
+}
+
+export interface ReplicationSettings {
+  user: string;
+  /** Undefined until ensureReplicationPassword() has generated or read the stored one. */
+  password?: Secret;
+  slots: boolean;
+}
+
 export interface Inventory {
   file: string;
   /** Directory of the inventory file: relative paths and pgprov's state files live here. */
@@ -40,6 +59,8 @@ export interface Inventory {
   vars: Record<string, unknown>;
   /** Every secret the inventory holds: masked in all output. */
   secrets: Secret[];
+  postgresql: PostgresSettings;
+  replication: ReplicationSettings;
   /** In file order. */
   hosts: Host[];
   primary: Host;
@@ -73,6 +94,15 @@ export function loadInventory(file: string): Inventory {
     role: h.role,
     vars: withSecrets(h.vars, ["hosts", name, "vars"]),
   }));
+  let password: Secret | undefined;
+  if (parsed.replication.password) {
+    try {
+      password = readSecret(parsed.replication.password, (p) => resolve(dir, p));
+      secrets.push(password);
+    } catch (e) {
+      problems.push(source.problem(["replication", "password"], `replication.password: ${(e as Error).message}`));
+    }
+  }
   if (problems.length) throw new FileError(problems);
   return {
     file: resolve(file),
@@ -87,6 +117,14 @@ export function loadInventory(file: string): Inventory {
     ...(parsed.apt.proxy ? { aptProxy: parsed.apt.proxy } : {}),
     vars,
     secrets,
+    postgresql: {
+      ...(parsed.postgresql.version !== undefined ? { version: parsed.postgresql.version } : {}),
+      port: parsed.postgresql.port,
+      settings: parsed.postgresql.settings,
+      clients: parsed.postgresql.clients,
+      ...(parsed.postgresql.archive_directory ? { archiveDirectory: parsed.postgresql.archive_directory } : {}),
+    },
+    replication: { user: parsed.replication.user, ...(password ? { password } : {}), slots: parsed.replication.slots },
     hosts,
     primary: hosts.find((h) => h.role === "primary")!,
     standbys: hosts.filter((h) => h.role === "standby"),
@@ -121,4 +159,36 @@ function resolveSecrets(value: unknown, path: YamlPath, scope: SecretScope): unk
     }
   }
   return Object.fromEntries(entries.map(([k, v]) => [k, resolveSecrets(v, [...path, k], scope)]));
+}
+
+/** Where pgprov keeps what it must remember about this inventory: next to it, in .pgprov/. */
+export function stateDirectory(inventory: Pick<Inventory, "file" | "dir">): string {
+  return join(inventory.dir, ".pgprov");
+}
+
+export function stateFile(inventory: Pick<Inventory, "file" | "dir">, suffix: string): string {
+  return join(stateDirectory(inventory), `${basename(inventory.file, extname(inventory.file))}.${suffix}`);
+}
+
+/**
+ * The replication password when the inventory names none: generated once (256 random bits),
+ * stored next to the inventory with mode 0600, and the same on every later run.
+ */
+export function ensureReplicationPassword(inventory: Inventory): Secret {
+  if (inventory.replication.password) return inventory.replication.password;
+  const path = stateFile(inventory, "replication.secret");
+  if (!existsSync(path)) {
+    mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+    // base64url: no character that needs escaping in a passfile, a conninfo or SQL.
+    writeFileSync(path, `${randomBytes(32).toString("base64url")}\n`, { mode: 0o600, flag: "wx" });
+  }
+  let secret: Secret;
+  try {
+    secret = readSecret({ file: path }, (p) => p);
+  } catch (e) {
+    throw new PgprovError(`the stored replication password: ${(e as Error).message}`);
+  }
+  inventory.replication.password = secret;
+  inventory.secrets.push(secret);
+  return secret;
 }

@@ -4,6 +4,9 @@
  */
 import { isIP } from "node:net";
 import { z } from "zod";
+import { closest } from "../yaml/suggest.js";
+import { SETTINGS_BY_VERSION } from "./pg-settings.js";
+import { secretSource } from "./secret.js";
 
 export const hostName = z
   .string()
@@ -38,10 +41,58 @@ export const sshSchema = z.strictObject({
   connect_timeout: z.number().positive().max(300).default(10).describe("seconds"),
 });
 
+/** Settings pgprov derives itself: set by hand they would break replication or be overwritten. */
+export const MANAGED_SETTINGS = new Set([
+  "listen_addresses",
+  "port",
+  "wal_level",
+  "hot_standby",
+  "max_wal_senders",
+  "max_replication_slots",
+  "primary_conninfo",
+  "primary_slot_name",
+  "wal_log_hints",
+  "hba_file",
+  "ident_file",
+  "data_directory",
+]);
+
+const settingValue = z.union([z.string(), z.number(), z.boolean()]);
+
+const cidr = z.string().refine((c) => {
+  const [addr, bits, ...rest] = c.split("/");
+  const family = isIP(addr ?? "");
+  const max = family === 4 ? 32 : 128;
+  return rest.length === 0 && family !== 0 && bits !== undefined && /^\d+$/.test(bits) && Number(bits) <= max;
+}, "expected a network like 10.0.0.0/24");
+
+export const postgresqlSchema = z.strictObject({
+  /** Default: the one the host's Debian release ships (bookworm 15, trixie 17). */
+  version: z
+    .number()
+    .int()
+    .refine((v) => v in SETTINGS_BY_VERSION, `expected one of ${Object.keys(SETTINGS_BY_VERSION).join(", ")}`)
+    .optional(),
+  port: z.number().int().min(1).max(65535).default(5432),
+  settings: z.record(z.string(), settingValue).default({}),
+  clients: z.array(cidr).default([]),
+  /** Where the primary archives WAL (archive_command); a directory on each host by default. */
+  archive_directory: z.string().regex(/^\/[^'\0]*$/, "an absolute path without quotes").optional(),
+});
+
+export const replicationSchema = z.strictObject({
+  user: z.string().regex(/^[a-z_][a-z0-9_]*$/, "a role name: lower-case letters, digits and _").default("replicator"),
+  /** Default: generated once and kept next to the inventory (mode 0600). */
+  password: secretSource.optional(),
+  slots: z.boolean().default(true),
+});
+
 export const inventorySchema = z
   .strictObject({
     ssh: sshSchema.default(sshSchema.parse({})),
     apt: aptSchema.default({}),
+    postgresql: postgresqlSchema.default(postgresqlSchema.parse({})),
+    replication: replicationSchema.default(replicationSchema.parse({})),
     vars: variables.default({}),
     hosts: z.record(hostName, hostSchema).refine((h) => Object.keys(h).length > 0, "at least one host is required"),
   })
@@ -57,6 +108,21 @@ export const inventorySchema = z
             ? "no host has role: primary; exactly one must"
             : `exactly one host may be the primary, found ${primaries.join(", ")}`,
       });
+    }
+    const known = inv.postgresql.version ? SETTINGS_BY_VERSION[inv.postgresql.version]! : new Set(Object.values(SETTINGS_BY_VERSION).flatMap((s) => [...s]));
+    for (const name of Object.keys(inv.postgresql.settings)) {
+      const path = ["postgresql", "settings", name];
+      if (MANAGED_SETTINGS.has(name)) {
+        ctx.addIssue({ code: "custom", path, message: `${name} is managed by pgprov (derived from the inventory); remove it here` });
+      } else if (!name.includes(".") && !known.has(name)) {
+        // Names with a dot belong to extensions (pg_stat_statements.max): PostgreSQL accepts them.
+        const suggestion = closest(name, known);
+        ctx.addIssue({
+          code: "custom",
+          path,
+          message: `unknown PostgreSQL setting "${name}"${inv.postgresql.version ? ` (PostgreSQL ${inv.postgresql.version})` : ""}${suggestion ? ` (did you mean "${suggestion}"?)` : ""}`,
+        });
+      }
     }
     const seen = new Map<string, string>();
     for (const name of names) {

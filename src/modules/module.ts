@@ -16,20 +16,35 @@ export interface ModuleContext {
   render(text: string, where: string): string;
 }
 
+/** What a probe printed (shell), or the rows its query returned (SQL). */
 export interface ProbeOutput {
   stdout: string;
   stderr: string;
   code: number;
+  /** For a SQL probe: its rows; undefined when the query could not run (see `error`). */
+  rows?: Record<string, unknown>[];
+  /** For a SQL probe that could not run: why (server down, not reachable, ...). */
+  error?: string;
 }
 
+/** A probe: shell that prints the state, or one SQL statement whose rows are the state. */
+export type Probe = string | { sql: string };
+
 /** One remote command of an act: what runs, and how it is shown when it fails. */
-export interface Command {
-  script: string;
-  /** Shown in failure messages instead of `script` (which may carry file content). */
-  display?: string;
-  /** Bound on this command, when it may legitimately be slow (package installs). */
-  timeoutMs?: number;
-}
+export type Command =
+  | {
+      script: string;
+      /** Shown in failure messages instead of `script` (which may carry file content). */
+      display?: string;
+      /** Bound on this command, when it may legitimately be slow (package installs). */
+      timeoutMs?: number;
+    }
+  | {
+      /** Run on the host's PostgreSQL through the SSH connection. */
+      sql: string;
+      /** Shown in failure messages instead of `sql` (which may carry a password verifier). */
+      display: string;
+    };
 
 export interface Module<Args = any, Detail = any> {
   name: string;
@@ -37,8 +52,8 @@ export interface Module<Args = any, Detail = any> {
   args: z.ZodType<Args>;
   /** Optional: turn validated args into what probe/decide/act use (e.g. read a template file). */
   prepare?(args: Args, context: ModuleContext): Args;
-  /** Shell that prints the current state on stdout. Batched with the play's other probes. */
-  probe(args: Args, context: ModuleContext): string;
+  /** Shell that prints the current state, or a SQL query. Batched with the play's other probes. */
+  probe(args: Args, context: ModuleContext): Probe;
   /** Pure: the changes that would make the state match the args, or none with a reason. */
   decide(args: Args, state: ProbeOutput, context: ModuleContext): Decision<Detail>;
   /** The commands that make it so. Only called with a decision that has changes. */

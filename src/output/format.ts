@@ -61,3 +61,25 @@ export function taskStatusText(status: string, check: boolean, style: Style): st
   if (status === "skipped") return style.dim("skipped");
   return style.green("ok");
 }
+
+export function replicationLines(e: Extract<RunEvent, { type: "replication" }>, style: Style): string[] {
+  const rows = e.standbys.map((s) => [
+    s.host,
+    s.state === "streaming" ? style.green(s.state) : style.red(s.state),
+    s.lagBytes !== undefined ? `replay lag ${formatBytes(s.lagBytes)}, ${s.lagSeconds!.toFixed(1)} s` : "",
+    s.slot ? `slot ${s.slot}${s.slotActive ? " (active)" : " (inactive)"}` : "",
+  ]);
+  return [style.bold(`REPLICATION from ${e.primary}`), ...formatTable(rows).map((l) => `  ${l}`)];
+}
+
+export function formatBytes(n: number): string {
+  if (n < 1024) return `${n} B`;
+  const units = ["KiB", "MiB", "GiB", "TiB"];
+  let v = n / 1024;
+  let i = 0;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return `${v.toFixed(1)} ${units[i]}`;
+}

@@ -1,6 +1,6 @@
 /** Plain lines, for logs and CI: no cursor movement, every line final when printed. */
 import type { RunEvent } from "../engine/events.js";
-import { changeLine, COLOR, diffLines, failureLines, PLAIN, recapLines, taskStatusText } from "./format.js";
+import { changeLine, COLOR, diffLines, failureLines, PLAIN, recapLines, replicationLines, taskStatusText } from "./format.js";
 import type { Renderer, RendererOptions } from "./renderer.js";
 
 export class PlainRenderer implements Renderer {
@@ -47,6 +47,10 @@ export class PlainRenderer implements Renderer {
       case "failure":
         out("");
         for (const l of failureLines(e, s)) out(l);
+        break;
+      case "replication":
+        out("");
+        for (const l of replicationLines(e, s)) out(l);
         break;
       case "recap":
         out("");

@@ -5,7 +5,7 @@
  */
 import { Listr, type ListrTaskWrapper } from "listr2";
 import type { HostRecap, RunEvent } from "../engine/events.js";
-import { changeLine, COLOR, diffLines, failureLines, PLAIN, recapLines } from "./format.js";
+import { changeLine, COLOR, diffLines, failureLines, PLAIN, recapLines, replicationLines } from "./format.js";
 import type { Renderer, RendererOptions } from "./renderer.js";
 
 interface HostView {
@@ -24,6 +24,7 @@ export class TreeRenderer implements Renderer {
   private views = new Map<string, HostView>();
   private readonly failures: Extract<RunEvent, { type: "failure" }>[] = [];
   private recap?: Record<string, HostRecap>;
+  private replication?: Extract<RunEvent, { type: "replication" }>;
   private readonly counts = new Map<string, { ok: number; changed: number; skipped: number }>();
 
   constructor(private readonly options: RendererOptions) {
@@ -103,6 +104,9 @@ export class TreeRenderer implements Renderer {
       case "failure":
         this.failures.push(e);
         break;
+      case "replication":
+        this.replication = e;
+        break;
       case "recap":
         this.recap = e.hosts;
         break;
@@ -120,6 +124,10 @@ export class TreeRenderer implements Renderer {
     for (const f of this.failures) {
       out("");
       for (const l of failureLines(f, this.style)) out(l);
+    }
+    if (this.replication) {
+      out("");
+      for (const l of replicationLines(this.replication, this.style)) out(l);
     }
     if (this.recap) {
       out("");

@@ -19,6 +19,11 @@ hb.registerHelper({
   json: (value: unknown) => JSON.stringify(value),
   /** A value as a PostgreSQL configuration string literal: 'it''s'. */
   pgquote: (value: unknown) => `'${String(value).replace(/'/g, "''")}'`,
+  /** A postgresql.conf value: numbers as they are, booleans as on/off, anything else quoted. */
+  pgvalue: (value: unknown) =>
+    typeof value === "number" ? String(value) : typeof value === "boolean" ? (value ? "on" : "off") : `'${String(value).replace(/'/g, "''")}'`,
+  /** A field of a libpq passfile line: ':' and '\' escaped. */
+  pgpass: (value: unknown) => String(value).replace(/[\\:]/g, "\\$&"),
 });
 
 const BUILTIN_HELPERS = new Set(["if", "unless", "each", "with", "lookup", "log", ...Object.keys(hb.helpers)]);

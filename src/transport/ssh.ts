@@ -115,6 +115,20 @@ export class HostConnection {
     return result;
   }
 
+  /** A stream to a Unix socket on the host (sshd connects to it as the SSH user). */
+  openUnixSocket(path: string, timeoutMs = 10_000): Promise<ClientChannel> {
+    const client = this.ssh.connection;
+    if (!client) return Promise.reject(new RemoteError(`host ${this.host.name}: the SSH connection is closed`));
+    return new Promise((resolvePromise, reject) => {
+      const timer = setTimeout(() => reject(new RemoteError(`host ${this.host.name}: timed out after ${timeoutMs / 1000} s opening ${path}`)), timeoutMs);
+      client.openssh_forwardOutStreamLocal(path, (err, channel) => {
+        clearTimeout(timer);
+        if (err) reject(new RemoteError(`host ${this.host.name}: cannot open ${path}: ${err.message}`));
+        else resolvePromise(channel);
+      });
+    });
+  }
+
   close(): void {
     void this.shell?.then((s) => s.close()).catch(() => {});
     this.ssh.dispose();

@@ -35,10 +35,9 @@ describe("playbook loading", () => {
   });
 
   it("rejects an unknown module, with a suggestion", () => {
-    expect(problems(`- name: p\n  hosts: all\n  tasks:\n    - name: t\n      aptt: { packages: cron }\n`)).toEqual([
-      `5:7: 0.tasks.0: unknown key "aptt" (did you mean "apt"?)`,
-      `4:7: 0.tasks.0: a task needs exactly one module (apt, file, template, service, command)`,
-    ]);
+    const [unknown, none] = problems(`- name: p\n  hosts: all\n  tasks:\n    - name: t\n      aptt: { packages: cron }\n`);
+    expect(unknown).toBe(`5:7: 0.tasks.0: unknown key "aptt" (did you mean "apt"?)`);
+    expect(none).toMatch(/^4:7: 0\.tasks\.0: a task needs exactly one module \(apt, file, template, service, command, pg_role, /);
   });
 
   it("rejects bad module arguments at their position, and accepts templates where a type is expected", () => {

@@ -1,0 +1,79 @@
+/**
+ * What a host's PostgreSQL data directory holds, read from files (it works whether the server
+ * runs or not, and before pgprov can log in): the cluster's system identifier and timeline from
+ * pg_control, whether it is a standby, whether it holds user data, and whether pgprov left a
+ * partial clone. Safety decisions (never re-clone over data, never two primaries) rest on this.
+ */
+import { keyValues, shellQuote } from "../modules/shell.js";
+
+/** pgprov clones into this directory next to the data directory, then swaps it into place. */
+export const CLONE_SUFFIX = ".pgprov-clone";
+/** The first OID of user objects (FirstNormalObjectId): system catalogs are below it. */
+const FIRST_USER_OID = 16384;
+
+export interface DataDirectory {
+  exists: boolean;
+  /** Files and directories in it; 0 when empty or missing. */
+  entries: number;
+  /** From PG_VERSION, when the directory holds a cluster. */
+  majorVersion?: number;
+  systemIdentifier?: string;
+  /** "in production", "in archive recovery", "shut down", "shut down in recovery", ... */
+  state?: string;
+  timeline?: number;
+  standbySignal: boolean;
+  running: boolean;
+  /** A clone pgprov started and did not finish. */
+  partialClone: boolean;
+  /** Databases besides template0, template1 and postgres. */
+  userDatabases: number;
+  /** Relation files with an OID of a user object, in any database. */
+  userRelations: number;
+}
+
+export function dataDirectoryProbe(dataDirectory: string, binDirectory: string): string {
+  const d = shellQuote(dataDirectory);
+  return [
+    `d=${d}`,
+    `if [ -d "$d" ]; then echo exists=yes; echo "entries=$(ls -A "$d" | wc -l)"; fi`,
+    `[ -f "$d/PG_VERSION" ] && echo "pg_version=$(cat "$d/PG_VERSION")"`,
+    `[ -f "$d/standby.signal" ] && echo standby_signal=yes`,
+    `[ -d "$d${CLONE_SUFFIX}" ] && echo partial_clone=yes`,
+    `[ -f "$d/postmaster.pid" ] && kill -0 "$(head -1 "$d/postmaster.pid")" 2>/dev/null && echo running=yes`,
+    `if [ -f "$d/global/pg_control" ] && [ -x ${shellQuote(binDirectory)}/pg_controldata ]; then`,
+    `  LC_ALL=C ${shellQuote(binDirectory)}/pg_controldata "$d" | awk -F': *' '/^Database system identifier/ { print "system_identifier=" $2 } /^Database cluster state/ { print "state=" $2 } /^Latest checkpoint.s TimeLineID/ { print "timeline=" $2 }'`,
+    `fi`,
+    `if [ -d "$d/base" ]; then`,
+    `  echo "databases=$(ls "$d/base" | wc -l)"`,
+    `  echo "user_relations=$(find "$d/base" -type f -name '[0-9]*' | awk -F/ '{ n = $NF; sub(/[._].*/, "", n); if (n + 0 >= ${FIRST_USER_OID}) c++ } END { print c + 0 }')"`,
+    `fi`,
+  ].join("\n");
+}
+
+export function parseDataDirectory(stdout: string): DataDirectory {
+  const kv = keyValues(stdout);
+  const number = (v: string | undefined) => (v === undefined || v === "" ? undefined : Number(v));
+  return {
+    exists: kv.exists === "yes",
+    entries: number(kv.entries) ?? 0,
+    ...(kv.pg_version ? { majorVersion: Number(kv.pg_version) } : {}),
+    ...(kv.system_identifier ? { systemIdentifier: kv.system_identifier } : {}),
+    ...(kv.state ? { state: kv.state } : {}),
+    ...(kv.timeline ? { timeline: Number(kv.timeline) } : {}),
+    standbySignal: kv.standby_signal === "yes",
+    running: kv.running === "yes",
+    partialClone: kv.partial_clone === "yes",
+    userDatabases: Math.max(0, (number(kv.databases) ?? 3) - 3),
+    userRelations: number(kv.user_relations) ?? 0,
+  };
+}
+
+/** A cluster that initdb (or the Debian package) just made: nothing in it anyone could miss. */
+export function isFreshCluster(d: DataDirectory): boolean {
+  return d.systemIdentifier !== undefined && d.userDatabases === 0 && d.userRelations === 0;
+}
+
+/** Running and accepting writes: a server that is not in recovery. */
+export function isWritable(d: DataDirectory): boolean {
+  return d.running && !d.standbySignal && d.state === "in production";
+}

@@ -1,0 +1,46 @@
+/**
+ * The rules that keep pgprov from ever making two writable servers, read from every host's data
+ * directory before the cluster playbook changes anything. Pure: unit-tested on states.
+ */
+import type { Inventory } from "../inventory/inventory.js";
+import { type DataDirectory, isFreshCluster, isWritable } from "./data-directory.js";
+
+export interface ClusterAssessment {
+  /** Why apply must not go on; empty when it may. */
+  problems: string[];
+  primarySystemIdentifier?: string;
+}
+
+export function assessCluster(inventory: Inventory, states: Map<string, DataDirectory | undefined>): ClusterAssessment {
+  const primary = inventory.primary;
+  const primaryData = states.get(primary.name);
+  const primarySystemIdentifier = primaryData?.systemIdentifier;
+  const problems: string[] = [];
+
+  // A standby-to-be still running the empty cluster its package made is writable, but it is no
+  // second primary: it holds nothing and is about to be replaced by a clone.
+  const writable = inventory.hosts.filter((h) => {
+    const d = states.get(h.name);
+    if (!d || !isWritable(d)) return false;
+    return !(h.role === "standby" && isFreshCluster(d) && d.systemIdentifier !== primarySystemIdentifier);
+  });
+  const names = (hs: { name: string }[]) => hs.map((h) => h.name).join(", ");
+  const seeStatus = "`pgprov status` shows each server's role and timeline";
+
+  if (writable.length > 1) {
+    problems.push(
+      `more than one server accepts writes: ${names(writable)}. pgprov changes nothing while that is so; ` +
+        `decide which one is the primary (${seeStatus}), stop the others, then rerun.`,
+    );
+  } else if (writable.length === 1 && writable[0] !== primary) {
+    problems.push(
+      `the writable server is ${writable[0]!.name}, but the inventory says the primary is ${primary.name}. ` +
+        `pgprov changes nothing until they agree: make ${writable[0]!.name} the primary in the inventory, ` +
+        `or bring ${primary.name} back (${seeStatus}).`,
+    );
+  }
+  if (primaryData?.running && primaryData.standbySignal) {
+    problems.push(`${primary.name}, the inventory's primary, is running as a standby. pgprov will not promote it on its own (${seeStatus}).`);
+  }
+  return { problems, ...(primarySystemIdentifier ? { primarySystemIdentifier } : {}) };
+}

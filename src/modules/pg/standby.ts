@@ -1,0 +1,117 @@
+/**
+ * pg_standby: makes this host a standby of the primary, by cloning it only when this host does
+ * not already hold the cluster's data. The rules that keep data safe:
+ * - the same system identifier: already a member; nothing to clone (a writable copy is refused);
+ * - missing or empty directory, a partial clone pgprov left, or a freshly initialised cluster
+ *   with no user database or table: cloned, without asking;
+ * - anything else (another cluster's data): refused, unless the user passed --reclone HOST.
+ * The clone goes into a directory next to the data directory and is swapped in only once it is
+ * complete, so a clone that fails halfway never leaves the host without its old data.
+ */
+import { z } from "zod";
+import { type DataDirectory, CLONE_SUFFIX, dataDirectoryProbe, isFreshCluster, parseDataDirectory } from "../../cluster/data-directory.js";
+import { noChange } from "../../engine/change.js";
+import { flag, wholeNumber } from "../args.js";
+import { type Module, TaskFailure } from "../module.js";
+import { shellQuote } from "../shell.js";
+
+export const standbyArgs = z.strictObject({
+  /** This host's name in the inventory, for messages. */
+  host: z.string().min(1),
+  primary: z.string().min(1),
+  port: wholeNumber,
+  user: z.string().min(1),
+  /** Empty when the cluster uses no slots. */
+  slot: z.string().default(""),
+  passfile: z.string().regex(/^\//, "an absolute path"),
+  data_directory: z.string().regex(/^\/.+/, "an absolute path"),
+  bin_directory: z.string().regex(/^\/.+/, "an absolute path"),
+  service: z.string().min(1),
+  /** The primary's system identifier, read before the play; empty when it could not be read. */
+  primary_system_identifier: z.string().default(""),
+  /** The user's consent to replace data that is not this cluster's (--reclone HOST). */
+  reclone: flag.default(false),
+  /** Seconds the base backup may take. */
+  timeout: wholeNumber.default(3600),
+});
+export type StandbyArgs = z.output<typeof standbyArgs>;
+
+export const pgStandby: Module<StandbyArgs> = {
+  name: "pg_standby",
+  args: standbyArgs,
+
+  probe: (args) => dataDirectoryProbe(args.data_directory, args.bin_directory),
+
+  decide(args, state) {
+    const d = parseDataDirectory(state.stdout);
+    const primary = args.primary_system_identifier;
+    const from = `a base backup of ${args.primary}`;
+    if (primary && d.systemIdentifier === primary) {
+      if (!d.standbySignal) {
+        throw new TaskFailure(
+          `${args.data_directory} holds this cluster's data but is not a standby (no standby.signal): it may have been promoted. Refusing to touch it; see \`pgprov status\``,
+        );
+      }
+      return noChange(`already a standby of this cluster (system identifier ${primary}, timeline ${d.timeline ?? "?"})`);
+    }
+    if (!d.exists || d.entries === 0) return { changes: [{ action: "create", summary: `clone ${from} into ${args.data_directory} (${d.exists ? "empty" : "missing"})` }] };
+    if (d.partialClone && !d.systemIdentifier) return { changes: [{ action: "create", summary: `clone ${from}, replacing the partial clone pgprov left` }] };
+    if (isFreshCluster(d)) {
+      return { changes: [{ action: "create", summary: `clone ${from}, replacing the freshly initialised cluster here (${describe(d)}, no user data)` }] };
+    }
+    if (!primary) {
+      throw new TaskFailure(
+        `${args.data_directory} holds data (${describe(d)}) and the primary's system identifier cannot be read, so pgprov cannot tell whether it is this cluster's: refusing to touch it`,
+      );
+    }
+    if (args.reclone) {
+      return { changes: [{ action: "create", summary: `clone ${from}, REPLACING the data here (${describe(d)}), as --reclone asked`, destructive: true }] };
+    }
+    throw new TaskFailure(
+      `${args.data_directory} holds another cluster's data (${describe(d)}; the primary's system identifier is ${primary}). ` +
+        `pgprov never replaces data without consent: check it, then rerun with --reclone ${args.host} to replace it with a clone of ${args.primary}`,
+    );
+  },
+
+  act(args) {
+    const data = shellQuote(args.data_directory);
+    const clone = shellQuote(`${args.data_directory}${CLONE_SUFFIX}`);
+    const old = shellQuote(`${args.data_directory}.pgprov-replaced`);
+    const basebackup = [
+      `${shellQuote(args.bin_directory)}/pg_basebackup`,
+      `-h ${shellQuote(args.primary)} -p ${args.port} -U ${shellQuote(args.user)} -w`,
+      `-D ${clone} -X stream -c fast`,
+      args.slot ? `-S ${shellQuote(args.slot)}` : "",
+    ]
+      .filter(Boolean)
+      .join(" ");
+    return [
+      {
+        script: [
+          `systemctl stop ${shellQuote(args.service)}`,
+          `rm -rf ${clone} ${old}`,
+          `install -d -o postgres -g postgres -m 0700 ${clone}`,
+          // The password comes from the passfile, never from an argument or the environment.
+          `runuser -u postgres -- env PGPASSFILE=${shellQuote(args.passfile)} ${basebackup}`,
+          `runuser -u postgres -- touch ${clone}/standby.signal`,
+          `if [ -e ${data} ]; then mv ${data} ${old}; fi`,
+          `mv ${clone} ${data}`,
+          `rm -rf ${old}`,
+          `systemctl start ${shellQuote(args.service)}`,
+        ].join("\n"),
+        display: `${basebackup} (then swap into ${args.data_directory} and start ${args.service})`,
+        timeoutMs: args.timeout * 1000,
+      },
+    ];
+  },
+};
+
+function describe(d: DataDirectory): string {
+  const parts = [
+    d.systemIdentifier ? `system identifier ${d.systemIdentifier}` : "no cluster",
+    d.timeline !== undefined ? `timeline ${d.timeline}` : "",
+    d.userDatabases ? `${d.userDatabases} user database${d.userDatabases === 1 ? "" : "s"}` : "",
+    d.userRelations ? `${d.userRelations} user relation files` : "",
+  ];
+  return parts.filter(Boolean).join(", ");
+}
