@@ -9,6 +9,7 @@ import { PgprovError } from "../errors.js";
 import { BUNDLED_PLAYBOOK, PACKAGE_ROOT } from "../paths.js";
 import { type ApplyArgs, applyCommand } from "./apply.js";
 import { pingCommand } from "./ping.js";
+import { statusCommand } from "./status.js";
 
 const pkg = JSON.parse(readFileSync(join(PACKAGE_ROOT, "package.json"), "utf8")) as { version: string };
 
@@ -99,6 +100,14 @@ export async function main(argv: string[]): Promise<number> {
       (y) => withRunOptions(withConnectionOptions(y)),
       async (args) => {
         exitCode = await applyCommand(runArgs(args, true, true));
+      },
+    )
+    .command(
+      "status <inventory>",
+      "show each server's role, timeline, LSN, lag, slot and streaming state, and the connection strings",
+      (y) => withConnectionOptions(y),
+      async (args) => {
+        exitCode = await statusCommand(args.inventory, { json: args.json, acceptNewHostKeys: args["accept-new-host-keys"] });
       },
     )
     .demandCommand(1, "Name a command; see pgprov --help.")

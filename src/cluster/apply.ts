@@ -44,7 +44,7 @@ export async function applyCluster(inventory: Inventory, playbook: Playbook, opt
         const states = [...registered.entries()].filter(([, r]) => r.pgprov_data_directory);
         if (states.length > 0 && states.length === registered.size) {
           const data = new Map(states.map(([host, r]) => [host, (r.pgprov_data_directory as { value?: DataDirectory }).value]));
-          const assessment = assessCluster(inventory, data);
+          const assessment = assessCluster(inventory, data, cluster.reclone);
           if (assessment.problems.length) throw new PgprovError(`refusing to change anything: ${assessment.problems.join("\n")}`);
           if (assessment.primarySystemIdentifier) cluster.primarySystemIdentifier = assessment.primarySystemIdentifier;
         }

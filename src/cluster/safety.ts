@@ -11,7 +11,11 @@ export interface ClusterAssessment {
   primarySystemIdentifier?: string;
 }
 
-export function assessCluster(inventory: Inventory, states: Map<string, DataDirectory | undefined>): ClusterAssessment {
+/**
+ * `reclone`: standbys the user agreed to replace with a clone; whatever they hold, they will not
+ * stay a primary, so they do not count as writable.
+ */
+export function assessCluster(inventory: Inventory, states: Map<string, DataDirectory | undefined>, reclone: string[] = []): ClusterAssessment {
   const primary = inventory.primary;
   const primaryData = states.get(primary.name);
   const primarySystemIdentifier = primaryData?.systemIdentifier;
@@ -21,16 +25,18 @@ export function assessCluster(inventory: Inventory, states: Map<string, DataDire
   // second primary: it holds nothing and is about to be replaced by a clone.
   const writable = inventory.hosts.filter((h) => {
     const d = states.get(h.name);
-    if (!d || !isWritable(d)) return false;
+    if (!d || !isWritable(d) || reclone.includes(h.name)) return false;
     return !(h.role === "standby" && isFreshCluster(d) && d.systemIdentifier !== primarySystemIdentifier);
   });
   const names = (hs: { name: string }[]) => hs.map((h) => h.name).join(", ");
   const seeStatus = "`pgprov status` shows each server's role and timeline";
 
   if (writable.length > 1) {
+    const standbys = writable.filter((h) => h.role === "standby");
     problems.push(
       `more than one server accepts writes: ${names(writable)}. pgprov changes nothing while that is so; ` +
-        `decide which one is the primary (${seeStatus}), stop the others, then rerun.`,
+        `decide which one is the primary (${seeStatus}), stop the others, then rerun` +
+        (standbys.length ? `; or, to replace ${names(standbys)} with a clone of ${primary.name}, rerun with --reclone ${standbys.map((h) => h.name).join(",")}.` : "."),
     );
   } else if (writable.length === 1 && writable[0] !== primary) {
     problems.push(

@@ -69,9 +69,10 @@ function postgresqlVariables(inventory: Inventory, facts: Facts | undefined) {
     clients: inventory.postgresql.clients,
     archive_directory: inventory.postgresql.archiveDirectory ?? `/var/lib/postgresql/${version}/wal-archive`,
     // pg_basebackup -X stream holds two WAL senders while it runs: every standby can clone at
-    // once, and every standby can stream, with room for a few more.
-    max_wal_senders: Math.max(10, 3 * standbys + 4),
-    max_replication_slots: Math.max(10, standbys + 4),
+    // once, and every standby can stream, with room for a few more. Rounded up to a multiple
+    // of 16: both need a restart to change, and adding a standby should not restart the others.
+    max_wal_senders: roundUp(3 * standbys + 4, 16),
+    max_replication_slots: roundUp(standbys + 4, 16),
   };
 }
 
@@ -123,4 +124,8 @@ function reveal(value: unknown): unknown {
   if (Array.isArray(value)) return value.map(reveal);
   if (value && typeof value === "object") return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, reveal(v)]));
   return value;
+}
+
+function roundUp(n: number, step: number): number {
+  return Math.ceil(n / step) * step;
 }

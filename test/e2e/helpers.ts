@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseDocument } from "yaml";
 import type { HostRecap, RunEvent } from "../../src/engine/events.js";
-import type { Lab } from "../lab/lab.js";
+import { type Lab, type LabHost, labExec } from "../lab/lab.js";
 
 const BIN = join(import.meta.dirname, "../../bin/pgprov.js");
 
@@ -60,4 +60,20 @@ export function inventoryCopy(lab: Lab, edit?: (doc: ReturnType<typeof parseDocu
   const path = join(dir, "inventory.yml");
   writeFileSync(path, doc.toString());
   return path;
+}
+
+/** Runs SQL on a lab host as postgres with psql (tests only: pgprov itself uses the pg client). */
+export async function psql(host: LabHost | string, query: string): Promise<{ code: number; out: string; err: string }> {
+  const r = await labExec(host, `runuser -u postgres -- psql -XAtq -v ON_ERROR_STOP=1 <<'PGPROV_TEST_SQL'\n${query}\nPGPROV_TEST_SQL`);
+  return { code: r.code, out: r.stdout.trim(), err: r.stderr.trim() };
+}
+
+/** Waits, with a bound, until `check` returns true. */
+export async function eventually(what: string, check: () => Promise<boolean>, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (await check()) return;
+    await new Promise((r) => setTimeout(r, 300));
+  }
+  throw new Error(`gave up after ${timeoutMs / 1000} s waiting for ${what}`);
 }

@@ -47,9 +47,12 @@ export const pgStandby: Module<StandbyArgs> = {
     const primary = args.primary_system_identifier;
     const from = `a base backup of ${args.primary}`;
     if (primary && d.systemIdentifier === primary) {
+      if (!d.standbySignal && args.reclone) {
+        return { changes: [{ action: "create", summary: `clone ${from}, REPLACING this former standby's diverged data (${describe(d)}), as --reclone asked`, destructive: true }] };
+      }
       if (!d.standbySignal) {
         throw new TaskFailure(
-          `${args.data_directory} holds this cluster's data but is not a standby (no standby.signal): it may have been promoted. Refusing to touch it; see \`pgprov status\``,
+          `${args.data_directory} holds this cluster's data but is not a standby (no standby.signal): it may have been promoted and written to. Refusing to touch it; see \`pgprov status\`, and rerun with --reclone ${args.host} to replace it with a fresh clone`,
         );
       }
       return noChange(`already a standby of this cluster (system identifier ${primary}, timeline ${d.timeline ?? "?"})`);
