@@ -1,0 +1,126 @@
+import { describe, expect, it } from "vitest";
+import { type DataDirectory, parseDataDirectory } from "../../src/cluster/data-directory.js";
+import type { ModuleContext, ProbeOutput } from "../../src/modules/module.js";
+import { TaskFailure } from "../../src/modules/module.js";
+import { pgRole, roleArgs } from "../../src/modules/pg/role.js";
+import { scramVerifier, verifierMatches } from "../../src/modules/pg/scram.js";
+import { pgSlots, slotsArgs } from "../../src/modules/pg/slots.js";
+import { pgStandby, standbyArgs } from "../../src/modules/pg/standby.js";
+
+const context: ModuleContext = { playbookDir: "/", render: (t) => t };
+const rows = (r: Record<string, unknown>[]): ProbeOutput => ({ stdout: "", stderr: "", code: 0, rows: r });
+const shell = (stdout: string): ProbeOutput => ({ stdout, stderr: "", code: 0 });
+
+describe("SCRAM verifiers", () => {
+  it("matches the password it was made from, and no other", () => {
+    const v = scramVerifier("correct horse");
+    expect(v).toMatch(/^SCRAM-SHA-256\$4096:[A-Za-z0-9+/=]+\$[A-Za-z0-9+/=]+:[A-Za-z0-9+/=]+$/);
+    expect(verifierMatches(v, "correct horse")).toBe(true);
+    expect(verifierMatches(v, "correct horse ")).toBe(false);
+    expect(verifierMatches("md5abc", "x")).toBe(false);
+  });
+
+  it("is deterministic for a given salt, as PostgreSQL's are", () => {
+    const salt = Buffer.from("0123456789abcdef");
+    expect(scramVerifier("pw", salt)).toBe(scramVerifier("pw", salt));
+    expect(scramVerifier("pw", salt)).not.toBe(scramVerifier("pw2", salt));
+  });
+});
+
+describe("pg_role", () => {
+  const args = roleArgs.parse({ name: "replicator", password: "s3cret-password", replication: true });
+  it("creates a missing role with a verifier, never the plaintext", () => {
+    const d = pgRole.decide(args, rows([]), context);
+    expect(d.changes[0]).toMatchObject({ action: "create" });
+    const [cmd] = pgRole.act(args, d, context);
+    expect(cmd && "sql" in cmd && cmd.sql).toMatch(/^CREATE ROLE replicator LOGIN REPLICATION PASSWORD 'SCRAM-SHA-256\$4096:/);
+    expect(JSON.stringify(cmd)).not.toContain("s3cret-password");
+  });
+  it("is ok when attributes and password match, and puts back a changed password", () => {
+    const row = { rolname: "replicator", rolcanlogin: true, rolreplication: true, rolpassword: scramVerifier("s3cret-password") };
+    expect(pgRole.decide(args, rows([row]), context).changes).toEqual([]);
+    const changed = pgRole.decide(args, rows([{ ...row, rolpassword: scramVerifier("by-hand") }]), context);
+    expect(changed.changes.map((c) => c.summary)).toEqual(["role replicator: the password on the server differs from the inventory's; set it again"]);
+    expect(pgRole.act(args, changed, context)[0]).toMatchObject({ display: "ALTER ROLE replicator LOGIN REPLICATION PASSWORD '<SCRAM-SHA-256 verifier>'" });
+  });
+});
+
+describe("pg_slots", () => {
+  it("creates the missing, drops only its own stale ones", () => {
+    const d = pgSlots.decide(slotsArgs.parse({ names: ["pgprov_pg2", "pgprov_pg3"] }), rows([{ slot_name: "pgprov_pg2", active: true }, { slot_name: "pgprov_old", active: false }]), context);
+    expect(d.changes.map((c) => `${c.action} ${c.summary}`)).toEqual([
+      "create create physical replication slot pgprov_pg3",
+      "delete drop slot pgprov_old: no standby of the inventory uses it",
+    ]);
+    expect(pgSlots.probe(slotsArgs.parse({}), context)).toMatchObject({ sql: expect.stringContaining("starts_with(slot_name, 'pgprov_')") });
+  });
+});
+
+describe("pg_standby: when a clone may replace what is there", () => {
+  const base = {
+    host: "pg2",
+    primary: "10.0.0.11",
+    port: 5432,
+    user: "replicator",
+    slot: "pgprov_pg2",
+    passfile: "/var/lib/postgresql/.pgprov.pgpass",
+    data_directory: "/var/lib/postgresql/15/main",
+    bin_directory: "/usr/lib/postgresql/15/bin",
+    service: "postgresql@15-main",
+    primary_system_identifier: "7000000000000000001",
+  };
+  const decide = (state: string, extra: Record<string, unknown> = {}) => pgStandby.decide(standbyArgs.parse({ ...base, ...extra }), shell(state), context);
+  const cluster = (sysid: string, more = "") => `exists=yes\nentries=20\npg_version=15\nsystem_identifier=${sysid}\nstate=in production\ntimeline=1\ndatabases=3\nuser_relations=0\n${more}`;
+
+  it("does nothing on a standby of this cluster", () => {
+    expect(decide(cluster("7000000000000000001", "standby_signal=yes\nrunning=yes")).changes).toEqual([]);
+  });
+  it("clones into a missing or empty directory, or over its own partial clone", () => {
+    expect(decide("").changes[0]!.summary).toMatch(/missing/);
+    expect(decide("exists=yes\nentries=0\n").changes[0]!.summary).toMatch(/empty/);
+    expect(decide("exists=yes\nentries=0\npartial_clone=yes\n").changes[0]!.action).toBe("create");
+  });
+  it("replaces a freshly initialised cluster with no user data", () => {
+    const d = decide(cluster("7000000000000000999"));
+    expect(d.changes[0]).toMatchObject({ action: "create" });
+    expect(d.changes[0]!.destructive).toBeUndefined();
+  });
+  it("refuses another cluster's data, and a promoted copy, unless --reclone", () => {
+    const other = cluster("7000000000000000999").replace("user_relations=0", "user_relations=12").replace("databases=3", "databases=4");
+    expect(() => decide(other)).toThrow(/another cluster's data \(system identifier 7000000000000000999, timeline 1, 1 user database, 12 user relation files.*--reclone pg2/);
+    expect(decide(other, { reclone: "true" }).changes[0]).toMatchObject({ destructive: true });
+    const promoted = cluster("7000000000000000001", "running=yes");
+    expect(() => decide(promoted)).toThrow(TaskFailure);
+    expect(decide(promoted, { reclone: true }).changes[0]).toMatchObject({ destructive: true });
+  });
+  it("refuses data it cannot compare with the primary's", () => {
+    const data = cluster("7000000000000000999").replace("user_relations=0", "user_relations=3");
+    expect(() => decide(data, { primary_system_identifier: "" })).toThrow(/cannot tell whether it is this cluster's/);
+  });
+  it("clones into a directory beside the data, reads the password from the passfile, and swaps last", () => {
+    const [cmd] = pgStandby.act(standbyArgs.parse(base), { changes: [] }, context);
+    const script = cmd && "script" in cmd ? cmd.script : "";
+    expect(script).toContain("PGPASSFILE=/var/lib/postgresql/.pgprov.pgpass");
+    expect(script).toContain("-D /var/lib/postgresql/15/main.pgprov-clone -X stream -c fast -S pgprov_pg2");
+    expect(script.indexOf("mv /var/lib/postgresql/15/main.pgprov-clone /var/lib/postgresql/15/main")).toBeGreaterThan(script.indexOf("pg_basebackup"));
+  });
+});
+
+describe("data directory facts", () => {
+  it("parses what the probe prints", () => {
+    const d: DataDirectory = parseDataDirectory("exists=yes\nentries=21\npg_version=17\nsystem_identifier=74\nstate=in archive recovery\ntimeline=3\nstandby_signal=yes\nrunning=yes\ndatabases=5\nuser_relations=40\n");
+    expect(d).toEqual({
+      exists: true,
+      entries: 21,
+      majorVersion: 17,
+      systemIdentifier: "74",
+      state: "in archive recovery",
+      timeline: 3,
+      standbySignal: true,
+      running: true,
+      partialClone: false,
+      userDatabases: 2,
+      userRelations: 40,
+    });
+  });
+});
