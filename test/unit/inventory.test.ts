@@ -102,9 +102,12 @@ describe("inventory", () => {
     copyFileSync(join(import.meta.dirname, "../../inventory.example.yml"), copy);
     writeFileSync(join(dirname(copy), "id_ed25519"), "not read until connecting");
     process.env.APP_TOKEN = "example-token";
+    process.env.PGPROV_REPLICATION_PASSWORD = "example-replication-password";
     const inv = loadInventory(copy);
     expect(inv.hosts.map((h) => h.role)).toEqual(["primary", "standby", "standby"]);
     expect(inv.aptProxy).toBe("http://10.0.0.1:3142");
+    expect(inv.postgresql).toMatchObject({ version: 15, port: 5432, clients: ["10.0.0.0/24"] });
+    expect(inv.replication.password?.reveal()).toBe("example-replication-password");
   });
 
   it("names a missing file", () => {
