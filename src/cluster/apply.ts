@@ -6,6 +6,7 @@
  * (register: pgprov_replication): standbys that do not stream yet are waited for, with a bound.
  */
 import type { Emit, StandbyReplication } from "../engine/events.js";
+import { Redactor } from "../engine/redact.js";
 import { runPlaybook, type RunOptions, type RunSummary } from "../engine/run.js";
 import type { ClusterContext } from "../engine/variables.js";
 import { PgprovError } from "../errors.js";
@@ -17,6 +18,9 @@ import { HostPostgres, type Row } from "../transport/postgres.js";
 import type { HostConnection } from "../transport/ssh.js";
 import type { DataDirectory } from "./data-directory.js";
 import { assessCluster } from "./safety.js";
+
+/** The registers of the bundled playbook that apply's checks read. */
+const DATA_DIRECTORY = "pgprov_data_directory";
 
 export interface ApplyOptions extends Omit<RunOptions, "cluster" | "afterPlay" | "reached" | "secrets" | "emit"> {
   /** Hosts whose data may be replaced by a clone (--reclone). */
@@ -30,20 +34,24 @@ export async function applyCluster(inventory: Inventory, playbook: Playbook, opt
   ensureReplicationPassword(inventory);
   const cluster: ClusterContext = { reclone: options.reclone ?? [] };
   const secrets = inventory.secrets.map((s) => s.reveal());
+  const redactor = new Redactor(secrets);
+  const emit: Emit = (e) => options.emit(redactor.value(e));
   let replication: Row[] | undefined;
-  const reached = await connectAll(inventory, inventory.hosts.filter((h) => !options.limit || options.limit.includes(h.name)), {
-    acceptNewHostKeys: options.acceptNewHostKeys ?? false,
-  });
+  // Every host, whatever --limit says: the safety reads cover the whole cluster.
+  const reached = await connectAll(inventory, inventory.hosts, { acceptNewHostKeys: options.acceptNewHostKeys ?? false, exclusive: !options.check });
   try {
     const summary = await runPlaybook(inventory, playbook, {
       ...options,
       secrets,
       cluster,
       reached,
-      afterPlay: (_play, registered) => {
-        const states = [...registered.entries()].filter(([, r]) => r.pgprov_data_directory);
-        if (states.length > 0 && states.length === registered.size) {
-          const data = new Map(states.map(([host, r]) => [host, (r.pgprov_data_directory as { value?: DataDirectory }).value]));
+      afterPlay: (play, registered) => {
+        const registers = new Set(play.tasks.map((t) => t.register));
+        if (registers.has(DATA_DIRECTORY)) {
+          // Fail closed: a host whose data directory was not read could be a second primary.
+          const unread = inventory.hosts.filter((h) => !(registered.get(h.name)?.[DATA_DIRECTORY] as { value?: unknown } | undefined)?.value);
+          if (unread.length) throw new PgprovError(`refusing to change anything: the data directory of ${unread.map((h) => h.name).join(", ")} could not be read`);
+          const data = new Map(inventory.hosts.map((h) => [h.name, (registered.get(h.name)![DATA_DIRECTORY] as { value: DataDirectory }).value]));
           const assessment = assessCluster(inventory, data, cluster.reclone);
           if (assessment.problems.length) throw new PgprovError(`refusing to change anything: ${assessment.problems.join("\n")}`);
           if (assessment.primarySystemIdentifier) cluster.primarySystemIdentifier = assessment.primarySystemIdentifier;
@@ -62,11 +70,11 @@ export async function applyCluster(inventory: Inventory, playbook: Playbook, opt
         ? replication
         : await waitForStreaming(primary.connection, inventory, standbys, replication, options.streamingTimeoutMs ?? 120_000);
       const report = standbys.map((name) => standbyReport(name, rows));
-      options.emit({ type: "replication", primary: inventory.primary.name, standbys: report });
+      emit({ type: "replication", primary: inventory.primary.name, standbys: report });
       for (const s of report) {
         if (s.state !== "streaming" && !options.check) {
           summary.failed = true;
-          options.emit({
+          emit({
             type: "failure",
             host: s.host,
             message: `${s.host} does not stream from ${inventory.primary.name} (${s.state}) after waiting ${(options.streamingTimeoutMs ?? 120_000) / 1000} s; see its log: journalctl -u postgresql@*`,
@@ -74,7 +82,7 @@ export async function applyCluster(inventory: Inventory, playbook: Playbook, opt
         }
       }
     }
-    options.emit({ type: "recap", hosts: summary.hosts });
+    emit({ type: "recap", hosts: summary.hosts });
     return summary;
   } finally {
     closeAll(reached);

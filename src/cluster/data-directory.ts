@@ -8,6 +8,8 @@ import { keyValues, shellQuote } from "../modules/shell.js";
 
 /** pgprov clones into this directory next to the data directory, then swaps it into place. */
 export const CLONE_SUFFIX = ".pgprov-clone";
+/** During the swap, the data being replaced waits here until the clone is in place. */
+export const REPLACED_SUFFIX = ".pgprov-replaced";
 /** The first OID of user objects (FirstNormalObjectId): system catalogs are below it. */
 const FIRST_USER_OID = 16384;
 
@@ -20,15 +22,22 @@ export interface DataDirectory {
   systemIdentifier?: string;
   /** "in production", "in archive recovery", "shut down", "shut down in recovery", ... */
   state?: string;
+  /** The latest of pg_control's and the newest timeline history file's. */
   timeline?: number;
   standbySignal: boolean;
   running: boolean;
   /** A clone pgprov started and did not finish. */
   partialClone: boolean;
+  /** Data a swap moved aside and did not get to remove: a clone was interrupted mid-swap. */
+  replacedLeft: boolean;
   /** Databases besides template0, template1 and postgres. */
   userDatabases: number;
   /** Relation files with an OID of a user object, in any database. */
   userRelations: number;
+  /** Tablespaces (links in pg_tblspc): data outside the data directory. */
+  tablespaces: number;
+  /** The next OID as of the last checkpoint: below 16384 until any user object was ever made. */
+  nextOid?: number;
 }
 
 export function dataDirectoryProbe(dataDirectory: string, binDirectory: string): string {
@@ -39,10 +48,14 @@ export function dataDirectoryProbe(dataDirectory: string, binDirectory: string):
     `[ -f "$d/PG_VERSION" ] && echo "pg_version=$(cat "$d/PG_VERSION")"`,
     `[ -f "$d/standby.signal" ] && echo standby_signal=yes`,
     `[ -d "$d${CLONE_SUFFIX}" ] && echo partial_clone=yes`,
+    `[ -e "$d${REPLACED_SUFFIX}" ] && echo replaced_left=yes`,
     `[ -f "$d/postmaster.pid" ] && kill -0 "$(head -1 "$d/postmaster.pid")" 2>/dev/null && echo running=yes`,
     `if [ -f "$d/global/pg_control" ] && [ -x ${shellQuote(binDirectory)}/pg_controldata ]; then`,
-    `  LC_ALL=C ${shellQuote(binDirectory)}/pg_controldata "$d" | awk -F': *' '/^Database system identifier/ { print "system_identifier=" $2 } /^Database cluster state/ { print "state=" $2 } /^Latest checkpoint.s TimeLineID/ { print "timeline=" $2 }'`,
+    `  LC_ALL=C ${shellQuote(binDirectory)}/pg_controldata "$d" | awk -F': *' '/^Database system identifier/ { print "system_identifier=" $2 } /^Database cluster state/ { print "state=" $2 } /^Latest checkpoint.s TimeLineID/ { print "timeline=" $2 } /^Latest checkpoint.s NextOID/ { print "next_oid=" $2 }'`,
     `fi`,
+    // A promotion writes NNNNNNNN.history at once; pg_control's timeline waits for a checkpoint.
+    `h=$(ls "$d/pg_wal" 2>/dev/null | grep -E '^[0-9A-F]{8}\\.history$' | sort | tail -1); [ -n "$h" ] && echo "history_timeline=$((0x\${h%.history}))"`,
+    `[ -d "$d/pg_tblspc" ] && echo "tablespaces=$(ls -A "$d/pg_tblspc" | wc -l)"`,
     `if [ -d "$d/base" ]; then`,
     `  echo "databases=$(ls "$d/base" | wc -l)"`,
     `  echo "user_relations=$(find "$d/base" -type f -name '[0-9]*' | awk -F/ '{ n = $NF; sub(/[._].*/, "", n); if (n + 0 >= ${FIRST_USER_OID}) c++ } END { print c + 0 }')"`,
@@ -59,18 +72,34 @@ export function parseDataDirectory(stdout: string): DataDirectory {
     ...(kv.pg_version ? { majorVersion: Number(kv.pg_version) } : {}),
     ...(kv.system_identifier ? { systemIdentifier: kv.system_identifier } : {}),
     ...(kv.state ? { state: kv.state } : {}),
-    ...(kv.timeline ? { timeline: Number(kv.timeline) } : {}),
+    ...(kv.timeline || kv.history_timeline ? { timeline: Math.max(Number(kv.timeline ?? 0), Number(kv.history_timeline ?? 0)) } : {}),
     standbySignal: kv.standby_signal === "yes",
     running: kv.running === "yes",
     partialClone: kv.partial_clone === "yes",
+    replacedLeft: kv.replaced_left === "yes",
     userDatabases: Math.max(0, (number(kv.databases) ?? 3) - 3),
     userRelations: number(kv.user_relations) ?? 0,
+    tablespaces: number(kv.tablespaces) ?? 0,
+    ...(kv.next_oid ? { nextOid: Number(kv.next_oid) } : {}),
   };
 }
 
-/** A cluster that initdb (or the Debian package) just made: nothing in it anyone could miss. */
+/**
+ * A cluster that initdb (or the Debian package) just made: nothing in it anyone could miss. Every
+ * sign must agree: still on timeline 1, no tablespace, no database or relation file of a user
+ * object, and no user object ever made (OIDs from 16384 on are handed out to user objects,
+ * large objects included, and pg_control's NextOID has stayed below that).
+ */
 export function isFreshCluster(d: DataDirectory): boolean {
-  return d.systemIdentifier !== undefined && d.userDatabases === 0 && d.userRelations === 0;
+  return (
+    d.systemIdentifier !== undefined &&
+    d.timeline === 1 &&
+    d.tablespaces === 0 &&
+    d.userDatabases === 0 &&
+    d.userRelations === 0 &&
+    d.nextOid !== undefined &&
+    d.nextOid < FIRST_USER_OID
+  );
 }
 
 /** Running and accepting writes: a server that is not in recovery. */

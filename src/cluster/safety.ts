@@ -21,28 +21,54 @@ export function assessCluster(inventory: Inventory, states: Map<string, DataDire
   const primarySystemIdentifier = primaryData?.systemIdentifier;
   const problems: string[] = [];
 
+  // A host of this cluster on a later timeline than the primary was promoted: it may hold the
+  // newest writes, and the inventory's primary may be the stale one. Nothing is decided for the
+  // user here, not even with --reclone.
+  const ahead = inventory.hosts.filter((h) => {
+    const d = states.get(h.name);
+    return (
+      h !== primary &&
+      primarySystemIdentifier !== undefined &&
+      d?.systemIdentifier === primarySystemIdentifier &&
+      d.timeline !== undefined &&
+      primaryData?.timeline !== undefined &&
+      d.timeline > primaryData.timeline
+    );
+  });
+  const names = (hs: { name: string }[]) => hs.map((h) => h.name).join(", ");
+  const timeline = (name: string) => {
+    const t = states.get(name)?.timeline;
+    return t === undefined ? name : `${name} (timeline ${t})`;
+  };
+  const seeStatus = "`pgprov status` shows each server's role and timeline";
+
   // A standby-to-be still running the empty cluster its package made is writable, but it is no
   // second primary: it holds nothing and is about to be replaced by a clone.
   const writable = inventory.hosts.filter((h) => {
     const d = states.get(h.name);
-    if (!d || !isWritable(d) || reclone.includes(h.name)) return false;
+    if (!d || !isWritable(d) || (reclone.includes(h.name) && !ahead.includes(h))) return false;
     return !(h.role === "standby" && isFreshCluster(d) && d.systemIdentifier !== primarySystemIdentifier);
   });
-  const names = (hs: { name: string }[]) => hs.map((h) => h.name).join(", ");
-  const seeStatus = "`pgprov status` shows each server's role and timeline";
 
   if (writable.length > 1) {
-    const standbys = writable.filter((h) => h.role === "standby");
+    const replaceable = writable.filter((h) => h.role === "standby" && !ahead.includes(h));
     problems.push(
-      `more than one server accepts writes: ${names(writable)}. pgprov changes nothing while that is so; ` +
+      `more than one server accepts writes: ${writable.map((h) => timeline(h.name)).join(", ")}. pgprov changes nothing while that is so; ` +
         `decide which one is the primary (${seeStatus}), stop the others, then rerun` +
-        (standbys.length ? `; or, to replace ${names(standbys)} with a clone of ${primary.name}, rerun with --reclone ${standbys.map((h) => h.name).join(",")}.` : "."),
+        (replaceable.length ? `; or, to replace ${names(replaceable)} with a clone of ${primary.name}, rerun with --reclone ${replaceable.map((h) => h.name).join(",")}.` : "."),
     );
   } else if (writable.length === 1 && writable[0] !== primary) {
     problems.push(
       `the writable server is ${writable[0]!.name}, but the inventory says the primary is ${primary.name}. ` +
         `pgprov changes nothing until they agree: make ${writable[0]!.name} the primary in the inventory, ` +
         `or bring ${primary.name} back (${seeStatus}).`,
+    );
+  }
+  for (const h of ahead.filter((h) => !writable.includes(h))) {
+    problems.push(
+      `${timeline(h.name)} is ahead of the inventory's primary ${timeline(primary.name)}: it was promoted, and may hold writes ${primary.name} lacks. ` +
+        `pgprov will not start, clone or replace either while that is so, not even with --reclone. If ${h.name} is the real primary, make it the primary in the inventory; ` +
+        `if its writes can be thrown away, stop it and empty its data directory yourself, and pgprov clones it again.`,
     );
   }
   if (primaryData?.running && primaryData.standbySignal) {

@@ -5,7 +5,7 @@
  * other than the inventory's), and prints the connection strings applications should use.
  */
 import type { Host, Inventory } from "../inventory/inventory.js";
-import { slotName } from "../engine/variables.js";
+import { slotName } from "../inventory/slots.js";
 import { REPLICATION_QUERY } from "../modules/pg/read.js";
 import { closeAll, connectAll } from "../transport/fleet.js";
 import { HostPostgres, type Row } from "../transport/postgres.js";

@@ -39,7 +39,7 @@ export function buildBatch(sections: Section[], nonce: string): string {
       // coreutils' timeout needs a program to run: the section goes into a file of mode 0600 in
       // a private directory (never into an argument), and `sh` runs it.
       lines.push(
-        `cat > "$__pgprov_d/${i}.sh" <<'PGPROV_SECTION_${nonce}'\n${body}\nPGPROV_SECTION_${nonce}`,
+        `(umask 077 && cat > "$__pgprov_d/${i}.sh") <<'PGPROV_SECTION_${nonce}'\n${body}\nPGPROV_SECTION_${nonce}`,
         `timeout -k 5 ${section.timeoutSeconds} sh "$__pgprov_d/${i}.sh" 2>"$__pgprov_err" </dev/null`,
       );
     } else {

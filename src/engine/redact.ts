@@ -13,6 +13,27 @@ export class Redactor {
     this.secrets = [...new Set(secrets)].filter((s) => s.length >= 4).sort((a, b) => b.length - a.length);
   }
 
+  /**
+   * Whether a value holds a secret, as written or escaped the ways templates write it (SQL or
+   * configuration quotes, JSON, passfile escapes).
+   */
+  mentionsSecret(value: unknown): boolean {
+    if (this.secrets.length === 0) return false;
+    const forms = this.secrets.flatMap((secret) => [
+      secret,
+      JSON.stringify(secret).slice(1, -1),
+      secret.replace(/'/g, "''"),
+      secret.replace(/[\\:]/g, "\\$&"),
+    ]);
+    const walk = (v: unknown): boolean =>
+      typeof v === "string"
+        ? forms.some((f) => v.includes(f))
+        : Array.isArray(v)
+          ? v.some(walk)
+          : v !== null && typeof v === "object" && Object.values(v).some(walk);
+    return walk(value);
+  }
+
   text(s: string): string {
     let out = s;
     for (const secret of this.secrets) out = out.split(secret).join(MASK);

@@ -19,10 +19,10 @@ import { closeAll, connectAll, type Reached } from "../transport/fleet.js";
 import { HostPostgres } from "../transport/postgres.js";
 import { HostConnection, RemoteError } from "../transport/ssh.js";
 import { buildBatch, newNonce, parseBatch, type Section, type SectionResult, TIMED_OUT } from "./batch.js";
-import type { Decision } from "./change.js";
+import type { Change, Decision } from "./change.js";
 import type { Emit, HostRecap, RunEvent, TaskStatus } from "./events.js";
 import { type Facts, FACTS_SCRIPT, parseFacts, sameFacts } from "./facts.js";
-import { Redactor } from "./redact.js";
+import { MASK, Redactor } from "./redact.js";
 import { RunState } from "./state.js";
 import { type ClusterContext, hostVariables } from "./variables.js";
 
@@ -95,7 +95,8 @@ export async function runPlaybook(inventory: Inventory, playbook: Playbook, opti
   const state = RunState.forInventory(inventory);
 
   const inScope = (h: Host) => !options.limit || options.limit.includes(h.name);
-  const used = inventory.hosts.filter((h) => inScope(h) && playbook.plays.some((p) => selectHosts(p, inventory).includes(h)));
+  const targetsOf = (play: Play) => selectHosts(play, inventory).filter((h) => isReadOnly(play) || inScope(h));
+  const used = inventory.hosts.filter((h) => playbook.plays.some((p) => targetsOf(p).includes(h)));
   emit({ type: "run", playbook: playbook.file, inventory: inventory.file, check: options.check ?? false, hosts: used.map((h) => h.name) });
 
   const sessions = new Map<string, HostSession>();
@@ -120,8 +121,7 @@ export async function runPlaybook(inventory: Inventory, playbook: Playbook, opti
   let stopped = false;
   try {
     for (const play of playbook.plays) {
-      const targets = selectHosts(play, inventory)
-        .filter(inScope)
+      const targets = targetsOf(play)
         .map((h) => sessions.get(h.name)!)
         .filter((s) => !s.failed);
       if (targets.length > 0) {
@@ -155,6 +155,11 @@ export async function runPlaybook(inventory: Inventory, playbook: Playbook, opti
   return { hosts, changed: all.some((h) => h.changed > 0), failed: stopped || all.some((h) => h.failed > 0) };
 }
 
+/** A play of read-only tasks (the cluster's safety reads) runs on all its hosts, whatever --limit says. */
+function isReadOnly(play: Play): boolean {
+  return play.tasks.length > 0 && play.tasks.every((t) => t.module.readOnly === true);
+}
+
 export function selectHosts(play: Play, inventory: Inventory): Host[] {
   return inventory.hosts.filter((h) =>
     play.hosts.some((sel) => sel === "all" || sel === h.name || (sel === "primary" && h.role === "primary") || (sel === "standbys" && h.role === "standby")),
@@ -168,6 +173,7 @@ class PlayOnHost {
   private readonly connection: HostConnection;
   private readonly host: string;
   private readonly started = performance.now();
+  private readonly secretsSeen: Redactor;
 
   constructor(
     private readonly play: Play,
@@ -179,6 +185,7 @@ class PlayOnHost {
     private readonly emit: Emit,
   ) {
     this.playKey = `${playbook.file}#${play.name}`;
+    this.secretsSeen = new Redactor(options.secrets);
     this.connection = session.connection!;
     this.host = session.host.name;
     this.context = {
@@ -222,7 +229,7 @@ class PlayOnHost {
           task: p.name,
           handler: handlers,
           status,
-          changes: decision?.changes ?? [],
+          changes: this.maskRemovedLines(p, decision?.changes ?? []),
           ...(p.skip ?? decision?.reason ? { reason: p.skip ?? decision?.reason } : {}),
           ms: Math.round(performance.now() - started),
         });
@@ -444,6 +451,17 @@ class PlayOnHost {
     return parsed;
   }
 
+  /**
+   * In a diff of a file whose wanted content holds a secret, the removed lines are masked whole:
+   * the redactor masks the current secret wherever it appears, but an old one (before a rotation,
+   * or changed by hand) it cannot recognise.
+   */
+  private maskRemovedLines(p: Prepared, changes: Change[]): Change[] {
+    if (!changes.some((c) => c.diff) || !this.secretsSeen.mentionsSecret(p.args)) return changes;
+    const mask = (diff: string) => diff.replace(/^-(?!--)(.*)$/gm, (_line, text: string) => (text ? `-${MASK}` : "-"));
+    return changes.map((c) => (c.diff ? { ...c, diff: mask(c.diff) } : c));
+  }
+
   private register(task: Task, value: Record<string, unknown>): void {
     if (task.register) this.session.registered[task.register] = value;
   }
@@ -453,7 +471,7 @@ class PlayOnHost {
   }
 
   private selectedByTags(task: Task): boolean {
-    return !this.options.tags || task.tags.some((t) => this.options.tags!.includes(t));
+    return !this.options.tags || task.module.readOnly === true || task.tags.some((t) => this.options.tags!.includes(t));
   }
 
   private elapsed(): number {

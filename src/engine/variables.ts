@@ -8,6 +8,7 @@ import { isIP } from "node:net";
 import { PgprovError } from "../errors.js";
 import type { Host, Inventory } from "../inventory/inventory.js";
 import { Secret } from "../inventory/secret.js";
+import { slotName } from "../inventory/slots.js";
 import { FACT_KEYS, type Facts } from "./facts.js";
 
 export const BUILTIN_VARIABLES = ["host", "hosts", "primary", "standbys", "facts", "postgresql", "replication", "ssh_user", "cluster"] as const;
@@ -23,12 +24,6 @@ export interface ClusterContext {
 /** The PostgreSQL major version each Debian release ships: the default when the inventory names none. */
 export const DISTRIBUTION_POSTGRESQL: Readonly<Record<string, number>> = { bullseye: 13, bookworm: 15, trixie: 17 };
 
-/** pgprov's slots are named by this prefix, so it knows which slots are its own. */
-export const SLOT_PREFIX = "pgprov_";
-
-export function slotName(host: string): string {
-  return `${SLOT_PREFIX}${host.toLowerCase().replace(/[^a-z0-9_]/g, "_")}`.slice(0, 63);
-}
 
 export function postgresVersion(inventory: Inventory, facts: Facts | undefined): number {
   if (inventory.postgresql.version) return inventory.postgresql.version;

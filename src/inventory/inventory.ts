@@ -94,6 +94,11 @@ export function loadInventory(file: string): Inventory {
     role: h.role,
     vars: withSecrets(h.vars, ["hosts", name, "vars"]),
   }));
+  if (parsed.apt.proxy) {
+    // A proxy's password is masked in all output like any other secret.
+    const proxyPassword = new URL(parsed.apt.proxy).password;
+    if (proxyPassword) secrets.push(new Secret(proxyPassword, "apt.proxy"), new Secret(decodeURIComponent(proxyPassword), "apt.proxy"));
+  }
   let password: Secret | undefined;
   if (parsed.replication.password) {
     try {

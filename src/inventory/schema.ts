@@ -7,6 +7,7 @@ import { z } from "zod";
 import { closest } from "../yaml/suggest.js";
 import { SETTINGS_BY_VERSION } from "./pg-settings.js";
 import { secretSource } from "./secret.js";
+import { slotName } from "./slots.js";
 
 export const hostName = z
   .string()
@@ -77,7 +78,7 @@ export const postgresqlSchema = z.strictObject({
   settings: z.record(z.string(), settingValue).default({}),
   clients: z.array(cidr).default([]),
   /** Where the primary archives WAL (archive_command); a directory on each host by default. */
-  archive_directory: z.string().regex(/^\/[^'\0]*$/, "an absolute path without quotes").optional(),
+  archive_directory: z.string().regex(/^\/[A-Za-z0-9_.\/-]+$/, "an absolute path of letters, digits, _ . / -").optional(),
 });
 
 export const replicationSchema = z.strictObject({
@@ -123,6 +124,13 @@ export const inventorySchema = z
           message: `unknown PostgreSQL setting "${name}"${inv.postgresql.version ? ` (PostgreSQL ${inv.postgresql.version})` : ""}${suggestion ? ` (did you mean "${suggestion}"?)` : ""}`,
         });
       }
+    }
+    const slots = new Map<string, string>();
+    for (const name of names) {
+      const slot = slotName(name);
+      const other = slots.get(slot);
+      if (other) ctx.addIssue({ code: "custom", path: ["hosts", name], message: `hosts ${other} and ${name} would share the replication slot ${slot}; rename one` });
+      slots.set(slot, name);
     }
     const seen = new Map<string, string>();
     for (const name of names) {

@@ -6,8 +6,8 @@
 import { z } from "zod";
 import { flag, wholeNumber } from "./args.js";
 import { noChange } from "../engine/change.js";
-import type { Command, Module, ModuleContext, ProbeOutput } from "./module.js";
-import { shellQuote } from "./shell.js";
+import type { Command, Module, ProbeOutput } from "./module.js";
+import { heredocBase64, shellQuote } from "./shell.js";
 
 const packageName = z.string().regex(/^[a-z0-9][a-z0-9+.-]*(=[A-Za-z0-9.+~:-]+)?$/, "a Debian package name");
 
@@ -55,19 +55,24 @@ export const apt: Module<AptArgs, AptDetail> = {
   },
 
   act(args, decision, context): Command[] {
-    const aptGet = aptCommand(context);
-    const targets = decision.detail ?? [];
+    const targets = (decision.detail ?? []).map(shellQuote).join(" ");
+    // The proxy (which may carry a password) reaches apt through a configuration file of mode
+    // 0600, never through its arguments; nothing is left on the host afterwards.
+    const setup = context.aptProxy
+      ? [`conf=$(mktemp)`, `trap 'rm -f "$conf"' EXIT`, heredocBase64(`Acquire::http::Proxy "${context.aptProxy}";\nAcquire::https::Proxy "${context.aptProxy}";\n`, `"$conf"`)]
+      : [];
+    const aptGet = `DEBIAN_FRONTEND=noninteractive apt-get -q -y${context.aptProxy ? ` -c "$conf"` : ""} -o DPkg::Lock::Timeout=120 -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold`;
     if (args.state === "absent") {
-      return [{ script: `${aptGet} remove ${targets.map(shellQuote).join(" ")}`, timeoutMs: INSTALL_TIMEOUT_MS }];
+      return [{ script: [...setup, `${aptGet} remove ${targets}`].join("\n"), display: `apt-get remove ${targets}`, timeoutMs: INSTALL_TIMEOUT_MS }];
     }
-    const install = `${aptGet} install ${args.install_recommends ? "" : "--no-install-recommends "}${targets.map(shellQuote).join(" ")}`;
+    const install = `${aptGet} install ${args.install_recommends ? "" : "--no-install-recommends "}${targets}`;
     const stale = `[ -z "$(ls /var/lib/apt/lists/ | grep _Packages)" ] || [ $(( $(date +%s) - $(stat -c %Y /var/lib/apt/lists/*_Packages | sort -n | tail -1) )) -gt ${args.cache_valid_time} ]`;
     return [
       {
         // Refresh first when the lists are missing or stale; refresh and retry once when apt
         // cannot find a package in lists that looked fresh enough.
-        script: `if ${stale}; then ${aptGet} update; fi\n${install} || { ${aptGet} update && ${install}; }`,
-        display: install,
+        script: [...setup, `if ${stale}; then ${aptGet} update; fi`, `${install} || { ${aptGet} update && ${install}; }`].join("\n"),
+        display: `apt-get install ${args.install_recommends ? "" : "--no-install-recommends "}${targets}${context.aptProxy ? " (through the inventory's apt proxy)" : ""}`,
         timeoutMs: INSTALL_TIMEOUT_MS,
       },
     ];
@@ -81,9 +86,4 @@ function installedPackages(state: ProbeOutput): Map<string, string> {
     if (m && m[2] === "installed") installed.set(m[1]!, m[3]!);
   }
   return installed;
-}
-
-function aptCommand(context: ModuleContext): string {
-  const proxy = context.aptProxy ? ` -o Acquire::http::Proxy=${shellQuote(context.aptProxy)}` : "";
-  return `DEBIAN_FRONTEND=noninteractive apt-get -q -y -o DPkg::Lock::Timeout=120 -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold${proxy}`;
 }

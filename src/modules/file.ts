@@ -124,8 +124,10 @@ export const file: Module<FileArgs, FileDetail> = {
       `tmp=$(mktemp ${shellQuote(dirnameOf(args.path))}/.pgprov.XXXXXX)`,
       `trap 'rm -f "$tmp"' EXIT`,
       args.content !== undefined ? heredocBase64(args.content, `"$tmp"`) : `: > "$tmp"`,
-      // Keep what the file had, unless the task says otherwise; a new file gets 0644 like umask 022.
-      detail.exists ? `chown --reference=${p} "$tmp" && chmod --reference=${p} "$tmp"` : `chmod 0644 "$tmp"`,
+      // Keep what the file had, unless the task says otherwise; a new file gets 0644 like umask
+      // 022. mktemp made it 0600: a wanted mode is set straight from there, never via 0644.
+      detail.exists ? `chown --reference=${p} "$tmp"` : "",
+      args.mode ? "" : detail.exists ? `chmod --reference=${p} "$tmp"` : `chmod 0644 "$tmp"`,
       setAttributes(`"$tmp"`),
       `mv -f "$tmp" ${p}`,
     ].filter(Boolean);

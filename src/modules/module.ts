@@ -48,6 +48,11 @@ export type Command =
 
 export interface Module<Args = any, Detail = any> {
   name: string;
+  /**
+   * Changes nothing, ever. Such a task runs whatever --tags says, and a play of such tasks runs
+   * on all its hosts whatever --limit says: reads that safety checks rest on cannot be skipped.
+   */
+  readOnly?: boolean;
   /** Validated after templating and before any host is touched. */
   args: z.ZodType<Args>;
   /** Optional: turn validated args into what probe/decide/act use (e.g. read a template file). */

@@ -8,6 +8,8 @@ import { ConnectError, HostConnection } from "./ssh.js";
 
 export interface FleetOptions {
   acceptNewHostKeys?: boolean;
+  /** Take each host's pgprov lock (runs that change hosts). */
+  exclusive?: boolean;
 }
 
 export type Reached = { host: Host; connection: HostConnection } | { host: Host; error: ConnectError };
@@ -18,7 +20,11 @@ export async function connectAll(inventory: Inventory, hosts: Host[], options: F
   return Promise.all(
     hosts.map(async (host): Promise<Reached> => {
       try {
-        const connection = await HostConnection.open(host, inventory.ssh, { knownHosts, acceptNewHostKeys: options.acceptNewHostKeys ?? false });
+        const connection = await HostConnection.open(host, inventory.ssh, {
+          knownHosts,
+          acceptNewHostKeys: options.acceptNewHostKeys ?? false,
+          exclusive: options.exclusive ?? false,
+        });
         return { host, connection };
       } catch (e) {
         if (e instanceof ConnectError) return { host, error: e };

@@ -55,6 +55,11 @@ export interface RunResult {
 
 export interface OpenOptions {
   knownHosts: KnownHostsFile;
+  /**
+   * Hold the host's pgprov lock for the whole run: a second pgprov run that would change the
+   * same host is refused instead of acting alongside this one. Reads (ping, status) need none.
+   */
+  exclusive?: boolean;
   /** Like OpenSSH's StrictHostKeyChecking=accept-new: record an unknown key; a changed key is still refused. */
   acceptNewHostKeys?: boolean;
 }
@@ -70,7 +75,12 @@ export class HostConnection {
   /** Scripts run one after another: the remote shell runs one at a time. */
   private queue: Promise<unknown> = Promise.resolve();
 
-  private constructor(readonly host: Host, private readonly ssh: NodeSSH, private readonly sudo: boolean) {}
+  private constructor(
+    readonly host: Host,
+    private readonly ssh: NodeSSH,
+    private readonly sudo: boolean,
+    private readonly exclusive: boolean,
+  ) {}
 
   static async open(host: Host, settings: SshSettings, options: OpenOptions): Promise<HostConnection> {
     const name = knownHostsName(host.address, settings.port);
@@ -97,7 +107,7 @@ export class HostConnection {
     } catch (e) {
       throw classifyConnectError(host, settings, e as Error & { code?: string; level?: string }, verdict, presented);
     }
-    const connection = new HostConnection(host, ssh, settings.user !== "root");
+    const connection = new HostConnection(host, ssh, settings.user !== "root", options.exclusive ?? false);
     if (verdict?.kind === "unknown" && presented) {
       options.knownHosts.add(name, presented);
       connection.learnedHostKey = `${keyTypeOf(presented)} ${fingerprint(presented)}`;
@@ -147,6 +157,9 @@ export class HostConnection {
       this.shell = undefined; // a shell that timed out or died is not reused
       if (e instanceof ShellTimeout) throw new RemoteError(`host ${this.host.name}: timed out after ${timeoutMs / 1000} s waiting for ${purpose}`);
       if (e instanceof ShellClosed) {
+        if (e.stderr.includes(LOCK_HELD)) {
+          throw new RemoteError(`host ${this.host.name}: another pgprov run is changing this host (it holds ${LOCK_FILE}); wait for it to finish`);
+        }
         if (this.sudo && /sudo: (a terminal|a password) is required/.test(e.stderr)) {
           throw new RemoteError(
             `host ${this.host.name}: sudo asks for a password; pgprov needs passwordless sudo for this user (a sudoers line with NOPASSWD)`,
@@ -161,7 +174,8 @@ export class HostConnection {
   private async startShell(): Promise<RemoteShell> {
     const client = this.ssh.connection;
     if (!client) throw new RemoteError(`host ${this.host.name}: the SSH connection is closed`);
-    const command = this.sudo ? `sudo -n sh -c '${SHELL_LOOP}'` : `sh -c '${SHELL_LOOP}'`;
+    const loop = this.exclusive ? `${TAKE_LOCK} ${SHELL_LOOP}` : SHELL_LOOP;
+    const command = this.sudo ? `sudo -n sh -c '${loop}'` : `sh -c '${loop}'`;
     const channel = await new Promise<ClientChannel>((resolvePromise, reject) => {
       client.exec(command, (err, ch) => (err ? reject(new RemoteError(`host ${this.host.name}: cannot start a remote shell: ${err.message}`)) : resolvePromise(ch)));
     });
@@ -176,10 +190,16 @@ export class HostConnection {
  */
 const SHELL_LOOP = [
   `while read -r n id; do`,
-  `s=$(head -c "$n"); (eval "$s") </dev/null; r=$?;`,
+  // fd 9 is the lock (see TAKE_LOCK): closed for the scripts, so no daemon they start keeps it.
+  `s=$(head -c "$n"); (eval "$s") </dev/null 9>&-; r=$?;`,
   `printf "\\n@@%s %s\\n" "$id" "$r"; printf "\\n@@%s\\n" "$id" >&2;`,
   `done`,
 ].join(" ");
+
+const LOCK_FILE = "/run/lock/pgprov.lock";
+const LOCK_HELD = "pgprov: the lock is held";
+/** Taken by the remote shell itself, released when it ends, however it ends. */
+const TAKE_LOCK = `mkdir -p /run/lock && exec 9>${LOCK_FILE} && flock -n 9 || { echo "${LOCK_HELD}" >&2; exit 75; };`;
 
 class ShellTimeout extends Error {}
 class ShellClosed extends Error {
@@ -196,12 +216,15 @@ class RemoteShell {
   private wake?: () => void;
 
   constructor(private readonly channel: ClientChannel) {
-    channel.on("data", (d: Buffer) => {
-      this.stdout += d.toString("utf8");
+    // Decoded as streams: a character split between two packets stays one character.
+    channel.setEncoding("utf8");
+    channel.stderr.setEncoding("utf8");
+    channel.on("data", (d: string) => {
+      this.stdout += d;
       this.wake?.();
     });
-    channel.stderr.on("data", (d: Buffer) => {
-      this.stderr += d.toString("utf8");
+    channel.stderr.on("data", (d: string) => {
+      this.stderr += d;
       this.wake?.();
     });
     channel.on("close", () => {

@@ -150,6 +150,19 @@ describe("engine", () => {
     expect(r.stdout).toMatch(/FAILED on pg1 play "Slow", task "hangs".*\n  a command of the task timed out after 1 s and was killed\n  command:   sleep 30\n  exit code: 124/);
   });
 
+  it("refuses a second run that would change a host while a first one does", async () => {
+    const playbook = join(dirname(inventory), "long.yml");
+    writeFileSync(playbook, `- name: Long\n  hosts: pg1\n  tasks:\n    - name: takes a while\n      command: { cmd: "sleep 4", creates: /nonexistent }\n`);
+    const first = pgprov(["apply", inventory, "--playbook", playbook]);
+    await new Promise((r) => setTimeout(r, 1500));
+    const second = await pgprov(["apply", inventory, "--playbook", playbook]);
+    expect(second.code).toBe(1);
+    expect(second.stdout).toContain("host pg1: another pgprov run is changing this host (it holds /run/lock/pgprov.lock); wait for it to finish");
+    // Reads need no lock: check mode and status go on.
+    expect((await pgprov(["apply", inventory, "--playbook", playbook, "--check"])).code).toBe(2);
+    expect((await first).code).toBe(0);
+  });
+
   it("keeps a handler notified before a failure, and runs it on the next run", async () => {
     const playbook = join(dirname(inventory), "handlers.yml");
     writeFileSync(
@@ -224,6 +237,13 @@ describe("engine", () => {
     const ps = await labExec(lab.hosts[0]!, "sleep 1; cat /root/ps.log");
     expect(ps.stdout).toContain("eval"); // the watcher saw pgprov's remote shell
     expect(ps.stdout).not.toContain(secret);
+
+    // After a rotation, the diff's removed line would show the old secret: it is masked whole.
+    const rotated = await pgprov(["plan", withSecret, "--playbook", playbook], { env: { PGPROV_E2E_TOKEN: "n3w-Pa55word-e2e" } });
+    expect(rotated.code).toBe(2);
+    expect(rotated.stdout).toContain("-********\n");
+    expect(rotated.stdout).toContain("+token = ********");
+    expect(rotated.stdout).not.toContain(secret);
   });
 
   it("works as a non-root user with passwordless sudo", async () => {

@@ -45,12 +45,13 @@ describe("batch", () => {
     const started = Date.now();
     const sections = [
       { script: "sleep 20 & sleep 20; echo never", timeoutSeconds: 1 },
-      { script: "cat <<'EOF'\nheredoc kept\nEOF", timeoutSeconds: 5 },
+      { script: "cat <<'EOF'\nheredoc kept\nEOF\nstat -c %a \"$0\"", timeoutSeconds: 5 },
     ];
     const results = parseBatch(runLocally(buildBatch(sections, nonce)), nonce, 2);
     expect(Date.now() - started).toBeLessThan(8_000);
     expect(results[0]).toMatchObject({ ran: true, code: TIMED_OUT, stdout: "" });
-    expect(results[1]).toMatchObject({ ran: true, code: 0, stdout: "heredoc kept\n" });
+    // The section (which may carry a secret) waits in a file only its owner can read.
+    expect(results[1]).toMatchObject({ ran: true, code: 0, stdout: "heredoc kept\n600\n" });
   });
 
   it("is not fooled by output that looks like a marker of another batch", () => {

@@ -20,7 +20,22 @@ function inventoryFrom(text: string): Inventory {
 const THREE = `hosts:\n  pg1: { address: 10.0.0.11, role: primary }\n  pg2: { address: 10.0.0.12, role: standby }\n  pg3: { address: 10.0.0.13, role: standby }\n`;
 
 function data(over: Partial<DataDirectory>): DataDirectory {
-  return { exists: true, entries: 20, standbySignal: false, running: true, partialClone: false, userDatabases: 0, userRelations: 0, state: "in production", systemIdentifier: "1", ...over };
+  return {
+    exists: true,
+    entries: 20,
+    standbySignal: false,
+    running: true,
+    partialClone: false,
+    replacedLeft: false,
+    userDatabases: 0,
+    userRelations: 0,
+    tablespaces: 0,
+    nextOid: 13572,
+    timeline: 1,
+    state: "in production",
+    systemIdentifier: "1",
+    ...over,
+  };
 }
 
 describe("safety rules", () => {
@@ -41,9 +56,23 @@ describe("safety rules", () => {
     ]);
     const { problems } = assessCluster(inv, states);
     expect(problems).toHaveLength(1);
-    expect(problems[0]).toMatch(/^more than one server accepts writes: pg1, pg2\. .*--reclone pg2\.$/);
+    expect(problems[0]).toMatch(/^more than one server accepts writes: pg1 \(timeline 1\), pg2 \(timeline 1\)\. .*--reclone pg2\.$/);
     expect(assessCluster(inv, states, ["pg2"]).problems).toEqual([]);
   });
+  it("refuses a promoted host ahead of the primary, running or not, even with --reclone", () => {
+    const promoted = new Map([
+      ["pg1", data({ systemIdentifier: "1", timeline: 1, userRelations: 5 })],
+      ["pg2", data({ systemIdentifier: "1", timeline: 2, userRelations: 5 })],
+    ]);
+    const running = assessCluster(inv, promoted, ["pg2"]).problems;
+    expect(running[0]).toMatch(/^more than one server accepts writes: pg1 \(timeline 1\), pg2 \(timeline 2\)\. .*then rerun\.$/);
+    const stopped = new Map(promoted);
+    stopped.set("pg2", data({ systemIdentifier: "1", timeline: 2, running: false, state: "shut down" }));
+    expect(assessCluster(inv, stopped, ["pg2"]).problems).toEqual([
+      expect.stringMatching(/^pg2 \(timeline 2\) is ahead of the inventory's primary pg1 \(timeline 1\): it was promoted/),
+    ]);
+  });
+
   it("refuses when the writable server is not the inventory's primary", () => {
     const states = new Map([
       ["pg1", data({ running: false, state: "shut down" })],

@@ -70,20 +70,31 @@ describe("pg_standby: when a clone may replace what is there", () => {
     primary_system_identifier: "7000000000000000001",
   };
   const decide = (state: string, extra: Record<string, unknown> = {}) => pgStandby.decide(standbyArgs.parse({ ...base, ...extra }), shell(state), context);
-  const cluster = (sysid: string, more = "") => `exists=yes\nentries=20\npg_version=15\nsystem_identifier=${sysid}\nstate=in production\ntimeline=1\ndatabases=3\nuser_relations=0\n${more}`;
+  const cluster = (sysid: string, more = "") =>
+    `exists=yes\nentries=20\npg_version=15\nsystem_identifier=${sysid}\nstate=in production\ntimeline=1\nnext_oid=13572\ntablespaces=0\ndatabases=3\nuser_relations=0\n${more}`;
 
   it("does nothing on a standby of this cluster", () => {
     expect(decide(cluster("7000000000000000001", "standby_signal=yes\nrunning=yes")).changes).toEqual([]);
   });
-  it("clones into a missing or empty directory, or over its own partial clone", () => {
+  it("clones into a missing or empty directory, its own partial clone replaced", () => {
     expect(decide("").changes[0]!.summary).toMatch(/missing/);
     expect(decide("exists=yes\nentries=0\n").changes[0]!.summary).toMatch(/empty/);
     expect(decide("exists=yes\nentries=0\npartial_clone=yes\n").changes[0]!.action).toBe("create");
   });
-  it("replaces a freshly initialised cluster with no user data", () => {
+  it("never replaces a non-empty directory without a cluster, even beside its own partial clone", () => {
+    expect(() => decide("exists=yes\nentries=3\npartial_clone=yes\n")).toThrow(TaskFailure);
+  });
+  it("stops at data an interrupted swap moved aside", () => {
+    expect(() => decide("replaced_left=yes\n")).toThrow(/interrupted clone left the previous data in \/var\/lib\/postgresql\/15\/main\.pgprov-replaced/);
+  });
+  it("replaces a freshly initialised cluster, and only one where every sign agrees", () => {
     const d = decide(cluster("7000000000000000999"));
     expect(d.changes[0]).toMatchObject({ action: "create" });
     expect(d.changes[0]!.destructive).toBeUndefined();
+    // A large object, a tablespace, a later timeline: each is something someone may miss.
+    for (const [from, to] of [["next_oid=13572", "next_oid=24576"], ["tablespaces=0", "tablespaces=1"], ["timeline=1", "timeline=2"]] as const) {
+      expect(() => decide(cluster("7000000000000000999").replace(from, to)), to).toThrow(/another cluster's data/);
+    }
   });
   it("refuses another cluster's data, and a promoted copy, unless --reclone", () => {
     const other = cluster("7000000000000000999").replace("user_relations=0", "user_relations=12").replace("databases=3", "databases=4");
@@ -119,8 +130,10 @@ describe("data directory facts", () => {
       standbySignal: true,
       running: true,
       partialClone: false,
+      replacedLeft: false,
       userDatabases: 2,
       userRelations: 40,
+      tablespaces: 0,
     });
   });
 });

@@ -32,6 +32,16 @@ describe("redaction and failure output", () => {
     expect(r.value({ a: ["password=s3cret-longer", { b: "x s3cret y" }], n: 1 })).toEqual({ a: ["password=********", { b: "x ******** y" }], n: 1 });
   });
 
+  it("recognises a secret however a template escaped it", () => {
+    const secret = String.raw`it's:a\secret`;
+    const r = new Redactor([secret]);
+    expect(r.mentionsSecret({ content: String.raw`password = 'it''s:a\secret'` })).toBe(true); // pgquote
+    expect(r.mentionsSecret({ content: String.raw`*:5432:*:u:it's\:a\\secret` })).toBe(true); // pgpass
+    expect(r.mentionsSecret({ content: JSON.stringify({ p: secret }) })).toBe(true); // json
+    expect(r.mentionsSecret([{ nested: [secret] }])).toBe(true);
+    expect(r.mentionsSecret({ content: "nothing here" })).toBe(false);
+  });
+
   it("prints a failure on several readable lines", () => {
     expect(
       failureLines(

@@ -16,6 +16,7 @@ export const dataDirectoryArgs = z.strictObject({
 
 export const pgDataDirectory: Module<z.output<typeof dataDirectoryArgs>> = {
   name: "pg_data_directory",
+  readOnly: true,
   args: dataDirectoryArgs,
   probe: (args) => dataDirectoryProbe(args.data_directory, args.bin_directory),
   decide(args, state) {
@@ -37,6 +38,7 @@ export const REPLICATION_QUERY = `select r.application_name, r.state, r.sync_sta
 
 export const pgReplication: Module<Record<string, never>> = {
   name: "pg_replication",
+  readOnly: true,
   args: z.strictObject({}),
   probe: () => ({ sql: REPLICATION_QUERY }),
   decide(_args, state) {
@@ -50,6 +52,7 @@ export const pgReplication: Module<Record<string, never>> = {
 /** The primary's identity, read over SQL just before the standbys are cloned from it. */
 export const pgControl: Module<Record<string, never>> = {
   name: "pg_control",
+  readOnly: true,
   args: z.strictObject({}),
   probe: () => ({ sql: "select system_identifier::text as system_identifier, timeline_id from pg_control_system(), pg_control_checkpoint()" }),
   decide(_args, state) {

@@ -5,7 +5,7 @@
  */
 import { z } from "zod";
 import { type Change, noChange } from "../../engine/change.js";
-import { SLOT_PREFIX } from "../../engine/variables.js";
+import { SLOT_PREFIX } from "../../inventory/slots.js";
 import { sqlLiteral } from "../../transport/postgres.js";
 import type { Module } from "../module.js";
 

@@ -9,7 +9,14 @@
  * complete, so a clone that fails halfway never leaves the host without its old data.
  */
 import { z } from "zod";
-import { type DataDirectory, CLONE_SUFFIX, dataDirectoryProbe, isFreshCluster, parseDataDirectory } from "../../cluster/data-directory.js";
+import {
+  CLONE_SUFFIX,
+  type DataDirectory,
+  dataDirectoryProbe,
+  isFreshCluster,
+  parseDataDirectory,
+  REPLACED_SUFFIX,
+} from "../../cluster/data-directory.js";
 import { noChange } from "../../engine/change.js";
 import { flag, wholeNumber } from "../args.js";
 import { type Module, TaskFailure } from "../module.js";
@@ -45,6 +52,12 @@ export const pgStandby: Module<StandbyArgs> = {
   decide(args, state) {
     const d = parseDataDirectory(state.stdout);
     const primary = args.primary_system_identifier;
+    if (d.replacedLeft) {
+      throw new TaskFailure(
+        `an interrupted clone left the previous data in ${args.data_directory}${REPLACED_SUFFIX}; pgprov deletes nothing it cannot account for: ` +
+          `move it back to ${args.data_directory} (or remove it, if the clone in ${args.data_directory} is wanted), then rerun`,
+      );
+    }
     const from = `a base backup of ${args.primary}`;
     if (primary && d.systemIdentifier === primary) {
       if (!d.standbySignal && args.reclone) {
@@ -58,7 +71,6 @@ export const pgStandby: Module<StandbyArgs> = {
       return noChange(`already a standby of this cluster (system identifier ${primary}, timeline ${d.timeline ?? "?"})`);
     }
     if (!d.exists || d.entries === 0) return { changes: [{ action: "create", summary: `clone ${from} into ${args.data_directory} (${d.exists ? "empty" : "missing"})` }] };
-    if (d.partialClone && !d.systemIdentifier) return { changes: [{ action: "create", summary: `clone ${from}, replacing the partial clone pgprov left` }] };
     if (isFreshCluster(d)) {
       return { changes: [{ action: "create", summary: `clone ${from}, replacing the freshly initialised cluster here (${describe(d)}, no user data)` }] };
     }
@@ -79,7 +91,7 @@ export const pgStandby: Module<StandbyArgs> = {
   act(args) {
     const data = shellQuote(args.data_directory);
     const clone = shellQuote(`${args.data_directory}${CLONE_SUFFIX}`);
-    const old = shellQuote(`${args.data_directory}.pgprov-replaced`);
+    const old = shellQuote(`${args.data_directory}${REPLACED_SUFFIX}`);
     const basebackup = [
       `${shellQuote(args.bin_directory)}/pg_basebackup`,
       `-h ${shellQuote(args.primary)} -p ${args.port} -U ${shellQuote(args.user)} -w`,
@@ -92,10 +104,11 @@ export const pgStandby: Module<StandbyArgs> = {
       {
         script: [
           `systemctl stop ${shellQuote(args.service)}`,
-          `rm -rf ${clone} ${old}`,
+          `rm -rf ${clone}`,
           `install -d -o postgres -g postgres -m 0700 ${clone}`,
           // The password comes from the passfile, never from an argument or the environment.
-          `runuser -u postgres -- env PGPASSFILE=${shellQuote(args.passfile)} ${basebackup}`,
+          // A failed clone leaves the data as it was, and the server running again.
+          `runuser -u postgres -- env PGPASSFILE=${shellQuote(args.passfile)} ${basebackup} || { rc=$?; rm -rf ${clone}; systemctl start ${shellQuote(args.service)} || true; exit $rc; }`,
           `runuser -u postgres -- touch ${clone}/standby.signal`,
           `if [ -e ${data} ]; then mv ${data} ${old}; fi`,
           `mv ${clone} ${data}`,
