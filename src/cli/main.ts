@@ -8,6 +8,7 @@ import { hideBin } from "yargs/helpers";
 import { PgprovError } from "../errors.js";
 import { BUNDLED_PLAYBOOK, PACKAGE_ROOT } from "../paths.js";
 import { type ApplyArgs, applyCommand } from "./apply.js";
+import { failoverCommand, rejoinCommand, switchoverCommand } from "./operations.js";
 import { pingCommand } from "./ping.js";
 import { statusCommand } from "./status.js";
 
@@ -108,6 +109,39 @@ export async function main(argv: string[]): Promise<number> {
       (y) => withConnectionOptions(y),
       async (args) => {
         exitCode = await statusCommand(args.inventory, { json: args.json, acceptNewHostKeys: args["accept-new-host-keys"] });
+      },
+    )
+    .command(
+      "switchover <inventory>",
+      "planned change of primary, losing no committed transaction; rewrites the inventory's roles",
+      (y) =>
+        withConnectionOptions(y)
+          .option("to", { type: "string", demandOption: true, describe: "the standby to promote" })
+          .option("max-lag", { type: "number", default: 16 * 1024 * 1024, describe: "bytes of WAL the target may be behind when it starts" }),
+      async (args) => {
+        exitCode = await switchoverCommand({ inventory: args.inventory, to: args.to, maxLag: args["max-lag"], acceptNewHostKeys: args["accept-new-host-keys"] });
+      },
+    )
+    .command(
+      "failover <inventory>",
+      "the primary is gone: promote the standby with the most WAL (or --to), fence the old primary if reachable",
+      (y) =>
+        withConnectionOptions(y)
+          .option("to", { type: "string", describe: "the standby to promote (default: the one with the most WAL received)" })
+          .option("force", { type: "boolean", default: false, describe: "fail over even though the primary still runs (it is stopped and disabled)" }),
+      async (args) => {
+        exitCode = await failoverCommand({ inventory: args.inventory, ...(args.to ? { to: args.to } : {}), force: args.force, acceptNewHostKeys: args["accept-new-host-keys"] });
+      },
+    )
+    .command(
+      "rejoin <inventory> <host>",
+      "bring a former primary back as a standby of the current primary (pg_rewind)",
+      (y) =>
+        withConnectionOptions(y)
+          .positional("host", { type: "string", demandOption: true, describe: "the former primary" })
+          .option("reclone", { type: "boolean", default: false, describe: "when pg_rewind cannot work, replace its data with a clone" }),
+      async (args) => {
+        exitCode = await rejoinCommand({ inventory: args.inventory, host: args.host, reclone: args.reclone, acceptNewHostKeys: args["accept-new-host-keys"] });
       },
     )
     .demandCommand(1, "Name a command; see pgprov --help.")

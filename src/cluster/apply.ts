@@ -22,7 +22,7 @@ import { assessCluster } from "./safety.js";
 /** The registers of the bundled playbook that apply's checks read. */
 const DATA_DIRECTORY = "pgprov_data_directory";
 
-export interface ApplyOptions extends Omit<RunOptions, "cluster" | "afterPlay" | "reached" | "secrets" | "emit"> {
+export interface ApplyOptions extends Omit<RunOptions, "cluster" | "afterPlay" | "secrets" | "emit"> {
   /** Hosts whose data may be replaced by a clone (--reclone). */
   reclone?: string[];
   /** Bound on waiting for standbys to stream. */
@@ -37,8 +37,13 @@ export async function applyCluster(inventory: Inventory, playbook: Playbook, opt
   const redactor = new Redactor(secrets);
   const emit: Emit = (e) => options.emit(redactor.value(e));
   let replication: Row[] | undefined;
-  // Every host, whatever --limit says: the safety reads cover the whole cluster.
-  const reached = await connectAll(inventory, inventory.hosts, { acceptNewHostKeys: options.acceptNewHostKeys ?? false, exclusive: !options.check });
+  // Every host, whatever --limit says: the safety reads cover the whole cluster. Only hosts a
+  // cluster operation excluded (a failed primary it fenced or could not reach) are left out.
+  const members = inventory.hosts.filter((h) => !options.exclude?.includes(h.name));
+  // Connections a cluster operation already holds (with their locks) are used, and left open.
+  const reached =
+    options.reached?.filter((r) => members.includes(r.host)) ??
+    (await connectAll(inventory, members, { acceptNewHostKeys: options.acceptNewHostKeys ?? false, exclusive: !options.check }));
   try {
     const summary = await runPlaybook(inventory, playbook, {
       ...options,
@@ -49,9 +54,9 @@ export async function applyCluster(inventory: Inventory, playbook: Playbook, opt
         const registers = new Set(play.tasks.map((t) => t.register));
         if (registers.has(DATA_DIRECTORY)) {
           // Fail closed: a host whose data directory was not read could be a second primary.
-          const unread = inventory.hosts.filter((h) => !(registered.get(h.name)?.[DATA_DIRECTORY] as { value?: unknown } | undefined)?.value);
+          const unread = members.filter((h) => !(registered.get(h.name)?.[DATA_DIRECTORY] as { value?: unknown } | undefined)?.value);
           if (unread.length) throw new PgprovError(`refusing to change anything: the data directory of ${unread.map((h) => h.name).join(", ")} could not be read`);
-          const data = new Map(inventory.hosts.map((h) => [h.name, (registered.get(h.name)![DATA_DIRECTORY] as { value: DataDirectory }).value]));
+          const data = new Map(members.map((h) => [h.name, (registered.get(h.name)![DATA_DIRECTORY] as { value: DataDirectory }).value]));
           const assessment = assessCluster(inventory, data, cluster.reclone);
           if (assessment.problems.length) throw new PgprovError(`refusing to change anything: ${assessment.problems.join("\n")}`);
           if (assessment.primarySystemIdentifier) cluster.primarySystemIdentifier = assessment.primarySystemIdentifier;
@@ -65,7 +70,7 @@ export async function applyCluster(inventory: Inventory, playbook: Playbook, opt
     });
     if (replication && !summary.failed) {
       const primary = reached.find((r) => r.host === inventory.primary);
-      const standbys = inventory.standbys.map((h) => h.name);
+      const standbys = inventory.standbys.filter((h) => members.includes(h)).map((h) => h.name);
       const rows = options.check || !primary || !("connection" in primary)
         ? replication
         : await waitForStreaming(primary.connection, inventory, standbys, replication, options.streamingTimeoutMs ?? 120_000);
@@ -85,7 +90,7 @@ export async function applyCluster(inventory: Inventory, playbook: Playbook, opt
     emit({ type: "recap", hosts: summary.hosts });
     return summary;
   } finally {
-    closeAll(reached);
+    if (!options.reached) closeAll(reached);
   }
 }
 

@@ -42,13 +42,34 @@ export function assessCluster(inventory: Inventory, states: Map<string, DataDire
   };
   const seeStatus = "`pgprov status` shows each server's role and timeline";
 
+  // A host of this cluster behind the primary's timeline that accepts writes is a former primary
+  // that came back (after a failover, say): `pgprov rejoin` is its way back.
+  const formerPrimaries = inventory.hosts.filter((h) => {
+    const d = states.get(h.name);
+    return (
+      h.role === "standby" &&
+      d !== undefined &&
+      isWritable(d) &&
+      primarySystemIdentifier !== undefined &&
+      d.systemIdentifier === primarySystemIdentifier &&
+      d.timeline !== undefined &&
+      primaryData?.timeline !== undefined &&
+      d.timeline < primaryData.timeline
+    );
+  });
   // A standby-to-be still running the empty cluster its package made is writable, but it is no
   // second primary: it holds nothing and is about to be replaced by a clone.
   const writable = inventory.hosts.filter((h) => {
     const d = states.get(h.name);
-    if (!d || !isWritable(d) || (reclone.includes(h.name) && !ahead.includes(h))) return false;
+    if (!d || !isWritable(d) || formerPrimaries.includes(h) || (reclone.includes(h.name) && !ahead.includes(h))) return false;
     return !(h.role === "standby" && isFreshCluster(d) && d.systemIdentifier !== primarySystemIdentifier);
   });
+  for (const h of formerPrimaries) {
+    problems.push(
+      `${timeline(h.name)} is a former primary of this cluster that came back accepting writes, behind ${timeline(primary.name)}. ` +
+        `pgprov changes nothing while it runs so: run \`pgprov rejoin ${inventory.file} ${h.name}\` to make it a standby of ${primary.name} (pg_rewind).`,
+    );
+  }
 
   if (writable.length > 1) {
     const replaceable = writable.filter((h) => h.role === "standby" && !ahead.includes(h));

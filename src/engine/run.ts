@@ -31,6 +31,8 @@ export interface RunOptions {
   check?: boolean;
   /** Only these hosts (names). */
   limit?: string[];
+  /** Hosts not touched at all, not even read: known to be down (a failed primary, fenced). */
+  exclude?: string[];
   /** Only tasks with one of these tags (handlers always run when notified). */
   tags?: string[];
   /** Hosts worked on at once; default all. */
@@ -95,7 +97,8 @@ export async function runPlaybook(inventory: Inventory, playbook: Playbook, opti
   const state = RunState.forInventory(inventory);
 
   const inScope = (h: Host) => !options.limit || options.limit.includes(h.name);
-  const targetsOf = (play: Play) => selectHosts(play, inventory).filter((h) => isReadOnly(play) || inScope(h));
+  const excluded = (h: Host) => options.exclude?.includes(h.name) === true;
+  const targetsOf = (play: Play) => selectHosts(play, inventory).filter((h) => !excluded(h) && (isReadOnly(play) || inScope(h)));
   const used = inventory.hosts.filter((h) => playbook.plays.some((p) => targetsOf(p).includes(h)));
   emit({ type: "run", playbook: playbook.file, inventory: inventory.file, check: options.check ?? false, hosts: used.map((h) => h.name) });
 

@@ -50,8 +50,12 @@ export const service: Module<ServiceArgs, ServiceDetail> = {
     if (args.state === "started" && !RUNNING.has(active)) add({ action: "start", summary: `start ${args.name} (${active})${note}` }, `systemctl start ${unit}`);
     if (args.state === "stopped" && RUNNING.has(active)) add({ action: "stop", summary: `stop ${args.name}` }, `systemctl stop ${unit}`);
     if (args.state === "restarted") add({ action: "restart", summary: `restart ${args.name}` }, `systemctl restart ${unit}`);
-    if (args.state === "reloaded") add({ action: "reload", summary: `reload ${args.name}` }, `systemctl reload ${unit}`);
-    if (changes.length === 0) return noChange(`${args.name} is ${active}${args.enabled !== undefined ? `, ${unitFileState}` : ""}`);
+    // A unit that does not run reads its configuration when it starts: nothing to reload.
+    if (args.state === "reloaded" && RUNNING.has(active)) add({ action: "reload", summary: `reload ${args.name}` }, `systemctl reload ${unit}`);
+    if (changes.length === 0) {
+      const why = args.state === "reloaded" ? ", so there is nothing to reload" : "";
+      return noChange(`${args.name} is ${active}${args.enabled !== undefined ? `, ${unitFileState}` : ""}${why}`);
+    }
     return { changes, detail: commands };
   },
 

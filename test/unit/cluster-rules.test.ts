@@ -73,6 +73,17 @@ describe("safety rules", () => {
     ]);
   });
 
+  it("names rejoin for a former primary that came back writable", () => {
+    const states = new Map([
+      ["pg1", data({ systemIdentifier: "1", timeline: 1, userRelations: 5 })],
+      ["pg2", data({ systemIdentifier: "1", timeline: 2, userRelations: 5 })],
+    ]);
+    const afterFailover = inventoryFrom(THREE.replace("pg1: { address: 10.0.0.11, role: primary }", "pg1: { address: 10.0.0.11, role: standby }").replace("pg2: { address: 10.0.0.12, role: standby }", "pg2: { address: 10.0.0.12, role: primary }"));
+    expect(assessCluster(afterFailover, states).problems).toEqual([
+      expect.stringMatching(/^pg1 \(timeline 1\) is a former primary of this cluster that came back accepting writes, behind pg2 \(timeline 2\)\. .*run `pgprov rejoin .* pg1`/),
+    ]);
+  });
+
   it("refuses when the writable server is not the inventory's primary", () => {
     const states = new Map([
       ["pg1", data({ running: false, state: "shut down" })],

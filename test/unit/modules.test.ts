@@ -77,6 +77,11 @@ describe("service", () => {
     const d = service.decide(serviceArgs.parse({ name: "cron", state: "started", enabled: true }), out("LoadState=loaded\nActiveState=active\nUnitFileState=enabled\n"), context);
     expect(d.changes).toEqual([]);
   });
+  it("reloads only a running unit", () => {
+    const args = serviceArgs.parse({ name: "pg", state: "reloaded" });
+    expect(service.decide(args, out("ActiveState=active\n"), context).changes.map((c) => c.action)).toEqual(["reload"]);
+    expect(service.decide(args, out("ActiveState=inactive\n"), context).changes).toEqual([]);
+  });
   it("does not read the string 'false' as true", () => {
     expect(serviceArgs.parse({ name: "cron", enabled: "false" }).enabled).toBe(false);
   });

@@ -15,6 +15,8 @@ export const roleArgs = z.strictObject({
   password: z.string().min(8, "a password of at least 8 characters"),
   login: flag.default(true),
   replication: flag.default(false),
+  /** Functions the role may execute, by signature (pg_rewind's, for a former primary's rejoin). */
+  functions: z.array(z.string().regex(/^[a-z_.]+\([a-z, ]*\)$/, "a function signature like pg_catalog.pg_ls_dir(text, boolean, boolean)")).default([]),
 });
 export type RoleArgs = z.output<typeof roleArgs>;
 
@@ -25,7 +27,11 @@ export const pgRole: Module<RoleArgs, RoleDetail> = {
   args: roleArgs,
 
   probe: (args) => ({
-    sql: `select rolname, rolcanlogin, rolreplication, coalesce(rolpassword, '') as rolpassword from pg_authid where rolname = ${sqlLiteral(args.name)}`,
+    sql:
+      `select rolname, rolcanlogin, rolreplication, coalesce(rolpassword, '') as rolpassword, ` +
+      `array(select f from unnest(array[${args.functions.map(sqlLiteral).join(", ") || "null"}]::text[]) f ` +
+      `where f is not null and not has_function_privilege(rolname, f, 'execute')) as missing_functions ` +
+      `from pg_authid where rolname = ${sqlLiteral(args.name)}`,
   }),
 
   decide(args, state) {
@@ -39,6 +45,8 @@ export const pgRole: Module<RoleArgs, RoleDetail> = {
     if (row.rolcanlogin !== args.login) differences.push(args.login ? "LOGIN" : "NOLOGIN");
     if (row.rolreplication !== args.replication) differences.push(args.replication ? "REPLICATION" : "NOREPLICATION");
     if (differences.length) changes.push({ action: "update", summary: `role ${args.name}: ${differences.join(" ")}` });
+    const missing = (row.missing_functions as string[] | undefined) ?? [];
+    if (missing.length) changes.push({ action: "update", summary: `role ${args.name}: may execute ${missing.join(", ")}` });
     if (!verifierMatches(String(row.rolpassword), args.password)) {
       changes.push({ action: "update", summary: `role ${args.name}: the password on the server differs from the inventory's; set it again` });
     }
@@ -48,11 +56,14 @@ export const pgRole: Module<RoleArgs, RoleDetail> = {
   act(args, decision) {
     const verb = decision.detail === "create" ? "CREATE" : "ALTER";
     const options = `${args.login ? "LOGIN" : "NOLOGIN"} ${args.replication ? "REPLICATION" : "NOREPLICATION"}`;
+    // Granting again what is granted changes nothing: every wanted function is granted.
+    const grants = args.functions.map((f) => ({ sql: `GRANT EXECUTE ON FUNCTION ${f} TO ${args.name}`, display: `GRANT EXECUTE ON FUNCTION ${f} TO ${args.name}` }));
     return [
       {
         sql: `${verb} ROLE ${args.name} ${options} PASSWORD ${sqlLiteral(scramVerifier(args.password))}`,
         display: `${verb} ROLE ${args.name} ${options} PASSWORD '<SCRAM-SHA-256 verifier>'`,
       },
+      ...grants,
     ];
   },
 };

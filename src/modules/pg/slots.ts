@@ -39,7 +39,7 @@ export const pgSlots: Module<SlotsArgs, SlotsDetail> = {
       ...create.map((n): Change => ({ action: "create", summary: `create physical replication slot ${n}` })),
       ...drop.map((n): Change => ({
         action: "delete",
-        summary: `drop slot ${n}: no standby of the inventory uses it${existing.get(n)!.active ? " (it is still active: its standby must be stopped first)" : ""}`,
+        summary: `drop slot ${n}: no standby of the inventory uses it${existing.get(n)!.active ? " (still in use: its WAL sender is ended first)" : ""}`,
       })),
     ];
     return changes.length ? { changes, detail: { create, drop } } : noChange(wanted.length ? `slots ${wanted.join(", ")} exist` : "no slots wanted, none of pgprov's exist");
@@ -51,6 +51,19 @@ export const pgSlots: Module<SlotsArgs, SlotsDetail> = {
       sql: `select pg_create_physical_replication_slot(${sqlLiteral(n)}, true)`,
       display: `select pg_create_physical_replication_slot('${n}', true)`,
     })),
-    ...decision.detail!.drop.map((n) => ({ sql: `select pg_drop_replication_slot(${sqlLiteral(n)})`, display: `select pg_drop_replication_slot('${n}')` })),
+    ...decision.detail!.drop.map((n) => ({
+      // A standby removed from the inventory may still stream on its slot (pg_hba's reload keeps
+      // open connections): end its WAL sender, wait (bounded) for the slot to be released, drop it.
+      sql: `DO $pgprov$ DECLARE pid int; BEGIN
+  SELECT active_pid INTO pid FROM pg_replication_slots WHERE slot_name = ${sqlLiteral(n)};
+  IF pid IS NOT NULL THEN PERFORM pg_terminate_backend(pid); END IF;
+  FOR i IN 1..100 LOOP
+    EXIT WHEN NOT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = ${sqlLiteral(n)} AND active);
+    PERFORM pg_sleep(0.1);
+  END LOOP;
+  PERFORM pg_drop_replication_slot(${sqlLiteral(n)});
+END $pgprov$`,
+      display: `end the WAL sender on slot ${n}, then select pg_drop_replication_slot('${n}')`,
+    })),
   ],
 };

@@ -65,7 +65,7 @@ export const pgStandby: Module<StandbyArgs> = {
       }
       if (!d.standbySignal) {
         throw new TaskFailure(
-          `${args.data_directory} holds this cluster's data but is not a standby (no standby.signal): it may have been promoted and written to. Refusing to touch it; see \`pgprov status\`, and rerun with --reclone ${args.host} to replace it with a fresh clone`,
+          `${args.data_directory} holds this cluster's data but is not a standby (no standby.signal): it may have been promoted and written to (a former primary, say). Refusing to touch it; see \`pgprov status\`. To bring a former primary back as a standby, run \`pgprov rejoin INVENTORY ${args.host}\` (pg_rewind); to replace its data with a fresh clone, rerun with --reclone ${args.host}`,
         );
       }
       return noChange(`already a standby of this cluster (system identifier ${primary}, timeline ${d.timeline ?? "?"})`);

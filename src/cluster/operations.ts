@@ -1,0 +1,170 @@
+/**
+ * What switchover, failover and rejoin share: the cluster's hosts over SSH (each host's pgprov
+ * lock held), SQL through the pg client, shell that must succeed, bounded waits that say what
+ * they waited for, and timed steps printed as they happen.
+ */
+import { PgprovError } from "../errors.js";
+import { FACTS_SCRIPT, parseFacts } from "../engine/facts.js";
+import { debianCluster, postgresVersion } from "../engine/variables.js";
+import type { Host, Inventory } from "../inventory/inventory.js";
+import { shellQuote } from "../modules/shell.js";
+import { closeAll, connectAll, type Reached } from "../transport/fleet.js";
+import { HostPostgres, type Row } from "../transport/postgres.js";
+import { type HostConnection, RemoteError } from "../transport/ssh.js";
+import { type DataDirectory, dataDirectoryProbe, parseDataDirectory } from "./data-directory.js";
+
+export type Paths = ReturnType<typeof debianCluster>;
+
+export interface OperationOptions {
+  acceptNewHostKeys?: boolean;
+  /** Prints one line per step. */
+  log: (line: string) => void;
+}
+
+export class ClusterOperation {
+  private readonly started = performance.now();
+  private readonly postgres = new Map<string, Promise<HostPostgres>>();
+  private readonly paths = new Map<string, Paths>();
+
+  private constructor(
+    readonly inventory: Inventory,
+    private readonly reached: Reached[],
+    private readonly log: (line: string) => void,
+  ) {}
+
+  static async open(inventory: Inventory, options: OperationOptions): Promise<ClusterOperation> {
+    const reached = await connectAll(inventory, inventory.hosts, { acceptNewHostKeys: options.acceptNewHostKeys ?? false, exclusive: true });
+    return new ClusterOperation(inventory, reached, options.log);
+  }
+
+  /** Prints a step with the time since the operation started. */
+  step(message: string): void {
+    this.log(`[${this.elapsed().toFixed(2).padStart(6)} s] ${message}`);
+  }
+
+  elapsed(): number {
+    return (performance.now() - this.started) / 1000;
+  }
+
+  /** The open connections, for an apply run inside this operation (it holds the locks). */
+  get connections(): Reached[] {
+    return this.reached;
+  }
+
+  reachable(host: Host): boolean {
+    return this.reached.some((r) => r.host === host && "connection" in r);
+  }
+
+  /** Why a host cannot be reached, for messages. */
+  unreachableReason(host: Host): string {
+    const r = this.reached.find((x) => x.host === host);
+    return r && "error" in r ? r.error.detail : "reachable";
+  }
+
+  connection(host: Host): HostConnection {
+    const r = this.reached.find((x) => x.host === host);
+    if (!r || !("connection" in r)) throw new PgprovError(`${host.name} cannot be reached: ${this.unreachableReason(host)}`);
+    return r.connection;
+  }
+
+  /** Runs a script that must succeed; the error names the host, what it was for, and stderr. */
+  async shell(host: Host, script: string, purpose: string, timeoutMs = 120_000): Promise<string> {
+    const r = await this.connection(host).run(script, { timeoutMs, purpose });
+    if (r.code !== 0) {
+      throw new PgprovError(`host ${host.name}: ${purpose} failed (exit ${r.code})\n  command: ${script.split("\n")[0]}\n  stderr: ${r.stderr.trim().split("\n").slice(-5).join("\n          ")}`);
+    }
+    return r.stdout;
+  }
+
+  async sql(host: Host, query: string): Promise<Row[]> {
+    let client = this.postgres.get(host.name);
+    if (!client) {
+      client = HostPostgres.connect(this.connection(host), { port: this.inventory.postgresql.port });
+      client.catch(() => this.postgres.delete(host.name));
+      this.postgres.set(host.name, client);
+    }
+    return (await client).query(query);
+  }
+
+  /** SQL that may fail because the server is down: undefined then. */
+  async trySql(host: Host, query: string): Promise<Row[] | undefined> {
+    try {
+      return await this.sql(host, query);
+    } catch (e) {
+      if (e instanceof RemoteError || e instanceof PgprovError) return undefined;
+      throw e;
+    }
+  }
+
+  /** Forget a host's SQL connection (its server is about to stop or restart). */
+  async dropSql(host: Host): Promise<void> {
+    const client = this.postgres.get(host.name);
+    this.postgres.delete(host.name);
+    await client?.then((c) => c.close()).catch(() => {});
+  }
+
+  async pathsOf(host: Host): Promise<Paths> {
+    let paths = this.paths.get(host.name);
+    if (!paths) {
+      const facts = parseFacts(await this.shell(host, FACTS_SCRIPT, "reading the host's facts"));
+      paths = debianCluster(postgresVersion(this.inventory, facts));
+      this.paths.set(host.name, paths);
+    }
+    return paths;
+  }
+
+  async dataDirectory(host: Host): Promise<DataDirectory> {
+    const paths = await this.pathsOf(host);
+    return parseDataDirectory(await this.shell(host, dataDirectoryProbe(paths.data_directory, paths.bin_directory), "reading the data directory"));
+  }
+
+  /** pg_controldata's "Latest checkpoint location" (after a clean shutdown: the end of its WAL). */
+  async checkpointLsn(host: Host): Promise<string> {
+    const paths = await this.pathsOf(host);
+    const out = await this.shell(
+      host,
+      `LC_ALL=C ${shellQuote(paths.bin_directory)}/pg_controldata ${shellQuote(paths.data_directory)} | sed -n 's/^Latest checkpoint location: *//p'`,
+      "reading pg_control",
+    );
+    return out.trim();
+  }
+
+  async stopServer(host: Host, disable = false): Promise<void> {
+    const service = shellQuote((await this.pathsOf(host)).service);
+    await this.dropSql(host);
+    await this.shell(host, `systemctl stop ${service}${disable ? ` && systemctl disable ${service}` : ""}`, `stopping PostgreSQL`, 180_000);
+  }
+
+  async startServer(host: Host): Promise<void> {
+    await this.shell(host, `systemctl start ${shellQuote((await this.pathsOf(host)).service)}`, "starting PostgreSQL", 180_000);
+  }
+
+  /** Marks a stopped server's data directory as a standby's. */
+  async writeStandbySignal(host: Host): Promise<void> {
+    const data = shellQuote((await this.pathsOf(host)).data_directory);
+    await this.shell(host, `runuser -u postgres -- touch ${data}/standby.signal`, "writing standby.signal");
+  }
+
+  /** Polls until `check` is true; the error says what was waited for and what was seen last. */
+  async waitFor(what: string, timeoutMs: number, check: () => Promise<{ done: boolean; seen: string }>): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    let seen = "";
+    for (;;) {
+      const r = await check();
+      if (r.done) return;
+      seen = r.seen;
+      if (Date.now() >= deadline) throw new PgprovError(`gave up after ${timeoutMs / 1000} s waiting for ${what} (last seen: ${seen})`);
+      await new Promise((resolve) => setTimeout(resolve, 250));
+    }
+  }
+
+  async promote(host: Host): Promise<void> {
+    const rows = await this.sql(host, "select pg_promote(true, 60) as promoted");
+    if (rows[0]?.promoted !== true) throw new PgprovError(`host ${host.name}: pg_promote did not finish within 60 s`);
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([...this.postgres.values()].map((p) => p.then((c) => c.close()).catch(() => {})));
+    closeAll(this.reached);
+  }
+}

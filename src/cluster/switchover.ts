@@ -1,0 +1,103 @@
+/**
+ * `pgprov switchover --to HOST`: a planned change of primary that loses no committed
+ * transaction. The old primary is shut down cleanly (its last WAL record is its shutdown
+ * checkpoint), the target is promoted only once it has received that record, and the old
+ * primary then follows the target as a standby: it has nothing the target lacks, so no rewind.
+ * The inventory's roles are rewritten, and the cluster playbook points everyone at the new
+ * primary and verifies that every standby streams.
+ */
+import type { Emit } from "../engine/events.js";
+import { PgprovError } from "../errors.js";
+import { rewriteRoles } from "../inventory/edit.js";
+import type { Host, Inventory } from "../inventory/inventory.js";
+import type { Playbook } from "../playbook/playbook.js";
+import { applyCluster } from "./apply.js";
+import { ClusterOperation } from "./operations.js";
+
+export interface SwitchoverOptions {
+  to: string;
+  /** How far behind the target may be when the switchover starts (bytes of WAL). */
+  maxLagBytes: number;
+  /** Bound on waiting for the target to receive the old primary's last WAL. */
+  catchUpTimeoutMs: number;
+  acceptNewHostKeys?: boolean;
+  log: (line: string) => void;
+  emit: Emit;
+}
+
+export interface SwitchoverResult {
+  /** Seconds during which no server accepted writes. */
+  writeWindowSeconds: number;
+  inventoryChanges: string[];
+  failed: boolean;
+}
+
+export async function switchover(inventory: Inventory, playbook: Playbook, options: SwitchoverOptions): Promise<SwitchoverResult> {
+  const oldPrimary = inventory.primary;
+  const target = inventory.hosts.find((h) => h.name === options.to);
+  if (!target) throw new PgprovError(`--to: no host named "${options.to}" in the inventory`);
+  if (target === oldPrimary) throw new PgprovError(`${target.name} is already the primary`);
+
+  const op = await ClusterOperation.open(inventory, options);
+  try {
+    for (const h of inventory.hosts) {
+      if (!op.reachable(h)) throw new PgprovError(`a switchover needs every server: ${h.name} cannot be reached (${op.unreachableReason(h)}); if the primary is gone, that is a failover`);
+    }
+    // 1. The target streams, and is close enough to catch up at once.
+    const [primaryRow] = await op.sql(oldPrimary, "select pg_is_in_recovery() as in_recovery");
+    if (primaryRow?.in_recovery !== false) throw new PgprovError(`${oldPrimary.name}, the inventory's primary, is not a writable primary; see \`pgprov status\``);
+    const seen = await op.sql(
+      oldPrimary,
+      `select state, pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)::bigint as lag from pg_stat_replication where application_name = '${target.name}'`,
+    );
+    if (seen[0]?.state !== "streaming") throw new PgprovError(`${target.name} does not stream from ${oldPrimary.name} (${String(seen[0]?.state ?? "not connected")}); refusing to switch over`);
+    const lag = Number(seen[0].lag ?? 0);
+    if (lag > options.maxLagBytes) throw new PgprovError(`${target.name} is ${lag} bytes behind ${oldPrimary.name}, more than the ${options.maxLagBytes} allowed (--max-lag); try again when it has caught up`);
+    op.step(`${target.name} streams from ${oldPrimary.name}, ${lag} bytes behind`);
+
+    // 2. The old primary shuts down cleanly: from here, no server accepts writes.
+    await op.stopServer(oldPrimary);
+    const windowStarts = op.elapsed();
+    const shutdownLsn = await op.checkpointLsn(oldPrimary);
+    op.step(`stopped ${oldPrimary.name} cleanly; its last WAL record, the shutdown checkpoint, is at ${shutdownLsn}`);
+
+    // 3. The target has received everything up to that record, or nothing is promoted.
+    try {
+      await op.waitFor(`${target.name} to receive ${oldPrimary.name}'s WAL up to ${shutdownLsn}`, options.catchUpTimeoutMs, async () => {
+        const [r] = await op.sql(target, `select pg_last_wal_receive_lsn()::text as lsn, pg_wal_lsn_diff(pg_last_wal_receive_lsn(), '${shutdownLsn}') > 0 as done`);
+        return { done: r?.done === true, seen: `received up to ${String(r?.lsn)}` };
+      });
+    } catch (e) {
+      await op.startServer(oldPrimary);
+      op.step(`started ${oldPrimary.name} again as the primary: nothing was changed`);
+      throw e;
+    }
+    op.step(`${target.name} has received everything up to ${oldPrimary.name}'s shutdown checkpoint`);
+
+    // 4. Promote the target: writes are accepted again.
+    await op.promote(target);
+    const window = op.elapsed() - windowStarts;
+    op.step(`promoted ${target.name}; no server accepted writes for ${window.toFixed(2)} s`);
+
+    // 5. The old primary becomes a standby of the new one; it holds nothing the new one lacks.
+    await op.writeStandbySignal(oldPrimary);
+    const inventoryChanges = rewriteRoles(inventory, { [target.name]: "primary", [oldPrimary.name]: "standby" });
+    op.step(`inventory ${inventory.file}: ${inventoryChanges.join(", ")}`);
+
+    // 6-8. Every standby points at the new primary, slots follow, and all must stream.
+    const summary = await reconfigure(inventory, playbook, op, options.emit);
+    op.step(summary.failed ? "the cluster playbook failed: see above" : "every standby streams from the new primary");
+    return { writeWindowSeconds: window, inventoryChanges, failed: summary.failed };
+  } finally {
+    await op.close();
+  }
+}
+
+/** Runs the cluster playbook on the operation's connections: configuration, slots, streaming. */
+export async function reconfigure(inventory: Inventory, playbook: Playbook, op: ClusterOperation, emit: Emit, exclude: Host[] = []) {
+  return applyCluster(inventory, playbook, {
+    reached: op.connections,
+    exclude: exclude.map((h) => h.name),
+    emit,
+  });
+}
