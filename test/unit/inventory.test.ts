@@ -3,26 +3,10 @@ import { inspect } from "node:util";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { FileError } from "../../src/errors.js";
 import { loadInventory } from "../../src/inventory/inventory.js";
+import { yamlFiles } from "./yaml-files.js";
 
-const dir = mkdtempSync(join(tmpdir(), "pgprov-inventory-"));
-let n = 0;
-function write(text: string): string {
-  const file = join(dir, `inventory-${n++}.yml`);
-  writeFileSync(file, text);
-  return file;
-}
-function problems(text: string): string[] {
-  const file = write(text);
-  try {
-    loadInventory(file);
-  } catch (e) {
-    expect(e).toBeInstanceOf(FileError);
-    return (e as FileError).message.split("\n").map((l) => l.replace(`${file}:`, ""));
-  }
-  throw new Error("expected the inventory to be rejected");
-}
+const { dir, write, problems } = yamlFiles("inventory", loadInventory);
 
 describe("inventory", () => {
   it("loads the minimal shape with defaults and resolves paths relative to the file", () => {

@@ -1,29 +1,12 @@
-import { mkdtempSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { FACT_KEYS } from "../../src/engine/facts.js";
-import { FileError } from "../../src/errors.js";
 import { loadPlaybook, type PlaybookScope } from "../../src/playbook/playbook.js";
+import { yamlFiles } from "./yaml-files.js";
 
-const dir = mkdtempSync(join(tmpdir(), "pgprov-playbook-"));
 const scope: PlaybookScope = { hostNames: ["pg1", "pg2"], variables: ["host", "hosts", "facts", "port"], factKeys: FACT_KEYS };
-let n = 0;
-function write(text: string): string {
-  const file = join(dir, `playbook-${n++}.yml`);
-  writeFileSync(file, text);
-  return file;
-}
-function problems(text: string): string[] {
-  const file = write(text);
-  try {
-    loadPlaybook(file, scope);
-  } catch (e) {
-    expect(e).toBeInstanceOf(FileError);
-    return (e as Error).message.split("\n").map((l) => l.replace(`${file}:`, ""));
-  }
-  throw new Error("expected the playbook to be rejected");
-}
+const { dir, problems } = yamlFiles("playbook", (file) => loadPlaybook(file, scope));
 
 describe("playbook loading", () => {
   it("loads the sample playbook the end-to-end tests use", () => {
