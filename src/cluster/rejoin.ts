@@ -44,6 +44,10 @@ export async function rejoin(inventory: Inventory, playbook: Playbook, hostName:
         await op.stopServer(host);
         op.step(`stopped ${host.name}`);
       }
+      // pg_rewind reads the source's timeline from its pg_control, which a recent promotion
+      // updates only at the next checkpoint (pg_rewind's documentation): make it now.
+      await op.sql(primary, "checkpoint");
+      op.step(`checkpoint on ${primary.name}, so that its pg_control shows its timeline`);
       const paths = await op.pathsOf(host);
       const source = `host=${primary.address} port=${inventory.postgresql.port} user=${inventory.replication.user} dbname=postgres`;
       const rewind = await op.connection(host).run(

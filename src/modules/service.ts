@@ -59,5 +59,11 @@ export const service: Module<ServiceArgs, ServiceDetail> = {
     return { changes, detail: commands };
   },
 
-  act: (_args, decision) => (decision.detail ?? []).map((script) => ({ script, timeoutMs: 180_000 })),
+  // When systemctl fails, the unit's own last words are what a person needs: they follow on stderr.
+  act: (args, decision) =>
+    (decision.detail ?? []).map((script) => ({
+      script: `${script} || { rc=$?; journalctl -u ${shellQuote(args.name)} -n 12 --no-pager -o cat >&2 || true; exit $rc; }`,
+      display: script,
+      timeoutMs: 180_000,
+    })),
 };

@@ -71,7 +71,9 @@ describe("service", () => {
   it("starts and enables a stopped, disabled unit", () => {
     const d = service.decide(serviceArgs.parse({ name: "cron", state: "started", enabled: "true" }), out("LoadState=loaded\nActiveState=inactive\nUnitFileState=disabled\nNeedDaemonReload=no\n"), context);
     expect(d.changes.map((c) => c.action)).toEqual(["update", "start"]);
-    expect(service.act(serviceArgs.parse({ name: "cron", state: "started" }), d, context).map(script)).toEqual(["systemctl enable cron", "systemctl start cron"]);
+    const acts = service.act(serviceArgs.parse({ name: "cron", state: "started" }), d, context);
+    expect(acts.map((c) => c.display)).toEqual(["systemctl enable cron", "systemctl start cron"]);
+    expect(script(acts[1])).toMatch(/^systemctl start cron \|\| \{ rc=\$\?; journalctl -u cron/);
   });
   it("is ok when running and enabled", () => {
     const d = service.decide(serviceArgs.parse({ name: "cron", state: "started", enabled: true }), out("LoadState=loaded\nActiveState=active\nUnitFileState=enabled\n"), context);
