@@ -7,7 +7,7 @@
  */
 import type { Emit, StandbyReplication } from "../engine/events.js";
 import { Redactor } from "../engine/redact.js";
-import { runPlaybook, type RunOptions, type RunSummary } from "../engine/run.js";
+import { hostsUsed, runPlaybook, type RunOptions, type RunSummary } from "../engine/run.js";
 import type { ClusterContext } from "../engine/variables.js";
 import { PgprovError } from "../errors.js";
 import { ensureReplicationPassword, type Inventory } from "../inventory/inventory.js";
@@ -37,13 +37,15 @@ export async function applyCluster(inventory: Inventory, playbook: Playbook, opt
   const redactor = new Redactor(secrets);
   const emit: Emit = (e) => options.emit(redactor.value(e));
   let replication: Row[] | undefined;
-  // Every host, whatever --limit says: the safety reads cover the whole cluster. Only hosts a
-  // cluster operation excluded (a failed primary it fenced or could not reach) are left out.
+  // The cluster's members: every host but those a cluster operation excluded (a failed primary
+  // it fenced or could not reach). The safety reads cover all of them, whatever --limit says.
   const members = inventory.hosts.filter((h) => !options.exclude?.includes(h.name));
-  // Connections a cluster operation already holds (with their locks) are used, and left open.
+  // Connections a cluster operation already holds (with their locks) are used, and left open;
+  // otherwise exactly the hosts the run touches are connected.
+  const used = hostsUsed(inventory, playbook, options);
   const reached =
-    options.reached?.filter((r) => members.includes(r.host)) ??
-    (await connectAll(inventory, members, { acceptNewHostKeys: options.acceptNewHostKeys ?? false, exclusive: !options.check }));
+    options.reached?.filter((r) => used.includes(r.host)) ??
+    (await connectAll(inventory, used, { acceptNewHostKeys: options.acceptNewHostKeys ?? false, exclusive: !options.check }));
   try {
     const summary = await runPlaybook(inventory, playbook, {
       ...options,

@@ -96,14 +96,13 @@ export async function runPlaybook(inventory: Inventory, playbook: Playbook, opti
   const emit: Emit = (event) => options.emit(redactor.value(event));
   const state = RunState.forInventory(inventory);
 
-  const inScope = (h: Host) => !options.limit || options.limit.includes(h.name);
-  const excluded = (h: Host) => options.exclude?.includes(h.name) === true;
-  const targetsOf = (play: Play) => selectHosts(play, inventory).filter((h) => !excluded(h) && (isReadOnly(play) || inScope(h)));
-  const used = inventory.hosts.filter((h) => playbook.plays.some((p) => targetsOf(p).includes(h)));
+  const targetsOf = (play: Play) => playTargets(play, inventory, options);
+  const used = hostsUsed(inventory, playbook, options);
   emit({ type: "run", playbook: playbook.file, inventory: inventory.file, check: options.check ?? false, hosts: used.map((h) => h.name) });
 
   const sessions = new Map<string, HostSession>();
-  const reached = options.reached?.filter((r) => used.includes(r.host)) ?? (await connectAll(inventory, used, { acceptNewHostKeys: options.acceptNewHostKeys ?? false }));
+  const reached =
+    options.reached?.filter((r) => used.includes(r.host)) ?? (await connectAll(inventory, used, { acceptNewHostKeys: options.acceptNewHostKeys ?? false, exclusive: !options.check }));
   for (const r of reached) {
     const session: HostSession = {
       host: r.host,
@@ -156,6 +155,18 @@ export async function runPlaybook(inventory: Inventory, playbook: Playbook, opti
   }
   const all = Object.values(hosts);
   return { hosts, changed: all.some((h) => h.changed > 0), failed: stopped || all.some((h) => h.failed > 0) };
+}
+
+/** The hosts a play runs on: its selection, within --limit (unless it only reads), less --exclude'd ones. */
+function playTargets(play: Play, inventory: Inventory, options: Pick<RunOptions, "limit" | "exclude">): Host[] {
+  return selectHosts(play, inventory).filter(
+    (h) => !options.exclude?.includes(h.name) && (isReadOnly(play) || !options.limit || options.limit.includes(h.name)),
+  );
+}
+
+/** Every host some play of the run touches: the ones to connect to. */
+export function hostsUsed(inventory: Inventory, playbook: Playbook, options: Pick<RunOptions, "limit" | "exclude">): Host[] {
+  return inventory.hosts.filter((h) => playbook.plays.some((p) => playTargets(p, inventory, options).includes(h)));
 }
 
 /** A play of read-only tasks (the cluster's safety reads) runs on all its hosts, whatever --limit says. */

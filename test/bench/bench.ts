@@ -58,6 +58,15 @@ function noOp(args: string[]): string[] {
   return [seconds(median(times)), seconds(Math.min(...times)), seconds(Math.max(...times)), [...new Set(trips)].join(" "), String(changed)];
 }
 
+/**
+ * Freshly booted hosts run their own start-up jobs for a few seconds, and here they share the
+ * machine's 2 cores: measuring then would time the boot, not pgprov. A real server booted long ago.
+ */
+async function settle(): Promise<void> {
+  log("letting the hosts' boot-time jobs finish (20 s)");
+  await new Promise((r) => setTimeout(r, 20_000));
+}
+
 async function engine(): Promise<void> {
   const lab = await labUp({ hosts: 10, log });
   const dir = mkdtempSync(join(tmpdir(), "pgprov-bench-"));
@@ -66,6 +75,7 @@ async function engine(): Promise<void> {
   writeFileSync(join(dir, "bench.conf.hbs"), "# {{ host.name }} ({{ host.address }}), {{ facts.os_id }} {{ facts.os_codename }}\n");
   const converge = pgprov(["apply", lab.inventoryPath, "--playbook", playbook]);
   log(`converged 30 tasks on 10 hosts in ${seconds(converge.ms)}`);
+  await settle();
   const rows = [["hosts", "tasks", `no-op run, median of ${RUNS}`, "min", "max", "round trips/plays per host", "changed"]];
   rows.push(["1", "30", ...noOp(["apply", lab.inventoryPath, "--playbook", playbook, "--limit", "pg1"])]);
   rows.push(["10", "30", ...noOp(["apply", lab.inventoryPath, "--playbook", playbook])]);
@@ -84,6 +94,7 @@ async function cluster(): Promise<void> {
     ["cold bootstrap, 3 hosts", "package install", "clone", "the rest"],
     [seconds(cold.ms), seconds(install), seconds(clone), seconds(cold.ms - install - clone)],
   ]);
+  await settle();
   table([["hosts", `no-op run, median of ${RUNS}`, "min", "max", "round trips/plays per host", "changed"], ["3", ...noOp(["apply", lab.inventoryPath])]]);
 }
 
