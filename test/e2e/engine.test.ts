@@ -65,13 +65,15 @@ describe("engine", () => {
     expect((await labExec(lab.hosts[1]!, "systemctl is-active cron")).stdout).toBe("active\n");
   });
 
-  it("reruns with nothing changed, in one round trip per host per play", async () => {
-    const r = await pgprov(["apply", inventory, "--playbook", SAMPLE, "--json"]);
-    expect(r.code).toBe(0);
-    const recap = recapOf(r);
-    for (const host of ["pg1", "pg2"]) {
-      expect(recap[host]).toMatchObject({ changed: 0, failed: 0 });
-      expect(recap[host]!.commands).toBeLessThanOrEqual(PLAYS_IN_SAMPLE);
+  it("reruns with nothing changed, in one round trip per host per play, with or without --forks", async () => {
+    for (const forks of [[], ["--forks", "1"]]) {
+      const r = await pgprov(["apply", inventory, "--playbook", SAMPLE, "--json", ...forks]);
+      expect(r.code).toBe(0);
+      const recap = recapOf(r);
+      for (const host of ["pg1", "pg2"]) {
+        expect(recap[host]).toMatchObject({ changed: 0, failed: 0 });
+        expect(recap[host]!.commands).toBeLessThanOrEqual(PLAYS_IN_SAMPLE);
+      }
     }
   });
 
