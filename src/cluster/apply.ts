@@ -5,15 +5,15 @@
  * whether the run may go on. Its last play reads pg_stat_replication on the primary
  * (register: pgprov_replication): standbys that do not stream yet are waited for, with a bound.
  */
-import type { Emit, StandbyReplication } from "../engine/events.js";
+import type { Emit } from "../engine/events.js";
 import { Redactor } from "../engine/redact.js";
 import { hostsUsed, runPlaybook, type RunOptions, type RunSummary } from "../engine/run.js";
 import type { ClusterContext } from "../engine/variables.js";
 import { PgprovError } from "../errors.js";
 import { ensureReplicationPassword, type Inventory } from "../inventory/inventory.js";
-import { REPLICATION_QUERY } from "../modules/pg/read.js";
+import { REPLICATION_QUERY, standbyReplication } from "../modules/pg/read.js";
 import type { Playbook } from "../playbook/playbook.js";
-import { closeAll, connectAll } from "../transport/fleet.js";
+import { closeAll, connectAll, type Reached } from "../transport/fleet.js";
 import { HostPostgres, type Row } from "../transport/postgres.js";
 import type { HostConnection } from "../transport/ssh.js";
 import type { DataDirectory } from "./data-directory.js";
@@ -22,7 +22,10 @@ import { assessCluster } from "./safety.js";
 /** The registers of the bundled playbook that apply's checks read. */
 const DATA_DIRECTORY = "pgprov_data_directory";
 
-export interface ApplyOptions extends Omit<RunOptions, "cluster" | "afterPlay" | "secrets" | "emit"> {
+export interface ApplyOptions extends Omit<RunOptions, "cluster" | "afterPlay" | "secrets" | "emit" | "reached"> {
+  /** Connections a cluster operation already holds (with their locks); otherwise apply opens its own. */
+  reached?: Reached[];
+  acceptNewHostKeys?: boolean;
   /** Hosts whose data may be replaced by a clone (--reclone). */
   reclone?: string[];
   /** Bound on waiting for standbys to stream. */
@@ -76,7 +79,7 @@ export async function applyCluster(inventory: Inventory, playbook: Playbook, opt
       const rows = options.check || !primary || !("connection" in primary)
         ? replication
         : await waitForStreaming(primary.connection, inventory, standbys, replication, options.streamingTimeoutMs ?? 120_000);
-      const report = standbys.map((name) => standbyReport(name, rows));
+      const report = standbys.map((name) => standbyReplication(name, rows));
       emit({ type: "replication", primary: inventory.primary.name, standbys: report });
       for (const s of report) {
         if (s.state !== "streaming" && !options.check) {
@@ -96,17 +99,6 @@ export async function applyCluster(inventory: Inventory, playbook: Playbook, opt
   }
 }
 
-function standbyReport(name: string, rows: Row[]): StandbyReplication {
-  const row = rows.find((r) => r.application_name === name);
-  if (!row) return { host: name, state: "absent" };
-  return {
-    host: name,
-    state: String(row.state),
-    lagBytes: Number(row.lag_bytes ?? 0),
-    lagSeconds: Number(row.lag_seconds ?? 0),
-    ...(row.slot_name ? { slot: String(row.slot_name), slotActive: row.slot_active === true } : {}),
-  };
-}
 
 /** Polls the primary until every standby streams, or the bound is reached. */
 async function waitForStreaming(

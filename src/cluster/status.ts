@@ -6,7 +6,7 @@
  */
 import type { Host, Inventory } from "../inventory/inventory.js";
 import { slotName } from "../inventory/slots.js";
-import { REPLICATION_QUERY } from "../modules/pg/read.js";
+import { REPLICATION_QUERY, standbyReplication } from "../modules/pg/read.js";
 import { closeAll, connectAll } from "../transport/fleet.js";
 import { HostPostgres, type Row } from "../transport/postgres.js";
 import { RemoteError } from "../transport/ssh.js";
@@ -80,12 +80,12 @@ export async function clusterStatus(inventory: Inventory, options: { acceptNewHo
     const writable = hosts.filter((h) => h.role === "primary");
     const live = rows.find((r) => r.status.host === inventory.primary.name && r.replication) ?? rows.find((r) => r.replication);
     for (const standby of hosts.filter((h) => h.role === "standby")) {
-      const seen = live?.replication?.find((x) => x.application_name === standby.host);
-      if (seen) {
-        standby.lagBytes = Number(seen.lag_bytes ?? 0);
-        standby.lagSeconds = Number(seen.lag_seconds ?? 0);
-        if (seen.slot_name) standby.slot = String(seen.slot_name);
-        standby.slotActive = seen.slot_active === true;
+      const seen = standbyReplication(standby.host, live?.replication ?? []);
+      if (seen.state !== "absent") {
+        standby.lagBytes = seen.lagBytes;
+        standby.lagSeconds = seen.lagSeconds;
+        if (seen.slot) standby.slot = seen.slot;
+        standby.slotActive = seen.slotActive === true;
       } else if (inventory.replication.slots) {
         standby.slot = slotName(standby.host);
       }

@@ -31,7 +31,18 @@ export type RunEvent =
       reason?: string;
       ms: number;
     }
-  | { type: "host"; play: string; host: string; status: "ok" | "failed"; commands: number; ms: number }
+  | {
+      type: "host";
+      play: string;
+      host: string;
+      status: "ok" | "failed";
+      /** This play's tasks on this host, by outcome. */
+      ok: number;
+      changed: number;
+      skipped: number;
+      commands: number;
+      ms: number;
+    }
   | {
       type: "failure";
       host: string;

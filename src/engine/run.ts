@@ -15,7 +15,7 @@ import type { Host, Inventory } from "../inventory/inventory.js";
 import { type Command, type Module, type ModuleContext, type ProbeOutput, TaskFailure } from "../modules/module.js";
 import type { Play, Playbook, Task } from "../playbook/playbook.js";
 import { isTruthy, render, renderValue, templateVariables } from "../playbook/template.js";
-import { closeAll, connectAll, type Reached } from "../transport/fleet.js";
+import type { Reached } from "../transport/fleet.js";
 import { HostPostgres } from "../transport/postgres.js";
 import { HostConnection, RemoteError } from "../transport/ssh.js";
 import { buildBatch, newNonce, parseBatch, type Section, type SectionResult, TIMED_OUT } from "./batch.js";
@@ -37,7 +37,6 @@ export interface RunOptions {
   tags?: string[];
   /** Hosts worked on at once; default all. */
   forks?: number;
-  acceptNewHostKeys?: boolean;
   /** Values to mask in every event. */
   secrets?: string[];
   /** What pgprov read from the cluster (see cluster/safety.ts); afterPlay may fill it in. */
@@ -47,8 +46,8 @@ export interface RunOptions {
    * PgprovError stops the run there, before the next play changes anything.
    */
   afterPlay?: (play: Play, registered: Map<string, Record<string, unknown>>) => void | Promise<void>;
-  /** Connections already open (the caller closes them); otherwise the engine opens and closes its own. */
-  reached?: Reached[];
+  /** The connections to the hosts the run touches (see hostsUsed); the caller opens and closes them. */
+  reached: Reached[];
   emit: Emit;
 }
 
@@ -101,8 +100,7 @@ export async function runPlaybook(inventory: Inventory, playbook: Playbook, opti
   emit({ type: "run", playbook: playbook.file, inventory: inventory.file, check: options.check ?? false, hosts: used.map((h) => h.name) });
 
   const sessions = new Map<string, HostSession>();
-  const reached =
-    options.reached?.filter((r) => used.includes(r.host)) ?? (await connectAll(inventory, used, { acceptNewHostKeys: options.acceptNewHostKeys ?? false, exclusive: !options.check }));
+  const reached = options.reached.filter((r) => used.includes(r.host));
   for (const r of reached) {
     const session: HostSession = {
       host: r.host,
@@ -146,7 +144,6 @@ export async function runPlaybook(inventory: Inventory, playbook: Playbook, opti
     }
   } finally {
     await Promise.all([...sessions.values()].map((s) => s.postgres?.then((p) => p.close()).catch(() => {})));
-    if (!options.reached) closeAll(reached);
   }
 
   const hosts: Record<string, HostRecap> = {};
@@ -211,6 +208,22 @@ class PlayOnHost {
 
   async run(): Promise<void> {
     const commandsBefore = this.connection.commands;
+    const recapBefore = { ...this.session.recap };
+    // The host's tally for this play, which renderers print without counting again.
+    const hostEvent = (status: "ok" | "failed") => {
+      const r = this.session.recap;
+      this.emit({
+        type: "host",
+        play: this.play.name,
+        host: this.host,
+        status,
+        ok: r.ok - recapBefore.ok,
+        changed: r.changed - recapBefore.changed,
+        skipped: r.skipped - recapBefore.skipped,
+        commands: this.connection.commands - commandsBefore,
+        ms: this.elapsed(),
+      });
+    };
     try {
       const tasks = this.play.tasks.filter((t) => this.selectedByTags(t));
       // Handlers a failed earlier run notified but never ran: they run at the end of this play.
@@ -218,13 +231,13 @@ class PlayOnHost {
       await this.runTasks(tasks, false, notified);
       const handlers = this.play.handlers.filter((h) => notified.has(h.name));
       if (handlers.length) await this.runTasks(handlers, true, notified);
-      this.emit({ type: "host", play: this.play.name, host: this.host, status: "ok", commands: this.connection.commands - commandsBefore, ms: this.elapsed() });
+      hostEvent("ok");
     } catch (e) {
       const failure = e instanceof HostFailure ? e.event : this.failureEvent(undefined, e);
       this.session.failed = true;
       this.session.recap.failed++;
       this.emit(failure);
-      this.emit({ type: "host", play: this.play.name, host: this.host, status: "failed", commands: this.connection.commands - commandsBefore, ms: this.elapsed() });
+      hostEvent("failed");
     }
   }
 

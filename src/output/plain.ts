@@ -6,7 +6,6 @@ import type { Renderer, RendererOptions } from "./renderer.js";
 export class PlainRenderer implements Renderer {
   private check = false;
   private readonly style;
-  private readonly counts = new Map<string, { ok: number; changed: number; skipped: number }>();
 
   constructor(private readonly options: RendererOptions) {
     this.style = options.color ? COLOR : PLAIN;
@@ -24,10 +23,6 @@ export class PlainRenderer implements Renderer {
         out(`\n${s.bold(`PLAY ${e.play}`)} ${s.dim(`[${e.hosts.join(", ")}]`)}`);
         break;
       case "task": {
-        const key = `${e.play}\0${e.host}`;
-        const c = this.counts.get(key) ?? { ok: 0, changed: 0, skipped: 0 };
-        if (e.status !== "failed") c[e.status]++;
-        this.counts.set(key, c);
         if (e.status === "changed" || this.options.verbose) {
           const label = e.handler ? `handler ${e.task}` : e.task;
           out(`  ${e.host}  ${taskStatusText(e.status, this.check, s)}  ${label}${e.reason && e.status !== "changed" ? s.dim(`  (${e.reason})`) : ""}`);
@@ -39,9 +34,8 @@ export class PlainRenderer implements Renderer {
         break;
       }
       case "host": {
-        const c = this.counts.get(`${e.play}\0${e.host}`) ?? { ok: 0, changed: 0, skipped: 0 };
-        const status = e.status === "failed" ? s.red("failed") : c.changed ? s.yellow(this.check ? "would change" : "changed") : s.green("ok");
-        out(`  ${e.host}  ${status}  ${s.dim(`ok=${c.ok} changed=${c.changed} skipped=${c.skipped}  ${e.commands} round trip${e.commands === 1 ? "" : "s"}, ${(e.ms / 1000).toFixed(2)} s`)}`);
+        const status = e.status === "failed" ? s.red("failed") : e.changed ? s.yellow(this.check ? "would change" : "changed") : s.green("ok");
+        out(`  ${e.host}  ${status}  ${s.dim(`ok=${e.ok} changed=${e.changed} skipped=${e.skipped}  ${e.commands} round trip${e.commands === 1 ? "" : "s"}, ${(e.ms / 1000).toFixed(2)} s`)}`);
         break;
       }
       case "failure":

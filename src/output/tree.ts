@@ -25,7 +25,6 @@ export class TreeRenderer implements Renderer {
   private readonly failures: Extract<RunEvent, { type: "failure" }>[] = [];
   private recap?: Record<string, HostRecap>;
   private replication?: Extract<RunEvent, { type: "replication" }>;
-  private readonly counts = new Map<string, { ok: number; changed: number; skipped: number }>();
 
   constructor(private readonly options: RendererOptions) {
     this.style = options.color ? COLOR : PLAIN;
@@ -77,10 +76,6 @@ export class TreeRenderer implements Renderer {
       }
       case "task": {
         const view = this.views.get(e.host);
-        const key = `${e.play}\0${e.host}`;
-        const c = this.counts.get(key) ?? { ok: 0, changed: 0, skipped: 0 };
-        if (e.status !== "failed") c[e.status]++;
-        this.counts.set(key, c);
         if (!view) break;
         this.setTitle(view, `${e.host} ${s.dim(`· ${e.handler ? "handler " : ""}${e.task}`)}`);
         if (e.status === "changed" || this.options.verbose) {
@@ -96,8 +91,7 @@ export class TreeRenderer implements Renderer {
       case "host": {
         const view = this.views.get(e.host);
         if (!view) break;
-        const c = this.counts.get(`${e.play}\0${e.host}`) ?? { ok: 0, changed: 0, skipped: 0 };
-        this.setTitle(view, `${e.host}  ${s.dim(`ok=${c.ok} changed=${c.changed} skipped=${c.skipped} · ${e.commands} round trip${e.commands === 1 ? "" : "s"} · ${(e.ms / 1000).toFixed(2)} s`)}`);
+        this.setTitle(view, `${e.host}  ${s.dim(`ok=${e.ok} changed=${e.changed} skipped=${e.skipped} · ${e.commands} round trip${e.commands === 1 ? "" : "s"} · ${(e.ms / 1000).toFixed(2)} s`)}`);
         view.finish(e.status === "failed");
         break;
       }

@@ -7,6 +7,7 @@
 import { z } from "zod";
 import { dataDirectoryProbe, parseDataDirectory } from "../../cluster/data-directory.js";
 import { noChange } from "../../engine/change.js";
+import type { StandbyReplication } from "../../engine/events.js";
 import type { Module } from "../module.js";
 
 export const dataDirectoryArgs = z.strictObject({
@@ -35,6 +36,19 @@ export const REPLICATION_QUERY = `select r.application_name, r.state, r.sync_sta
   s.slot_name, s.active as slot_active
   from pg_stat_replication r left join pg_replication_slots s on s.active_pid = r.pid
   order by r.application_name`;
+
+/** One standby in the rows of REPLICATION_QUERY: "absent" when the primary does not see it. */
+export function standbyReplication(name: string, rows: Record<string, unknown>[]): StandbyReplication {
+  const row = rows.find((r) => r.application_name === name);
+  if (!row) return { host: name, state: "absent" };
+  return {
+    host: name,
+    state: String(row.state),
+    lagBytes: Number(row.lag_bytes ?? 0),
+    lagSeconds: Number(row.lag_seconds ?? 0),
+    ...(row.slot_name ? { slot: String(row.slot_name), slotActive: row.slot_active === true } : {}),
+  };
+}
 
 export const pgReplication: Module<Record<string, never>> = {
   name: "pg_replication",
