@@ -15,8 +15,10 @@ export default defineConfig({
           include: ["test/e2e/**/*.test.ts"],
           // Prepares the machine once (image, apt proxy, keys); each file boots the hosts it needs.
           globalSetup: ["test/lab/global-setup.ts"],
-          // One lab at a time: the hosts share one bridge and address range.
-          fileParallelism: false,
+          // Files run side by side, each worker on a lab instance of its own (test/lab/lib/state.ts):
+          // most of an e2e file's time is waiting on its hosts, not the machine's 2 cores.
+          fileParallelism: true,
+          maxWorkers: 3,
           testTimeout: 300_000,
           hookTimeout: 600_000,
         },

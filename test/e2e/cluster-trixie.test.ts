@@ -11,7 +11,7 @@ beforeAll(async () => {
   inventory = inventoryCopy(lab, (doc) => {
     doc.deleteIn(["hosts", "pg3"]);
     doc.set("apt", { proxy: lab.aptProxy });
-    doc.set("postgresql", { settings: { shared_buffers: "64MB", work_mem: "8MB" }, clients: ["10.231.0.0/24"] });
+    doc.set("postgresql", { settings: { shared_buffers: "64MB", work_mem: "8MB" }, clients: [lab.subnet] });
   });
 });
 afterAll(async () => {
@@ -27,7 +27,7 @@ describe("cluster on trixie", () => {
     expect((await psql(pg1!, "show server_version_num")).out).toMatch(/^17\d{4}$/);
     expect((await psql(pg2!, "select pg_is_in_recovery()")).out).toBe("t");
     expect((await psql(pg2!, "show shared_buffers")).out).toBe("64MB");
-    const clients = "select count(*) from pg_hba_file_rules where database = '{all}' and address = '10.231.0.0' and netmask = '255.255.255.0' and auth_method = 'scram-sha-256'";
+    const clients = `select count(*) from pg_hba_file_rules where database = '{all}' and address = '${lab.subnet.split("/")[0]}' and netmask = '255.255.255.0' and auth_method = 'scram-sha-256'`;
     expect((await psql(pg1!, clients)).out).toBe("1");
     await psql(pg1!, "create table t (x text); insert into t values ('from the primary');");
     await eventually("the row on the standby", async () => (await psql(pg2!, "select x from t")).out === "from the primary");

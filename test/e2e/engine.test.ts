@@ -51,10 +51,10 @@ describe("engine", () => {
       [
         "# Managed by pgprov (sample). Rendered for pg1.",
         "name = pg1",
-        "address = 10.231.0.11",
+        `address = ${lab.hosts[0]!.address}`,
         "role = primary",
         "os = debian bookworm",
-        "peers = pg1=10.231.0.11,pg2=10.231.0.12",
+        `peers = pg1=${lab.hosts[0]!.address},pg2=${lab.hosts[1]!.address}`,
         "640 root",
         "pg1",
         "this host is the primary",

@@ -105,7 +105,7 @@ beforeAll(async () => {
   inventory = inventoryCopy(lab, (doc) => {
     doc.set("apt", { proxy: lab.aptProxy });
     // The test client runs on this machine (the bridge address) and, for psql, on the hosts.
-    doc.set("postgresql", { clients: ["10.231.0.0/24"] });
+    doc.set("postgresql", { clients: [lab.subnet] });
   });
   // A comment on a host's line: rewriting roles must keep it.
   writeFileSync(inventory, readFileSync(inventory, "utf8").replace(/(  pg2: \{[^}]*\})/, "$1   # the analytics replica"));

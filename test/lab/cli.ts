@@ -2,14 +2,17 @@
  * npm run lab -- up [--hosts N] [--os bookworm|trixie]   boot test hosts; prints the inventory
  * npm run lab -- down                                    remove the lab completely
  * npm run lab -- status                                  hosts, and anything left over
+ * npm run lab -- exec HOST 'COMMAND'                      run a command inside a host (not over SSH)
+ *
+ * PGPROV_LAB=N picks lab instance N (own bridge 10.231.N.0/24 and directory .lab/N); default 0.
  *
  * Progress goes to stderr, the inventory (for `up`) to stdout. Exit 1 with one line on error.
  */
 import { existsSync, readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
-import { labAptProxyRunning, labDown, labHostsStatus, labLeftovers, labUp, readLab, type LabOs } from "./lab.js";
+import { labAptProxyRunning, labDown, labExec, labHostsStatus, labLeftovers, labUp, readLab, type LabOs } from "./lab.js";
 
-const USAGE = "usage: npm run lab -- up [--hosts N] [--os bookworm|trixie] | down | status";
+const USAGE = "usage: npm run lab -- up [--hosts N] [--os bookworm|trixie] | down | status | exec HOST COMMAND";
 
 const t0 = Date.now();
 const progress = (line: string) => process.stderr.write(`lab [${((Date.now() - t0) / 1000).toFixed(1)} s]: ${line}\n`);
@@ -53,6 +56,15 @@ async function status(args: string[]): Promise<void> {
   }
 }
 
+async function exec(args: string[]): Promise<void> {
+  const [host, command, ...extra] = args;
+  if (!host || !command || extra.length) throw new Error(`exec wants a host and one command (quoted); ${USAGE}`);
+  const r = await labExec(host, command);
+  process.stdout.write(r.stdout);
+  process.stderr.write(r.stderr);
+  process.exitCode = r.code;
+}
+
 async function main(argv: string[]): Promise<void> {
   const [command, ...rest] = argv;
   switch (command) {
@@ -62,6 +74,8 @@ async function main(argv: string[]): Promise<void> {
       return down(rest);
     case "status":
       return status(rest);
+    case "exec":
+      return exec(rest);
     default:
       throw new Error(command ? `unknown command ${command}; ${USAGE}` : USAGE);
   }

@@ -3,7 +3,7 @@
  * filesystem, systemd as PID 1 and an SSH daemon, made of Linux namespaces and an overlay root
  * (recipe: /work/shared/notes/lab.md). Needs root on Linux.
  *
- *   const lab = await labUp({ hosts: 3 });     // pg1..pg3 at 10.231.0.11..13, .lab/inventory.yml
+ *   const lab = await labUp({ hosts: 3 });     // pg1..pg3 at 10.231.N.11..13, .lab/inventory.yml (N: see labInstance)
  *   await labExec("pg2", "systemctl is-active ssh");
  *   await labKill("pg2"); await labBoot("pg2"); // fault injection, then recovery
  *   await labDown();                            // leaves nothing behind
@@ -34,12 +34,11 @@ import { ensureImage } from "./lib/image.js";
 import { createBridge, createHostNetwork, labLinks, labNetns, linkExists, removeNetwork } from "./lib/network.js";
 import { isAlive, LabError, listPids, procName, procRef, procRoot, run, sleep, type ProcRef } from "./lib/proc.js";
 import {
-  APT_PROXY,
-  BRIDGE,
-  BRIDGE_ADDRESS,
   DEFAULT_HOSTS,
+  MAX_INSTANCES,
   LAB_OSES,
   MAX_HOSTS,
+  labNet,
   labPaths,
   readState,
   writeState,
@@ -73,6 +72,8 @@ export interface Lab {
   privateKeyPath: string;
   knownHostsPath: string;
   bridgeAddress: string;
+  /** The lab's network, for inventories' `clients` (10.231.N.0/24). */
+  subnet: string;
   aptProxy: string;
   hosts: LabHost[];
 }
@@ -107,8 +108,8 @@ export async function labUp(opts: LabOptions = {}): Promise<Lab> {
     os,
     mirror,
     image,
-    bridge: BRIDGE,
-    bridgeAddress: BRIDGE_ADDRESS,
+    bridge: labNet().bridge,
+    bridgeAddress: labNet().bridgeAddress,
     cgroupParent: cgroupParentOf(cgroup2),
     hosts: [],
   };
@@ -119,7 +120,7 @@ export async function labUp(opts: LabOptions = {}): Promise<Lab> {
   await createBridge();
   state.aptCacher = await startAptCacher(mirror, paths.aptDir);
   writeState(state);
-  log(`apt proxy: apt-cacher-ng (PID ${state.aptCacher.pid}) at ${APT_PROXY}, backend ${mirror}`);
+  log(`apt proxy: apt-cacher-ng (PID ${state.aptCacher.pid}) at ${labNet().aptProxy}, backend ${mirror}`);
 
   state.hosts = Array.from({ length: count }, (_, i) => planHost(i + 1, paths.hosts, state.cgroupParent));
   writeState(state);
@@ -208,7 +209,8 @@ function toLab(state: LabState): Lab {
     privateKeyPath: paths.privateKey,
     knownHostsPath: paths.knownHosts,
     bridgeAddress: state.bridgeAddress,
-    aptProxy: APT_PROXY,
+    aptProxy: labNet().aptProxy,
+    subnet: labNet().subnet,
     hosts: state.hosts.map((h) => ({ name: h.name, address: h.address, pid: h.pid, root: h.root })),
   };
 }
@@ -220,6 +222,28 @@ export function readLab(): Lab | undefined {
 }
 
 // ---- down --------------------------------------------------------------------------------------
+
+/**
+ * labDown for each instance a test run's workers may have used (PGPROV_LAB + 0..8, see
+ * labInstance) that left anything: for the run's teardown, which cannot know which workers booted
+ * a lab. Instances of other runs (another PGPROV_LAB) are not touched.
+ */
+export async function labDownAll(opts: { log?: (l: string) => void } = {}): Promise<void> {
+  const saved = process.env.PGPROV_LAB;
+  const worker = process.env.VITEST_POOL_ID;
+  delete process.env.VITEST_POOL_ID;
+  try {
+    const base = Number(saved ?? 0);
+    for (let n = base; n <= Math.min(base + 8, MAX_INSTANCES - 1); n++) {
+      process.env.PGPROV_LAB = String(n);
+      if (existsSync(labPaths().state) || (await labLeftovers()).length) await labDown(opts);
+    }
+  } finally {
+    if (saved === undefined) delete process.env.PGPROV_LAB;
+    else process.env.PGPROV_LAB = saved;
+    if (worker !== undefined) process.env.VITEST_POOL_ID = worker;
+  }
+}
 
 /** End every host and remove everything of the lab's (recorded, or found by name); then check. */
 export async function labDown(opts: { log?: (l: string) => void } = {}): Promise<void> {
@@ -366,7 +390,7 @@ export async function labLeftovers(): Promise<string[]> {
   }
 
   for (const ns of labNetns()) found.push(`network namespace ${ns}`);
-  for (const link of labLinks()) found.push(link === BRIDGE ? `bridge ${link}` : `veth ${link}`);
+  for (const link of labLinks()) found.push(link === labNet().bridge ? `bridge ${link}` : `veth ${link}`);
   for (const m of mountsUnder(paths.hosts)) found.push(`mount (${m.fstype}) on ${m.target}`);
   for (const parent of await cgroupParents(state)) {
     if (existsSync(parent)) found.push(`cgroup ${parent}${cgroupPopulated(parent) ? " (with processes)" : ""}`);
@@ -426,7 +450,7 @@ export async function labBoot(host: string, opts: { log?: (l: string) => void } 
   assertLinuxRoot();
   const { state, h } = recordedHost(host);
   if (isAlive(hostRef(h))) throw new LabError(`${h.name} is running (PID ${h.pid}); labKill it first`);
-  if (!linkExists(BRIDGE)) throw new LabError(`the lab's bridge ${BRIDGE} is gone; run \`npm run lab -- up\``);
+  if (!linkExists(labNet().bridge)) throw new LabError(`the lab's bridge ${labNet().bridge} is gone; run \`npm run lab -- up\``);
   await createHostNetwork(h); // no-op unless something removed it
   await mountRoot(h, state.image);
   await writeHostFiles(h, { hosts: state.hosts, publicKey: readFileSync(labPaths().publicKey, "utf8") });

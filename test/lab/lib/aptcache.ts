@@ -8,7 +8,7 @@ import { spawn } from "node:child_process";
 import { join } from "node:path";
 import { isAlive, LabError, procRef, showCommand, stopRecorded, SYSTEM_PATH, tail, waitFor, type ProcRef } from "./proc.js";
 import { probeTcp } from "./network.js";
-import { APT_PROXY_PORT, BRIDGE_ADDRESS, type LabState } from "./state.js";
+import { APT_PROXY_PORT, IMAGE_CACHE, labNet, type LabState } from "./state.js";
 
 const DAEMON = "/usr/sbin/apt-cacher-ng";
 const CONF_DIR = "/etc/apt-cacher-ng";
@@ -35,9 +35,10 @@ function daemonUser(): { uid: number; gid: number } | undefined {
 }
 
 export async function startAptCacher(mirror: string, dir: string): Promise<NonNullable<LabState["aptCacher"]>> {
-  if (await probeTcp(BRIDGE_ADDRESS, APT_PROXY_PORT, 500)) {
+  const address = labNet().bridgeAddress;
+  if (await probeTcp(address, APT_PROXY_PORT, 500)) {
     throw new LabError(
-      `something already answers on ${BRIDGE_ADDRESS}:${APT_PROXY_PORT} (a system apt-cacher-ng listening on all addresses?); ` +
+      `something already answers on ${address}:${APT_PROXY_PORT} (a system apt-cacher-ng listening on all addresses?); ` +
         `the lab needs that port on its bridge address for its own proxy`,
     );
   }
@@ -47,9 +48,18 @@ export async function startAptCacher(mirror: string, dir: string): Promise<NonNu
   if (user) chownSync(dir, user.uid, user.gid); // its control socket lives here
   const logPath = join(dir, "daemon.log");
   const out = openSync(logPath, "a");
+  // Instance 0 keeps Debian's default cache. Other instances (labs running side by side) each get
+  // a cache of their own: two daemons writing one cache could interleave a download.
+  const { instance } = labNet();
+  const cacheDir = instance === 0 ? undefined : join(IMAGE_CACHE, "..", "apt-cacher-ng", String(instance));
+  if (cacheDir) {
+    mkdirSync(cacheDir, { recursive: true });
+    if (user) chownSync(cacheDir, user.uid, user.gid);
+  }
   const settings = [
+    ...(cacheDir ? [`CacheDir=${cacheDir}`, `LogDir=${dir}`] : []),
     "ForeGround=1", // we detach it ourselves and keep its real PID
-    `BindAddress=${BRIDGE_ADDRESS}`, // the lab's address only, never the machine's others
+    `BindAddress=${address}`, // the lab's address only, never the machine's others
     `Port=${APT_PROXY_PORT}`,
     `SocketPath=${join(dir, "socket")}`, // not the system service's socket
   ];
@@ -67,12 +77,12 @@ export async function startAptCacher(mirror: string, dir: string): Promise<NonNu
   const ref: ProcRef | undefined = child.pid ? procRef(child.pid) : undefined;
   if (!ref) throw new LabError(`\`${showCommand(argv[0]!, argv.slice(1))}\` did not start:\n${tail(readFileSync(logPath, "utf8"))}`);
   await waitFor(
-    `apt-cacher-ng (PID ${ref.pid}) to accept connections on ${BRIDGE_ADDRESS}:${APT_PROXY_PORT}`,
+    `apt-cacher-ng (PID ${ref.pid}) to accept connections on ${address}:${APT_PROXY_PORT}`,
     10_000,
     50,
     async () => {
       if (!isAlive(ref)) throw new LabError(`apt-cacher-ng exited at start:\n${tail(readFileSync(logPath, "utf8"))}`);
-      return (await probeTcp(BRIDGE_ADDRESS, APT_PROXY_PORT, 500)) ? true : undefined;
+      return (await probeTcp(address, APT_PROXY_PORT, 500)) ? true : undefined;
     },
   );
   return { ...ref, log: logPath, socketDir: dir };

@@ -31,7 +31,7 @@ import {
   waitFor,
   type RunResult,
 } from "./proc.js";
-import { APT_PROXY, CGROUP_GROUP, NETNS_PREFIX, VETH_PREFIX, hostAddress, hostName, type HostState } from "./state.js";
+import { hostName, labNet, type HostState } from "./state.js";
 import { mountsUnder } from "./system.js";
 
 export const BOOT_TIMEOUT_MS = 30_000;
@@ -39,11 +39,12 @@ export const BOOT_TIMEOUT_MS = 30_000;
 export function planHost(k: number, hostsDir: string, cgroupParent: string): HostState {
   const name = hostName(k);
   const dir = join(hostsDir, name);
+  const net = labNet();
   return {
     name,
-    address: hostAddress(k),
-    netns: NETNS_PREFIX + name,
-    veth: VETH_PREFIX + name,
+    address: net.hostAddress(k),
+    netns: net.netnsPrefix + name,
+    veth: net.vethPrefix + name,
     root: join(dir, "root"),
     upper: join(dir, "upper"),
     work: join(dir, "work"),
@@ -54,7 +55,7 @@ export function planHost(k: number, hostsDir: string, cgroupParent: string): Hos
   };
 }
 
-export const cgroupParentOf = (cgroup2: string) => join(cgroup2, CGROUP_GROUP);
+export const cgroupParentOf = (cgroup2: string) => join(cgroup2, labNet().cgroupGroup);
 
 // ---- the root filesystem -----------------------------------------------------------------------
 
@@ -97,7 +98,7 @@ export async function writeHostFiles(h: HostState, files: RootFiles): Promise<vo
   if (readFileSync(at("etc/machine-id"), "utf8").trim() === "") {
     writeFileSync(at("etc/machine-id"), randomBytes(16).toString("hex") + "\n");
   }
-  writeFileSync(at("etc/apt/apt.conf.d/01proxy"), `Acquire::http::Proxy "${APT_PROXY}";\n`);
+  writeFileSync(at("etc/apt/apt.conf.d/01proxy"), `Acquire::http::Proxy "${labNet().aptProxy}";\n`);
 
   authorize(at("root"), files.publicKey, { uid: 0, gid: 0 });
   authorize(at(`home/${DEPLOY_USER}`), files.publicKey, userIds(h.root, DEPLOY_USER));

@@ -6,17 +6,18 @@
 import { existsSync, readdirSync, writeFileSync } from "node:fs";
 import { connect } from "node:net";
 import { run, sleep } from "./proc.js";
-import { BRIDGE, BRIDGE_ADDRESS, NETNS_PREFIX, PREFIX_LENGTH, VETH_PREFIX, type HostState } from "./state.js";
+import { labNet, PREFIX_LENGTH, type HostState } from "./state.js";
 
 const ip = (args: string[], host?: string) => run("ip", args, { host, timeoutMs: 15_000 });
 
 export async function createBridge(): Promise<void> {
-  await ip(["link", "add", BRIDGE, "type", "bridge"]);
+  const { bridge, bridgeAddress } = labNet();
+  await ip(["link", "add", bridge, "type", "bridge"]);
   // Never route what arrives from the hosts, even if the machine forwards between its own
   // interfaces: per-interface forwarding=0 keeps lab traffic on the bridge.
-  writeFileSync(`/proc/sys/net/ipv4/conf/${BRIDGE}/forwarding`, "0\n");
-  await ip(["addr", "add", `${BRIDGE_ADDRESS}/${PREFIX_LENGTH}`, "dev", BRIDGE]);
-  await ip(["link", "set", BRIDGE, "up"]);
+  writeFileSync(`/proc/sys/net/ipv4/conf/${bridge}/forwarding`, "0\n");
+  await ip(["addr", "add", `${bridgeAddress}/${PREFIX_LENGTH}`, "dev", bridge]);
+  await ip(["link", "set", bridge, "up"]);
 }
 
 /**
@@ -24,16 +25,17 @@ export async function createBridge(): Promise<void> {
  * sets up /run/netns as a shared mount, and two doing it at once can race.
  */
 export async function createHostNetwork(h: HostState): Promise<void> {
+  const { bridge, bridgeAddress } = labNet();
   if (!existsSync(`/run/netns/${h.netns}`)) await ip(["netns", "add", h.netns], h.name);
   if (!linkExists(h.veth)) {
     await ip(["link", "add", h.veth, "type", "veth", "peer", "name", "eth0", "netns", h.netns], h.name);
-    await ip(["link", "set", h.veth, "master", BRIDGE, "up"], h.name);
+    await ip(["link", "set", h.veth, "master", bridge, "up"], h.name);
   }
   const inNs = (args: string[]) => ip(["-n", h.netns, ...args], h.name);
   await inNs(["addr", "replace", `${h.address}/${PREFIX_LENGTH}`, "dev", "eth0"]);
   await inNs(["link", "set", "lo", "up"]);
   await inNs(["link", "set", "eth0", "up"]);
-  await inNs(["route", "replace", "default", "via", BRIDGE_ADDRESS]);
+  await inNs(["route", "replace", "default", "via", bridgeAddress]);
 }
 
 export function linkExists(name: string): boolean {
@@ -42,8 +44,9 @@ export function linkExists(name: string): boolean {
 
 /** The lab's namespaces, by name pattern. */
 export function labNetns(): string[] {
+  const { netnsPrefix } = labNet();
   try {
-    return readdirSync("/run/netns").filter((n) => n.startsWith(NETNS_PREFIX));
+    return readdirSync("/run/netns").filter((n) => n.startsWith(netnsPrefix));
   } catch {
     return [];
   }
@@ -51,11 +54,13 @@ export function labNetns(): string[] {
 
 /** The lab's links in the machine's namespace: host veths and the bridge, by name pattern. */
 export function labLinks(): string[] {
-  return readdirSync("/sys/class/net").filter((n) => n.startsWith(VETH_PREFIX) || n === BRIDGE);
+  const { vethPrefix, bridge } = labNet();
+  return readdirSync("/sys/class/net").filter((n) => n.startsWith(vethPrefix) || n === bridge);
 }
 
 /** Remove namespaces, veths and the bridge. Processes inside must be gone already. */
 export async function removeNetwork(log: (l: string) => void): Promise<void> {
+  const { bridge } = labNet();
   for (const ns of labNetns()) {
     await run("ip", ["netns", "delete", ns], { allowFail: true }).then((r) => {
       if (r.code !== 0) log(`ip netns delete ${ns}: ${r.stderr.trim()}`);
@@ -63,10 +68,10 @@ export async function removeNetwork(log: (l: string) => void): Promise<void> {
   }
   // A namespace is destroyed asynchronously once unreferenced, taking the veth's inner end and
   // with it the pair; delete what is still there rather than wait for it.
-  for (const link of labLinks().filter((l) => l !== BRIDGE)) {
+  for (const link of labLinks().filter((l) => l !== bridge)) {
     await run("ip", ["link", "delete", link], { allowFail: true });
   }
-  if (linkExists(BRIDGE)) await run("ip", ["link", "delete", BRIDGE], { allowFail: true });
+  if (linkExists(bridge)) await run("ip", ["link", "delete", bridge], { allowFail: true });
   for (let i = 0; i < 50 && labLinks().length > 0; i++) await sleep(100);
 }
 

@@ -13,28 +13,58 @@ export const LAB_OSES: readonly LabOs[] = ["bookworm", "trixie"];
 export const MAX_HOSTS = 20;
 export const DEFAULT_HOSTS = 3;
 
-/** Names every lab object starts with, so leftovers can be found without a state file. */
-export const BRIDGE = "pgprovbr0";
-export const NETNS_PREFIX = "pgprov-";
-export const VETH_PREFIX = "pgpv-";
-export const CGROUP_GROUP = "pgprov-lab";
+/**
+ * Labs can run side by side (e2e test files in parallel, a developer's lab beside CI's): each is
+ * an instance N with its own bridge, /24, name prefixes, cgroup group and directory. Instance 0
+ * is the default one (`npm run lab`): pgprovbr0, 10.231.0.0/24, `.lab/`. N is $PGPROV_LAB (default
+ * 0) plus, inside a vitest worker, the worker's number (VITEST_POOL_ID, from 1): so test files in
+ * parallel each get their own, and two test runs side by side are kept apart by PGPROV_LAB.
+ */
+export const MAX_INSTANCES = 32;
 
-/** A private /24 of the lab's own; nothing routes or NATs it anywhere. */
-export const BRIDGE_ADDRESS = "10.231.0.1";
+export function labInstance(): number {
+  const base = process.env.PGPROV_LAB?.trim() || "0";
+  const worker = process.env.VITEST_POOL_ID?.trim() || "0";
+  const n = Number(base) + Number(worker);
+  if (!/^\d+$/.test(base) || !/^\d+$/.test(worker) || n >= MAX_INSTANCES) {
+    throw new Error(`lab instance ${base} + ${worker} (PGPROV_LAB + VITEST_POOL_ID) is not a whole number from 0 to ${MAX_INSTANCES - 1}`);
+  }
+  return n;
+}
+
+/** Names and addresses of lab instance `n`: every object a lab makes is found by these. */
+export function labNet(n = labInstance()) {
+  const suffix = n === 0 ? "" : String(n);
+  const bridgeAddress = `10.231.${n}.1`;
+  return {
+    instance: n,
+    bridge: `pgprovbr${n}`,
+    /** A private /24 of the lab's own; nothing routes or NATs it anywhere. */
+    bridgeAddress,
+    subnet: `10.231.${n}.0/24`,
+    netnsPrefix: `pgprov${suffix}-`,
+    vethPrefix: `pgpv${suffix}-`,
+    cgroupGroup: `pgprov-lab${suffix}`,
+    aptProxy: `http://${bridgeAddress}:${APT_PROXY_PORT}`,
+    hostAddress: (k: number) => `10.231.${n}.${10 + k}`,
+  };
+}
+export type LabNet = ReturnType<typeof labNet>;
+
 export const PREFIX_LENGTH = 24;
 export const APT_PROXY_PORT = 3142;
-export const APT_PROXY = `http://${BRIDGE_ADDRESS}:${APT_PROXY_PORT}`;
 
 export const hostName = (k: number) => `pg${k}`;
-export const hostAddress = (k: number) => `10.231.0.${10 + k}`;
 
 /** Base images are big and slow to make: kept outside the repo, shared by every checkout. */
 export const IMAGE_CACHE = "/var/cache/pgprov-lab/images";
 
-/** `.lab/` at the repo root, or $PGPROV_LAB_DIR; read at each call so tests may set it late. */
+/** `.lab/` at the repo root (`.lab/N/` for instance N), or $PGPROV_LAB_DIR; read at each call so tests may set it late. */
 export function labDir(): string {
   const fromEnv = process.env.PGPROV_LAB_DIR;
-  return resolve(fromEnv && fromEnv.trim() ? fromEnv : fileURLToPath(new URL("../../../.lab", import.meta.url)));
+  if (fromEnv && fromEnv.trim()) return resolve(fromEnv);
+  const n = labInstance();
+  return fileURLToPath(new URL(n === 0 ? "../../../.lab" : `../../../.lab/${n}`, import.meta.url));
 }
 
 export function labPaths(dir = labDir()) {
