@@ -2,6 +2,8 @@ import { defineConfig } from "vitest/config";
 
 export default defineConfig({
   test: {
+    // Lab instances per run are PGPROV_LAB + 1..3 (MAX_WORKERS in test/lab/lib/state.ts).
+    maxWorkers: 3,
     projects: [
       {
         test: {

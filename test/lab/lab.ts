@@ -36,6 +36,7 @@ import { isAlive, LabError, listPids, procName, procRef, procRoot, run, sleep, t
 import {
   DEFAULT_HOSTS,
   MAX_INSTANCES,
+  MAX_WORKERS,
   LAB_OSES,
   MAX_HOSTS,
   labNet,
@@ -224,7 +225,7 @@ export function readLab(): Lab | undefined {
 // ---- down --------------------------------------------------------------------------------------
 
 /**
- * labDown for each instance a test run's workers may have used (PGPROV_LAB + 0..8, see
+ * labDown for each instance a test run's workers may have used (PGPROV_LAB + 0..3, see
  * labInstance) that left anything: for the run's teardown, which cannot know which workers booted
  * a lab. Instances of other runs (another PGPROV_LAB) are not touched.
  */
@@ -234,7 +235,7 @@ export async function labDownAll(opts: { log?: (l: string) => void } = {}): Prom
   delete process.env.VITEST_POOL_ID;
   try {
     const base = Number(saved ?? 0);
-    for (let n = base; n <= Math.min(base + 8, MAX_INSTANCES - 1); n++) {
+    for (let n = base; n <= Math.min(base + MAX_WORKERS, MAX_INSTANCES - 1); n++) {
       process.env.PGPROV_LAB = String(n);
       if (existsSync(labPaths().state) || (await labLeftovers()).length) await labDown(opts);
     }

@@ -21,6 +21,8 @@ export const DEFAULT_HOSTS = 3;
  * parallel each get their own, and two test runs side by side are kept apart by PGPROV_LAB.
  */
 export const MAX_INSTANCES = 32;
+/** vitest's workers for e2e files (vitest.config.ts): a run uses instances PGPROV_LAB + 1..this. */
+export const MAX_WORKERS = 3;
 
 export function labInstance(): number {
   const base = process.env.PGPROV_LAB?.trim() || "0";
