@@ -20,7 +20,7 @@ export const DEFAULT_HOSTS = 3;
  * 0) plus, inside a vitest worker, the worker's number (VITEST_POOL_ID, from 1): so test files in
  * parallel each get their own, and two test runs side by side are kept apart by PGPROV_LAB.
  */
-export const MAX_INSTANCES = 32;
+export const MAX_INSTANCES = 64;
 /** vitest's workers for e2e files (vitest.config.ts): a run uses instances PGPROV_LAB + 1..this. */
 export const MAX_WORKERS = 3;
 
