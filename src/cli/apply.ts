@@ -6,7 +6,7 @@ import { loadPlaybook } from "../playbook/playbook.js";
 import { JsonRenderer } from "../output/json.js";
 import { PlainRenderer } from "../output/plain.js";
 import type { Renderer } from "../output/renderer.js";
-import { PgprovError } from "../errors.js";
+import { PgprovError } from "../common/errors.js";
 
 export interface ApplyArgs {
   inventory: string;

@@ -6,7 +6,7 @@ import { FACT_KEYS } from "../engine/facts.js";
 import { variableNames } from "../engine/variables.js";
 import { loadInventory, type Inventory } from "../inventory/inventory.js";
 import { PlainRenderer } from "../output/plain.js";
-import { BUNDLED_PLAYBOOK } from "../paths.js";
+import { BUNDLED_PLAYBOOK } from "./paths.js";
 import { loadPlaybook, type Playbook } from "../playbook/playbook.js";
 
 interface Common {

@@ -6,17 +6,17 @@
  * (register: pgprov_replication): standbys that do not stream yet are waited for, with a bound.
  */
 import type { Emit } from "../engine/events.js";
-import { Redactor } from "../engine/redact.js";
+import { Redactor } from "../common/redact.js";
 import { hostsUsed, runPlaybook, type RunOptions, type RunSummary } from "../engine/run.js";
 import type { ClusterContext } from "../engine/variables.js";
-import { PgprovError } from "../errors.js";
+import { PgprovError } from "../common/errors.js";
 import { ensureReplicationPassword, type Inventory } from "../inventory/inventory.js";
-import { REPLICATION_QUERY, standbyReplication } from "../modules/pg/read.js";
+import { REPLICATION_QUERY, standbyReplication } from "../postgres/read.js";
 import type { Playbook } from "../playbook/playbook.js";
 import { closeAll, connectAll, type Reached } from "../transport/fleet.js";
 import { HostPostgres, type Row } from "../transport/postgres.js";
 import type { HostConnection } from "../transport/ssh.js";
-import type { DataDirectory } from "./data-directory.js";
+import type { DataDirectory } from "../postgres/data-directory.js";
 import { assessCluster } from "./safety.js";
 
 /** The registers of the bundled playbook that apply's checks read. */

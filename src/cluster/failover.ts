@@ -5,7 +5,7 @@
  * back writable after a reboot; an unreachable one is left out until `pgprov rejoin`.
  */
 import type { Emit } from "../engine/events.js";
-import { PgprovError } from "../errors.js";
+import { PgprovError } from "../common/errors.js";
 import { rewriteRoles } from "../inventory/edit.js";
 import type { Host, Inventory } from "../inventory/inventory.js";
 import type { Playbook } from "../playbook/playbook.js";

@@ -3,15 +3,15 @@
  * lock held), SQL through the pg client, shell that must succeed, bounded waits that say what
  * they waited for, and timed steps printed as they happen.
  */
-import { PgprovError } from "../errors.js";
+import { PgprovError } from "../common/errors.js";
 import { FACTS_SCRIPT, parseFacts } from "../engine/facts.js";
 import { debianCluster, postgresVersion } from "../engine/variables.js";
 import type { Host, Inventory } from "../inventory/inventory.js";
-import { shellQuote } from "../modules/shell.js";
+import { shellQuote } from "../common/shell.js";
 import { closeAll, connectAll, type Reached } from "../transport/fleet.js";
 import { HostPostgres, type Row } from "../transport/postgres.js";
 import { type HostConnection, RemoteError } from "../transport/ssh.js";
-import { type DataDirectory, dataDirectoryProbe, parseDataDirectory } from "./data-directory.js";
+import { type DataDirectory, dataDirectoryProbe, parseDataDirectory } from "../postgres/data-directory.js";
 
 export type Paths = ReturnType<typeof debianCluster>;
 

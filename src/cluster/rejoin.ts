@@ -6,9 +6,9 @@
  * --reclone replaces the data with a fresh clone instead.
  */
 import type { Emit } from "../engine/events.js";
-import { PgprovError } from "../errors.js";
+import { PgprovError } from "../common/errors.js";
 import type { Inventory } from "../inventory/inventory.js";
-import { shellQuote } from "../modules/shell.js";
+import { shellQuote } from "../common/shell.js";
 import type { Playbook } from "../playbook/playbook.js";
 import { applyCluster } from "./apply.js";
 import { ClusterOperation } from "./operations.js";

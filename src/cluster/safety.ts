@@ -3,7 +3,7 @@
  * directory before the cluster playbook changes anything. Pure: unit-tested on states.
  */
 import type { Inventory } from "../inventory/inventory.js";
-import { type DataDirectory, isFreshCluster, isWritable } from "./data-directory.js";
+import { type DataDirectory, isFreshCluster, isWritable } from "../postgres/data-directory.js";
 
 export interface ClusterAssessment {
   /** Why apply must not go on; empty when it may. */

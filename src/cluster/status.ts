@@ -5,8 +5,8 @@
  * other than the inventory's), and prints the connection strings applications should use.
  */
 import type { Host, Inventory } from "../inventory/inventory.js";
-import { slotName } from "../inventory/slots.js";
-import { REPLICATION_QUERY, standbyReplication } from "../modules/pg/read.js";
+import { slotName } from "../postgres/slot-names.js";
+import { REPLICATION_QUERY, standbyReplication } from "../postgres/read.js";
 import { closeAll, connectAll } from "../transport/fleet.js";
 import { HostPostgres, type Row } from "../transport/postgres.js";
 import { RemoteError } from "../transport/ssh.js";

@@ -7,7 +7,7 @@
  * primary and verifies that every standby streams.
  */
 import type { Emit } from "../engine/events.js";
-import { PgprovError } from "../errors.js";
+import { PgprovError } from "../common/errors.js";
 import { rewriteRoles } from "../inventory/edit.js";
 import type { Host, Inventory } from "../inventory/inventory.js";
 import type { Playbook } from "../playbook/playbook.js";

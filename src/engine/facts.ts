@@ -3,7 +3,7 @@
  * the script is tiny, and it rides along in every play's check batch, so facts are always
  * current and cost no round trip of their own (except the very first time, see engine/run.ts).
  */
-import { keyValues } from "../modules/shell.js";
+import { keyValues } from "../common/shell.js";
 
 export interface Facts {
   os_id: string;

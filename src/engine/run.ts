@@ -10,9 +10,9 @@
  * A no-op run therefore costs one round trip per host per play.
  */
 import { z } from "zod";
-import { PgprovError } from "../errors.js";
+import { PgprovError } from "../common/errors.js";
 import type { Host, Inventory } from "../inventory/inventory.js";
-import { type Command, type Module, type ModuleContext, type ProbeOutput, TaskFailure } from "../modules/module.js";
+import { type Command, type Module, type ModuleContext, type ProbeOutput, TaskFailure } from "./module.js";
 import type { Play, Playbook, Task } from "../playbook/playbook.js";
 import { isTruthy, render, renderValue, templateVariables } from "../playbook/template.js";
 import type { Reached } from "../transport/fleet.js";
@@ -22,7 +22,7 @@ import { buildBatch, newNonce, parseBatch, type Section, type SectionResult, TIM
 import type { Change, Decision } from "./change.js";
 import type { Emit, HostRecap, RunEvent, TaskStatus } from "./events.js";
 import { type Facts, FACTS_SCRIPT, parseFacts, sameFacts } from "./facts.js";
-import { MASK, Redactor } from "./redact.js";
+import { MASK, Redactor } from "../common/redact.js";
 import { RunState } from "./state.js";
 import { type ClusterContext, hostVariables } from "./variables.js";
 

@@ -5,10 +5,10 @@
  * the playbook loader rejects a `register` that would shadow them.
  */
 import { isIP } from "node:net";
-import { PgprovError } from "../errors.js";
+import { PgprovError } from "../common/errors.js";
 import type { Host, Inventory } from "../inventory/inventory.js";
 import { Secret } from "../inventory/secret.js";
-import { slotName } from "../inventory/slots.js";
+import { slotName } from "../postgres/slot-names.js";
 import { FACT_KEYS, type Facts } from "./facts.js";
 
 export const BUILTIN_VARIABLES = ["host", "hosts", "primary", "standbys", "facts", "postgresql", "replication", "ssh_user", "cluster"] as const;

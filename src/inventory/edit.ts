@@ -6,7 +6,7 @@
  */
 import { readFileSync, renameSync, statSync, writeFileSync } from "node:fs";
 import { isScalar, parseDocument } from "yaml";
-import { PgprovError } from "../errors.js";
+import { PgprovError } from "../common/errors.js";
 import type { Inventory, Role } from "./inventory.js";
 
 /** Sets each named host's role; returns what changed ("pg1: primary -> standby"), in host order. */

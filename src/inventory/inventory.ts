@@ -6,7 +6,7 @@ import { randomBytes } from "node:crypto";
 import { accessSync, constants, existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { homedir } from "node:os";
 import { basename, dirname, extname, join, resolve } from "node:path";
-import { FileError, PgprovError, type SourceProblem } from "../errors.js";
+import { FileError, PgprovError, type SourceProblem } from "../common/errors.js";
 import { YamlSource, type YamlPath } from "../yaml/source.js";
 import { inventorySchema } from "./schema.js";
 import { readSecret, Secret, secretSource } from "./secret.js";

@@ -5,9 +5,9 @@
 import { isIP } from "node:net";
 import { z } from "zod";
 import { closest } from "../yaml/suggest.js";
-import { SETTINGS_BY_VERSION } from "./pg-settings.js";
+import { SETTINGS_BY_VERSION } from "../postgres/settings.js";
 import { secretSource } from "./secret.js";
-import { slotName } from "./slots.js";
+import { slotName } from "../postgres/slot-names.js";
 
 export const hostName = z
   .string()

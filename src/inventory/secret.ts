@@ -7,7 +7,7 @@
 import { readFileSync, statSync } from "node:fs";
 import { inspect } from "node:util";
 import { z } from "zod";
-import { MASK } from "../engine/redact.js";
+import { MASK } from "../common/redact.js";
 
 export class Secret {
   readonly #value: string;

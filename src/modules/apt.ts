@@ -6,8 +6,8 @@
 import { z } from "zod";
 import { flag, wholeNumber } from "./args.js";
 import { noChange } from "../engine/change.js";
-import type { Command, Module, ProbeOutput } from "./module.js";
-import { heredocBase64, shellQuote } from "./shell.js";
+import type { Command, Module, ProbeOutput } from "../engine/module.js";
+import { heredocBase64, shellQuote } from "../common/shell.js";
 
 const packageName = z.string().regex(/^[a-z0-9][a-z0-9+.-]*(=[A-Za-z0-9.+~:-]+)?$/, "a Debian package name");
 

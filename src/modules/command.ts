@@ -10,8 +10,8 @@
 import { z } from "zod";
 import { flag, wholeNumber } from "./args.js";
 import { noChange } from "../engine/change.js";
-import { type Module, TaskFailure } from "./module.js";
-import { keyValues, shellQuote } from "./shell.js";
+import { type Module, TaskFailure } from "../engine/module.js";
+import { keyValues, shellQuote } from "../common/shell.js";
 
 export const commandArgs = z
   .strictObject({

@@ -9,8 +9,8 @@ import { createTwoFilesPatch } from "diff";
 import { z } from "zod";
 import { flag } from "./args.js";
 import { type Change, noChange } from "../engine/change.js";
-import { type Command, type Module, type ProbeOutput, TaskFailure } from "./module.js";
-import { heredocBase64, keyValues, shellQuote } from "./shell.js";
+import { type Command, type Module, type ProbeOutput, TaskFailure } from "../engine/module.js";
+import { heredocBase64, keyValues, shellQuote } from "../common/shell.js";
 
 /** Larger files are compared by checksum only; their diff is not shown. */
 const DIFF_LIMIT_BYTES = 256 * 1024;

@@ -2,14 +2,14 @@
 import { apt } from "./apt.js";
 import { command } from "./command.js";
 import { file } from "./file.js";
-import type { Module } from "./module.js";
+import type { Module } from "../engine/module.js";
 import { service } from "./service.js";
 import { template } from "./template.js";
-import { pgControl, pgDataDirectory, pgReplication } from "./pg/read.js";
-import { pgRestartPending } from "./pg/restart.js";
-import { pgRole } from "./pg/role.js";
-import { pgSlots } from "./pg/slots.js";
-import { pgStandby } from "./pg/standby.js";
+import { pgControl, pgDataDirectory, pgReplication } from "../postgres/read.js";
+import { pgRestartPending } from "../postgres/restart.js";
+import { pgRole } from "../postgres/role.js";
+import { pgSlots } from "../postgres/slots.js";
+import { pgStandby } from "../postgres/standby.js";
 
 export const MODULES: Readonly<Record<string, Module>> = {
   apt,

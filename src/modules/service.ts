@@ -5,8 +5,8 @@
 import { z } from "zod";
 import { flag } from "./args.js";
 import { type Change, noChange } from "../engine/change.js";
-import type { Module } from "./module.js";
-import { keyValues, shellQuote } from "./shell.js";
+import type { Module } from "../engine/module.js";
+import { keyValues, shellQuote } from "../common/shell.js";
 
 export const serviceArgs = z
   .strictObject({

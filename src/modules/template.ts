@@ -6,7 +6,7 @@ import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { z } from "zod";
 import { file, fileArgs } from "./file.js";
-import type { Module } from "./module.js";
+import type { Module } from "../engine/module.js";
 
 export const templateArgs = fileArgs.omit({ content: true }).extend({
   /** The template file, relative to the playbook's directory. */

@@ -6,9 +6,9 @@
 import { existsSync, readFileSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { z } from "zod";
-import { FileError, type SourceProblem } from "../errors.js";
+import { FileError, type SourceProblem } from "../common/errors.js";
 import { MODULES } from "../modules/index.js";
-import type { Module } from "../modules/module.js";
+import type { Module } from "../engine/module.js";
 import { didYouMean } from "../yaml/suggest.js";
 import { YamlSource, type YamlPath } from "../yaml/source.js";
 import { isTemplate, TemplateError, templateVariables } from "./template.js";

@@ -5,7 +5,7 @@
  * error instead of an empty string in a config file.
  */
 import Handlebars from "handlebars";
-import { PgprovError } from "../errors.js";
+import { PgprovError } from "../common/errors.js";
 
 const hb = Handlebars.create();
 

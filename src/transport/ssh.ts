@@ -11,7 +11,7 @@ import { homedir } from "node:os";
 import { resolve } from "node:path";
 import { type Config, NodeSSH } from "node-ssh";
 import type { ClientChannel } from "ssh2";
-import { PgprovError } from "../errors.js";
+import { PgprovError } from "../common/errors.js";
 import type { Host, SshSettings } from "../inventory/inventory.js";
 import { fingerprint, type HostKeyVerdict, keyTypeOf, KnownHostsFile, knownHostsName } from "./known-hosts.js";
 

@@ -5,7 +5,7 @@
 import { readFileSync } from "node:fs";
 import { isMap, isNode, isPair, isScalar, LineCounter, parseDocument, type Document, type Node } from "yaml";
 import type { z } from "zod";
-import { FileError, type SourceProblem } from "../errors.js";
+import { FileError, type SourceProblem } from "../common/errors.js";
 import { didYouMean } from "./suggest.js";
 
 export type YamlPath = readonly (string | number)[];

@@ -2,11 +2,11 @@ import { mkdtempSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import type { DataDirectory } from "../../src/cluster/data-directory.js";
+import type { DataDirectory } from "../../src/postgres/data-directory.js";
 import { assessCluster } from "../../src/cluster/safety.js";
 import { connectionStrings } from "../../src/cluster/status.js";
 import { hostVariables } from "../../src/engine/variables.js";
-import { FileError } from "../../src/errors.js";
+import { FileError } from "../../src/common/errors.js";
 import { ensureReplicationPassword, type Inventory, loadInventory } from "../../src/inventory/inventory.js";
 import { render } from "../../src/playbook/template.js";
 

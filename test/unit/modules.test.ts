@@ -2,8 +2,8 @@ import { describe, expect, it } from "vitest";
 import { apt, aptArgs } from "../../src/modules/apt.js";
 import { command, commandArgs } from "../../src/modules/command.js";
 import { file, fileArgs, sha256 } from "../../src/modules/file.js";
-import type { Command, ModuleContext, ProbeOutput } from "../../src/modules/module.js";
-import { TaskFailure } from "../../src/modules/module.js";
+import type { Command, ModuleContext, ProbeOutput } from "../../src/engine/module.js";
+import { TaskFailure } from "../../src/engine/module.js";
 import { service, serviceArgs } from "../../src/modules/service.js";
 
 /** The shell of a command (these modules' acts are all shell). */

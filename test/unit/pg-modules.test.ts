@@ -1,11 +1,11 @@
 import { describe, expect, it } from "vitest";
-import { type DataDirectory, parseDataDirectory } from "../../src/cluster/data-directory.js";
-import type { ModuleContext, ProbeOutput } from "../../src/modules/module.js";
-import { TaskFailure } from "../../src/modules/module.js";
-import { pgRole, roleArgs } from "../../src/modules/pg/role.js";
-import { scramVerifier, verifierMatches } from "../../src/modules/pg/scram.js";
-import { pgSlots, slotsArgs } from "../../src/modules/pg/slots.js";
-import { pgStandby, standbyArgs } from "../../src/modules/pg/standby.js";
+import { type DataDirectory, parseDataDirectory } from "../../src/postgres/data-directory.js";
+import type { ModuleContext, ProbeOutput } from "../../src/engine/module.js";
+import { TaskFailure } from "../../src/engine/module.js";
+import { pgRole, roleArgs } from "../../src/postgres/role.js";
+import { scramVerifier, verifierMatches } from "../../src/postgres/scram.js";
+import { pgSlots, slotsArgs } from "../../src/postgres/slots.js";
+import { pgStandby, standbyArgs } from "../../src/postgres/standby.js";
 
 const context: ModuleContext = { playbookDir: "/", render: (t) => t };
 const rows = (r: Record<string, unknown>[]): ProbeOutput => ({ stdout: "", stderr: "", code: 0, rows: r });

@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { RunState } from "../../src/engine/state.js";
-import { Redactor } from "../../src/engine/redact.js";
+import { Redactor } from "../../src/common/redact.js";
 import { failureLines, PLAIN } from "../../src/output/format.js";
 
 describe("handler bookkeeping", () => {

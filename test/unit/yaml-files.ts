@@ -3,7 +3,7 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { expect } from "vitest";
-import { FileError } from "../../src/errors.js";
+import { FileError } from "../../src/common/errors.js";
 
 export function yamlFiles(kind: string, load: (file: string) => unknown) {
   const dir = mkdtempSync(join(tmpdir(), `pgprov-${kind}-`));

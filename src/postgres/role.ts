@@ -4,10 +4,10 @@
  * computed here, never as plaintext.
  */
 import { z } from "zod";
-import { type Change, noChange } from "../../engine/change.js";
-import { sqlLiteral } from "../../transport/postgres.js";
-import { flag } from "../args.js";
-import type { Module } from "../module.js";
+import { type Change, noChange } from "../engine/change.js";
+import { sqlLiteral } from "../transport/postgres.js";
+import { flag } from "../modules/args.js";
+import type { Module } from "../engine/module.js";
 import { scramVerifier, verifierMatches } from "./scram.js";
 
 export const roleArgs = z.strictObject({

@@ -4,10 +4,10 @@
  * inventory is dropped (it would hold WAL forever), and slots pgprov did not make are left alone.
  */
 import { z } from "zod";
-import { type Change, noChange } from "../../engine/change.js";
-import { SLOT_PREFIX } from "../../inventory/slots.js";
-import { sqlLiteral } from "../../transport/postgres.js";
-import type { Module } from "../module.js";
+import { type Change, noChange } from "../engine/change.js";
+import { SLOT_PREFIX } from "./slot-names.js";
+import { sqlLiteral } from "../transport/postgres.js";
+import type { Module } from "../engine/module.js";
 
 export const slotsArgs = z.strictObject({
   names: z.array(z.string().regex(/^[a-z0-9_]{1,63}$/, "a slot name: lower-case letters, digits and _")).default([]),

@@ -4,7 +4,7 @@
  * pg_control, whether it is a standby, whether it holds user data, and whether pgprov left a
  * partial clone. Safety decisions (never re-clone over data, never two primaries) rest on this.
  */
-import { keyValues, shellQuote } from "../modules/shell.js";
+import { keyValues, shellQuote } from "../common/shell.js";
 
 /** pgprov clones into this directory next to the data directory, then swaps it into place. */
 export const CLONE_SUFFIX = ".pgprov-clone";

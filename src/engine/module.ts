@@ -4,7 +4,7 @@
  * probe and decide only: a dry run costs no extra code in any module.
  */
 import type { z } from "zod";
-import type { Decision } from "../engine/change.js";
+import type { Decision } from "./change.js";
 
 /** Everything a module may know about where it runs, besides its own arguments. */
 export interface ModuleContext {

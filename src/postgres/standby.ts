@@ -16,11 +16,11 @@ import {
   isFreshCluster,
   parseDataDirectory,
   REPLACED_SUFFIX,
-} from "../../cluster/data-directory.js";
-import { noChange } from "../../engine/change.js";
-import { flag, wholeNumber } from "../args.js";
-import { type Module, TaskFailure } from "../module.js";
-import { shellQuote } from "../shell.js";
+} from "./data-directory.js";
+import { noChange } from "../engine/change.js";
+import { flag, wholeNumber } from "../modules/args.js";
+import { type Module, TaskFailure } from "../engine/module.js";
+import { shellQuote } from "../common/shell.js";
 
 export const standbyArgs = z.strictObject({
   /** This host's name in the inventory, for messages. */

@@ -4,9 +4,9 @@
  * runs it on the standbys first, then on the primary.
  */
 import { z } from "zod";
-import { noChange } from "../../engine/change.js";
-import type { Module } from "../module.js";
-import { shellQuote } from "../shell.js";
+import { noChange } from "../engine/change.js";
+import type { Module } from "../engine/module.js";
+import { shellQuote } from "../common/shell.js";
 
 export const restartArgs = z.strictObject({ service: z.string().regex(/^[A-Za-z0-9@:._-]+$/, "a systemd unit name") });
 export type RestartArgs = z.output<typeof restartArgs>;

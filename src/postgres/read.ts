@@ -5,10 +5,10 @@
  * - pg_replication: the primary's view of its standbys (pg_stat_replication and the slots).
  */
 import { z } from "zod";
-import { dataDirectoryProbe, parseDataDirectory } from "../../cluster/data-directory.js";
-import { noChange } from "../../engine/change.js";
-import type { StandbyReplication } from "../../engine/events.js";
-import type { Module } from "../module.js";
+import { dataDirectoryProbe, parseDataDirectory } from "./data-directory.js";
+import { noChange } from "../engine/change.js";
+import type { StandbyReplication } from "../engine/events.js";
+import type { Module } from "../engine/module.js";
 
 export const dataDirectoryArgs = z.strictObject({
   data_directory: z.string().regex(/^\/.+/, "an absolute path"),
