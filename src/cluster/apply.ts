@@ -10,7 +10,7 @@ import { Redactor } from "../common/redact.js";
 import { hostsUsed, runPlaybook, type RunOptions, type RunSummary } from "../engine/run.js";
 import type { ClusterContext } from "../engine/variables.js";
 import { PgprovError } from "../common/errors.js";
-import { ensureReplicationPassword, type Inventory } from "../inventory/inventory.js";
+import { ensureReplicationPassword, type Host, type Inventory } from "../inventory/inventory.js";
 import { REPLICATION_QUERY, standbyReplication } from "../postgres/read.js";
 import type { Playbook } from "../playbook/playbook.js";
 import { closeAll, connectAll, type Reached } from "../transport/fleet.js";
@@ -24,7 +24,7 @@ const DATA_DIRECTORY = "pgprov_data_directory";
 
 export interface ApplyOptions extends Omit<RunOptions, "cluster" | "afterPlay" | "secrets" | "emit" | "reached"> {
   /** Connections a cluster operation already holds (with their locks); otherwise apply opens its own. */
-  reached?: Reached[];
+  reached?: Reached<Host>[];
   acceptNewHostKeys?: boolean;
   /** Hosts whose data may be replaced by a clone (--reclone). */
   reclone?: string[];
@@ -48,7 +48,7 @@ export async function applyCluster(inventory: Inventory, playbook: Playbook, opt
   const used = hostsUsed(inventory, playbook, options);
   const reached =
     options.reached?.filter((r) => used.includes(r.host)) ??
-    (await connectAll(inventory, used, { acceptNewHostKeys: options.acceptNewHostKeys ?? false, exclusive: !options.check }));
+    (await connectAll(used, inventory.ssh, { acceptNewHostKeys: options.acceptNewHostKeys ?? false, exclusive: !options.check }));
   try {
     const summary = await runPlaybook(inventory, playbook, {
       ...options,

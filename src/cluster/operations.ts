@@ -28,12 +28,12 @@ export class ClusterOperation {
 
   private constructor(
     readonly inventory: Inventory,
-    private readonly reached: Reached[],
+    private readonly reached: Reached<Host>[],
     private readonly log: (line: string) => void,
   ) {}
 
   static async open(inventory: Inventory, options: OperationOptions): Promise<ClusterOperation> {
-    const reached = await connectAll(inventory, inventory.hosts, { acceptNewHostKeys: options.acceptNewHostKeys ?? false, exclusive: true });
+    const reached = await connectAll(inventory.hosts, inventory.ssh, { acceptNewHostKeys: options.acceptNewHostKeys ?? false, exclusive: true });
     return new ClusterOperation(inventory, reached, options.log);
   }
 
@@ -47,7 +47,7 @@ export class ClusterOperation {
   }
 
   /** The open connections, for an apply run inside this operation (it holds the locks). */
-  get connections(): Reached[] {
+  get connections(): Reached<Host>[] {
     return this.reached;
   }
 

@@ -31,7 +31,7 @@ export function parsePingFacts(stdout: string): { os: string; systemd: string } 
 }
 
 export async function ping(inventory: Inventory, options: FleetOptions = {}): Promise<PingResult[]> {
-  const reached = await connectAll(inventory, inventory.hosts, options);
+  const reached = await connectAll(inventory.hosts, inventory.ssh, options);
   try {
     return await Promise.all(
       reached.map(async (r): Promise<PingResult> => {

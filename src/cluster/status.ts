@@ -48,7 +48,7 @@ const HOST_QUERY = `select pg_is_in_recovery() as in_recovery,
   (select status from pg_stat_wal_receiver) as receiver`;
 
 export async function clusterStatus(inventory: Inventory, options: { acceptNewHostKeys?: boolean } = {}): Promise<ClusterStatus> {
-  const reached = await connectAll(inventory, inventory.hosts, { acceptNewHostKeys: options.acceptNewHostKeys ?? false });
+  const reached = await connectAll(inventory.hosts, inventory.ssh, { acceptNewHostKeys: options.acceptNewHostKeys ?? false });
   try {
     const rows = await Promise.all(
       reached.map(async (r): Promise<{ status: HostStatus; replication?: Row[] }> => {

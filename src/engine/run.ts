@@ -47,7 +47,7 @@ export interface RunOptions {
    */
   afterPlay?: (play: Play, registered: Map<string, Record<string, unknown>>) => void | Promise<void>;
   /** The connections to the hosts the run touches (see hostsUsed); the caller opens and closes them. */
-  reached: Reached[];
+  reached: Reached<Host>[];
   emit: Emit;
 }
 

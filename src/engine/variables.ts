@@ -7,7 +7,7 @@
 import { isIP } from "node:net";
 import { PgprovError } from "../common/errors.js";
 import type { Host, Inventory } from "../inventory/inventory.js";
-import { Secret } from "../inventory/secret.js";
+import { Secret } from "../common/secret.js";
 import { slotName } from "../postgres/slot-names.js";
 import { FACT_KEYS, type Facts } from "./facts.js";
 

@@ -7,9 +7,13 @@ import { accessSync, constants, existsSync, mkdirSync, writeFileSync } from "nod
 import { homedir } from "node:os";
 import { basename, dirname, extname, join, resolve } from "node:path";
 import { FileError, PgprovError, type SourceProblem } from "../common/errors.js";
+import type { SshSettings } from "../transport/target.js";
 import { YamlSource, type YamlPath } from "../yaml/source.js";
 import { inventorySchema } from "./schema.js";
-import { readSecret, Secret, secretSource } from "./secret.js";
+import { Secret } from "../common/secret.js";
+import { readSecret, secretSource } from "./secret.js";
+
+export type { SshSettings };
 
 export type Role = "primary" | "standby";
 
@@ -19,16 +23,6 @@ export interface Host {
   role: Role;
   /** This host's template variables; they override the inventory's `vars`. */
   vars: Record<string, unknown>;
-}
-
-export interface SshSettings {
-  user: string;
-  port: number;
-  /** Absolute path; undefined means: the SSH agent, then ~/.ssh/id_ed25519, id_ecdsa, id_rsa. */
-  privateKey?: string;
-  /** Absolute path; need not exist yet (then every host is unknown). */
-  knownHosts: string;
-  connectTimeoutMs: number;
 }
 
 export interface PostgresSettings {

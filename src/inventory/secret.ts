@@ -1,37 +1,10 @@
 /**
- * A secret from the inventory: read from an environment variable or a file, never written in
- * the inventory itself. It cannot become text by accident: toString, JSON and util.inspect all
- * give the mask, so logging an inventory or an event never leaks it. Only `reveal()` gives the
- * value, for the few places that must send it to a host (on stdin, never in arguments).
+ * Where an inventory's secrets come from: an environment variable or a file of mode 0600, never
+ * the inventory itself (see common/secret.ts for what a Secret is).
  */
 import { readFileSync, statSync } from "node:fs";
-import { inspect } from "node:util";
 import { z } from "zod";
-import { MASK } from "../common/redact.js";
-
-export class Secret {
-  readonly #value: string;
-
-  constructor(value: string, readonly source: string) {
-    this.#value = value;
-  }
-
-  reveal(): string {
-    return this.#value;
-  }
-
-  toString(): string {
-    return MASK;
-  }
-
-  toJSON(): string {
-    return MASK;
-  }
-
-  [inspect.custom](): string {
-    return `Secret(${this.source})`;
-  }
-}
+import { Secret } from "../common/secret.js";
 
 export const secretSource = z.union(
   [z.strictObject({ env: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, "an environment variable name") }), z.strictObject({ file: z.string().min(1) })],

@@ -5,7 +5,7 @@
  */
 import { z } from "zod";
 import { type Change, noChange } from "../engine/change.js";
-import { sqlLiteral } from "../transport/postgres.js";
+import { sqlLiteral } from "../common/sql.js";
 import { flag } from "../modules/args.js";
 import type { Module } from "../engine/module.js";
 import { scramVerifier, verifierMatches } from "./scram.js";

@@ -6,7 +6,7 @@
 import { z } from "zod";
 import { type Change, noChange } from "../engine/change.js";
 import { SLOT_PREFIX } from "./slot-names.js";
-import { sqlLiteral } from "../transport/postgres.js";
+import { sqlLiteral } from "../common/sql.js";
 import type { Module } from "../engine/module.js";
 
 export const slotsArgs = z.strictObject({

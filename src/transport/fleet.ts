@@ -1,10 +1,10 @@
 /**
- * Connecting to every host of an inventory at once. A host that cannot be reached is a value
- * (its ConnectError), not an exception, so the caller decides whether the others go on.
+ * Connecting to many hosts at once. A host that cannot be reached is a value (its ConnectError),
+ * not an exception, so the caller decides whether the others go on.
  */
-import type { Host, Inventory } from "../inventory/inventory.js";
 import { KnownHostsFile } from "./known-hosts.js";
 import { ConnectError, HostConnection } from "./ssh.js";
+import type { SshHost, SshSettings } from "./target.js";
 
 export interface FleetOptions {
   acceptNewHostKeys?: boolean;
@@ -12,15 +12,16 @@ export interface FleetOptions {
   exclusive?: boolean;
 }
 
-export type Reached = { host: Host; connection: HostConnection } | { host: Host; error: ConnectError };
+/** A host as the caller gave it, with its connection or why there is none. */
+export type Reached<H extends SshHost = SshHost> = { host: H; connection: HostConnection } | { host: H; error: ConnectError };
 
-export async function connectAll(inventory: Inventory, hosts: Host[], options: FleetOptions = {}): Promise<Reached[]> {
+export async function connectAll<H extends SshHost>(hosts: H[], settings: SshSettings, options: FleetOptions = {}): Promise<Reached<H>[]> {
   // One KnownHostsFile for all hosts: keys accepted in parallel are appended in turn, never lost.
-  const knownHosts = new KnownHostsFile(inventory.ssh.knownHosts);
+  const knownHosts = new KnownHostsFile(settings.knownHosts);
   return Promise.all(
-    hosts.map(async (host): Promise<Reached> => {
+    hosts.map(async (host): Promise<Reached<H>> => {
       try {
-        const connection = await HostConnection.open(host, inventory.ssh, {
+        const connection = await HostConnection.open(host, settings, {
           knownHosts,
           acceptNewHostKeys: options.acceptNewHostKeys ?? false,
           exclusive: options.exclusive ?? false,
@@ -34,6 +35,6 @@ export async function connectAll(inventory: Inventory, hosts: Host[], options: F
   );
 }
 
-export function closeAll(reached: Reached[]): void {
+export function closeAll(reached: Reached<SshHost>[]): void {
   for (const r of reached) if ("connection" in r) r.connection.close();
 }

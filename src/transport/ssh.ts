@@ -12,7 +12,7 @@ import { resolve } from "node:path";
 import { type Config, NodeSSH } from "node-ssh";
 import type { ClientChannel } from "ssh2";
 import { PgprovError } from "../common/errors.js";
-import type { Host, SshSettings } from "../inventory/inventory.js";
+import type { SshHost, SshSettings } from "./target.js";
 import { fingerprint, type HostKeyVerdict, keyTypeOf, KnownHostsFile, knownHostsName } from "./known-hosts.js";
 
 export type ConnectFailure =
@@ -28,7 +28,7 @@ export type ConnectFailure =
 
 export class ConnectError extends PgprovError {
   override readonly name = "ConnectError";
-  constructor(readonly host: Host, readonly reason: ConnectFailure, readonly detail: string) {
+  constructor(readonly host: SshHost, readonly reason: ConnectFailure, readonly detail: string) {
     super(`host ${host.name} (${host.address}): ${detail}`);
   }
 }
@@ -76,13 +76,13 @@ export class HostConnection {
   private queue: Promise<unknown> = Promise.resolve();
 
   private constructor(
-    readonly host: Host,
+    readonly host: SshHost,
     private readonly ssh: NodeSSH,
     private readonly sudo: boolean,
     private readonly exclusive: boolean,
   ) {}
 
-  static async open(host: Host, settings: SshSettings, options: OpenOptions): Promise<HostConnection> {
+  static async open(host: SshHost, settings: SshSettings, options: OpenOptions): Promise<HostConnection> {
     const name = knownHostsName(host.address, settings.port);
     let verdict: HostKeyVerdict | undefined;
     let presented: Buffer | undefined;
@@ -300,7 +300,7 @@ export function preferKnownTypes(known: string[]): HostKeyAlgorithm[] {
 }
 
 function classifyConnectError(
-  host: Host,
+  host: SshHost,
   settings: SshSettings,
   e: Error & { code?: string; level?: string },
   verdict: HostKeyVerdict | undefined,

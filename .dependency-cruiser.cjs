@@ -1,0 +1,60 @@
+/**
+ * The layers of src/: a folder is a layer, and a layer imports only the layers below it (listed
+ * here with what each may import). `npm test` runs this; `npx depcruise src` alone shows every
+ * violation. See README, "How it works".
+ */
+const LAYERS = {
+  common: [],
+  yaml: ["common"],
+  transport: ["common"],
+  playbook: ["common", "yaml"],
+  // engine imports transport only in host-io.ts, the real HostIO (see the rule below).
+  engine: ["common", "playbook", "transport"],
+  modules: ["common", "engine"],
+  postgres: ["common", "engine", "modules"],
+  inventory: ["common", "yaml", "postgres"],
+  cluster: ["common", "yaml", "transport", "playbook", "engine", "modules", "postgres", "inventory"],
+  output: ["common", "engine", "cluster"],
+  cli: ["common", "yaml", "transport", "playbook", "engine", "modules", "postgres", "inventory", "cluster", "output"],
+};
+
+const forbidden = Object.entries(LAYERS).map(([layer, below]) => ({
+  name: `layer-${layer}`,
+  comment: `src/${layer}/ may import only ${below.length ? below.map((l) => `src/${l}/`).join(", ") : "nothing of src/"} (and itself)`,
+  severity: "error",
+  from: { path: `^src/${layer}/` },
+  to: { path: "^src/", pathNot: `^src/(${[layer, ...below].join("|")})/` },
+}));
+
+module.exports = {
+  forbidden: [
+    ...forbidden,
+    {
+      name: "layer-folders",
+      comment: "every file of src/ is in a layer's folder",
+      severity: "error",
+      from: { path: "^src/", pathNot: `^src/(${Object.keys(LAYERS).join("|")})/` },
+      to: {},
+    },
+    {
+      name: "engine-transport-only-in-host-io",
+      comment: "the engine reaches hosts through HostIO; only its SSH implementation (engine/host-io.ts) knows transport",
+      severity: "error",
+      from: { path: "^src/engine/", pathNot: "^src/engine/host-io\\.ts$" },
+      to: { path: "^src/transport/" },
+    },
+    {
+      name: "no-circular",
+      comment: "no import cycles, inside a layer either",
+      severity: "error",
+      from: {},
+      to: { circular: true },
+    },
+  ],
+  options: {
+    doNotFollow: { path: "node_modules" },
+    tsPreCompilationDeps: true,
+    tsConfig: { fileName: "tsconfig.json" },
+    enhancedResolveOptions: { extensions: [".ts", ".js"] },
+  },
+};
