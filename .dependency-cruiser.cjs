@@ -12,7 +12,8 @@ const LAYERS = {
   engine: ["common", "playbook", "transport"],
   modules: ["common", "engine"],
   postgres: ["common", "engine", "modules"],
-  inventory: ["common", "yaml", "postgres"],
+  // transport for the type of its ssh settings only.
+  inventory: ["common", "yaml", "transport", "postgres"],
   cluster: ["common", "yaml", "transport", "playbook", "engine", "modules", "postgres", "inventory"],
   output: ["common", "engine", "cluster"],
   cli: ["common", "yaml", "transport", "playbook", "engine", "modules", "postgres", "inventory", "cluster", "output"],

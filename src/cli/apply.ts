@@ -1,8 +1,6 @@
 import { loadInventory } from "../inventory/inventory.js";
-import { FACT_KEYS } from "../engine/facts.js";
 import { applyCluster } from "../cluster/apply.js";
-import { variableNames } from "../engine/variables.js";
-import { loadPlaybook } from "../playbook/playbook.js";
+import { loadClusterPlaybook } from "../cluster/playbook.js";
 import { JsonRenderer } from "../output/json.js";
 import { PlainRenderer } from "../output/plain.js";
 import type { Renderer } from "../output/renderer.js";
@@ -33,11 +31,7 @@ export async function applyCommand(args: ApplyArgs): Promise<number> {
   for (const name of args.reclone ?? []) {
     if (name === inventory.primary.name) throw new PgprovError(`--reclone: ${name} is the primary; pgprov never replaces the primary's data`);
   }
-  const playbook = loadPlaybook(args.playbook, {
-    hostNames: inventory.hosts.map((h) => h.name),
-    variables: variableNames(inventory),
-    factKeys: FACT_KEYS,
-  });
+  const playbook = loadClusterPlaybook(args.playbook, inventory);
   const renderer = await pickRenderer(args);
   const summary = await applyCluster(inventory, playbook, {
     check: args.check,

@@ -2,21 +2,19 @@
 import { failover } from "../cluster/failover.js";
 import { rejoin } from "../cluster/rejoin.js";
 import { switchover } from "../cluster/switchover.js";
-import { FACT_KEYS } from "../engine/facts.js";
-import { variableNames } from "../engine/variables.js";
+import { type ClusterPlaybook, loadClusterPlaybook } from "../cluster/playbook.js";
 import { loadInventory, type Inventory } from "../inventory/inventory.js";
 import { PlainRenderer } from "../output/plain.js";
 import { BUNDLED_PLAYBOOK } from "./paths.js";
-import { loadPlaybook, type Playbook } from "../playbook/playbook.js";
 
 interface Common {
   inventory: string;
   acceptNewHostKeys: boolean;
 }
 
-function prepare(args: Common): { inventory: Inventory; playbook: Playbook; log: (l: string) => void; renderer: PlainRenderer } {
+function prepare(args: Common): { inventory: Inventory; playbook: ClusterPlaybook; log: (l: string) => void; renderer: PlainRenderer } {
   const inventory = loadInventory(args.inventory);
-  const playbook = loadPlaybook(BUNDLED_PLAYBOOK, { hostNames: inventory.hosts.map((h) => h.name), variables: variableNames(inventory), factKeys: FACT_KEYS });
+  const playbook = loadClusterPlaybook(BUNDLED_PLAYBOOK, inventory);
   const write = (text: string) => process.stdout.write(text);
   const renderer = new PlainRenderer({ diff: false, verbose: false, color: process.stdout.isTTY === true && !process.env.NO_COLOR, write });
   return { inventory, playbook, log: (l) => write(`${l}\n`), renderer };

@@ -1,28 +1,32 @@
 /**
  * `pgprov apply` for a cluster: the playbook run by the engine, with the safety checks and the
- * streaming verification around it. The bundled playbook reads each host's data directory in its
- * first play (register: pgprov_data_directory): when every host has, the rules of safety.ts decide
- * whether the run may go on. Its last play reads pg_stat_replication on the primary
- * (register: pgprov_replication): standbys that do not stream yet are waited for, with a bound.
+ * streaming verification around it. The checks find what they need by module, typed (see
+ * engine/results.ts), whatever the playbook registers:
+ * - before anything connects, a playbook that clones (pg_standby) must read every member's data
+ *   directory (pg_data_directory) in an earlier play of read-only tasks;
+ * - after each play that reads data directories, the rules of safety.ts decide whether the run
+ *   may go on (never two writable servers), before the next play changes anything;
+ * - after the run, the primary's pg_replication read says which standbys do not stream yet: they
+ *   are waited for, with a bound.
  */
-import type { Emit } from "../engine/events.js";
-import { Redactor } from "../common/redact.js";
-import { hostsUsed, runPlaybook, type RunOptions, type RunSummary } from "../engine/run.js";
-import type { ClusterContext } from "../engine/variables.js";
 import { PgprovError } from "../common/errors.js";
-import { ensureReplicationPassword, type Host, type Inventory } from "../inventory/inventory.js";
-import { REPLICATION_QUERY, standbyReplication } from "../postgres/read.js";
-import type { Playbook } from "../playbook/playbook.js";
+import { Redactor } from "../common/redact.js";
+import type { RunResults } from "../engine/results.js";
+import { runPlaybook, type RunOptions, type RunSummary } from "../engine/run.js";
+import { SshHostIO } from "../engine/host-io.js";
+import { hostsUsed, isReadOnly, selectTargets } from "../engine/targets.js";
+import { ensureReplicationPassword, type Host, type Inventory, stateFile } from "../inventory/inventory.js";
+import { pgDataDirectory, REPLICATION_QUERY, standbyReplication } from "../postgres/read.js";
+import { pgStandby } from "../postgres/standby.js";
 import { closeAll, connectAll, type Reached } from "../transport/fleet.js";
 import { HostPostgres, type Row } from "../transport/postgres.js";
 import type { HostConnection } from "../transport/ssh.js";
-import type { DataDirectory } from "../postgres/data-directory.js";
+import type { ClusterEmit } from "./events.js";
+import { type ClusterPlaybook, targetOf } from "./playbook.js";
 import { assessCluster } from "./safety.js";
+import { hostVariables } from "./variables.js";
 
-/** The registers of the bundled playbook that apply's checks read. */
-const DATA_DIRECTORY = "pgprov_data_directory";
-
-export interface ApplyOptions extends Omit<RunOptions, "cluster" | "afterPlay" | "secrets" | "emit" | "reached"> {
+export interface ApplyOptions extends Pick<RunOptions, "check" | "limit" | "exclude" | "tags" | "forks"> {
   /** Connections a cluster operation already holds (with their locks); otherwise apply opens its own. */
   reached?: Reached<Host>[];
   acceptNewHostKeys?: boolean;
@@ -30,49 +34,58 @@ export interface ApplyOptions extends Omit<RunOptions, "cluster" | "afterPlay" |
   reclone?: string[];
   /** Bound on waiting for standbys to stream. */
   streamingTimeoutMs?: number;
-  emit: Emit;
+  emit: ClusterEmit;
 }
 
-export async function applyCluster(inventory: Inventory, playbook: Playbook, options: ApplyOptions): Promise<RunSummary> {
+export async function applyCluster(inventory: Inventory, playbook: ClusterPlaybook, options: ApplyOptions): Promise<RunSummary> {
   ensureReplicationPassword(inventory);
-  const cluster: ClusterContext = { reclone: options.reclone ?? [] };
+  const reclone = options.reclone ?? [];
   const secrets = inventory.secrets.map((s) => s.reveal());
   const redactor = new Redactor(secrets);
-  const emit: Emit = (e) => options.emit(redactor.value(e));
-  let replication: Row[] | undefined;
+  const emit: ClusterEmit = (e) => options.emit(redactor.value(e));
   // The cluster's members: every host but those a cluster operation excluded (a failed primary
   // it fenced or could not reach). The safety reads cover all of them, whatever --limit says.
   const members = inventory.hosts.filter((h) => !options.exclude?.includes(h.name));
+  const targets = inventory.hosts.map(targetOf);
+  requireSafetyReads(playbook, targets, members);
+  const { pg_control: pgControl, pg_replication: pgReplication } = playbook.modules;
+
   // Connections a cluster operation already holds (with their locks) are used, and left open;
   // otherwise exactly the hosts the run touches are connected.
-  const used = hostsUsed(inventory, playbook, options);
+  const used = hostsUsed(targets, playbook, options).map((t) => t.host);
   const reached =
     options.reached?.filter((r) => used.includes(r.host)) ??
     (await connectAll(used, inventory.ssh, { acceptNewHostKeys: options.acceptNewHostKeys ?? false, exclusive: !options.check }));
+
+  /** The primary's identity: from pg_control once read, else from its data directory. */
+  const primarySystemIdentifier = (results: RunResults) =>
+    results.of(pgControl).get(inventory.primary.name)?.system_identifier ?? results.of(pgDataDirectory).get(inventory.primary.name)?.systemIdentifier;
+
   try {
-    const summary = await runPlaybook(inventory, playbook, {
+    const summary = await runPlaybook(playbook, {
       ...options,
+      inventoryFile: inventory.file,
+      targets,
+      reached: reached.map((r) => ("connection" in r ? { name: r.host.name, io: new SshHostIO(r.connection) } : { name: r.host.name, error: r.error.message })),
+      statePath: stateFile(inventory, "state.json"),
       secrets,
-      cluster,
-      reached,
-      afterPlay: (play, registered) => {
-        const registers = new Set(play.tasks.map((t) => t.register));
-        if (registers.has(DATA_DIRECTORY)) {
-          // Fail closed: a host whose data directory was not read could be a second primary.
-          const unread = members.filter((h) => !(registered.get(h.name)?.[DATA_DIRECTORY] as { value?: unknown } | undefined)?.value);
-          if (unread.length) throw new PgprovError(`refusing to change anything: the data directory of ${unread.map((h) => h.name).join(", ")} could not be read`);
-          const data = new Map(members.map((h) => [h.name, (registered.get(h.name)![DATA_DIRECTORY] as { value: DataDirectory }).value]));
-          const assessment = assessCluster(inventory, data, cluster.reclone);
-          if (assessment.problems.length) throw new PgprovError(`refusing to change anything: ${assessment.problems.join("\n")}`);
-          if (assessment.primarySystemIdentifier) cluster.primarySystemIdentifier = assessment.primarySystemIdentifier;
-        }
-        const fromPrimary = registered.get(inventory.primary.name);
-        const control = fromPrimary?.pgprov_primary_control as { value?: { system_identifier?: string } } | undefined;
-        if (control?.value?.system_identifier) cluster.primarySystemIdentifier = control.value.system_identifier;
-        const rows = fromPrimary?.pgprov_replication as { value?: Row[] } | undefined;
-        if (rows?.value) replication = rows.value;
+      variables: (target, facts, results) => {
+        const id = primarySystemIdentifier(results);
+        const host = inventory.hosts.find((h) => h.name === target.name)!;
+        return hostVariables(inventory, host, facts, { reclone, ...(id ? { primarySystemIdentifier: id } : {}) });
+      },
+      emit,
+      afterPlay: (play, results) => {
+        if (!play.tasks.some((t) => t.module === pgDataDirectory)) return;
+        // Fail closed: a host whose data directory was not read could be a second primary.
+        const read = results.of(pgDataDirectory);
+        const unread = members.filter((h) => !read.has(h.name));
+        if (unread.length) throw new PgprovError(`refusing to change anything: the data directory of ${unread.map((h) => h.name).join(", ")} could not be read`);
+        const assessment = assessCluster(inventory, new Map(members.map((h) => [h.name, read.get(h.name)])), reclone);
+        if (assessment.problems.length) throw new PgprovError(`refusing to change anything: ${assessment.problems.join("\n")}`);
       },
     });
+    const replication = summary.results.of(pgReplication).get(inventory.primary.name);
     if (replication && !summary.failed) {
       const primary = reached.find((r) => r.host === inventory.primary);
       const standbys = inventory.standbys.filter((h) => members.includes(h)).map((h) => h.name);
@@ -99,15 +112,29 @@ export async function applyCluster(inventory: Inventory, playbook: Playbook, opt
   }
 }
 
+/**
+ * The rules that keep two primaries from existing rest on reading every member's data directory
+ * before anything is cloned: a playbook that clones (pg_standby) without such reads in an earlier
+ * play of read-only tasks (which run on all their hosts, whatever --limit and --tags say) is
+ * refused before anything connects.
+ */
+export function requireSafetyReads(playbook: ClusterPlaybook, targets: ReturnType<typeof targetOf>[], members: Host[]): void {
+  const cloneAt = playbook.plays.findIndex((p) => [...p.tasks, ...p.handlers].some((t) => t.module === pgStandby));
+  if (cloneAt < 0) return;
+  const reads = playbook.plays.slice(0, cloneAt).filter((p) => isReadOnly(p) && p.tasks.some((t) => t.module === pgDataDirectory));
+  const unread = members.filter((h) => !reads.some((p) => selectTargets(p, targets).some((t) => t.host === h)));
+  if (unread.length === 0) return;
+  const clone = playbook.plays[cloneAt]!;
+  const where = [...clone.tasks, ...clone.handlers].find((t) => t.module === pgStandby)!.where;
+  throw new PgprovError(
+    `${where}: refusing a playbook that clones (pg_standby) without first reading the data directory of ${unread.map((h) => h.name).join(", ")}: ` +
+      `add, before this play, a play of read-only tasks on all hosts with a pg_data_directory task (as the bundled playbooks/cluster.yml does); ` +
+      `the checks that keep two servers from accepting writes rest on those reads`,
+  );
+}
 
 /** Polls the primary until every standby streams, or the bound is reached. */
-async function waitForStreaming(
-  connection: HostConnection,
-  inventory: Inventory,
-  standbys: string[],
-  first: Row[],
-  timeoutMs: number,
-): Promise<Row[]> {
+async function waitForStreaming(connection: HostConnection, inventory: Inventory, standbys: string[], first: Row[], timeoutMs: number): Promise<Row[]> {
   const streaming = (rows: Row[]) => standbys.every((name) => rows.some((r) => r.application_name === name && r.state === "streaming"));
   if (streaming(first)) return first;
   const postgres = await HostPostgres.connect(connection, { port: inventory.postgresql.port });
@@ -124,3 +151,4 @@ async function waitForStreaming(
     await postgres.close();
   }
 }
+

@@ -4,11 +4,11 @@
  * --force. A reachable old primary is fenced (stopped, its service disabled) so it cannot come
  * back writable after a reboot; an unreachable one is left out until `pgprov rejoin`.
  */
-import type { Emit } from "../engine/events.js";
+import type { ClusterEmit as Emit } from "./events.js";
 import { PgprovError } from "../common/errors.js";
 import { rewriteRoles } from "../inventory/edit.js";
 import type { Host, Inventory } from "../inventory/inventory.js";
-import type { Playbook } from "../playbook/playbook.js";
+import type { ClusterPlaybook as Playbook } from "./playbook.js";
 import { ClusterOperation } from "./operations.js";
 import { reconfigure } from "./switchover.js";
 

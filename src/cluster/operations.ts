@@ -5,7 +5,7 @@
  */
 import { PgprovError } from "../common/errors.js";
 import { FACTS_SCRIPT, parseFacts } from "../engine/facts.js";
-import { debianCluster, postgresVersion } from "../engine/variables.js";
+import { debianCluster, postgresVersion } from "../postgres/debian.js";
 import type { Host, Inventory } from "../inventory/inventory.js";
 import { shellQuote } from "../common/shell.js";
 import { closeAll, connectAll, type Reached } from "../transport/fleet.js";
@@ -107,7 +107,7 @@ export class ClusterOperation {
     let paths = this.paths.get(host.name);
     if (!paths) {
       const facts = parseFacts(await this.shell(host, FACTS_SCRIPT, "reading the host's facts"));
-      paths = debianCluster(postgresVersion(this.inventory, facts));
+      paths = debianCluster(postgresVersion(this.inventory.postgresql.version, facts));
       this.paths.set(host.name, paths);
     }
     return paths;

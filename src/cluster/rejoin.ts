@@ -5,11 +5,11 @@
  * checksums or wal_log_hints (pgprov sets both). If the rewind cannot work, rejoin stops, and
  * --reclone replaces the data with a fresh clone instead.
  */
-import type { Emit } from "../engine/events.js";
+import type { ClusterEmit as Emit } from "./events.js";
 import { PgprovError } from "../common/errors.js";
 import type { Inventory } from "../inventory/inventory.js";
 import { shellQuote } from "../common/shell.js";
-import type { Playbook } from "../playbook/playbook.js";
+import type { ClusterPlaybook as Playbook } from "./playbook.js";
 import { applyCluster } from "./apply.js";
 import { ClusterOperation } from "./operations.js";
 

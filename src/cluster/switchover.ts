@@ -6,11 +6,11 @@
  * The inventory's roles are rewritten, and the cluster playbook points everyone at the new
  * primary and verifies that every standby streams.
  */
-import type { Emit } from "../engine/events.js";
+import type { ClusterEmit as Emit } from "./events.js";
 import { PgprovError } from "../common/errors.js";
 import { rewriteRoles } from "../inventory/edit.js";
 import type { Host, Inventory } from "../inventory/inventory.js";
-import type { Playbook } from "../playbook/playbook.js";
+import type { ClusterPlaybook as Playbook } from "./playbook.js";
 import { applyCluster } from "./apply.js";
 import { ClusterOperation } from "./operations.js";
 

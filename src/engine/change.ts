@@ -1,7 +1,8 @@
 /**
  * The plan is a value: for each task on each host, a list of Changes drawn from a closed set of
- * actions. Check mode prints it, --json emits it, tests assert on it, safety rules inspect it,
- * and apply carries out exactly it.
+ * actions, each with the commands that carry it out. A module's `decide` returns them; check mode
+ * prints them, --json emits them (without the commands: they may hold file content), tests assert
+ * on them, and apply runs exactly those commands, nothing else.
  */
 export const ACTIONS = {
   create: "+",
@@ -16,6 +17,15 @@ export const ACTIONS = {
 
 export type Action = keyof typeof ACTIONS;
 
+/** One remote command: shell, run on the host's one shell, stdin closed. */
+export interface Command {
+  script: string;
+  /** Shown in failure messages instead of `script` (which may carry file content). */
+  display?: string;
+  /** Bound on this command, when it may legitimately be slow (package installs). */
+  timeoutMs?: number;
+}
+
 export interface Change {
   action: Action;
   /** One line a person reads: "install postgresql-15", "write /etc/x (mode 0640 -> 0600)". */
@@ -24,18 +34,29 @@ export interface Change {
   diff?: string;
   /** Loses data if wrong: needs explicit consent. */
   destructive?: boolean;
+  /**
+   * What carries the change out, in order. Empty only when an earlier change of the same task
+   * carries this one out too (a file written with its new mode at once).
+   */
+  commands: Command[];
 }
 
-/** What a module decided for one task on one host; `detail` carries what its act needs. */
-export interface Decision<Detail = unknown> {
+/** A change as events and renderers see it: what and why, never how. */
+export type PlannedChange = Omit<Change, "commands">;
+
+/** What a module decided for one task on one host. */
+export interface Decision<Value = unknown> {
   changes: Change[];
-  detail?: Detail;
   /** Why nothing needs doing, when `changes` is empty: "postgresql-15 15.8 is installed". */
   reason?: string;
-  /** A value the task exposes to `register` besides changed/skipped (command output, a state read). */
-  value?: unknown;
+  /** What the task read, typed by its module: for `register`, and for RunResults (see results.ts). */
+  value?: Value;
 }
 
-export function noChange(reason: string, value?: unknown): Decision<never> {
+export function noChange<Value>(reason: string, value?: Value): Decision<Value> {
   return value === undefined ? { changes: [], reason } : { changes: [], reason, value };
+}
+
+export function planned(changes: readonly Change[]): PlannedChange[] {
+  return changes.map(({ commands: _commands, ...change }) => change);
 }

@@ -1,8 +1,9 @@
 /**
  * What a run reports, as it happens. Renderers (progress tree, plain lines, JSON lines) turn
  * these into output; tests read them through --json. Every event is redacted before it is emitted.
+ * Events carry what changes and why, never the commands (they may hold file content).
  */
-import type { Change } from "./change.js";
+import type { PlannedChange } from "./change.js";
 
 export type TaskStatus = "ok" | "changed" | "skipped" | "failed";
 
@@ -27,7 +28,7 @@ export type RunEvent =
       /** A handler rather than a task. */
       handler: boolean;
       status: TaskStatus;
-      changes: Change[];
+      changes: PlannedChange[];
       reason?: string;
       ms: number;
     }
@@ -55,18 +56,6 @@ export type RunEvent =
       code?: number;
       stderr?: string;
     }
-  | { type: "replication"; primary: string; standbys: StandbyReplication[] }
   | { type: "recap"; hosts: Record<string, HostRecap> };
-
-/** One standby as the primary sees it (pg_stat_replication and its slot). */
-export interface StandbyReplication {
-  host: string;
-  /** "streaming", "catchup", ...; "absent" when the primary does not see it at all. */
-  state: string;
-  lagBytes?: number;
-  lagSeconds?: number;
-  slot?: string;
-  slotActive?: boolean;
-}
 
 export type Emit = (event: RunEvent) => void;

@@ -21,8 +21,9 @@ export const FACTS_SCRIPT = [
   `. /etc/os-release 2>/dev/null`,
   `echo "os_id=$ID"; echo "os_version=$VERSION_ID"; echo "os_codename=$VERSION_CODENAME"`,
   `echo "arch=$(dpkg --print-architecture 2>/dev/null || uname -m)"`,
-  `echo "hostname=$(hostname)"; echo "cpus=$(nproc)"`,
-  `echo "memory_mb=$(awk '/^MemTotal:/ { print int($2 / 1024) }' /proc/meminfo)"`,
+  // Shell builtins where they do: the facts ride along in every batch.
+  `read -r h < /proc/sys/kernel/hostname; echo "hostname=$h"; echo "cpus=$(nproc)"`,
+  `while read -r k v _; do [ "$k" = MemTotal: ] && echo "memory_mb=$((v / 1024))"; done < /proc/meminfo`,
 ].join("\n");
 
 export function parseFacts(stdout: string): Facts {

@@ -1,7 +1,8 @@
 /**
- * What a task module is: read, decide, act. `probe` and `act` produce shell; `decide` is pure, so
- * every check a module makes is a unit-testable function of the probe's output. Check mode runs
- * probe and decide only: a dry run costs no extra code in any module.
+ * What a task module is: read, then decide. `probe` produces shell that prints the state;
+ * `decide` is pure and returns the changes with the commands that carry them out, so every check
+ * a module makes is a unit-testable function of the probe's output, and check mode and apply share
+ * one path (apply runs the commands of the very decisions check mode prints).
  */
 import type { z } from "zod";
 import type { Decision } from "./change.js";
@@ -10,43 +11,39 @@ import type { Decision } from "./change.js";
 export interface ModuleContext {
   /** The directory of the playbook, for `src` paths. */
   playbookDir: string;
-  /** From the inventory's `apt.proxy`; used on apt's command lines only, never persisted on the host. */
-  aptProxy?: string;
   /** Renders a template with this host's variables; `where` names it in errors. */
   render(text: string, where: string): string;
 }
 
-/** What a probe printed (shell), or the rows its query returned (SQL). */
+/** What a probe printed. */
 export interface ProbeOutput {
   stdout: string;
   stderr: string;
   code: number;
-  /** For a SQL probe: its rows; undefined when the query could not run (see `error`). */
-  rows?: Record<string, unknown>[];
-  /** For a SQL probe that could not run: why (server down, not reachable, ...). */
-  error?: string;
 }
 
-/** A probe: shell that prints the state, or one SQL statement whose rows are the state. */
-export type Probe = string | { sql: string };
+/**
+ * Reads many items with one process where a probe per item would start one each: one
+ * `systemctl show` for every unit of a batch, one `stat` and one `sha256sum` for every file, one
+ * psql for every query. The engine gathers the items of a batch by reader `name` (readers of the
+ * same name must be interchangeable) into one shell section, and hands each task its own part.
+ */
+export interface ProbeReader<Item> {
+  name: string;
+  script(items: Item[]): string;
+  /** One output per item, in order. */
+  split(output: ProbeOutput, items: Item[]): ProbeOutput[];
+}
 
-/** One remote command of an act: what runs, and how it is shown when it fails. */
-export type Command =
-  | {
-      script: string;
-      /** Shown in failure messages instead of `script` (which may carry file content). */
-      display?: string;
-      /** Bound on this command, when it may legitimately be slow (package installs). */
-      timeoutMs?: number;
-    }
-  | {
-      /** Run on the host's PostgreSQL through the SSH connection. */
-      sql: string;
-      /** Shown in failure messages instead of `sql` (which may carry a password verifier). */
-      display: string;
-    };
+export interface SharedProbe<Item = unknown> {
+  reader: ProbeReader<Item>;
+  item: Item;
+}
 
-export interface Module<Args = any, Detail = any> {
+/** A probe: shell that prints the state, or an item of a shared reader. */
+export type Probe = string | SharedProbe<any>;
+
+export interface Module<Args = any, Value = unknown> {
   name: string;
   /**
    * Changes nothing, ever. Such a task runs whatever --tags says, and a play of such tasks runs
@@ -55,14 +52,12 @@ export interface Module<Args = any, Detail = any> {
   readOnly?: boolean;
   /** Validated after templating and before any host is touched. */
   args: z.ZodType<Args>;
-  /** Optional: turn validated args into what probe/decide/act use (e.g. read a template file). */
+  /** Optional: turn validated args into what probe/decide use (e.g. read a template file). */
   prepare?(args: Args, context: ModuleContext): Args;
-  /** Shell that prints the current state, or a SQL query. Batched with the play's other probes. */
+  /** Shell that prints the current state. Batched with the other probes of the host. */
   probe(args: Args, context: ModuleContext): Probe;
-  /** Pure: the changes that would make the state match the args, or none with a reason. */
-  decide(args: Args, state: ProbeOutput, context: ModuleContext): Decision<Detail>;
-  /** The commands that make it so. Only called with a decision that has changes. */
-  act(args: Args, decision: Decision<Detail>, context: ModuleContext): Command[];
+  /** Pure: the changes (with their commands) that would make the state match the args, or none with a reason. */
+  decide(args: Args, state: ProbeOutput, context: ModuleContext): Decision<Value>;
 }
 
 /** A task that cannot go on: the engine reports it with host, play, task, and these details. */

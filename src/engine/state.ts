@@ -1,30 +1,28 @@
 /**
- * What pgprov remembers between runs, on the control machine, next to the inventory:
- * handlers notified but not yet run (a failed run must not lose them) and each host's facts
- * (so a no-op run needs no separate round trip to learn them). Written atomically, mode 0600.
+ * What pgprov remembers between runs, on the control machine (the caller says where: next to the
+ * inventory): handlers notified but not yet run (a failed run must not lose them), each host's
+ * facts (so a no-op run needs no separate round trip to learn them), and the values each host's
+ * tasks registered (the guesses that let a converged run read every play in one round trip; known
+ * secrets masked). Written atomically, mode 0600.
  */
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { type Inventory, stateFile } from "../inventory/inventory.js";
 import type { Facts } from "./facts.js";
 
 interface StateFile {
   facts: Record<string, { address: string; facts: Facts }>;
   /** play key -> host -> handler names, in notification order. */
   pendingHandlers: Record<string, Record<string, string[]>>;
+  /** playbook file -> host -> registered values of the last run. */
+  registered: Record<string, Record<string, Record<string, unknown>>>;
 }
 
 export class RunState {
   private data: StateFile;
 
   constructor(readonly path: string) {
-    this.data = existsSync(path) ? (JSON.parse(readFileSync(path, "utf8")) as StateFile) : { facts: {}, pendingHandlers: {} };
-    this.data.facts ??= {};
-    this.data.pendingHandlers ??= {};
-  }
-
-  static forInventory(inventory: Inventory): RunState {
-    return new RunState(stateFile(inventory, "state.json"));
+    const read = existsSync(path) ? (JSON.parse(readFileSync(path, "utf8")) as Partial<StateFile>) : {};
+    this.data = { facts: read.facts ?? {}, pendingHandlers: read.pendingHandlers ?? {}, registered: read.registered ?? {} };
   }
 
   facts(host: string, address: string): Facts | undefined {
@@ -57,6 +55,18 @@ export class RunState {
     this.data.pendingHandlers[playKey]![host] = list.filter((h) => h !== handler);
     if (this.data.pendingHandlers[playKey]![host]!.length === 0) delete this.data.pendingHandlers[playKey]![host];
     if (Object.keys(this.data.pendingHandlers[playKey]!).length === 0) delete this.data.pendingHandlers[playKey];
+    this.save();
+  }
+
+  /** What a host's tasks registered in the last run of a playbook: guesses, checked before use. */
+  registered(playbook: string, host: string): Record<string, unknown> {
+    return this.data.registered[playbook]?.[host] ?? {};
+  }
+
+  setRegistered(playbook: string, host: string, values: Record<string, unknown>): void {
+    const previous = JSON.stringify(this.data.registered[playbook]?.[host] ?? {});
+    if (JSON.stringify(values) === previous) return;
+    (this.data.registered[playbook] ??= {})[host] = values;
     this.save();
   }
 

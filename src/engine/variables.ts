@@ -1,126 +1,76 @@
 /**
- * The variables a host's templates see, from lowest to highest precedence: the inventory's
- * `vars`, the host's `vars`, then pgprov's own (host, hosts, primary, standbys, facts), then
- * values registered by earlier tasks. pgprov's own names cannot be overridden by accident:
- * the playbook loader rejects a `register` that would shadow them.
+ * Rendering a task for one host: its name, `when` and arguments, with the variables the caller
+ * gives (the cluster layer's: inventory, host, groups, facts, what the run has read so far) and
+ * the values earlier tasks registered on top.
  */
-import { isIP } from "node:net";
-import { PgprovError } from "../common/errors.js";
-import type { Host, Inventory } from "../inventory/inventory.js";
-import { Secret } from "../common/secret.js";
-import { slotName } from "../postgres/slot-names.js";
-import { FACT_KEYS, type Facts } from "./facts.js";
+import { z } from "zod";
+import { isTruthy, renderValue, templateVariables } from "../playbook/template.js";
+import type { Task } from "../playbook/playbook.js";
+import { type Module, type ModuleContext, type Probe, type ProbeOutput, TaskFailure } from "./module.js";
 
-export const BUILTIN_VARIABLES = ["host", "hosts", "primary", "standbys", "facts", "postgresql", "replication", "ssh_user", "cluster"] as const;
-
-/** What pgprov read from the cluster before the plays, for the cluster playbook. */
-export interface ClusterContext {
-  /** The primary's system identifier, when its data directory holds a cluster. */
-  primarySystemIdentifier?: string;
-  /** Hosts whose data the user agreed to replace (--reclone). */
-  reclone: string[];
+/** One task made ready on one host: rendered, validated, and either skipped or with its probe. */
+export interface Prepared {
+  task: Task<Module>;
+  name: string;
+  skip?: string;
+  args?: unknown;
+  probe?: Probe;
+  /** What the probe printed, once read. */
+  output?: ProbeOutput;
 }
 
-/** The PostgreSQL major version each Debian release ships: the default when the inventory names none. */
-export const DISTRIBUTION_POSTGRESQL: Readonly<Record<string, number>> = { bullseye: 13, bookworm: 15, trixie: 17 };
-
-
-export function postgresVersion(inventory: Inventory, facts: Facts | undefined): number {
-  if (inventory.postgresql.version) return inventory.postgresql.version;
-  const version = facts && DISTRIBUTION_POSTGRESQL[facts.os_codename];
-  if (!version) {
-    throw new PgprovError(
-      `cannot tell which PostgreSQL version to install on ${facts?.os_id ?? "this"} ${facts?.os_codename ?? "host"}: set postgresql.version in the inventory`,
-    );
+/** Renders `when` and the arguments, validates them, and lets the module prepare them. Throws on bad input. */
+export function prepareTask(task: Task<Module>, vars: Record<string, unknown>, context: ModuleContext): Prepared {
+  const name = renderName(task, vars);
+  if (task.when !== undefined && !isTruthy(renderValue(task.when, vars, `${task.where}: when`))) {
+    return { task, name, skip: `when: ${String(task.when)}` };
   }
-  return version;
+  const rendered = renderValue(task.args, vars, `${task.where}: ${task.moduleName}`);
+  const parsed = task.module.args.safeParse(rendered);
+  if (!parsed.success) {
+    throw new TaskFailure(`${task.where}: invalid ${task.moduleName} arguments after templating:\n${z.prettifyError(parsed.error)}`);
+  }
+  const args = task.module.prepare ? task.module.prepare(parsed.data, context) : parsed.data;
+  return { task, name, args, probe: task.module.probe(args, context) };
 }
 
-/** Paths and names of the Debian cluster "main" of a version (postgresql-common's layout). */
-export function debianCluster(version: number) {
-  return {
-    version,
-    cluster: `${version}/main`,
-    service: `postgresql@${version}-main`,
-    data_directory: `/var/lib/postgresql/${version}/main`,
-    config_directory: `/etc/postgresql/${version}/main`,
-    bin_directory: `/usr/lib/postgresql/${version}/bin`,
-  };
+export function renderName(task: Task<Module>, vars: Record<string, unknown>): string {
+  try {
+    return String(renderValue(task.name, vars, `${task.where}: name`));
+  } catch {
+    return task.name;
+  }
 }
 
-function describe(host: Host) {
-  // For pg_hba: one address per member; a DNS name is written as is (pg_hba resolves it).
-  const cidr = isIP(host.address) === 4 ? `${host.address}/32` : isIP(host.address) === 6 ? `${host.address}/128` : host.address;
-  return { name: host.name, address: host.address, role: host.role, cidr, slot: slotName(host.name) };
+const readCache = new WeakMap<Task<Module>, Set<string>>();
+
+/** The top-level variable names a task's templates read. */
+export function variablesRead(task: Task<Module>): Set<string> {
+  let names = readCache.get(task);
+  if (!names) {
+    names = new Set<string>();
+    const walk = (v: unknown) => {
+      if (typeof v === "string") for (const path of templateVariables(v)) names!.add(path.split(".")[0]!);
+      else if (Array.isArray(v)) v.forEach(walk);
+      else if (v && typeof v === "object") Object.values(v).forEach(walk);
+    };
+    walk([task.args, task.when]);
+    readCache.set(task, names);
+  }
+  return names;
 }
 
-function postgresqlVariables(inventory: Inventory, facts: Facts | undefined) {
-  const version = postgresVersion(inventory, facts);
-  const standbys = inventory.standbys.length;
-  return {
-    ...debianCluster(version),
-    port: inventory.postgresql.port,
-    settings: inventory.postgresql.settings,
-    clients: inventory.postgresql.clients,
-    archive_directory: inventory.postgresql.archiveDirectory ?? `/var/lib/postgresql/${version}/wal-archive`,
-    // pg_basebackup -X stream holds two WAL senders while it runs: every standby can clone at
-    // once, and every standby can stream, with room for a few more. Rounded up to a multiple
-    // of 16: both need a restart to change, and adding a standby should not restart the others.
-    max_wal_senders: roundUp(3 * standbys + 4, 16),
-    max_replication_slots: roundUp(standbys + 4, 16),
-  };
-}
-
-export function hostVariables(
-  inventory: Inventory,
-  host: Host,
-  facts: Facts | undefined,
-  registered: Record<string, unknown>,
-  cluster: ClusterContext = { reclone: [] },
-): Record<string, unknown> {
-  return {
-    ...(reveal(inventory.vars) as Record<string, unknown>),
-    ...(reveal(host.vars) as Record<string, unknown>),
-    host: describe(host),
-    hosts: inventory.hosts.map(describe),
-    primary: describe(inventory.primary),
-    standbys: inventory.standbys.map(describe),
-    facts: facts ?? Object.fromEntries(FACT_KEYS.map((k) => [k, ""])),
-    // Computed only once facts are known (the version may come from the distribution).
-    ...(facts || inventory.postgresql.version ? { postgresql: postgresqlVariables(inventory, facts) } : {}),
-    replication: {
-      user: inventory.replication.user,
-      password: inventory.replication.password?.reveal() ?? "",
-      slots: inventory.replication.slots,
-      passfile: "/var/lib/postgresql/.pgprov.pgpass",
-    },
-    ssh_user: inventory.ssh.user,
-    cluster: {
-      slots: inventory.replication.slots ? inventory.standbys.map((h) => slotName(h.name)) : [],
-      slot: inventory.replication.slots && host.role === "standby" ? slotName(host.name) : "",
-      primary_system_identifier: cluster.primarySystemIdentifier ?? "",
-      reclone: cluster.reclone.includes(host.name),
-    },
-    ...registered,
-  };
-}
-
-/** Names every host's templates can use, for checking a playbook before connecting. */
-export function variableNames(inventory: Inventory): string[] {
-  const perHost = inventory.hosts.map((h) => new Set(Object.keys(h.vars)));
-  // A host variable counts only when every host has it: otherwise some host would fail to render.
-  const onEveryHost = [...(perHost[0] ?? [])].filter((name) => perHost.every((s) => s.has(name)));
-  return [...new Set([...Object.keys(inventory.vars), ...onEveryHost, ...BUILTIN_VARIABLES])];
-}
-
-/** Templates render secrets' real values (into files sent on stdin); output masks them again. */
-function reveal(value: unknown): unknown {
-  if (value instanceof Secret) return value.reveal();
-  if (Array.isArray(value)) return value.map(reveal);
-  if (value && typeof value === "object") return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, reveal(v)]));
-  return value;
-}
-
-function roundUp(n: number, step: number): number {
-  return Math.ceil(n / step) * step;
+/**
+ * Tasks from `from` on that can be rendered together: up to the first that reads a value a task
+ * between them registers (its check must wait for that value).
+ */
+export function batchFrom(tasks: Task<Module>[], from: number): number[] {
+  const registeredHere = new Set<string>();
+  const batch: number[] = [];
+  for (let i = from; i < tasks.length; i++) {
+    if (i > from && [...variablesRead(tasks[i]!)].some((v) => registeredHere.has(v))) break;
+    batch.push(i);
+    if (tasks[i]!.register) registeredHere.add(tasks[i]!.register!);
+  }
+  return batch;
 }

@@ -5,8 +5,8 @@
  */
 import { z } from "zod";
 import { flag, wholeNumber } from "./args.js";
-import { noChange } from "../engine/change.js";
-import type { Command, Module, ProbeOutput } from "../engine/module.js";
+import { type Command, noChange } from "../engine/change.js";
+import type { Module, ProbeOutput, ProbeReader } from "../engine/module.js";
 import { heredocBase64, shellQuote } from "../common/shell.js";
 
 const packageName = z.string().regex(/^[a-z0-9][a-z0-9+.-]*(=[A-Za-z0-9.+~:-]+)?$/, "a Debian package name");
@@ -22,62 +22,68 @@ export type AptArgs = z.output<typeof aptArgs>;
 
 const INSTALL_TIMEOUT_MS = 900_000;
 
-/** The packages to install or remove. */
-type AptDetail = string[];
-
-export const apt: Module<AptArgs, AptDetail> = {
-  name: "apt",
-  args: aptArgs,
-
-  probe: (args) =>
-    [
-      // One line per package dpkg knows: "name status version"; unknown packages print nothing.
-      `dpkg-query -W -f='pkg=\${Package} \${db:Status-Status} \${Version}\\n' ${args.packages.map((p) => shellQuote(p.split("=")[0]!)).join(" ")} 2>/dev/null`,
-      `echo "lists=$(stat -c %Y /var/lib/apt/lists/*_Packages 2>/dev/null | sort -n | tail -1)"`,
-      `echo "now=$(date +%s)"`,
-    ].join("\n"),
-
-  decide(args, state) {
-    const installed = installedPackages(state);
-    const name = (p: string) => p.split("=")[0]!;
-    const version = (p: string) => p.split("=")[1];
-    if (args.state === "present") {
-      const missing = args.packages.filter((p) => {
-        const have = installed.get(name(p));
-        return have === undefined || (version(p) !== undefined && have !== version(p));
-      });
-      if (missing.length === 0) return noChange(`installed: ${args.packages.map((p) => `${name(p)} ${installed.get(name(p))}`).join(", ")}`);
-      return { changes: [{ action: "create", summary: `install ${missing.join(" ")}` }], detail: missing };
-    }
-    const present = args.packages.filter((p) => installed.has(name(p)));
-    if (present.length === 0) return noChange(`not installed: ${args.packages.join(", ")}`);
-    return { changes: [{ action: "delete", summary: `remove ${present.join(" ")}` }], detail: present };
-  },
-
-  act(args, decision, context): Command[] {
-    const targets = (decision.detail ?? []).map(shellQuote).join(" ");
-    // The proxy (which may carry a password) reaches apt through a configuration file of mode
-    // 0600, never through its arguments; nothing is left on the host afterwards.
-    const setup = context.aptProxy
-      ? [`conf=$(mktemp)`, `trap 'rm -f "$conf"' EXIT`, heredocBase64(`Acquire::http::Proxy "${context.aptProxy}";\nAcquire::https::Proxy "${context.aptProxy}";\n`, `"$conf"`)]
-      : [];
-    const aptGet = `DEBIAN_FRONTEND=noninteractive apt-get -q -y${context.aptProxy ? ` -c "$conf"` : ""} -o DPkg::Lock::Timeout=120 -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold`;
-    if (args.state === "absent") {
-      return [{ script: [...setup, `${aptGet} remove ${targets}`].join("\n"), display: `apt-get remove ${targets}`, timeoutMs: INSTALL_TIMEOUT_MS }];
-    }
-    const install = `${aptGet} install ${args.install_recommends ? "" : "--no-install-recommends "}${targets}`;
-    const stale = `[ -z "$(ls /var/lib/apt/lists/ | grep _Packages)" ] || [ $(( $(date +%s) - $(stat -c %Y /var/lib/apt/lists/*_Packages | sort -n | tail -1) )) -gt ${args.cache_valid_time} ]`;
-    return [
-      {
-        // Refresh first when the lists are missing or stale; refresh and retry once when apt
-        // cannot find a package in lists that looked fresh enough.
-        script: [...setup, `if ${stale}; then ${aptGet} update; fi`, `${install} || { ${aptGet} update && ${install}; }`].join("\n"),
-        display: `apt-get install ${args.install_recommends ? "" : "--no-install-recommends "}${targets}${context.aptProxy ? " (through the inventory's apt proxy)" : ""}`,
-        timeoutMs: INSTALL_TIMEOUT_MS,
-      },
-    ];
-  },
+/** What dpkg knows of every package of a batch, in one dpkg-query: "pkg=name status version" lines. */
+const dpkgReader: ProbeReader<string[]> = {
+  name: "dpkg",
+  script: (items) =>
+    // Unknown packages print nothing (and make dpkg-query exit 1, which says nothing more).
+    `dpkg-query -W -f='pkg=\${Package} \${db:Status-Status} \${Version}\\n' ${[...new Set(items.flat())].map(shellQuote).join(" ")} 2>/dev/null; true`,
+  split: (output, items) => items.map(() => output),
 };
+
+export interface AptOptions {
+  /** The inventory's `apt.proxy`: used on apt's command lines only, never persisted on the host. */
+  proxy?: string;
+}
+
+export function aptModule(options: AptOptions = {}): Module<AptArgs> {
+  return {
+    name: "apt",
+    args: aptArgs,
+
+    probe: (args) => ({ reader: dpkgReader, item: args.packages.map((p) => p.split("=")[0]!) }),
+
+    decide(args, state) {
+      const installed = installedPackages(state);
+      const name = (p: string) => p.split("=")[0]!;
+      const version = (p: string) => p.split("=")[1];
+      if (args.state === "present") {
+        const missing = args.packages.filter((p) => {
+          const have = installed.get(name(p));
+          return have === undefined || (version(p) !== undefined && have !== version(p));
+        });
+        if (missing.length === 0) return noChange(`installed: ${args.packages.map((p) => `${name(p)} ${installed.get(name(p))}`).join(", ")}`);
+        return { changes: [{ action: "create", summary: `install ${missing.join(" ")}`, commands: [aptCommand(args, missing, options)] }] };
+      }
+      const present = args.packages.filter((p) => installed.has(name(p)));
+      if (present.length === 0) return noChange(`not installed: ${args.packages.join(", ")}`);
+      return { changes: [{ action: "delete", summary: `remove ${present.join(" ")}`, commands: [aptCommand(args, present, options)] }] };
+    },
+  };
+}
+
+function aptCommand(args: AptArgs, packages: string[], options: AptOptions): Command {
+  const proxy = options.proxy;
+  const targets = packages.map(shellQuote).join(" ");
+  // The proxy (which may carry a password) reaches apt through a configuration file of mode
+  // 0600, never through its arguments; nothing is left on the host afterwards.
+  const setup = proxy
+    ? [`conf=$(mktemp)`, `trap 'rm -f "$conf"' EXIT`, heredocBase64(`Acquire::http::Proxy "${proxy}";\nAcquire::https::Proxy "${proxy}";\n`, `"$conf"`)]
+    : [];
+  const aptGet = `DEBIAN_FRONTEND=noninteractive apt-get -q -y${proxy ? ` -c "$conf"` : ""} -o DPkg::Lock::Timeout=120 -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold`;
+  if (args.state === "absent") {
+    return { script: [...setup, `${aptGet} remove ${targets}`].join("\n"), display: `apt-get remove ${targets}`, timeoutMs: INSTALL_TIMEOUT_MS };
+  }
+  const install = `${aptGet} install ${args.install_recommends ? "" : "--no-install-recommends "}${targets}`;
+  const stale = `[ -z "$(ls /var/lib/apt/lists/ | grep _Packages)" ] || [ $(( $(date +%s) - $(stat -c %Y /var/lib/apt/lists/*_Packages | sort -n | tail -1) )) -gt ${args.cache_valid_time} ]`;
+  return {
+    // Refresh first when the lists are missing or stale; refresh and retry once when apt
+    // cannot find a package in lists that looked fresh enough.
+    script: [...setup, `if ${stale}; then ${aptGet} update; fi`, `${install} || { ${aptGet} update && ${install}; }`].join("\n"),
+    display: `apt-get install ${args.install_recommends ? "" : "--no-install-recommends "}${targets}${proxy ? " (through the inventory's apt proxy)" : ""}`,
+    timeoutMs: INSTALL_TIMEOUT_MS,
+  };
+}
 
 function installedPackages(state: ProbeOutput): Map<string, string> {
   const installed = new Map<string, string>();

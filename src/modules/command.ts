@@ -60,8 +60,7 @@ export const command: Module<CommandArgs> = {
     if (s.creates === "present") return noChange(`${args.creates} exists`);
     if (s.removes === "absent") return noChange(`${args.removes} does not exist`);
     if (s.unless === "passed") return noChange(`unless: \`${args.unless}\` succeeded`);
-    return { changes: [{ action: "run", summary: `run: ${args.cmd.split("\n")[0]}` }] };
+    const run = { script: withDir(args, args.cmd), display: args.cmd, timeoutMs: args.timeout * 1000 };
+    return { changes: [{ action: "run", summary: `run: ${args.cmd.split("\n")[0]}`, commands: [run] }] };
   },
-
-  act: (args) => [{ script: withDir(args, args.cmd), display: args.cmd, timeoutMs: args.timeout * 1000 }],
 };

@@ -5,7 +5,7 @@
 import { z } from "zod";
 import { flag } from "./args.js";
 import { type Change, noChange } from "../engine/change.js";
-import type { Module } from "../engine/module.js";
+import { type Module, type ProbeReader, TaskFailure } from "../engine/module.js";
 import { keyValues, shellQuote } from "../common/shell.js";
 
 export const serviceArgs = z
@@ -20,26 +20,47 @@ export type ServiceArgs = z.output<typeof serviceArgs>;
 const RUNNING = new Set(["active", "activating", "reloading"]);
 const ENABLED = new Set(["enabled", "enabled-runtime", "static", "indirect", "generated", "alias"]);
 
-/** The systemctl command of each change, in order. */
-type ServiceDetail = string[];
+const PROPERTIES = ["LoadState", "ActiveState", "UnitFileState", "NeedDaemonReload"];
 
-export const service: Module<ServiceArgs, ServiceDetail> = {
+/** Every unit of a batch in one `systemctl show`: a block of properties per unit, in order, blank lines between. */
+export const unitReader: ProbeReader<string> = {
+  name: "systemd-units",
+  script: (units) => `systemctl show ${PROPERTIES.map((p) => `-p ${p}`).join(" ")} -- ${units.map(shellQuote).join(" ")}`,
+  split(output, units) {
+    const blocks = output.stdout.trim().split(/\n\s*\n/);
+    if (blocks.length !== units.length) {
+      const stderr = `systemctl show gave ${blocks.length} blocks for ${units.length} units: ${output.stderr.trim()}`;
+      return units.map(() => ({ stdout: "", stderr, code: output.code || 1 }));
+    }
+    return blocks.map((block) => ({ stdout: `${block}\n`, stderr: "", code: 0 }));
+  },
+};
+
+export const service: Module<ServiceArgs> = {
   name: "service",
   args: serviceArgs,
 
-  probe: (args) => `systemctl show -p LoadState -p ActiveState -p UnitFileState -p NeedDaemonReload ${shellQuote(args.name)}`,
+  probe: (args) => ({ reader: unitReader, item: args.name }),
 
   decide(args, state) {
+    if (state.code !== 0) throw new TaskFailure(`cannot read the state of ${args.name}: ${state.stderr.trim()}`, { code: state.code, stderr: state.stderr });
     const s = keyValues(state.stdout);
     const unit = shellQuote(args.name);
     const active = s.ActiveState ?? "unknown";
     const unitFileState = s.UnitFileState ?? "";
     const changes: Change[] = [];
-    const commands: string[] = [];
-    const add = (change: Change, command: string) => {
-      changes.push(change);
-      commands.push(command);
-    };
+    // When systemctl fails, the unit's own last words are what a person needs: they follow on stderr.
+    const add = (change: Omit<Change, "commands">, command: string) =>
+      changes.push({
+        ...change,
+        commands: [
+          {
+            script: `${command} || { rc=$?; journalctl -u ${unit} -n 12 --no-pager -o cat >&2 || true; exit $rc; }`,
+            display: command,
+            timeoutMs: 180_000,
+          },
+        ],
+      });
     // A unit that is not there yet (its package not installed) is not an error in check mode:
     // an earlier task may install it. In apply mode, systemctl then says exactly what is wrong.
     const note = s.LoadState === "not-found" ? " (unit not found yet)" : "";
@@ -56,14 +77,6 @@ export const service: Module<ServiceArgs, ServiceDetail> = {
       const why = args.state === "reloaded" ? ", so there is nothing to reload" : "";
       return noChange(`${args.name} is ${active}${args.enabled !== undefined ? `, ${unitFileState}` : ""}${why}`);
     }
-    return { changes, detail: commands };
+    return { changes };
   },
-
-  // When systemctl fails, the unit's own last words are what a person needs: they follow on stderr.
-  act: (args, decision) =>
-    (decision.detail ?? []).map((script) => ({
-      script: `${script} || { rc=$?; journalctl -u ${shellQuote(args.name)} -n 12 --no-pager -o cat >&2 || true; exit $rc; }`,
-      display: script,
-      timeoutMs: 180_000,
-    })),
 };

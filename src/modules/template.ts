@@ -30,5 +30,4 @@ export const template: Module<TemplateArgs> = {
   },
   probe: file.probe,
   decide: file.decide,
-  act: file.act,
 };

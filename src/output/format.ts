@@ -2,8 +2,9 @@
  * Text pieces shared by the plain and the tree renderers: a change line, a diff, a failure, the
  * recap table. A failure is several readable lines, never one escaped JSON string.
  */
-import { ACTIONS, type Change } from "../engine/change.js";
-import type { HostRecap, RunEvent } from "../engine/events.js";
+import { ACTIONS, type PlannedChange } from "../engine/change.js";
+import type { ClusterEvent } from "../cluster/events.js";
+import type { HostRecap } from "../engine/events.js";
 import { formatTable } from "./table.js";
 
 export interface Style {
@@ -18,7 +19,7 @@ const code = (open: number, close: number) => (s: string) => `\x1b[${open}m${s}\
 export const COLOR: Style = { red: code(31, 39), green: code(32, 39), yellow: code(33, 39), dim: code(2, 22), bold: code(1, 22) };
 export const PLAIN: Style = { red: (s) => s, green: (s) => s, yellow: (s) => s, dim: (s) => s, bold: (s) => s };
 
-export function changeLine(change: Change, style: Style): string {
+export function changeLine(change: PlannedChange, style: Style): string {
   const symbol = ACTIONS[change.action];
   const colored = change.action === "delete" || change.action === "stop" ? style.red(symbol) : change.action === "create" ? style.green(symbol) : style.yellow(symbol);
   return `${colored} ${change.summary}${change.destructive ? style.red(" (destructive)") : ""}`;
@@ -30,7 +31,7 @@ export function diffLines(diff: string, style: Style): string[] {
   );
 }
 
-export function failureLines(f: Extract<RunEvent, { type: "failure" }>, style: Style): string[] {
+export function failureLines(f: Extract<ClusterEvent, { type: "failure" }>, style: Style): string[] {
   const where = [f.play && `play "${f.play}"`, f.task && `task "${f.task}"`].filter(Boolean).join(", ");
   const lines = [style.red(style.bold(`FAILED on ${f.host}`)) + (where ? ` ${where}` : "") + (f.where ? style.dim(` (${f.where})`) : "")];
   for (const l of f.message.split("\n")) lines.push(`  ${l}`);
@@ -62,7 +63,7 @@ export function taskStatusText(status: string, check: boolean, style: Style): st
   return style.green("ok");
 }
 
-export function replicationLines(e: Extract<RunEvent, { type: "replication" }>, style: Style): string[] {
+export function replicationLines(e: Extract<ClusterEvent, { type: "replication" }>, style: Style): string[] {
   const rows = e.standbys.map((s) => [
     s.host,
     s.state === "streaming" ? style.green(s.state) : style.red(s.state),

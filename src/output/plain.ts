@@ -1,5 +1,5 @@
 /** Plain lines, for logs and CI: no cursor movement, every line final when printed. */
-import type { RunEvent } from "../engine/events.js";
+import type { ClusterEvent } from "../cluster/events.js";
 import { changeLine, COLOR, diffLines, failureLines, PLAIN, recapLines, replicationLines, taskStatusText } from "./format.js";
 import type { Renderer, RendererOptions } from "./renderer.js";
 
@@ -11,7 +11,7 @@ export class PlainRenderer implements Renderer {
     this.style = options.color ? COLOR : PLAIN;
   }
 
-  event(e: RunEvent): void {
+  event(e: ClusterEvent): void {
     const out = (line: string) => this.options.write(`${line}\n`);
     const s = this.style;
     switch (e.type) {

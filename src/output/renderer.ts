@@ -1,5 +1,5 @@
 /** How a run's events become output. One renderer per run, picked by the CLI. */
-import type { RunEvent } from "../engine/events.js";
+import type { ClusterEvent } from "../cluster/events.js";
 
 export interface RendererOptions {
   /** Show file diffs of changes. */
@@ -11,7 +11,7 @@ export interface RendererOptions {
 }
 
 export interface Renderer {
-  event(event: RunEvent): void;
+  event(event: ClusterEvent): void;
   /** Called once after the run; waits until everything is on screen. */
   finish(): Promise<void>;
 }

@@ -4,7 +4,8 @@
  * tree, as plain lines, so that they stay readable and can be copied.
  */
 import { Listr, type ListrTaskWrapper } from "listr2";
-import type { HostRecap, RunEvent } from "../engine/events.js";
+import type { ClusterEvent } from "../cluster/events.js";
+import type { HostRecap } from "../engine/events.js";
 import { changeLine, COLOR, diffLines, failureLines, PLAIN, recapLines, replicationLines } from "./format.js";
 import type { Renderer, RendererOptions } from "./renderer.js";
 
@@ -22,15 +23,15 @@ export class TreeRenderer implements Renderer {
   private readonly style;
   private shown: Promise<unknown> = Promise.resolve();
   private views = new Map<string, HostView>();
-  private readonly failures: Extract<RunEvent, { type: "failure" }>[] = [];
+  private readonly failures: Extract<ClusterEvent, { type: "failure" }>[] = [];
   private recap?: Record<string, HostRecap>;
-  private replication?: Extract<RunEvent, { type: "replication" }>;
+  private replication?: Extract<ClusterEvent, { type: "replication" }>;
 
   constructor(private readonly options: RendererOptions) {
     this.style = options.color ? COLOR : PLAIN;
   }
 
-  event(e: RunEvent): void {
+  event(e: ClusterEvent): void {
     const s = this.style;
     switch (e.type) {
       case "run":

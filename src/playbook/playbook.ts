@@ -7,8 +7,6 @@ import { existsSync, readFileSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { z } from "zod";
 import { FileError, type SourceProblem } from "../common/errors.js";
-import { MODULES } from "../modules/index.js";
-import type { Module } from "../engine/module.js";
 import { didYouMean } from "../yaml/suggest.js";
 import { YamlSource, type YamlPath } from "../yaml/source.js";
 import { isTemplate, TemplateError, templateVariables } from "./template.js";
@@ -16,44 +14,50 @@ import { isTemplate, TemplateError, templateVariables } from "./template.js";
 const listOfNames = z.union([z.string().min(1), z.array(z.string().min(1))]).transform((v) => (Array.isArray(v) ? v : [v]));
 const identifier = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, "a variable name: letters, digits and _");
 
-const moduleKeys = Object.fromEntries(Object.keys(MODULES).map((name) => [name, z.unknown().optional()]));
+/** What the playbook language needs of a module: the schema of its arguments. */
+export interface TaskModule {
+  args: z.ZodType<unknown>;
+}
 
-const taskSchema = z
-  .strictObject({
+/** The schema of a playbook whose tasks use these modules. */
+export function playbookSchema(moduleNames: string[]) {
+  const moduleKeys = Object.fromEntries(moduleNames.map((name) => [name, z.unknown().optional()]));
+  const taskSchema = z
+    .strictObject({
+      name: z.string().min(1),
+      when: z.union([z.string(), z.boolean()]).optional(),
+      notify: listOfNames.optional(),
+      tags: listOfNames.optional(),
+      register: identifier.optional(),
+      ...moduleKeys,
+    })
+    .superRefine((task, ctx) => {
+      const used = moduleNames.filter((m) => (task as Record<string, unknown>)[m] !== undefined);
+      if (used.length !== 1) {
+        ctx.addIssue({
+          code: "custom",
+          path: [],
+          message:
+            used.length === 0
+              ? `a task needs exactly one module (${moduleNames.join(", ")})`
+              : `a task has exactly one module, this one has ${used.join(" and ")}`,
+        });
+      }
+    });
+  const playSchema = z.strictObject({
     name: z.string().min(1),
-    when: z.union([z.string(), z.boolean()]).optional(),
-    notify: listOfNames.optional(),
-    tags: listOfNames.optional(),
-    register: identifier.optional(),
-    ...moduleKeys,
-  })
-  .superRefine((task, ctx) => {
-    const used = Object.keys(MODULES).filter((m) => (task as Record<string, unknown>)[m] !== undefined);
-    if (used.length !== 1) {
-      ctx.addIssue({
-        code: "custom",
-        path: [],
-        message:
-          used.length === 0
-            ? `a task needs exactly one module (${Object.keys(MODULES).join(", ")})`
-            : `a task has exactly one module, this one has ${used.join(" and ")}`,
-      });
-    }
+    /** all, a group of the inventory, or host names. */
+    hosts: listOfNames,
+    tasks: z.array(taskSchema).default([]),
+    handlers: z.array(taskSchema).default([]),
   });
+  return z.array(playSchema).min(1, "a playbook is a list of plays, with at least one");
+}
+type RawTask = z.output<ReturnType<typeof playbookSchema>>[number]["tasks"][number];
 
-const playSchema = z.strictObject({
-  name: z.string().min(1),
-  /** all, primary, standbys, or host names. */
-  hosts: listOfNames,
-  tasks: z.array(taskSchema).default([]),
-  handlers: z.array(taskSchema).default([]),
-});
-
-export const playbookSchema = z.array(playSchema).min(1, "a playbook is a list of plays, with at least one");
-
-export interface Task {
+export interface Task<M extends TaskModule = TaskModule> {
   name: string;
-  module: Module;
+  module: M;
   moduleName: string;
   /** As written: templates are rendered per host at run time. */
   args: unknown;
@@ -65,37 +69,42 @@ export interface Task {
   where: string;
 }
 
-export interface Play {
+export interface Play<M extends TaskModule = TaskModule> {
   name: string;
   hosts: string[];
-  tasks: Task[];
-  handlers: Task[];
+  tasks: Task<M>[];
+  handlers: Task<M>[];
   where: string;
 }
 
-export interface Playbook {
+export interface Playbook<M extends TaskModule = TaskModule> {
   file: string;
   dir: string;
-  plays: Play[];
+  plays: Play<M>[];
 }
 
 /** What the playbook may refer to, known before connecting. */
-export interface PlaybookScope {
+export interface PlaybookScope<M extends TaskModule> {
+  /** The modules tasks may use, by the key a task names them with. */
+  modules: Readonly<Record<string, M>>;
   hostNames: string[];
+  /** Groups of hosts a play may name besides `all` (the cluster's: primary, standbys). */
+  groups: readonly string[];
   /** Top-level template variables every host has (inventory variables and pgprov's own). */
   variables: string[];
   /** Keys of `facts`. */
   factKeys: string[];
 }
 
-export const HOST_GROUPS = ["all", "primary", "standbys"] as const;
-
 /** Stands in for a template's value while arguments are validated before rendering. */
 const TEMPLATE_PLACEHOLDER = "\u0000template";
 
-export function loadPlaybook(file: string, scope: PlaybookScope): Playbook {
+export function loadPlaybook<M extends TaskModule>(file: string, scope: PlaybookScope<M>): Playbook<M> {
+  const modules = scope.modules;
+  const moduleNames = Object.keys(modules);
+  const groups = ["all", ...scope.groups];
   const source = YamlSource.read(file);
-  const parsed = source.validate(playbookSchema);
+  const parsed = source.validate(playbookSchema(moduleNames));
   const dir = dirname(resolve(file));
   const problems: SourceProblem[] = [];
   const registered = new Set<string>();
@@ -104,19 +113,19 @@ export function loadPlaybook(file: string, scope: PlaybookScope): Playbook {
     return `${p.file}:${p.line}:${p.col}`;
   };
 
-  const plays: Play[] = parsed.map((play, playIndex) => {
+  const plays: Play<M>[] = parsed.map((play, playIndex) => {
     const playPath = [playIndex];
     for (const [i, selector] of play.hosts.entries()) {
-      if (!(HOST_GROUPS as readonly string[]).includes(selector) && !scope.hostNames.includes(selector)) {
-        const candidates = [...HOST_GROUPS, ...scope.hostNames];
+      if (!groups.includes(selector) && !scope.hostNames.includes(selector)) {
+        const candidates = [...groups, ...scope.hostNames];
         const path = Array.isArray(source.nodeAt([...playPath, "hosts"])?.toJSON()) ? [...playPath, "hosts", i] : [...playPath, "hosts"];
-        problems.push(source.problem(path, `hosts: "${selector}" is neither a group (${HOST_GROUPS.join(", ")}) nor a host of the inventory${didYouMean(selector, candidates)}`));
+        problems.push(source.problem(path, `hosts: "${selector}" is neither a group (${groups.join(", ")}) nor a host of the inventory${didYouMean(selector, candidates)}`));
       }
     }
     const handlerNames = play.handlers.map((h) => h.name);
-    const toTask = (raw: z.output<typeof taskSchema>, path: YamlPath): Task => {
-      const moduleName = Object.keys(MODULES).find((m) => (raw as Record<string, unknown>)[m] !== undefined)!;
-      const module = MODULES[moduleName]!;
+    const toTask = (raw: RawTask, path: YamlPath): Task<M> => {
+      const moduleName = moduleNames.find((m) => (raw as Record<string, unknown>)[m] !== undefined)!;
+      const module = modules[moduleName]!;
       const args = (raw as Record<string, unknown>)[moduleName];
       problems.push(...checkArgs(source, module, args, [...path, moduleName]));
       problems.push(...checkVariables(source, raw, path, scope, registered, dir, moduleName));
@@ -154,7 +163,7 @@ export function loadPlaybook(file: string, scope: PlaybookScope): Playbook {
 
 /** Validates a module's arguments with every template replaced by a placeholder: types that a
  * template decides are checked again after rendering; everything else is checked now. */
-function checkArgs(source: YamlSource, module: Module, args: unknown, path: YamlPath): SourceProblem[] {
+function checkArgs(source: YamlSource, module: TaskModule, args: unknown, path: YamlPath): SourceProblem[] {
   const masked = maskTemplates(args);
   const result = module.args.safeParse(masked);
   if (result.success) return [];
@@ -183,7 +192,7 @@ function checkVariables(
   source: YamlSource,
   task: Record<string, unknown>,
   path: YamlPath,
-  scope: PlaybookScope,
+  scope: PlaybookScope<TaskModule>,
   registered: Set<string>,
   dir: string,
   moduleName: string,

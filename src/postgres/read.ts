@@ -1,21 +1,23 @@
 /**
- * Read-only modules: they change nothing and expose what they read through `register`, for the
- * safety checks and the verification `pgprov apply` makes around the cluster playbook.
- * - pg_data_directory: the data directory's state, from files (see cluster/data-directory.ts);
+ * Read-only modules: they change nothing and return what they read, typed, for the safety checks
+ * and the verification `pgprov apply` makes around the cluster playbook (found by module, see
+ * engine/results.ts), and for `register`.
+ * - pg_data_directory: the data directory's state, from files (see data-directory.ts);
+ * - pg_control: the primary's identity, over SQL;
  * - pg_replication: the primary's view of its standbys (pg_stat_replication and the slots).
  */
 import { z } from "zod";
-import { dataDirectoryProbe, parseDataDirectory } from "./data-directory.js";
 import { noChange } from "../engine/change.js";
-import type { StandbyReplication } from "../engine/events.js";
 import type { Module } from "../engine/module.js";
+import { type DataDirectory, dataDirectoryProbe, parseDataDirectory } from "./data-directory.js";
+import { type Row, rowsOf, type Sql } from "./psql.js";
 
 export const dataDirectoryArgs = z.strictObject({
   data_directory: z.string().regex(/^\/.+/, "an absolute path"),
   bin_directory: z.string().regex(/^\/.+/, "an absolute path"),
 });
 
-export const pgDataDirectory: Module<z.output<typeof dataDirectoryArgs>> = {
+export const pgDataDirectory: Module<z.output<typeof dataDirectoryArgs>, DataDirectory> = {
   name: "pg_data_directory",
   readOnly: true,
   args: dataDirectoryArgs,
@@ -27,7 +29,6 @@ export const pgDataDirectory: Module<z.output<typeof dataDirectoryArgs>> = {
       : `${args.data_directory} holds no cluster`;
     return noChange(summary, d);
   },
-  act: () => [],
 };
 
 export const REPLICATION_QUERY = `select r.application_name, r.state, r.sync_state,
@@ -37,8 +38,19 @@ export const REPLICATION_QUERY = `select r.application_name, r.state, r.sync_sta
   from pg_stat_replication r left join pg_replication_slots s on s.active_pid = r.pid
   order by r.application_name`;
 
+/** One standby as the primary sees it (pg_stat_replication and its slot). */
+export interface StandbyReplication {
+  host: string;
+  /** "streaming", "catchup", ...; "absent" when the primary does not see it at all. */
+  state: string;
+  lagBytes?: number;
+  lagSeconds?: number;
+  slot?: string;
+  slotActive?: boolean;
+}
+
 /** One standby in the rows of REPLICATION_QUERY: "absent" when the primary does not see it. */
-export function standbyReplication(name: string, rows: Record<string, unknown>[]): StandbyReplication {
+export function standbyReplication(name: string, rows: Row[]): StandbyReplication {
   const row = rows.find((r) => r.application_name === name);
   if (!row) return { host: name, state: "absent" };
   return {
@@ -50,29 +62,38 @@ export function standbyReplication(name: string, rows: Record<string, unknown>[]
   };
 }
 
-export const pgReplication: Module<Record<string, never>> = {
-  name: "pg_replication",
-  readOnly: true,
-  args: z.strictObject({}),
-  probe: () => ({ sql: REPLICATION_QUERY }),
-  decide(_args, state) {
-    if (state.error !== undefined) return noChange(`cannot read pg_stat_replication: ${state.error}`, []);
-    const rows = state.rows ?? [];
-    return noChange(`${rows.filter((r) => r.state === "streaming").length} standby(s) streaming`, rows);
-  },
-  act: () => [],
-};
+export function pgReplication(sql: Sql): Module<Record<string, never>, Row[]> {
+  return {
+    name: "pg_replication",
+    readOnly: true,
+    args: z.strictObject({}),
+    probe: () => sql.probe(REPLICATION_QUERY),
+    decide(_args, state) {
+      const read = rowsOf(state);
+      if ("error" in read) return noChange(`cannot read pg_stat_replication: ${read.error}`, []);
+      return noChange(`${read.rows.filter((r) => r.state === "streaming").length} standby(s) streaming`, read.rows);
+    },
+  };
+}
+
+/** The primary's identity, as pg_control_system() gives it. */
+export interface ControlData {
+  system_identifier?: string;
+  timeline_id?: number;
+}
 
 /** The primary's identity, read over SQL just before the standbys are cloned from it. */
-export const pgControl: Module<Record<string, never>> = {
-  name: "pg_control",
-  readOnly: true,
-  args: z.strictObject({}),
-  probe: () => ({ sql: "select system_identifier::text as system_identifier, timeline_id from pg_control_system(), pg_control_checkpoint()" }),
-  decide(_args, state) {
-    if (state.error !== undefined) return noChange(`cannot read pg_control: ${state.error}`, {});
-    const row = state.rows?.[0] ?? {};
-    return noChange(`system identifier ${String(row.system_identifier)}, timeline ${String(row.timeline_id)}`, row);
-  },
-  act: () => [],
-};
+export function pgControl(sql: Sql): Module<Record<string, never>, ControlData> {
+  return {
+    name: "pg_control",
+    readOnly: true,
+    args: z.strictObject({}),
+    probe: () => sql.probe("select system_identifier::text as system_identifier, timeline_id from pg_control_system(), pg_control_checkpoint()"),
+    decide(_args, state) {
+      const read = rowsOf(state);
+      if ("error" in read) return noChange(`cannot read pg_control: ${read.error}`, {});
+      const row = (read.rows[0] ?? {}) as ControlData;
+      return noChange(`system identifier ${String(row.system_identifier)}, timeline ${String(row.timeline_id)}`, row);
+    },
+  };
+}

@@ -4,22 +4,28 @@
  * runs it on the standbys first, then on the primary.
  */
 import { z } from "zod";
+import { shellQuote } from "../common/shell.js";
 import { noChange } from "../engine/change.js";
 import type { Module } from "../engine/module.js";
-import { shellQuote } from "../common/shell.js";
+import { rowsOf, type Sql } from "./psql.js";
 
 export const restartArgs = z.strictObject({ service: z.string().regex(/^[A-Za-z0-9@:._-]+$/, "a systemd unit name") });
 export type RestartArgs = z.output<typeof restartArgs>;
 
-export const pgRestartPending: Module<RestartArgs> = {
-  name: "pg_restart_pending",
-  args: restartArgs,
-  probe: () => ({ sql: "select name from pg_settings where pending_restart order by name" }),
-  decide(args, state) {
-    if (state.error !== undefined) return noChange(`cannot read pg_settings (${state.error}); the service task starts the server`);
-    const pending = (state.rows ?? []).map((r) => String(r.name));
-    if (pending.length === 0) return noChange("no setting waits for a restart");
-    return { changes: [{ action: "restart", summary: `restart ${args.service}: ${pending.join(", ")} changed and need${pending.length === 1 ? "s" : ""} a restart` }] };
-  },
-  act: (args) => [{ script: `systemctl restart ${shellQuote(args.service)}`, timeoutMs: 300_000 }],
-};
+export function pgRestartPending(sql: Sql): Module<RestartArgs> {
+  return {
+    name: "pg_restart_pending",
+    args: restartArgs,
+    probe: () => sql.probe("select name from pg_settings where pending_restart order by name"),
+    decide(args, state) {
+      const read = rowsOf(state);
+      if ("error" in read) return noChange(`cannot read pg_settings (${read.error}); the service task starts the server`);
+      const pending = read.rows.map((r) => String(r.name));
+      if (pending.length === 0) return noChange("no setting waits for a restart");
+      const restart = { script: `systemctl restart ${shellQuote(args.service)}`, timeoutMs: 300_000 };
+      return {
+        changes: [{ action: "restart", summary: `restart ${args.service}: ${pending.join(", ")} changed and need${pending.length === 1 ? "s" : ""} a restart`, commands: [restart] }],
+      };
+    },
+  };
+}

@@ -5,6 +5,7 @@
  */
 import { z } from "zod";
 import { type Change, noChange } from "../engine/change.js";
+import { rowsOf, type Sql } from "./psql.js";
 import { sqlLiteral } from "../common/sql.js";
 import { flag } from "../modules/args.js";
 import type { Module } from "../engine/module.js";
@@ -20,53 +21,59 @@ export const roleArgs = z.strictObject({
 });
 export type RoleArgs = z.output<typeof roleArgs>;
 
-type RoleDetail = "create" | "alter";
+export function pgRole(sql: Sql): Module<RoleArgs> {
+  return {
+    name: "pg_role",
+    args: roleArgs,
 
-export const pgRole: Module<RoleArgs, RoleDetail> = {
-  name: "pg_role",
-  args: roleArgs,
+    probe: (args) =>
+      sql.probe(
+        `select rolname, rolcanlogin, rolreplication, coalesce(rolpassword, '') as rolpassword, ` +
+          `array(select f from unnest(array[${args.functions.map(sqlLiteral).join(", ") || "null"}]::text[]) f ` +
+          `where f is not null and not has_function_privilege(rolname, f, 'execute')) as missing_functions ` +
+          `from pg_authid where rolname = ${sqlLiteral(args.name)}`,
+      ),
 
-  probe: (args) => ({
-    sql:
-      `select rolname, rolcanlogin, rolreplication, coalesce(rolpassword, '') as rolpassword, ` +
-      `array(select f from unnest(array[${args.functions.map(sqlLiteral).join(", ") || "null"}]::text[]) f ` +
-      `where f is not null and not has_function_privilege(rolname, f, 'execute')) as missing_functions ` +
-      `from pg_authid where rolname = ${sqlLiteral(args.name)}`,
-  }),
-
-  decide(args, state) {
-    if (state.error !== undefined) {
-      return { changes: [{ action: "create", summary: `role ${args.name} (cannot read roles now: ${state.error})` }], detail: "create" };
-    }
-    const row = state.rows?.[0];
-    if (!row) return { changes: [{ action: "create", summary: `create role ${args.name}${attributes(args)}` }], detail: "create" };
-    const changes: Change[] = [];
-    const differences: string[] = [];
-    if (row.rolcanlogin !== args.login) differences.push(args.login ? "LOGIN" : "NOLOGIN");
-    if (row.rolreplication !== args.replication) differences.push(args.replication ? "REPLICATION" : "NOREPLICATION");
-    if (differences.length) changes.push({ action: "update", summary: `role ${args.name}: ${differences.join(" ")}` });
-    const missing = (row.missing_functions as string[] | undefined) ?? [];
-    if (missing.length) changes.push({ action: "update", summary: `role ${args.name}: may execute ${missing.join(", ")}` });
-    if (!verifierMatches(String(row.rolpassword), args.password)) {
-      changes.push({ action: "update", summary: `role ${args.name}: the password on the server differs from the inventory's; set it again` });
-    }
-    return changes.length ? { changes, detail: "alter" } : noChange(`role ${args.name} exists${attributes(args)}, password as in the inventory`);
-  },
-
-  act(args, decision) {
-    const verb = decision.detail === "create" ? "CREATE" : "ALTER";
-    const options = `${args.login ? "LOGIN" : "NOLOGIN"} ${args.replication ? "REPLICATION" : "NOREPLICATION"}`;
-    // Granting again what is granted changes nothing: every wanted function is granted.
-    const grants = args.functions.map((f) => ({ sql: `GRANT EXECUTE ON FUNCTION ${f} TO ${args.name}`, display: `GRANT EXECUTE ON FUNCTION ${f} TO ${args.name}` }));
-    return [
-      {
-        sql: `${verb} ROLE ${args.name} ${options} PASSWORD ${sqlLiteral(scramVerifier(args.password))}`,
+    decide(args, state) {
+      const options = `${args.login ? "LOGIN" : "NOLOGIN"} ${args.replication ? "REPLICATION" : "NOREPLICATION"}`;
+      // The password is sent as a SCRAM verifier computed here, never as plaintext.
+      const password = (verb: string) => ({
+        statement: `${verb} ROLE ${args.name} ${options} PASSWORD ${sqlLiteral(scramVerifier(args.password))}`,
         display: `${verb} ROLE ${args.name} ${options} PASSWORD '<SCRAM-SHA-256 verifier>'`,
-      },
-      ...grants,
-    ];
-  },
-};
+      });
+      const grants = (functions: string[]) => functions.map((f) => `GRANT EXECUTE ON FUNCTION ${f} TO ${args.name}`);
+      const create = (summary: string): Change => {
+        const c = password("CREATE");
+        return { action: "create", summary, commands: [sql.command([c.statement, ...grants(args.functions)], [c.display, ...grants(args.functions)].join("; "))] };
+      };
+      const read = rowsOf(state);
+      if ("error" in read) return { changes: [create(`role ${args.name} (cannot read roles now: ${read.error})`)] };
+      const row = read.rows[0];
+      if (!row) return { changes: [create(`create role ${args.name}${attributes(args)}`)] };
+      const changes: Change[] = [];
+      const differences: string[] = [];
+      if (row.rolcanlogin !== args.login) differences.push(args.login ? "LOGIN" : "NOLOGIN");
+      if (row.rolreplication !== args.replication) differences.push(args.replication ? "REPLICATION" : "NOREPLICATION");
+      if (differences.length) {
+        const alter = `ALTER ROLE ${args.name} ${options}`;
+        changes.push({ action: "update", summary: `role ${args.name}: ${differences.join(" ")}`, commands: [sql.command([alter], alter)] });
+      }
+      const missing = (row.missing_functions as string[] | undefined) ?? [];
+      if (missing.length) {
+        changes.push({ action: "update", summary: `role ${args.name}: may execute ${missing.join(", ")}`, commands: [sql.command(grants(missing), grants(missing).join("; "))] });
+      }
+      if (!verifierMatches(String(row.rolpassword), args.password)) {
+        const c = password("ALTER");
+        changes.push({
+          action: "update",
+          summary: `role ${args.name}: the password on the server differs from the inventory's; set it again`,
+          commands: [sql.command([c.statement], c.display)],
+        });
+      }
+      return changes.length ? { changes } : noChange(`role ${args.name} exists${attributes(args)}, password as in the inventory`);
+    },
+  };
+}
 
 function attributes(args: RoleArgs): string {
   return ` (${[args.login ? "login" : "", args.replication ? "replication" : ""].filter(Boolean).join(", ")})`;

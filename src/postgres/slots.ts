@@ -5,6 +5,7 @@
  */
 import { z } from "zod";
 import { type Change, noChange } from "../engine/change.js";
+import { rowsOf, type Sql } from "./psql.js";
 import { SLOT_PREFIX } from "./slot-names.js";
 import { sqlLiteral } from "../common/sql.js";
 import type { Module } from "../engine/module.js";
@@ -14,47 +15,45 @@ export const slotsArgs = z.strictObject({
 });
 export type SlotsArgs = z.output<typeof slotsArgs>;
 
-interface SlotsDetail {
-  create: string[];
-  drop: string[];
+export function pgSlots(sql: Sql): Module<SlotsArgs> {
+  return {
+    name: "pg_slots",
+    args: slotsArgs,
+
+    probe: () => sql.probe(`select slot_name, slot_type, active from pg_replication_slots where starts_with(slot_name, ${sqlLiteral(SLOT_PREFIX)})`),
+
+    decide(args, state) {
+      const wanted = args.names;
+      const create = (n: string, summary: string): Change => ({
+        action: "create",
+        summary,
+        // Reserve WAL from now on: the standby's clone starts from a point the slot already holds.
+        commands: [sql.command([`select pg_create_physical_replication_slot(${sqlLiteral(n)}, true)`], `select pg_create_physical_replication_slot('${n}', true)`)],
+      });
+      const read = rowsOf(state);
+      if ("error" in read) return { changes: wanted.map((n) => create(n, `slot ${n} (cannot read slots now: ${read.error})`)) };
+      const existing = new Map(read.rows.map((r) => [String(r.slot_name), r]));
+      const changes: Change[] = [
+        ...wanted.filter((n) => !existing.has(n)).map((n) => create(n, `create physical replication slot ${n}`)),
+        ...[...existing.keys()]
+          .filter((n) => !wanted.includes(n))
+          .map((n): Change => ({
+            action: "delete",
+            summary: `drop slot ${n}: no standby of the inventory uses it${existing.get(n)!.active ? " (still in use: its WAL sender is ended first)" : ""}`,
+            commands: [sql.command([dropSlot(n)], `end the WAL sender on slot ${n}, then select pg_drop_replication_slot('${n}')`)],
+          })),
+      ];
+      return changes.length ? { changes } : noChange(wanted.length ? `slots ${wanted.join(", ")} exist` : "no slots wanted, none of pgprov's exist");
+    },
+  };
 }
 
-export const pgSlots: Module<SlotsArgs, SlotsDetail> = {
-  name: "pg_slots",
-  args: slotsArgs,
-
-  probe: () => ({
-    sql: `select slot_name, slot_type, active from pg_replication_slots where starts_with(slot_name, ${sqlLiteral(SLOT_PREFIX)})`,
-  }),
-
-  decide(args, state) {
-    const wanted = args.names;
-    if (state.error !== undefined) {
-      return { changes: wanted.map((n) => ({ action: "create", summary: `slot ${n} (cannot read slots now: ${state.error})` }) as Change), detail: { create: wanted, drop: [] } };
-    }
-    const existing = new Map((state.rows ?? []).map((r) => [String(r.slot_name), r]));
-    const create = wanted.filter((n) => !existing.has(n));
-    const drop = [...existing.keys()].filter((n) => !wanted.includes(n));
-    const changes: Change[] = [
-      ...create.map((n): Change => ({ action: "create", summary: `create physical replication slot ${n}` })),
-      ...drop.map((n): Change => ({
-        action: "delete",
-        summary: `drop slot ${n}: no standby of the inventory uses it${existing.get(n)!.active ? " (still in use: its WAL sender is ended first)" : ""}`,
-      })),
-    ];
-    return changes.length ? { changes, detail: { create, drop } } : noChange(wanted.length ? `slots ${wanted.join(", ")} exist` : "no slots wanted, none of pgprov's exist");
-  },
-
-  act: (_args, decision) => [
-    ...decision.detail!.create.map((n) => ({
-      // Reserve WAL from now on: the standby's clone starts from a point the slot already holds.
-      sql: `select pg_create_physical_replication_slot(${sqlLiteral(n)}, true)`,
-      display: `select pg_create_physical_replication_slot('${n}', true)`,
-    })),
-    ...decision.detail!.drop.map((n) => ({
-      // A standby removed from the inventory may still stream on its slot (pg_hba's reload keeps
-      // open connections): end its WAL sender, wait (bounded) for the slot to be released, drop it.
-      sql: `DO $pgprov$ DECLARE pid int; BEGIN
+/**
+ * A standby removed from the inventory may still stream on its slot (pg_hba's reload keeps open
+ * connections): end its WAL sender, wait (bounded) for the slot to be released, drop it.
+ */
+function dropSlot(n: string): string {
+  return `DO $pgprov$ DECLARE pid int; BEGIN
   SELECT active_pid INTO pid FROM pg_replication_slots WHERE slot_name = ${sqlLiteral(n)};
   IF pid IS NOT NULL THEN PERFORM pg_terminate_backend(pid); END IF;
   FOR i IN 1..100 LOOP
@@ -62,8 +61,5 @@ export const pgSlots: Module<SlotsArgs, SlotsDetail> = {
     PERFORM pg_sleep(0.1);
   END LOOP;
   PERFORM pg_drop_replication_slot(${sqlLiteral(n)});
-END $pgprov$`,
-      display: `end the WAL sender on slot ${n}, then select pg_drop_replication_slot('${n}')`,
-    })),
-  ],
-};
+END $pgprov$`;
+}

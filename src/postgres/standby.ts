@@ -19,6 +19,7 @@ import {
 } from "./data-directory.js";
 import { noChange } from "../engine/change.js";
 import { flag, wholeNumber } from "../modules/args.js";
+import type { Command } from "../engine/change.js";
 import { type Module, TaskFailure } from "../engine/module.js";
 import { shellQuote } from "../common/shell.js";
 
@@ -61,7 +62,7 @@ export const pgStandby: Module<StandbyArgs> = {
     const from = `a base backup of ${args.primary}`;
     if (primary && d.systemIdentifier === primary) {
       if (!d.standbySignal && args.reclone) {
-        return { changes: [{ action: "create", summary: `clone ${from}, REPLACING this former standby's diverged data (${describe(d)}), as --reclone asked`, destructive: true }] };
+        return { changes: [{ action: "create", summary: `clone ${from}, REPLACING this former standby's diverged data (${describe(d)}), as --reclone asked`, destructive: true, commands: [cloneCommand(args)] }] };
       }
       if (!d.standbySignal) {
         throw new TaskFailure(
@@ -70,9 +71,9 @@ export const pgStandby: Module<StandbyArgs> = {
       }
       return noChange(`already a standby of this cluster (system identifier ${primary}, timeline ${d.timeline ?? "?"})`);
     }
-    if (!d.exists || d.entries === 0) return { changes: [{ action: "create", summary: `clone ${from} into ${args.data_directory} (${d.exists ? "empty" : "missing"})` }] };
+    if (!d.exists || d.entries === 0) return { changes: [{ action: "create", summary: `clone ${from} into ${args.data_directory} (${d.exists ? "empty" : "missing"})`, commands: [cloneCommand(args)] }] };
     if (isFreshCluster(d)) {
-      return { changes: [{ action: "create", summary: `clone ${from}, replacing the freshly initialised cluster here (${describe(d)}, no user data)` }] };
+      return { changes: [{ action: "create", summary: `clone ${from}, replacing the freshly initialised cluster here (${describe(d)}, no user data)`, commands: [cloneCommand(args)] }] };
     }
     if (!primary) {
       throw new TaskFailure(
@@ -80,54 +81,53 @@ export const pgStandby: Module<StandbyArgs> = {
       );
     }
     if (args.reclone) {
-      return { changes: [{ action: "create", summary: `clone ${from}, REPLACING the data here (${describe(d)}), as --reclone asked`, destructive: true }] };
+      return { changes: [{ action: "create", summary: `clone ${from}, REPLACING the data here (${describe(d)}), as --reclone asked`, destructive: true, commands: [cloneCommand(args)] }] };
     }
     throw new TaskFailure(
       `${args.data_directory} holds another cluster's data (${describe(d)}; the primary's system identifier is ${primary}). ` +
         `pgprov never replaces data without consent: check it, then rerun with --reclone ${args.host} to replace it with a clone of ${args.primary}`,
     );
   },
-
-  act(args) {
-    const data = shellQuote(args.data_directory);
-    const clone = shellQuote(`${args.data_directory}${CLONE_SUFFIX}`);
-    const old = shellQuote(`${args.data_directory}${REPLACED_SUFFIX}`);
-    const basebackup = [
-      `${shellQuote(args.bin_directory)}/pg_basebackup`,
-      `-h ${shellQuote(args.primary)} -p ${args.port} -U ${shellQuote(args.user)} -w`,
-      `-D ${clone} -X stream -c fast`,
-      args.slot ? `-S ${shellQuote(args.slot)}` : "",
-    ]
-      .filter(Boolean)
-      .join(" ");
-    return [
-      {
-        script: [
-          `systemctl stop ${shellQuote(args.service)}`,
-          `rm -rf ${clone}`,
-          `install -d -o postgres -g postgres -m 0700 ${clone}`,
-          // The password comes from the passfile, never from an argument or the environment.
-          // A failed clone leaves the data as it was, and the server running again.
-          `runuser -u postgres -- env PGPASSFILE=${shellQuote(args.passfile)} ${basebackup} || { rc=$?; rm -rf ${clone}; systemctl start ${shellQuote(args.service)} || true; exit $rc; }`,
-          `runuser -u postgres -- touch ${clone}/standby.signal`,
-          `if [ -e ${data} ]; then mv ${data} ${old}; fi`,
-          `mv ${clone} ${data}`,
-          `rm -rf ${old}`,
-          `systemctl start ${shellQuote(args.service)}`,
-        ].join("\n"),
-        display: `${basebackup} (then swap into ${args.data_directory} and start ${args.service})`,
-        timeoutMs: args.timeout * 1000,
-      },
-    ];
-  },
 };
+
+/** The clone: into a directory beside the data directory, swapped in only when complete. */
+function cloneCommand(args: StandbyArgs): Command {
+  const data = shellQuote(args.data_directory);
+  const clone = shellQuote(`${args.data_directory}${CLONE_SUFFIX}`);
+  const old = shellQuote(`${args.data_directory}${REPLACED_SUFFIX}`);
+  const basebackup = [
+    `${shellQuote(args.bin_directory)}/pg_basebackup`,
+    `-h ${shellQuote(args.primary)} -p ${args.port} -U ${shellQuote(args.user)} -w`,
+    `-D ${clone} -X stream -c fast`,
+    args.slot ? `-S ${shellQuote(args.slot)}` : "",
+  ]
+    .filter(Boolean)
+    .join(" ");
+  return {
+    script: [
+      `systemctl stop ${shellQuote(args.service)}`,
+      `rm -rf ${clone}`,
+      `install -d -o postgres -g postgres -m 0700 ${clone}`,
+      // The password comes from the passfile, never from an argument or the environment.
+      // A failed clone leaves the data as it was, and the server running again.
+      `runuser -u postgres -- env PGPASSFILE=${shellQuote(args.passfile)} ${basebackup} || { rc=$?; rm -rf ${clone}; systemctl start ${shellQuote(args.service)} || true; exit $rc; }`,
+      `runuser -u postgres -- touch ${clone}/standby.signal`,
+      `if [ -e ${data} ]; then mv ${data} ${old}; fi`,
+      `mv ${clone} ${data}`,
+      `rm -rf ${old}`,
+      `systemctl start ${shellQuote(args.service)}`,
+    ].join("\n"),
+    display: `${basebackup} (then swap into ${args.data_directory} and start ${args.service})`,
+    timeoutMs: args.timeout * 1000,
+  };
+}
 
 function describe(d: DataDirectory): string {
   const parts = [
-    d.systemIdentifier ? `system identifier ${d.systemIdentifier}` : "no cluster",
-    d.timeline !== undefined ? `timeline ${d.timeline}` : "",
-    d.userDatabases ? `${d.userDatabases} user database${d.userDatabases === 1 ? "" : "s"}` : "",
-    d.userRelations ? `${d.userRelations} user relation files` : "",
+  d.systemIdentifier ? `system identifier ${d.systemIdentifier}` : "no cluster",
+  d.timeline !== undefined ? `timeline ${d.timeline}` : "",
+  d.userDatabases ? `${d.userDatabases} user database${d.userDatabases === 1 ? "" : "s"}` : "",
+  d.userRelations ? `${d.userRelations} user relation files` : "",
   ];
   return parts.filter(Boolean).join(", ");
 }

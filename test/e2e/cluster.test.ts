@@ -6,7 +6,7 @@
 import { readFileSync, statSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { RunEvent } from "../../src/engine/events.js";
+import type { ClusterEvent } from "../../src/cluster/events.js";
 import { type Lab, type LabHost, labDown, labExec, labUp } from "../lab/lab.js";
 import { type CliResult, eventually, events, inventoryCopy, pgprov, psql, recapOf } from "./helpers.js";
 
@@ -20,8 +20,8 @@ async function apply(...args: string[]) {
   return pgprov(["apply", inventory, "--json", ...args]);
 }
 
-function replication(r: CliResult): Extract<RunEvent, { type: "replication" }> | undefined {
-  return events(r).find((e): e is Extract<RunEvent, { type: "replication" }> => e.type === "replication");
+function replication(r: CliResult): Extract<ClusterEvent, { type: "replication" }> | undefined {
+  return events(r).find((e): e is Extract<ClusterEvent, { type: "replication" }> => e.type === "replication");
 }
 
 /** Every standby of the inventory streams, seen from the primary. */

@@ -4,7 +4,8 @@ import { copyFileSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseDocument } from "yaml";
-import type { HostRecap, RunEvent } from "../../src/engine/events.js";
+import type { ClusterEvent } from "../../src/cluster/events.js";
+import type { HostRecap } from "../../src/engine/events.js";
 import { type Lab, type LabHost, labExec } from "../lab/lab.js";
 
 const BIN = join(import.meta.dirname, "../../bin/pgprov.js");
@@ -34,11 +35,11 @@ export function pgprov(args: string[], options: { env?: NodeJS.ProcessEnv; timeo
   });
 }
 
-export function events(result: CliResult): RunEvent[] {
+export function events(result: CliResult): ClusterEvent[] {
   return result.stdout
     .split("\n")
     .filter((l) => l.startsWith("{"))
-    .map((l) => JSON.parse(l) as RunEvent);
+    .map((l) => JSON.parse(l) as ClusterEvent);
 }
 
 export function recapOf(result: CliResult): Record<string, HostRecap> {

@@ -5,7 +5,7 @@ import { describe, expect, it } from "vitest";
 import type { DataDirectory } from "../../src/postgres/data-directory.js";
 import { assessCluster } from "../../src/cluster/safety.js";
 import { connectionStrings } from "../../src/cluster/status.js";
-import { hostVariables } from "../../src/engine/variables.js";
+import { hostVariables } from "../../src/cluster/variables.js";
 import { FileError } from "../../src/common/errors.js";
 import { ensureReplicationPassword, type Inventory, loadInventory } from "../../src/inventory/inventory.js";
 import { render } from "../../src/playbook/template.js";
@@ -128,7 +128,7 @@ describe("configuration templates", () => {
   inv.replication.password = undefined;
   ensureReplicationPassword(inv);
   const facts = { os_id: "debian", os_version: "12", os_codename: "bookworm", arch: "amd64", hostname: "x", cpus: 2, memory_mb: 1024 };
-  const vars = (host: string) => hostVariables(inv, inv.hosts.find((h) => h.name === host)!, facts, {});
+  const vars = (host: string) => hostVariables(inv, inv.hosts.find((h) => h.name === host)!, facts);
   const template = (name: string) => readFileSync(join(import.meta.dirname, "../../templates", name), "utf8");
 
   it("gives a standby streaming settings with a passfile, never a password", () => {

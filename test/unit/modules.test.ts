@@ -1,17 +1,22 @@
 import { describe, expect, it } from "vitest";
-import { apt, aptArgs } from "../../src/modules/apt.js";
+import { aptArgs, aptModule } from "../../src/modules/apt.js";
 import { command, commandArgs } from "../../src/modules/command.js";
 import { file, fileArgs, sha256 } from "../../src/modules/file.js";
-import type { Command, ModuleContext, ProbeOutput } from "../../src/engine/module.js";
+import type { Command, Decision } from "../../src/engine/change.js";
+import type { ModuleContext, ProbeOutput } from "../../src/engine/module.js";
 import { TaskFailure } from "../../src/engine/module.js";
 import { service, serviceArgs } from "../../src/modules/service.js";
 
-/** The shell of a command (these modules' acts are all shell). */
-const script = (c: Command | undefined): string => (c && "script" in c ? c.script : "");
+const script = (c: Command | undefined): string => c?.script ?? "";
+/** Every command of a decision, in order: what apply runs. */
+const commandsOf = (d: Decision): Command[] => d.changes.flatMap((c) => c.commands);
+/** The plan without its commands. */
+const plannedOf = (d: Decision) => d.changes.map(({ commands: _c, ...change }) => change);
 const context: ModuleContext = { playbookDir: "/", render: (t) => t };
 const out = (stdout: string, code = 0, stderr = ""): ProbeOutput => ({ stdout, stderr, code });
 
 describe("apt", () => {
+  const apt = aptModule();
   const args = aptArgs.parse({ packages: ["cron", "postgresql-15"] });
   it("is ok when every package is installed", () => {
     const d = apt.decide(args, out("pkg=cron installed 3.0\npkg=postgresql-15 installed 15.8-0+deb12u1\nlists=1\nnow=2\n"), context);
@@ -20,8 +25,8 @@ describe("apt", () => {
   });
   it("installs only what is missing, and counts config-files as missing", () => {
     const d = apt.decide(args, out("pkg=cron config-files 3.0\n"), context);
-    expect(d.changes).toEqual([{ action: "create", summary: "install cron postgresql-15" }]);
-    const [cmd] = apt.act(args, d, { ...context, aptProxy: "http://10.0.0.1:3142" });
+    expect(plannedOf(d)).toEqual([{ action: "create", summary: "install cron postgresql-15" }]);
+    const [cmd] = commandsOf(aptModule({ proxy: "http://10.0.0.1:3142" }).decide(args, out("pkg=cron config-files 3.0\n"), context));
     // The proxy goes through a config file (it may carry a password), not apt's arguments.
     expect(script(cmd)).not.toContain("http://10.0.0.1:3142");
     expect(script(cmd)).toContain(Buffer.from('Acquire::http::Proxy "http://10.0.0.1:3142";\n').toString("base64").slice(0, 40));
@@ -29,7 +34,7 @@ describe("apt", () => {
   });
   it("removes only what is there", () => {
     const d = apt.decide(aptArgs.parse({ packages: "cron", state: "absent" }), out("pkg=cron installed 3.0\n"), context);
-    expect(d.changes).toEqual([{ action: "delete", summary: "remove cron" }]);
+    expect(plannedOf(d)).toEqual([{ action: "delete", summary: "remove cron" }]);
   });
   it("rejects a package name that could smuggle shell", () => {
     expect(aptArgs.safeParse({ packages: ["cron; rm -rf /"] }).success).toBe(false);
@@ -53,7 +58,9 @@ describe("file", () => {
     const d = file.decide(args, out(`type=regular file\nowner=postgres\ngroup=root\nmode=644\nsize=12\nsha256=abc\ncontent=${old}\n`), context);
     expect(d.changes.map((c) => c.summary)).toEqual(["content of /etc/x.conf", "owner postgres -> root, mode 0644 -> 0640 of /etc/x.conf"]);
     expect(d.changes[0]!.diff).toMatch(/-b = 3\n\+b = 2/);
-    const [cmd] = file.act(args, d, context);
+    // One command writes the content with its owner and mode: the attribute change needs none of its own.
+    expect(d.changes.map((c) => c.commands.length)).toEqual([1, 0]);
+    const [cmd] = commandsOf(d);
     expect(script(cmd)).toMatch(/mktemp .*\n[\s\S]*mv -f "\$tmp" \/etc\/x.conf$/);
     expect(script(cmd)).not.toContain(content); // content travels base64-encoded in a heredoc
   });
@@ -71,7 +78,7 @@ describe("service", () => {
   it("starts and enables a stopped, disabled unit", () => {
     const d = service.decide(serviceArgs.parse({ name: "cron", state: "started", enabled: "true" }), out("LoadState=loaded\nActiveState=inactive\nUnitFileState=disabled\nNeedDaemonReload=no\n"), context);
     expect(d.changes.map((c) => c.action)).toEqual(["update", "start"]);
-    const acts = service.act(serviceArgs.parse({ name: "cron", state: "started" }), d, context);
+    const acts = commandsOf(d);
     expect(acts.map((c) => c.display)).toEqual(["systemctl enable cron", "systemctl start cron"]);
     expect(script(acts[1])).toMatch(/^systemctl start cron \|\| \{ rc=\$\?; journalctl -u cron/);
   });

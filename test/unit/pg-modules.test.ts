@@ -2,13 +2,18 @@ import { describe, expect, it } from "vitest";
 import { type DataDirectory, parseDataDirectory } from "../../src/postgres/data-directory.js";
 import type { ModuleContext, ProbeOutput } from "../../src/engine/module.js";
 import { TaskFailure } from "../../src/engine/module.js";
-import { pgRole, roleArgs } from "../../src/postgres/role.js";
+import { psql } from "../../src/postgres/psql.js";
+import { pgRole as pgRoleOf, roleArgs } from "../../src/postgres/role.js";
 import { scramVerifier, verifierMatches } from "../../src/postgres/scram.js";
-import { pgSlots, slotsArgs } from "../../src/postgres/slots.js";
+import { pgSlots as pgSlotsOf, slotsArgs } from "../../src/postgres/slots.js";
 import { pgStandby, standbyArgs } from "../../src/postgres/standby.js";
 
 const context: ModuleContext = { playbookDir: "/", render: (t) => t };
-const rows = (r: Record<string, unknown>[]): ProbeOutput => ({ stdout: "", stderr: "", code: 0, rows: r });
+const sql = psql(5432);
+const pgRole = pgRoleOf(sql);
+const pgSlots = pgSlotsOf(sql);
+/** What psql prints for a query's rows (see postgres/psql.ts). */
+const rows = (r: Record<string, unknown>[]): ProbeOutput => ({ stdout: JSON.stringify(r), stderr: "", code: 0 });
 const shell = (stdout: string): ProbeOutput => ({ stdout, stderr: "", code: 0 });
 
 describe("SCRAM verifiers", () => {
@@ -32,8 +37,9 @@ describe("pg_role", () => {
   it("creates a missing role with a verifier, never the plaintext", () => {
     const d = pgRole.decide(args, rows([]), context);
     expect(d.changes[0]).toMatchObject({ action: "create" });
-    const [cmd] = pgRole.act(args, d, context);
-    expect(cmd && "sql" in cmd && cmd.sql).toMatch(/^CREATE ROLE replicator LOGIN REPLICATION PASSWORD 'SCRAM-SHA-256\$4096:/);
+    const [cmd] = d.changes[0]!.commands;
+    // SQL travels on psql's stdin, in a heredoc of the script: never in a process's arguments.
+    expect(cmd!.script).toMatch(/"\$psql" -XAtq -p 5432 -v ON_ERROR_STOP=1 <<'PGPROV_SQL'\nCREATE ROLE replicator LOGIN REPLICATION PASSWORD 'SCRAM-SHA-256\$4096:/);
     expect(JSON.stringify(cmd)).not.toContain("s3cret-password");
   });
   it("is ok when attributes and password match, and puts back a changed password", () => {
@@ -41,7 +47,7 @@ describe("pg_role", () => {
     expect(pgRole.decide(args, rows([row]), context).changes).toEqual([]);
     const changed = pgRole.decide(args, rows([{ ...row, rolpassword: scramVerifier("by-hand") }]), context);
     expect(changed.changes.map((c) => c.summary)).toEqual(["role replicator: the password on the server differs from the inventory's; set it again"]);
-    expect(pgRole.act(args, changed, context)[0]).toMatchObject({ display: "ALTER ROLE replicator LOGIN REPLICATION PASSWORD '<SCRAM-SHA-256 verifier>'" });
+    expect(changed.changes[0]!.commands[0]).toMatchObject({ display: "ALTER ROLE replicator LOGIN REPLICATION PASSWORD '<SCRAM-SHA-256 verifier>'" });
   });
 });
 
@@ -52,7 +58,7 @@ describe("pg_slots", () => {
       "create create physical replication slot pgprov_pg3",
       "delete drop slot pgprov_old: no standby of the inventory uses it",
     ]);
-    expect(pgSlots.probe(slotsArgs.parse({}), context)).toMatchObject({ sql: expect.stringContaining("starts_with(slot_name, 'pgprov_')") });
+    expect(pgSlots.probe(slotsArgs.parse({}), context)).toMatchObject({ item: expect.stringContaining("starts_with(slot_name, 'pgprov_')") });
   });
 });
 
@@ -109,8 +115,8 @@ describe("pg_standby: when a clone may replace what is there", () => {
     expect(() => decide(data, { primary_system_identifier: "" })).toThrow(/cannot tell whether it is this cluster's/);
   });
   it("clones into a directory beside the data, reads the password from the passfile, and swaps last", () => {
-    const [cmd] = pgStandby.act(standbyArgs.parse(base), { changes: [] }, context);
-    const script = cmd && "script" in cmd ? cmd.script : "";
+    const [cmd] = decide("").changes[0]!.commands;
+    const script = cmd!.script;
     expect(script).toContain("PGPASSFILE=/var/lib/postgresql/.pgprov.pgpass");
     expect(script).toContain("-D /var/lib/postgresql/15/main.pgprov-clone -X stream -c fast -S pgprov_pg2");
     expect(script.indexOf("mv /var/lib/postgresql/15/main.pgprov-clone /var/lib/postgresql/15/main")).toBeGreaterThan(script.indexOf("pg_basebackup"));

@@ -2,10 +2,18 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { FACT_KEYS } from "../../src/engine/facts.js";
-import { loadPlaybook, type PlaybookScope } from "../../src/playbook/playbook.js";
+import { genericModules } from "../../src/modules/index.js";
+import { postgresModules } from "../../src/postgres/index.js";
+import { loadPlaybook, type PlaybookScope, type TaskModule } from "../../src/playbook/playbook.js";
 import { yamlFiles } from "./yaml-files.js";
 
-const scope: PlaybookScope = { hostNames: ["pg1", "pg2"], variables: ["host", "hosts", "facts", "port"], factKeys: FACT_KEYS };
+const scope: PlaybookScope<TaskModule> = {
+  modules: { ...genericModules(), ...postgresModules({ port: 5432 }) },
+  hostNames: ["pg1", "pg2"],
+  groups: ["primary", "standbys"],
+  variables: ["host", "hosts", "facts", "port"],
+  factKeys: FACT_KEYS,
+};
 const { dir, problems } = yamlFiles("playbook", (file) => loadPlaybook(file, scope));
 
 describe("playbook loading", () => {

@@ -1,0 +1,97 @@
+/**
+ * The variables a host's templates see, from lowest to highest precedence: the inventory's
+ * `vars`, the host's `vars`, then pgprov's own (host, hosts, primary, standbys, facts, postgresql,
+ * replication, cluster), then (added by the engine) values registered by earlier tasks. pgprov's
+ * own names cannot be overridden by accident: the playbook loader rejects a `register` that would shadow them.
+ */
+import { isIP } from "node:net";
+import { Secret } from "../common/secret.js";
+import { FACT_KEYS, type Facts } from "../engine/facts.js";
+import type { Host, Inventory } from "../inventory/inventory.js";
+import { debianCluster, postgresVersion } from "../postgres/debian.js";
+import { slotName } from "../postgres/slot-names.js";
+
+export const BUILTIN_VARIABLES = ["host", "hosts", "primary", "standbys", "facts", "postgresql", "replication", "ssh_user", "cluster"] as const;
+
+/** What pgprov knows of the cluster when a task is rendered, for the cluster playbook. */
+export interface ClusterContext {
+  /** The primary's system identifier, once read (from its data directory, then pg_control). */
+  primarySystemIdentifier?: string;
+  /** Hosts whose data the user agreed to replace (--reclone). */
+  reclone: string[];
+}
+
+function describe(host: Host) {
+  // For pg_hba: one address per member; a DNS name is written as is (pg_hba resolves it).
+  const cidr = isIP(host.address) === 4 ? `${host.address}/32` : isIP(host.address) === 6 ? `${host.address}/128` : host.address;
+  return { name: host.name, address: host.address, role: host.role, cidr, slot: slotName(host.name) };
+}
+
+function postgresqlVariables(inventory: Inventory, facts: Facts | undefined) {
+  const version = postgresVersion(inventory.postgresql.version, facts);
+  const standbys = inventory.standbys.length;
+  return {
+    ...debianCluster(version),
+    port: inventory.postgresql.port,
+    settings: inventory.postgresql.settings,
+    clients: inventory.postgresql.clients,
+    archive_directory: inventory.postgresql.archiveDirectory ?? `/var/lib/postgresql/${version}/wal-archive`,
+    // pg_basebackup -X stream holds two WAL senders while it runs: every standby can clone at
+    // once, and every standby can stream, with room for a few more. Rounded up to a multiple
+    // of 16: both need a restart to change, and adding a standby should not restart the others.
+    max_wal_senders: roundUp(3 * standbys + 4, 16),
+    max_replication_slots: roundUp(standbys + 4, 16),
+  };
+}
+
+export function hostVariables(
+  inventory: Inventory,
+  host: Host,
+  facts: Facts | undefined,
+  cluster: ClusterContext = { reclone: [] },
+): Record<string, unknown> {
+  return {
+    ...(reveal(inventory.vars) as Record<string, unknown>),
+    ...(reveal(host.vars) as Record<string, unknown>),
+    host: describe(host),
+    hosts: inventory.hosts.map(describe),
+    primary: describe(inventory.primary),
+    standbys: inventory.standbys.map(describe),
+    facts: facts ?? Object.fromEntries(FACT_KEYS.map((k) => [k, ""])),
+    // Computed only once facts are known (the version may come from the distribution).
+    ...(facts || inventory.postgresql.version ? { postgresql: postgresqlVariables(inventory, facts) } : {}),
+    replication: {
+      user: inventory.replication.user,
+      password: inventory.replication.password?.reveal() ?? "",
+      slots: inventory.replication.slots,
+      passfile: "/var/lib/postgresql/.pgprov.pgpass",
+    },
+    ssh_user: inventory.ssh.user,
+    cluster: {
+      slots: inventory.replication.slots ? inventory.standbys.map((h) => slotName(h.name)) : [],
+      slot: inventory.replication.slots && host.role === "standby" ? slotName(host.name) : "",
+      primary_system_identifier: cluster.primarySystemIdentifier ?? "",
+      reclone: cluster.reclone.includes(host.name),
+    },
+  };
+}
+
+/** Names every host's templates can use, for checking a playbook before connecting. */
+export function variableNames(inventory: Inventory): string[] {
+  const perHost = inventory.hosts.map((h) => new Set(Object.keys(h.vars)));
+  // A host variable counts only when every host has it: otherwise some host would fail to render.
+  const onEveryHost = [...(perHost[0] ?? [])].filter((name) => perHost.every((s) => s.has(name)));
+  return [...new Set([...Object.keys(inventory.vars), ...onEveryHost, ...BUILTIN_VARIABLES])];
+}
+
+/** Templates render secrets' real values (into files sent on stdin); output masks them again. */
+function reveal(value: unknown): unknown {
+  if (value instanceof Secret) return value.reveal();
+  if (Array.isArray(value)) return value.map(reveal);
+  if (value && typeof value === "object") return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, reveal(v)]));
+  return value;
+}
+
+function roundUp(n: number, step: number): number {
+  return Math.ceil(n / step) * step;
+}

@@ -1,0 +1,261 @@
+/**
+ * One play on one host: read, decide, act, task by task, then the notified handlers. Reads come
+ * in batches (see variables.ts, batchFrom), from what was read ahead when it still stands (see
+ * run.ts), and an act's round trip re-reads the rest of its batch.
+ */
+import { MASK, Redactor } from "../common/redact.js";
+import type { Play, Task } from "../playbook/playbook.js";
+import { render } from "../playbook/template.js";
+import { TIMED_OUT } from "./batch.js";
+import { type Change, type Decision, planned } from "./change.js";
+import type { RunEvent, TaskStatus } from "./events.js";
+import { FACTS_SCRIPT, parseFacts, sameFacts } from "./facts.js";
+import { HostFailure, failureEvent } from "./failure.js";
+import { type Module, type ModuleContext, type ProbeOutput, TaskFailure } from "./module.js";
+import { PROBE_TIMEOUT_MS, probeKey, readProbes } from "./probes.js";
+import type { HostSession, Run } from "./session.js";
+import { batchFrom, type Prepared, prepareTask } from "./variables.js";
+
+/** For a command whose module sets no bound of its own. */
+const DEFAULT_ACT_TIMEOUT_MS = 120_000;
+
+export class PlayOnHost {
+  private readonly playKey: string;
+  private readonly host: string;
+  private readonly started = performance.now();
+  private readonly secretsSeen: Redactor;
+
+  constructor(
+    private readonly run: Run,
+    private readonly play: Play<Module>,
+    private readonly index: number,
+    private readonly session: HostSession,
+  ) {
+    this.playKey = `${run.playbook.file}#${play.name}`;
+    this.secretsSeen = new Redactor(run.options.secrets);
+    this.host = session.target.name;
+  }
+
+  async perform(): Promise<void> {
+    const io = this.session.io;
+    const roundTripsBefore = io.roundTrips;
+    const recapBefore = { ...this.session.recap };
+    // The host's tally for this play, which renderers print without counting again.
+    const hostEvent = (status: "ok" | "failed") => {
+      const r = this.session.recap;
+      this.run.emit({
+        type: "host",
+        play: this.play.name,
+        host: this.host,
+        status,
+        ok: r.ok - recapBefore.ok,
+        changed: r.changed - recapBefore.changed,
+        skipped: r.skipped - recapBefore.skipped,
+        commands: io.roundTrips - roundTripsBefore,
+        ms: Math.round(performance.now() - this.started),
+      });
+    };
+    try {
+      const tasks = this.play.tasks.filter((t) => this.run.selectedByTags(t));
+      // Handlers a failed earlier run notified but never ran: they run at the end of this play.
+      const notified = new Set(this.run.state.pendingHandlers(this.playKey, this.host));
+      await this.runTasks(tasks, false, notified);
+      const handlers = this.play.handlers.filter((h) => notified.has(h.name));
+      if (handlers.length) await this.runTasks(handlers, true, notified);
+      hostEvent("ok");
+    } catch (e) {
+      const failure = e instanceof HostFailure ? e.event : this.failure(undefined, e);
+      this.session.failed = true;
+      this.session.recap.failed++;
+      this.run.emit(failure);
+      hostEvent("failed");
+    }
+  }
+
+  private async runTasks(tasks: Task<Module>[], handlers: boolean, notified: Set<string>): Promise<void> {
+    const check = this.run.options.check ?? false;
+    let checked = new Map<number, Prepared>();
+    for (let i = 0; i < tasks.length; i++) {
+      if (!checked.has(i)) checked = await this.check(tasks, i);
+      const p = checked.get(i)!;
+      const started = performance.now();
+      const report = (status: TaskStatus, decision?: Decision) => {
+        this.session.recap[status === "failed" ? "failed" : status]++;
+        this.run.emit({
+          type: "task",
+          play: this.play.name,
+          host: this.host,
+          task: p.name,
+          handler: handlers,
+          status,
+          changes: planned(this.maskRemovedLines(p, decision?.changes ?? [])),
+          ...(p.skip ?? decision?.reason ? { reason: p.skip ?? decision?.reason } : {}),
+          ms: Math.round(performance.now() - started),
+        });
+      };
+
+      if (p.skip !== undefined) {
+        report("skipped");
+        this.register(p.task, { changed: false, skipped: true, stdout: "" });
+        continue;
+      }
+      const decision = this.decide(p);
+      let stdout = typeof decision.value === "string" ? decision.value : "";
+      if (decision.changes.length > 0 && !check) {
+        const later = [...checked.entries()].filter(([j, q]) => j > i && q.probe !== undefined);
+        const { output, outputs } = await this.act(p, decision, later.map(([, q]) => q));
+        stdout = output;
+        later.forEach(([j, q], k) => checked.set(j, { ...q, output: outputs[k]! }));
+      }
+      const changed = decision.changes.length > 0;
+      report(changed ? "changed" : "ok", decision);
+      if (decision.value !== undefined) this.run.results.record(p.task.module, this.host, decision.value);
+      this.register(p.task, {
+        changed,
+        skipped: false,
+        stdout,
+        changes: decision.changes.map((c) => c.summary),
+        ...(decision.value !== undefined && typeof decision.value !== "string" ? { value: decision.value } : {}),
+      });
+      if (changed) {
+        for (const handler of p.task.notify) {
+          notified.add(handler);
+          // Remembered before anything else can fail, so a later failure cannot lose it.
+          if (!check) this.run.state.addPendingHandler(this.playKey, this.host, handler);
+        }
+      }
+      if (handlers && !check) this.run.state.handlerDone(this.playKey, this.host, p.task.name);
+    }
+  }
+
+  /**
+   * The read step for the batch of tasks from `from` on: rendered with the real values, then
+   * each probe taken from what was read ahead when it is there, the others read in one round
+   * trip with the facts script (a host changed under its cached facts is rendered again).
+   */
+  private async check(tasks: Task<Module>[], from: number): Promise<Map<number, Prepared>> {
+    const batch = batchFrom(tasks, from);
+    if (!this.session.facts) await this.learnFacts();
+    if (!this.session.readAheadSent) await this.readAhead(tasks, from);
+    for (;;) {
+      const prepared = new Map(batch.map((i) => [i, this.prepare(tasks[i]!)]));
+      const ahead = this.run.readAheadOf(this.host);
+      const missing = [...prepared.values()].filter((p) => p.probe !== undefined && !ahead?.has(probeKey(p.probe)));
+      let outputs = new Map<string, ProbeOutput>();
+      if (missing.length > 0) {
+        const read = await readProbes(this.session.io, missing.map((p) => p.probe!), { facts: true, purpose: `the checks of play "${this.play.name}"` });
+        if (read.facts && !sameFacts(this.session.facts, read.facts)) {
+          // The host changed under the cached facts (an OS upgrade, another machine at the
+          // address): render again with the real ones; nothing read ahead with the old ones stands.
+          this.setFacts(read.facts);
+          this.run.dropReadAhead();
+          continue;
+        }
+        outputs = read.outputs;
+      }
+      for (const p of prepared.values()) {
+        if (p.probe !== undefined) p.output = outputs.get(probeKey(p.probe)) ?? ahead!.get(probeKey(p.probe))!;
+      }
+      return prepared;
+    }
+  }
+
+  /**
+   * The host's first read: besides the current batch, the probes of every later task of this play
+   * and of the later plays this host takes part in, rendered with the values registered so far and,
+   * for the rest, those the last run registered. A task that cannot be rendered so is left out.
+   */
+  private async readAhead(tasks: Task<Module>[], from: number): Promise<void> {
+    this.session.readAheadSent = true;
+    const guesses = { ...this.run.state.registered(this.run.playbook.file, this.host), ...this.session.registered };
+    const upcoming = [...tasks.slice(from), ...this.run.laterPlays(this.index, this.session).flatMap((p) => p.tasks.filter((t) => this.run.selectedByTags(t)))];
+    const probes = upcoming.flatMap((task) => {
+      try {
+        return [this.prepare(task, guesses, false).probe].filter((p) => p !== undefined);
+      } catch {
+        return [];
+      }
+    });
+    const read = await readProbes(this.session.io, probes, { facts: true, purpose: `the checks of play "${this.play.name}" and, read ahead, of the plays after it` });
+    if (read.facts && !sameFacts(this.session.facts, read.facts)) this.setFacts(read.facts);
+    else this.run.setReadAhead(this.host, read.outputs);
+  }
+
+  /**
+   * The act step: the commands of one task's changes, then the probes of the later tasks of its
+   * batch (the act may have changed their state), in one round trip.
+   */
+  private async act(p: Prepared, decision: Decision, later: Prepared[]): Promise<{ output: string; outputs: ProbeOutput[] }> {
+    this.run.dropReadAhead();
+    const commands = decision.changes.flatMap((c) => c.commands);
+    const timeoutOf = (c: { timeoutMs?: number }) => c.timeoutMs ?? DEFAULT_ACT_TIMEOUT_MS;
+    const read = await readProbes(this.session.io, later.map((q) => q.probe!), {
+      facts: false,
+      before: commands.map((c) => ({ script: c.script, stopOnFailure: true, timeoutSeconds: Math.ceil(timeoutOf(c) / 1000) })),
+      timeoutMs: PROBE_TIMEOUT_MS + commands.reduce((sum, c) => sum + timeoutOf(c) + 5_000, 0),
+      purpose: `the changes of task "${p.name}"`,
+    });
+    const failed = read.before.findIndex((r) => r.code !== 0);
+    if (failed >= 0) {
+      const c = commands[failed]!;
+      const r = read.before[failed]!;
+      const why =
+        r.code === TIMED_OUT
+          ? `a command of the task timed out after ${Math.ceil(timeoutOf(c) / 1000)} s and was killed`
+          : `a command of the task failed (exit ${r.code})`;
+      throw new HostFailure(this.failure(p, new TaskFailure(why, { command: c.display ?? c.script, code: r.code, stderr: r.stderr })));
+    }
+    return { output: read.before.map((r) => r.stdout).join(""), outputs: later.map((q) => read.outputs.get(probeKey(q.probe!))!) };
+  }
+
+  private async learnFacts(): Promise<void> {
+    const [result] = await this.session.io.run([{ script: FACTS_SCRIPT }], { timeoutMs: PROBE_TIMEOUT_MS, purpose: "the host's facts" });
+    this.setFacts(parseFacts(result!.stdout));
+  }
+
+  private setFacts(facts: NonNullable<HostSession["facts"]>): void {
+    this.session.facts = facts;
+    this.run.state.setFacts(this.host, this.session.target.address, facts);
+  }
+
+  /** A task rendered with this host's variables (and `registered`); a bad task fails the host unless only reading ahead. */
+  private prepare(task: Task<Module>, registered = this.session.registered, failHost = true): Prepared {
+    const vars = { ...this.run.options.variables(this.session.target, this.session.facts, this.run.results), ...registered };
+    const context: ModuleContext = { playbookDir: this.run.playbook.dir, render: (text, where) => render(text, vars, where) };
+    try {
+      return prepareTask(task, vars, context);
+    } catch (e) {
+      if (!failHost) throw e;
+      throw new HostFailure(this.failure({ task, name: task.name }, e));
+    }
+  }
+
+  private decide(p: Prepared): Decision {
+    const vars = { ...this.run.options.variables(this.session.target, this.session.facts, this.run.results), ...this.session.registered };
+    const context: ModuleContext = { playbookDir: this.run.playbook.dir, render: (text, where) => render(text, vars, where) };
+    try {
+      return p.task.module.decide(p.args, p.output!, context);
+    } catch (e) {
+      throw new HostFailure(this.failure(p, e));
+    }
+  }
+
+  /**
+   * In a diff of a file whose wanted content holds a secret, the removed lines are masked whole:
+   * the redactor masks the current secret wherever it appears, but an old one (before a rotation,
+   * or changed by hand) it cannot recognise.
+   */
+  private maskRemovedLines(p: Prepared, changes: Change[]): Change[] {
+    if (!changes.some((c) => c.diff) || !this.secretsSeen.mentionsSecret(p.args)) return changes;
+    const mask = (diff: string) => diff.replace(/^-(?!--)(.*)$/gm, (_line, text: string) => (text ? `-${MASK}` : "-"));
+    return changes.map((c) => (c.diff ? { ...c, diff: mask(c.diff) } : c));
+  }
+
+  private register(task: Task<Module>, value: Record<string, unknown>): void {
+    if (task.register) this.session.registered[task.register] = value;
+  }
+
+  private failure(p: Pick<Prepared, "task" | "name"> | undefined, e: unknown): Extract<RunEvent, { type: "failure" }> {
+    return failureEvent(this.host, this.play.name, p, e);
+  }
+}

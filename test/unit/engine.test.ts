@@ -1,0 +1,316 @@
+/**
+ * The engine against a fake host (HostIO): where batches break, the re-read after an act, handlers
+ * that survive a failed run, --limit and --tags with read-only plays, a stop from the safety gate,
+ * and reading ahead (a converged run in one round trip; a wrong guess falls back, never skips a
+ * change). The fake host is a key-value store that runs a tiny script language; the modules here
+ * speak it, so the engine's own logic is what is tested.
+ */
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { z } from "zod";
+import { PgprovError } from "../../src/common/errors.js";
+import type { Section, SectionResult } from "../../src/engine/batch.js";
+import { noChange } from "../../src/engine/change.js";
+import type { RunEvent } from "../../src/engine/events.js";
+import { FACTS_SCRIPT } from "../../src/engine/facts.js";
+import type { HostIO } from "../../src/engine/host-io.js";
+import type { Module, ProbeReader } from "../../src/engine/module.js";
+import { runPlaybook, type RunOptions } from "../../src/engine/run.js";
+import type { Target } from "../../src/engine/targets.js";
+import { loadPlaybook } from "../../src/playbook/playbook.js";
+
+/** A host: keys and values, and every batch it was sent (one per round trip). */
+class FakeHost implements HostIO {
+  batches: Section[][] = [];
+  constructor(readonly values: Record<string, string> = {}) {}
+
+  get roundTrips(): number {
+    return this.batches.length;
+  }
+
+  async run(sections: Section[]): Promise<SectionResult[]> {
+    this.batches.push(sections);
+    const results: SectionResult[] = [];
+    let stopped = false;
+    for (const section of sections) {
+      if (stopped) {
+        results.push({ ran: false, code: -1, stdout: "", stderr: "" });
+        continue;
+      }
+      const r = this.section(section.script);
+      results.push({ ran: true, ...r });
+      if (r.code !== 0 && section.stopOnFailure) stopped = true;
+    }
+    return results;
+  }
+
+  /** `get K...` prints K=V lines; `set K V` sets; `fail` fails; the facts script prints facts. */
+  private section(script: string): Omit<SectionResult, "ran"> {
+    if (script === FACTS_SCRIPT) return { code: 0, stderr: "", stdout: "os_id=debian\nos_version=12\nos_codename=bookworm\narch=amd64\nhostname=h\ncpus=2\nmemory_mb=1024\n" };
+    let stdout = "";
+    for (const line of script.split("\n")) {
+      const [verb, ...rest] = line.split(" ");
+      if (verb === "get") for (const k of rest) stdout += `${k}=${this.values[k] ?? ""}\n`;
+      else if (verb === "set") this.values[rest[0]!] = rest.slice(1).join(" ");
+      else if (verb === "fail") return { code: 3, stdout, stderr: "it failed" };
+    }
+    return { code: 0, stdout, stderr: "" };
+  }
+
+  /** The scripts of every section sent, batch by batch. */
+  scripts(): string[][] {
+    return this.batches.map((b) => b.map((s) => s.script));
+  }
+}
+
+const kvArgs = z.strictObject({ key: z.string(), value: z.string() });
+
+/** key = value; reads with a shell probe of its own. */
+const kv: Module<z.output<typeof kvArgs>, string> = {
+  name: "kv",
+  args: kvArgs,
+  probe: (args) => `get ${args.key}`,
+  decide(args, state) {
+    const now = state.stdout.trim().split("=")[1] ?? "";
+    if (now === args.value) return noChange(`${args.key} is ${now}`, now);
+    return { changes: [{ action: "update", summary: `${args.key}: ${now} -> ${args.value}`, commands: [{ script: `set ${args.key} ${args.value}` }] }], value: now };
+  },
+};
+
+/** Reads many keys with one `get`. */
+const keysReader: ProbeReader<string> = {
+  name: "keys",
+  script: (keys) => `get ${keys.join(" ")}`,
+  split: (output, keys) => keys.map((_k, n) => ({ ...output, stdout: `${output.stdout.split("\n")[n]}\n` })),
+};
+const kvShared: Module<z.output<typeof kvArgs>, string> = { ...kv, name: "kv_shared", probe: (args) => ({ reader: keysReader, item: args.key }) };
+
+/** Reads a key, changes nothing. */
+const read: Module<{ key: string }, string> = {
+  name: "read",
+  readOnly: true,
+  args: z.strictObject({ key: z.string() }),
+  probe: (args) => `get ${args.key}`,
+  decide: (_args, state) => noChange("read", state.stdout.trim().split("=")[1] ?? ""),
+};
+
+/** Always changes: runs its script (`fail` fails). */
+const run: Module<{ script: string }> = {
+  name: "run",
+  args: z.strictObject({ script: z.string() }),
+  probe: () => "get never",
+  decide: (args) => ({ changes: [{ action: "run", summary: args.script, commands: [{ script: args.script }] }] }),
+};
+
+const modules = { kv, kv_shared: kvShared, read, run };
+
+interface Setup {
+  dir: string;
+  hosts: Record<string, FakeHost>;
+  events: RunEvent[];
+  run(options?: Partial<RunOptions>): ReturnType<typeof runPlaybook>;
+}
+
+/** A playbook (YAML) over fake hosts h1 (group "first") and h2; runs of one directory share a state file. */
+function setup(yaml: string, hosts: Record<string, FakeHost> = { h1: new FakeHost(), h2: new FakeHost() }, dir = mkdtempSync(join(tmpdir(), "pgprov-engine-"))): Setup {
+  const file = join(dir, `playbook.yml`);
+  writeFileSync(file, yaml);
+  const targets: Target[] = Object.keys(hosts).map((name, i) => ({ name, address: `10.0.0.${i + 1}`, groups: i === 0 ? ["first"] : [] }));
+  const playbook = loadPlaybook<Module>(file, { modules, hostNames: Object.keys(hosts), groups: ["first"], variables: ["host"], factKeys: [] });
+  const events: RunEvent[] = [];
+  return {
+    dir,
+    hosts,
+    events,
+    run: (options = {}) => {
+      events.length = 0;
+      return runPlaybook(playbook, {
+        inventoryFile: join(dir, "inventory.yml"),
+        targets,
+        reached: targets.map((t) => ({ name: t.name, io: hosts[t.name]! })),
+        variables: (t) => ({ host: { name: t.name } }),
+        statePath: join(dir, "state.json"),
+        emit: (e) => events.push(e),
+        ...options,
+      });
+    },
+  };
+}
+
+/** A play of reads on every host, then a play that changes. */
+const READ_THEN_CHANGE = `
+- name: reads
+  hosts: all
+  tasks:
+    - { name: read a, read: { key: a } }
+- name: changes
+  hosts: all
+  tasks:
+    - { name: tagged, kv: { key: t, value: "1" }, tags: [t] }
+    - { name: untagged, kv: { key: u, value: "1" } }
+`;
+
+const taskEvents = (events: RunEvent[]) => events.flatMap((e) => (e.type === "task" ? [`${e.host} ${e.task} ${e.status}`] : []));
+
+describe("engine on a fake host", () => {
+  it("issue 9 item 5: a task that reads a value registered in its own play waits for it (a batch break)", async () => {
+    const s = setup(`
+- name: p
+  hosts: all
+  tasks:
+    - { name: a, read: { key: a }, register: got }
+    - { name: b, kv: { key: b, value: "{{ got.stdout }}" } }
+    - { name: c, kv: { key: c, value: "1" } }
+`);
+    s.hosts.h1!.values.a = "x";
+    await s.run({ check: true });
+    // facts, then a (with c read ahead; b cannot be rendered yet), then b (and c, rendered with it).
+    expect(s.hosts.h1!.scripts()).toEqual([[FACTS_SCRIPT], [FACTS_SCRIPT, "get a", "get c"], [FACTS_SCRIPT, "get b"]]);
+    expect(taskEvents(s.events).filter((e) => e.startsWith("h1"))).toEqual(["h1 a ok", "h1 b changed", "h1 c changed"]);
+  });
+
+  it("issue 9 item 5: an act's round trip re-reads the rest of its batch, which is decided on what it reads then", async () => {
+    const s = setup(`
+- name: p
+  hosts: first
+  tasks:
+    - { name: set k, kv: { key: k, value: "1" } }
+    - { name: k is 1, kv: { key: k, value: "1" } }
+`);
+    const summary = await s.run();
+    expect(summary.failed).toBe(false);
+    const h1 = s.hosts.h1!.scripts();
+    expect(h1.at(-1)).toEqual(["set k 1", "get k"]);
+    // Decided on the stale read, the second task would have set k again.
+    expect(taskEvents(s.events)).toEqual(["h1 set k changed", "h1 k is 1 ok"]);
+  });
+
+  it("issue 9 item 5: a handler notified before a run failed runs in the next run", async () => {
+    const play = (second: string) => `
+- name: p
+  hosts: first
+  tasks:
+    - { name: change, kv: { key: k, value: "1" }, notify: h }
+    - { name: second, ${second} }
+  handlers:
+    - { name: h, kv: { key: handled, value: "yes" } }
+`;
+    const failing = setup(play(`run: { script: fail }`));
+    const summary = await failing.run();
+    expect(summary.failed).toBe(true);
+    expect(failing.hosts.h1!.values).toEqual({ k: "1" });
+    // The same hosts and state file, the failing task fixed: the handler runs, though nothing changes now.
+    const fixed = setup(play(`kv: { key: k, value: "1" }`), failing.hosts, failing.dir);
+    await fixed.run();
+    expect(taskEvents(fixed.events)).toEqual(["h1 change ok", "h1 second ok", "h1 h changed"]);
+    expect(fixed.hosts.h1!.values.handled).toBe("yes");
+    await fixed.run();
+    expect(taskEvents(fixed.events)).toEqual(["h1 change ok", "h1 second ok"]);
+  });
+
+  it("issue 9 item 5: --limit and --tags leave read-only plays whole", async () => {
+    const s = setup(READ_THEN_CHANGE);
+    await s.run({ limit: ["h2"], tags: ["t"] });
+    expect(taskEvents(s.events)).toEqual(["h1 read a ok", "h2 read a ok", "h2 tagged changed"]);
+    expect(s.hosts.h1!.values).toEqual({});
+    expect(s.hosts.h2!.values).toEqual({ t: "1" });
+  });
+
+  it("issue 9 item 5: a stop from the gate after a play changes nothing after it, on any host", async () => {
+    const s = setup(READ_THEN_CHANGE);
+    s.hosts.h2!.values.a = "writable";
+    const summary = await s.run({
+      afterPlay: (play, results) => {
+        // What the gate reads is typed by module: results.of(read) is a Map of host -> string.
+        const writable = [...results.of(read)].filter(([, v]) => v === "writable").map(([h]) => h);
+        if (writable.length) throw new PgprovError(`after ${play.name}: ${writable.join(", ")} is writable`);
+      },
+    });
+    expect(summary.failed).toBe(true);
+    expect(s.events.find((e) => e.type === "failure")).toMatchObject({ host: "cluster", play: "reads", message: "after reads: h2 is writable" });
+    expect([s.hosts.h1!.values, s.hosts.h2!.values]).toEqual([{}, { a: "writable" }]);
+    expect([...s.hosts.h1!.scripts(), ...s.hosts.h2!.scripts()].flat().filter((x) => x.startsWith("set"))).toEqual([]);
+  });
+
+  it("issue 9 item 1: a converged run reads every play in one round trip per host", async () => {
+    const s = setup(`
+- name: one
+  hosts: all
+  tasks:
+    - { name: read a, read: { key: a }, register: a }
+- name: two
+  hosts: all
+  tasks:
+    - { name: b from a, kv: { key: b, value: "{{ a.stdout }}" } }
+    - { name: c, kv_shared: { key: c, value: "1" } }
+    - { name: d, kv_shared: { key: d, value: "1" } }
+- name: three
+  hosts: first
+  tasks:
+    - { name: e, kv: { key: e, value: "1" } }
+`);
+    s.hosts.h1!.values.a = "x";
+    s.hosts.h2!.values.a = "y";
+    await s.run();
+    expect([s.hosts.h1!.values, s.hosts.h2!.values]).toEqual([
+      { a: "x", b: "x", c: "1", d: "1", e: "1" },
+      { a: "y", b: "y", c: "1", d: "1" },
+    ]);
+    s.hosts.h1!.batches = [];
+    s.hosts.h2!.batches = [];
+    const summary = await s.run();
+    expect(summary.changed).toBe(false);
+    expect([summary.hosts.h1!.commands, summary.hosts.h2!.commands]).toEqual([1, 1]);
+    // One batch: the facts, each shell probe, and one section for both shared probes.
+    expect(s.hosts.h1!.scripts()).toEqual([[FACTS_SCRIPT, "get a", "get b", "get e", "get c d"]]);
+  });
+
+  it("issue 9 item 1: a wrong guess is read again, and its change made", async () => {
+    const s = setup(`
+- name: one
+  hosts: first
+  tasks:
+    - { name: read name, read: { key: name }, register: name }
+- name: two
+  hosts: first
+  tasks:
+    - { name: the key named, kv: { key: "{{ name.stdout }}", value: "1" } }
+`);
+    s.hosts.h1!.values.name = "x";
+    await s.run();
+    expect(s.hosts.h1!.values.x).toBe("1");
+    // By hand: the name now says y. The guess (x) made the read-ahead probe `get x`.
+    s.hosts.h1!.values.name = "y";
+    s.hosts.h1!.batches = [];
+    const summary = await s.run();
+    expect(s.hosts.h1!.scripts()).toEqual([[FACTS_SCRIPT, "get name", "get x"], [FACTS_SCRIPT, "get y"], ["set y 1"]]);
+    expect(summary.hosts.h1!.changed).toBe(1);
+    expect(s.hosts.h1!.values.y).toBe("1");
+  });
+
+  it("issue 9 item 1: after any change, later plays are read again, on every host", async () => {
+    const s = setup(`
+- name: one
+  hosts: all
+  tasks:
+    - { name: set k on h1, kv: { key: k, value: "1" }, when: "{{ eq host.name 'h1' }}" }
+- name: two
+  hosts: all
+  tasks:
+    - { name: k, read: { key: k } }
+`);
+    s.hosts.h1!.values.k = "0";
+    s.hosts.h2!.values.k = "0";
+    await s.run();
+    s.hosts.h1!.values.k = "0";
+    s.hosts.h1!.batches = [];
+    s.hosts.h2!.batches = [];
+    const summary = await s.run();
+    expect(summary.results.of(read).get("h1")).toBe("1");
+    // h2 changed nothing itself, but it is read again after h1's change: the read ahead is dropped everywhere.
+    expect(s.hosts.h2!.scripts()).toEqual([[FACTS_SCRIPT, "get k"], [FACTS_SCRIPT, "get k"]]);
+  });
+});
+
