@@ -75,15 +75,7 @@ export async function applyCluster(inventory: Inventory, playbook: ClusterPlaybo
         return hostVariables(inventory, host, facts, { reclone, ...(id ? { primarySystemIdentifier: id } : {}) });
       },
       emit,
-      afterPlay: (play, results) => {
-        if (!play.tasks.some((t) => t.module === pgDataDirectory)) return;
-        // Fail closed: a host whose data directory was not read could be a second primary.
-        const read = results.of(pgDataDirectory);
-        const unread = members.filter((h) => !read.has(h.name));
-        if (unread.length) throw new PgprovError(`refusing to change anything: the data directory of ${unread.map((h) => h.name).join(", ")} could not be read`);
-        const assessment = assessCluster(inventory, new Map(members.map((h) => [h.name, read.get(h.name)])), reclone);
-        if (assessment.problems.length) throw new PgprovError(`refusing to change anything: ${assessment.problems.join("\n")}`);
-      },
+      afterPlay: safetyGate(inventory, members, reclone),
     });
     const replication = summary.results.of(pgReplication).get(inventory.primary.name);
     if (replication && !summary.failed) {
@@ -110,6 +102,22 @@ export async function applyCluster(inventory: Inventory, playbook: ClusterPlaybo
   } finally {
     if (!options.reached) closeAll(reached);
   }
+}
+
+/**
+ * After a play that reads data directories (pg_data_directory, whatever it registers), the rules
+ * of safety.ts on what every member's read: a refusal stops the run before the next play.
+ */
+export function safetyGate(inventory: Inventory, members: Host[], reclone: string[]): NonNullable<RunOptions["afterPlay"]> {
+  return (play, results) => {
+    if (!play.tasks.some((t) => t.module === pgDataDirectory)) return;
+    // Fail closed: a host whose data directory was not read could be a second primary.
+    const read = results.of(pgDataDirectory);
+    const unread = members.filter((h) => !read.has(h.name));
+    if (unread.length) throw new PgprovError(`refusing to change anything: the data directory of ${unread.map((h) => h.name).join(", ")} could not be read`);
+    const assessment = assessCluster(inventory, new Map(members.map((h) => [h.name, read.get(h.name)])), reclone);
+    if (assessment.problems.length) throw new PgprovError(`refusing to change anything: ${assessment.problems.join("\n")}`);
+  };
 }
 
 /**

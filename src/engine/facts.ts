@@ -23,7 +23,7 @@ export const FACTS_SCRIPT = [
   `echo "arch=$(dpkg --print-architecture 2>/dev/null || uname -m)"`,
   // Shell builtins where they do: the facts ride along in every batch.
   `read -r h < /proc/sys/kernel/hostname; echo "hostname=$h"; echo "cpus=$(nproc)"`,
-  `while read -r k v _; do [ "$k" = MemTotal: ] && echo "memory_mb=$((v / 1024))"; done < /proc/meminfo`,
+  `while read -r k v _; do case $k in MemTotal:) echo "memory_mb=$((v / 1024))" ;; esac; done < /proc/meminfo`,
 ].join("\n");
 
 export function parseFacts(stdout: string): Facts {

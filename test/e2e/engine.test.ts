@@ -10,7 +10,6 @@ import { type Lab, labDown, labExec, labUp } from "../lab/lab.js";
 import { events, inventoryCopy, pgprov, recapOf } from "./helpers.js";
 
 const SAMPLE = join(import.meta.dirname, "../fixtures/sample-playbook.yml");
-const PLAYS_IN_SAMPLE = 3;
 
 let lab: Lab;
 let inventory: string;
@@ -65,14 +64,16 @@ describe("engine", () => {
     expect((await labExec(lab.hosts[1]!, "systemctl is-active cron")).stdout).toBe("active\n");
   });
 
-  it("reruns with nothing changed, in one round trip per host per play, with or without --forks", async () => {
+  it("issue 9 item 1: reruns with nothing changed, in one round trip per host, with or without --forks", async () => {
     for (const forks of [[], ["--forks", "1"]]) {
       const r = await pgprov(["apply", inventory, "--playbook", SAMPLE, "--json", ...forks]);
       expect(r.code).toBe(0);
       const recap = recapOf(r);
       for (const host of ["pg1", "pg2"]) {
         expect(recap[host]).toMatchObject({ changed: 0, failed: 0 });
-        expect(recap[host]!.commands).toBeLessThanOrEqual(PLAYS_IN_SAMPLE);
+        // Every play read ahead in the first round trip, the third play's template rendered with
+        // the value the last run registered (and found the same).
+        expect(recap[host]!.commands).toBeLessThanOrEqual(1);
       }
     }
   });

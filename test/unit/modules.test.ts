@@ -1,11 +1,12 @@
 import { describe, expect, it } from "vitest";
 import { aptArgs, aptModule } from "../../src/modules/apt.js";
 import { command, commandArgs } from "../../src/modules/command.js";
-import { file, fileArgs, sha256 } from "../../src/modules/file.js";
+import { file, fileArgs, fileReader, sha256 } from "../../src/modules/file.js";
 import type { Command, Decision } from "../../src/engine/change.js";
 import type { ModuleContext, ProbeOutput } from "../../src/engine/module.js";
 import { TaskFailure } from "../../src/engine/module.js";
-import { service, serviceArgs } from "../../src/modules/service.js";
+import { service, serviceArgs, unitReader } from "../../src/modules/service.js";
+import { psql, rowsOf } from "../../src/postgres/psql.js";
 
 const script = (c: Command | undefined): string => c?.script ?? "";
 /** Every command of a decision, in order: what apply runs. */
@@ -110,5 +111,46 @@ describe("command", () => {
     expect(command.probe(args, context)).toBe("hostname");
     expect(command.decide(args, out("pg1\n"), context)).toMatchObject({ changes: [], value: "pg1\n" });
     expect(() => command.decide(args, out("", 2, "boom"), context)).toThrow(TaskFailure);
+  });
+});
+
+describe("issue 9 item 2: one process per batch, each task its own part", () => {
+  it("reads every file of a batch with one stat and one sha256sum, and splits them apart", () => {
+    const items = [
+      { path: "/etc/d", want: "" },
+      { path: "/etc/a.conf", want: sha256("x") },
+      { path: "/etc/missing", want: sha256("y") },
+    ];
+    const script = fileReader.script(items);
+    expect(script.match(/\bstat -L --printf/g)).toHaveLength(1);
+    expect(script.match(/\bsha256sum\b/g)).toHaveLength(1);
+    const printed = `e 0\ne 1\n@stat\ndirectory\troot\troot\t755\nregular file\troot\tpostgres\t640\n@sha\nh 1 ${sha256("x")}\n`;
+    const [d, a, missing] = fileReader.split(out(printed), items);
+    expect(d!.stdout).toBe("type=directory\nowner=root\ngroup=root\nmode=755\n");
+    expect(file.decide(fileArgs.parse({ path: "/etc/a.conf", content: "x", group: "postgres", mode: "0640" }), a!, context).changes).toEqual([]);
+    expect(missing!.stdout).toBe("type=absent\n");
+    // A file that came or went between the tests and stat: the task fails, it does not guess.
+    const [broken] = fileReader.split(out("e 0\ne 1\n@stat\ndirectory\troot\troot\t755\n@sha\n"), items);
+    expect(() => file.decide(fileArgs.parse({ path: "/etc/d", state: "directory" }), broken!, context)).toThrow(/changed while they were read/);
+  });
+
+  it("reads every unit of a batch with one systemctl show", () => {
+    expect(unitReader.script(["cron", "postgresql@15-main"])).toBe(
+      "systemctl show -p LoadState -p ActiveState -p UnitFileState -p NeedDaemonReload -- cron postgresql@15-main",
+    );
+    const [cron, pg] = unitReader.split(out("LoadState=loaded\nActiveState=active\n\nLoadState=not-found\nActiveState=inactive\n"), ["cron", "pg"]);
+    expect([cron!.stdout, pg!.stdout]).toEqual(["LoadState=loaded\nActiveState=active\n", "LoadState=not-found\nActiveState=inactive\n"]);
+  });
+
+  it("reads every query of a batch with one psql, a row set each; a server that is down is a state", () => {
+    const sql = psql(5432);
+    const probe = sql.probe("select 1 as one");
+    const script = probe.reader.script(["select 1 as one", "select name from pg_settings"]);
+    expect(script.match(/"\$psql" -XAtq/g)).toHaveLength(1);
+    expect(script).toContain("select coalesce(json_agg(t), '[]') from (select 1 as one) t;");
+    const [one, settings] = probe.reader.split(out('@@0\n[{"one":1}]\n@@1\n[]\n@@end\n'), ["a", "b"]);
+    expect([rowsOf(one!), rowsOf(settings!)]).toEqual([{ rows: [{ one: 1 }] }, { rows: [] }]);
+    const [down] = probe.reader.split(out("", 2, "psql: error: connection to server on socket \"/var/run/postgresql/.s.PGSQL.5432\" failed: No such file or directory\n"), ["a"]);
+    expect(rowsOf(down!)).toEqual({ error: 'psql: error: connection to server on socket "/var/run/postgresql/.s.PGSQL.5432" failed: No such file or directory' });
   });
 });
