@@ -7,6 +7,10 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { hostVariables } from "../../src/engine/variables.js";
 import { ensureReplicationPassword, loadInventory } from "../../src/inventory/inventory.js";
+import { file, fileArgs } from "../../src/modules/file.js";
+import { type Command, type ModuleContext, type ProbeOutput, TaskFailure } from "../../src/modules/module.js";
+import { restartArgs } from "../../src/modules/pg/restart.js";
+import { serviceArgs } from "../../src/modules/service.js";
 import { loadPlaybook } from "../../src/playbook/playbook.js";
 import { render } from "../../src/playbook/template.js";
 import { FACT_KEYS } from "../../src/engine/facts.js";
@@ -14,6 +18,9 @@ import { yamlFiles } from "./yaml-files.js";
 
 const HOSTS = `hosts:\n  pg1: { address: 10.0.0.11, role: primary }\n  pg2: { address: 10.0.0.12, role: standby }\n`;
 const inventories = yamlFiles("inventory", loadInventory);
+const script = (c: Command | undefined): string => (c && "script" in c ? c.script : "");
+const context: ModuleContext = { playbookDir: "/", render: (t) => t };
+const out = (stdout: string): ProbeOutput => ({ stdout, stderr: "", code: 0 });
 
 /**
  * postgresql.conf as PostgreSQL's own lexer (guc-file.l) reads it: `name [=] value` per line,
@@ -116,6 +123,65 @@ describe("issue 8: a registered value cannot shadow pgprov's variables", () => {
   it("refuses register: postgresql at its position", () => {
     expect(playbooks.problems(`- name: p\n  hosts: all\n  tasks:\n    - name: t\n      command: { cmd: id, changed_when: false }\n      register: postgresql\n`)).toEqual([
       `6:17: register: "postgresql" is one of pgprov's own variables (host, hosts, primary, standbys, facts, postgresql, replication, ssh_user, cluster); choose another name`,
+    ]);
+  });
+});
+
+describe("issue 8 item 5: the file module never follows a link it did not create", () => {
+  const dir = fileArgs.parse({ path: "/var/lib/postgresql/15/wal-archive", state: "directory", owner: "postgres", group: "postgres", mode: "0700" });
+  const conf = fileArgs.parse({ path: "/etc/postgresql/15/main/conf.d/pgprov.conf", content: "a = 1\n", owner: "postgres", mode: "0644" });
+
+  it("refuses a symlinked directory it did not create", () => {
+    const probe = out("type=symbolic link\nowner=postgres\ngroup=postgres\nmode=777\ntarget=/etc\n");
+    expect(() => file.decide(dir, probe, context)).toThrow(TaskFailure);
+    expect(() => file.decide(dir, probe, context)).toThrow(
+      "/var/lib/postgresql/15/wal-archive is a symbolic link to /etc (owned by postgres), which pgprov did not create: it never follows one. Remove the link (or point the task at its target), then rerun",
+    );
+    expect(() => file.decide(conf, probe, context)).toThrow(/is a symbolic link to \/etc/);
+  });
+
+  it("refuses a path that leads through a link someone other than root can change", () => {
+    const probe = out("unsafe=/etc/postgresql/15/main/conf.d is a symbolic link to /etc/cron.d (owned by postgres) in /etc/postgresql/15/main (owned by postgres)\n");
+    expect(() => file.decide(conf, probe, context)).toThrow(
+      "refusing /etc/postgresql/15/main/conf.d/pgprov.conf: /etc/postgresql/15/main/conf.d is a symbolic link to /etc/cron.d (owned by postgres) in /etc/postgresql/15/main (owned by postgres); pgprov follows only links that only root can change",
+    );
+  });
+
+  it("removes a link itself when the path should be absent", () => {
+    const absent = fileArgs.parse({ path: "/etc/x", state: "absent" });
+    const d = file.decide(absent, out("type=symbolic link\nowner=postgres\ntarget=/etc/shadow\n"), context);
+    expect(d.changes).toEqual([{ action: "delete", summary: "remove /etc/x (a symbolic link to /etc/shadow)" }]);
+  });
+
+  it("refuses a file with other hard links in a directory another user can change", () => {
+    const probe = out("type=regular file\nowner=root\ngroup=shadow\nmode=640\nsize=1\nlinks=2\ndir_uid=113\ndir_mode=41c0\nsha256=abc\n");
+    expect(() => file.decide(conf, probe, context)).toThrow(/has 2 hard links/);
+  });
+
+  it("acts on the path itself: checks again right before acting, never dereferences, never copies attributes by reference", () => {
+    const d = file.decide(dir, out("type=directory\nowner=root\ngroup=root\nmode=755\nuid=0\ngid=0\ninode=7\nlinks=2\ndir_uid=113\ndir_mode=41ed\n"), context);
+    const act = script(file.act(dir, d, context)[0]);
+    expect(act).toContain("pgprov_walk /var/lib/postgresql/15/wal-archive");
+    expect(act).toContain("chown -h postgres:postgres .");
+    expect(act).not.toMatch(/--reference|stat -L|mkdir -p \/var\/lib\/postgresql\/15\/wal-archive/);
+    const existing = file.decide(conf, out("type=regular file\nowner=root\ngroup=root\nmode=600\nuid=0\ngid=42\ninode=9\nlinks=1\ndir_uid=0\ndir_mode=41ed\nsha256=abc\n"), context);
+    const write = script(file.act(conf, existing, context)[0]);
+    expect(write).not.toContain("--reference");
+    expect(write).toContain("chown -h postgres:42 f");
+    expect(write).toContain("mv -fT f ../pgprov.conf");
+  });
+});
+
+describe("issue 8, the same class elsewhere: names and paths that reach a command", () => {
+  it("refuses unit names that systemctl would read as an option", () => {
+    expect(serviceArgs.safeParse({ name: "--root=/tmp", state: "started" }).success).toBe(false);
+    expect(restartArgs.safeParse({ service: "-H" }).success).toBe(false);
+    expect(serviceArgs.safeParse({ name: "postgresql@15-main", state: "started" }).success).toBe(true);
+  });
+  it("refuses a path with a line break, . or .., at load and after templating alike", () => {
+    for (const path of ["/etc/a\nb", "/var/lib/../../etc", "/etc//x", "/etc/x/"]) expect(fileArgs.safeParse({ path }).success).toBe(false);
+    expect(inventories.problems(`postgresql:\n  archive_directory: /var/lib/../../etc\n${HOSTS}`)).toEqual([
+      `2:22: postgresql.archive_directory: expected a path without //, . or .. in it, and no / at its end`,
     ]);
   });
 });
