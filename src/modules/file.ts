@@ -3,11 +3,20 @@
  * Content is written atomically (a temporary file in the same directory, then rename), so a
  * reader such as PostgreSQL never sees half a file. The content is compared by checksum on the
  * host and only fetched, for the diff, when it differs.
+ *
+ * It runs as root in directories other users own (postgres owns /var/lib/postgresql/15 and
+ * /etc/postgresql/15/main), so it never follows a symbolic link such a user could have planted:
+ * not at the path (refused; removed, for `absent`), not on the way to it (refused, unless root
+ * made the link where only root can change it, like /var/run -> /run). The act checks the way
+ * again right before acting and then works from inside the directory it checked (`cd`, then
+ * names relative to it), so a link swapped in between the check and the act is not followed
+ * either: ownership and mode are set on `.` or on a file in a private directory, never by name
+ * through a path a user can change.
  */
 import { createHash } from "node:crypto";
 import { createTwoFilesPatch } from "diff";
 import { z } from "zod";
-import { flag } from "./args.js";
+import { absolutePath, flag } from "./args.js";
 import { type Change, noChange } from "../engine/change.js";
 import { type Command, type Module, type ProbeOutput, TaskFailure } from "./module.js";
 import { heredocBase64, keyValues, shellQuote } from "./shell.js";
@@ -20,12 +29,15 @@ const mode = z
   .regex(/^0?[0-7]{3,4}$/, "expected an octal mode like '0640'")
   .transform((m) => m.padStart(4, "0"));
 
+/** A user or group: a name, or a number. */
+const account = z.string().regex(/^[A-Za-z0-9_][A-Za-z0-9_.-]*\$?$/, "a user or group name");
+
 export const fileArgs = z.strictObject({
-  path: z.string().regex(/^\/[^\0]*$/, "expected an absolute path"),
+  path: absolutePath,
   state: z.enum(["file", "directory", "absent"]).default("file"),
   content: z.string().optional(),
-  owner: z.string().min(1).optional(),
-  group: z.string().min(1).optional(),
+  owner: account.optional(),
+  group: account.optional(),
   mode: mode.optional(),
   /** false for files whose content must never be shown, even masked (keys, password files). */
   diff: flag.default(true),
@@ -33,10 +45,21 @@ export const fileArgs = z.strictObject({
 export type FileArgs = z.output<typeof fileArgs>;
 
 interface FileState {
-  type: "absent" | "regular file" | "regular empty file" | "directory" | string;
+  type: "absent" | "regular file" | "regular empty file" | "directory" | "symbolic link" | string;
   owner?: string;
   group?: string;
   mode?: string;
+  uid?: string;
+  gid?: string;
+  inode?: string;
+  links?: number;
+  /** Where a symbolic link at the path points. */
+  target?: string;
+  /** Why the path cannot be reached safely: a link on the way that a user could have planted. */
+  unsafe?: string;
+  /** The parent directory's owner (uid) and mode (hex, as stat's %f). */
+  dirUid?: string;
+  dirMode?: number;
   sha256?: string;
   /** Present only when the content differs from the wanted content and is small. */
   content?: Buffer;
@@ -45,52 +68,127 @@ interface FileState {
 interface FileDetail {
   writeContent: boolean;
   exists: boolean;
+  /** The file as the probe found it: what a rewrite keeps unless the task says otherwise. */
+  current?: { uid?: string; gid?: string; mode?: string; inode?: string };
 }
 
 export function sha256(content: string): string {
   return createHash("sha256").update(content).digest("hex");
 }
 
+/**
+ * The walk every probe and act of this module starts with: from /, each directory on the way to
+ * the path. A symbolic link on the way is followed only when root owns it and the directory that
+ * holds it, and no one else may write there; any other stops the walk (pgprov_unsafe says why).
+ * Sets pgprov_dir to the real path of the path's directory, or pgprov_missing to the first
+ * directory on the way that does not exist yet.
+ */
+const WALK = String.raw`pgprov_walk() {
+  pgprov_dir=/ pgprov_rest=\${1#/} pgprov_hops=0 pgprov_missing= pgprov_unsafe=
+  while :; do
+    case $pgprov_rest in */*) ;; *) return 0 ;; esac
+    pgprov_c=\${pgprov_rest%%/*} pgprov_rest=\${pgprov_rest#*/}
+    case $pgprov_c in
+      ''|.) continue ;;
+      ..) pgprov_dir=\${pgprov_dir%/*} pgprov_dir=\${pgprov_dir:-/}; continue ;;
+    esac
+    pgprov_next=\${pgprov_dir%/}/$pgprov_c
+    if [ -L "$pgprov_next" ]; then
+      set -- $(stat -c '%u %U %f' -- "$pgprov_next" "$pgprov_dir")
+      if [ "$1" != 0 ] || [ "$4" != 0 ] || [ $((0x$6 & 0x12)) != 0 ]; then
+        pgprov_unsafe="$pgprov_next is a symbolic link to $(readlink -- "$pgprov_next") (owned by $2) in $pgprov_dir (owned by $5$([ $((0x$6 & 0x12)) = 0 ] || echo ', writable by others'))"
+        return 1
+      fi
+      pgprov_hops=$((pgprov_hops + 1))
+      if [ $pgprov_hops -gt 40 ]; then pgprov_unsafe="$pgprov_next: too many levels of symbolic links"; return 1; fi
+      pgprov_t=$(readlink -- "$pgprov_next")
+      case $pgprov_t in /*) pgprov_dir=/ ;; esac
+      pgprov_rest=$pgprov_t/$pgprov_rest
+      continue
+    fi
+    if [ ! -d "$pgprov_next" ]; then pgprov_missing=$pgprov_next; return 0; fi
+    pgprov_dir=$pgprov_next
+  done
+}`.replace(/\\\$/g, "$");
+
+/** Into the directory the walk found, and check that it is still that directory (a `cd` follows links). */
+const ENTER_DIRECTORY = `cd -P -- "$pgprov_dir" && [ "$(pwd -P)" = "$pgprov_dir" ]`;
+
 export const file: Module<FileArgs, FileDetail> = {
   name: "file",
   args: fileArgs,
 
   probe(args) {
-    const p = shellQuote(args.path);
+    const name = shellQuote(`./${basenameOf(args.path)}`);
     const want = args.content !== undefined ? sha256(args.content) : "";
+    // dd's nofollow: a link swapped in after the checks is not read through.
+    const read = `dd if=${name} iflag=nofollow,nonblock status=none`;
     return [
-      `if [ -e ${p} ]; then`,
-      `  stat -L --printf 'type=%F\nowner=%U\ngroup=%G\nmode=%a\nsize=%s\n' ${p}`,
-      `  if [ -f ${p} ]; then s=$(sha256sum < ${p}); s=\${s%% *}; echo "sha256=$s"`,
-      `    if [ "$s" != "${want}" ] && [ $(stat -L -c %s ${p}) -le ${DIFF_LIMIT_BYTES} ]; then echo "content=$(base64 -w0 < ${p})"; fi`,
-      `  fi`,
-      `else echo type=absent; fi`,
+      WALK,
+      `NL='
+'`,
+      `pgprov_state() {`,
+      `  pgprov_walk ${shellQuote(args.path)} || { echo "unsafe=$pgprov_unsafe"; return; }`,
+      `  if [ -n "$pgprov_missing" ]; then echo type=absent; return; fi`,
+      `  ${ENTER_DIRECTORY} || { echo "unsafe=$pgprov_dir changed while pgprov read it"; return; }`,
+      `  if [ -L ${name} ]; then stat --printf 'type=symbolic link\\nowner=%U\\n' -- ${name}; echo "target=$(readlink -- ${name})"; return; fi`,
+      `  [ -e ${name} ] || { echo type=absent; return; }`,
+      `  s=$(stat --printf 'type=%F\\nowner=%U\\ngroup=%G\\nmode=%a\\nuid=%u\\ngid=%g\\ninode=%i\\nlinks=%h\\nsize=%s' -- ${name}) && echo "$s"`,
+      `  [ -f ${name} ] || return 0`,
+      // Who may change the directory matters only for a file with more than one name.
+      `  case $s in *"\${NL}links=1\${NL}"*) ;; *) stat --printf 'dir_uid=%u\\ndir_mode=%f\\n' . ;; esac`,
+      `  h=$(${read} | sha256sum); h=\${h%% *}; echo "sha256=$h"`,
+      `  if [ "$h" != "${want}" ] && [ "\${s##*size=}" -le ${DIFF_LIMIT_BYTES} ]; then echo "content=$(${read} | base64 -w0)"; fi`,
+      `}`,
+      `pgprov_state`,
     ].join("\n");
   },
 
   decide(args, state) {
     const current = parseFileState(state);
     const path = args.path;
+    if (current.unsafe !== undefined) {
+      throw new TaskFailure(`refusing ${path}: ${current.unsafe}; pgprov follows only links that only root can change`);
+    }
+    if (current.type === "symbolic link") {
+      const link = `a symbolic link to ${current.target ?? "?"}`;
+      if (args.state === "absent") return { changes: [{ action: "delete", summary: `remove ${path} (${link})` }], detail: { writeContent: false, exists: true } };
+      throw new TaskFailure(
+        `${path} is ${link} (owned by ${current.owner ?? "?"}), which pgprov did not create: it never follows one. Remove the link (or point the task at its target), then rerun`,
+      );
+    }
     const isFile = current.type === "regular file" || current.type === "regular empty file";
+    const rootOnlyDirectory = current.dirUid === "0" && ((current.dirMode ?? 0) & 0o22) === 0;
+    if (isFile && (current.links ?? 1) > 1 && !rootOnlyDirectory && args.state !== "absent") {
+      // Another name of the same file may be one pgprov must never change (/etc/shadow, say).
+      throw new TaskFailure(
+        `${path} has ${current.links} hard links, in a directory a user other than root can change: another of its names may be a file pgprov must not touch. Make it a file of its own, then rerun`,
+      );
+    }
+    const detail = (writeContent: boolean): FileDetail => ({
+      writeContent,
+      exists: current.type !== "absent",
+      current: { uid: current.uid, gid: current.gid, mode: current.mode, inode: current.inode },
+    });
 
     if (args.state === "absent") {
       if (current.type === "absent") return noChange(`${path} is absent`);
-      return { changes: [{ action: "delete", summary: `remove ${path} (${current.type})` }], detail: { writeContent: false, exists: true } };
+      return { changes: [{ action: "delete", summary: `remove ${path} (${current.type})` }], detail: detail(false) };
     }
     if (args.state === "directory") {
       if (current.type !== "absent" && current.type !== "directory") throw new TaskFailure(`${path} exists and is a ${current.type}, not a directory`);
       if (current.type === "absent") {
-        return { changes: [{ action: "create", summary: `create directory ${path}${attributeText(args)}` }], detail: { writeContent: false, exists: false } };
+        return { changes: [{ action: "create", summary: `create directory ${path}${attributeText(args)}` }], detail: detail(false) };
       }
       const changes = attributeChanges(args, current);
-      return changes.length ? { changes, detail: { writeContent: false, exists: true } } : noChange(`${path} is a directory${attributeText(args)}`);
+      return changes.length ? { changes, detail: detail(false) } : noChange(`${path} is a directory${attributeText(args)}`);
     }
 
     if (current.type !== "absent" && !isFile) throw new TaskFailure(`${path} exists and is a ${current.type}, not a regular file`);
     if (current.type === "absent") {
       const change: Change = { action: "create", summary: `create ${path}${attributeText(args)}` };
       if (args.diff && args.content !== undefined) change.diff = unifiedDiff(path, "", args.content);
-      return { changes: [change], detail: { writeContent: true, exists: false } };
+      return { changes: [change], detail: detail(true) };
     }
     const changes: Change[] = [];
     const contentDiffers = args.content !== undefined && current.sha256 !== sha256(args.content);
@@ -101,36 +199,80 @@ export const file: Module<FileArgs, FileDetail> = {
     }
     changes.push(...attributeChanges(args, current));
     if (changes.length === 0) return noChange(`${path} is as wanted`);
-    return { changes, detail: { writeContent: contentDiffers, exists: true } };
+    return { changes, detail: detail(contentDiffers) };
   },
 
   act(args, decision): Command[] {
-    const p = shellQuote(args.path);
     const detail = decision.detail!;
-    const owner = args.owner || args.group ? `${args.owner ?? ""}${args.group ? `:${args.group}` : ""}` : undefined;
+    const name = basenameOf(args.path);
+    const here = shellQuote(`./${name}`);
+    const refuse = (why: string) => `{ echo ${shellQuote(`refusing ${args.path}: ${why}`)} >&2; exit 1; }`;
+    // A rewrite keeps what the file had, unless the task says otherwise; a new file gets 0644 like umask 022.
+    const keep = detail.writeContent && detail.exists ? detail.current ?? {} : {};
+    const user = args.owner ?? keep.uid;
+    const group = args.group ?? keep.gid;
+    const fileMode = args.mode ?? (keep.mode ? keep.mode : detail.writeContent ? "0644" : undefined);
     const setAttributes = (target: string) =>
-      [owner ? `chown ${shellQuote(owner)} ${target}` : "", args.mode ? `chmod ${args.mode} ${target}` : ""].filter(Boolean).join("\n");
+      [user !== undefined || group !== undefined ? `chown -h ${shellQuote(`${user ?? ""}${group !== undefined ? `:${group}` : ""}`)} ${target}` : "", fileMode ? `chmod ${fileMode} ${target}` : ""]
+        .filter(Boolean)
+        .join("\n");
+    const walk = [
+      WALK,
+      `pgprov_walk ${shellQuote(args.path)} || { echo ${shellQuote(`refusing ${args.path}: `)}"$pgprov_unsafe; pgprov follows only links that only root can change" >&2; exit 1; }`,
+    ];
+    const enter = `${ENTER_DIRECTORY} || ${refuse("a directory on the way changed while pgprov was changing it")}`;
+    if (args.state !== "absent") {
+      // Directories on the way that do not exist yet are made by root; the walk then checks them too.
+      walk.push(`if [ -n "$pgprov_missing" ]; then mkdir -p -- ${shellQuote(dirnameOf(args.path))}; ${walk[1]}; fi`);
+    }
+    // A private directory (root's, mode 0700) beside the path: what happens inside it no one else can touch.
+    const privateDirectory = [
+      `pgprov_tmp=$(mktemp -d ./.pgprov.XXXXXX)`,
+      `cd -P -- "$pgprov_tmp" && [ "$(pwd -P)" = "\${pgprov_dir%/}/\${pgprov_tmp#./}" ] && [ "$(stat -c %u:%a .)" = 0:700 ] || ${refuse("its directory changed while pgprov was changing it")}`,
+      `trap 'rm -f f; cd .. && rmdir -- "$pgprov_tmp"' EXIT`,
+    ];
 
     if (args.state === "absent") {
-      // rmdir, not rm -r: removing a directory that still holds files is never what a rerun should do.
-      return [{ script: `if [ -d ${p} ] && [ ! -L ${p} ]; then rmdir ${p}; else rm -f ${p}; fi`, display: `remove ${args.path}` }];
+      return [
+        {
+          // rmdir, not rm -r: removing a directory that still holds files is never what a rerun should do.
+          script: [...walk, `[ -z "$pgprov_missing" ] || exit 0`, enter, `if [ -d ${here} ] && [ ! -L ${here} ]; then rmdir -- ${here}; else rm -f -- ${here}; fi`].join("\n"),
+          display: `remove ${args.path}`,
+        },
+      ];
     }
     if (args.state === "directory") {
-      return [{ script: [`mkdir -p ${p}`, setAttributes(p)].filter(Boolean).join("\n"), display: `mkdir -p ${args.path}` }];
+      const script = [
+        ...walk,
+        enter,
+        `[ -e ${here} ] || [ -L ${here} ] || mkdir -- ${here}`,
+        `[ -d ${here} ] && [ ! -L ${here} ] || ${refuse("it is not a directory (a symbolic link, or replaced since it was read)")}`,
+        `cd -P -- ${here} && [ "$(pwd -P)" = "\${pgprov_dir%/}/"${shellQuote(name)} ] || ${refuse("it changed while pgprov was changing it")}`,
+        setAttributes("."),
+      ];
+      return [{ script: script.filter(Boolean).join("\n"), display: `mkdir ${args.path}${attributeText(args)}` }];
     }
-    if (!detail.writeContent) return [{ script: setAttributes(p), display: setAttributes(args.path) }];
-
+    if (!detail.writeContent) {
+      // A second name for the file, in the private directory: its attributes are the file's, and
+      // no one can swap it for a link there.
+      const script = [
+        ...walk,
+        enter,
+        ...privateDirectory,
+        `ln -P -- ../${shellQuote(name)} f`,
+        `[ -f f ] && [ ! -L f ] && [ "$(stat -c %i f)" = ${shellQuote(detail.current?.inode ?? "")} ] || ${refuse("it changed since it was read (replaced, or now a symbolic link); rerun")}`,
+        setAttributes("f"),
+      ];
+      return [{ script: script.join("\n"), display: `set${attributeText(args)} on ${args.path}` }];
+    }
     const script = [
-      `tmp=$(mktemp ${shellQuote(dirnameOf(args.path))}/.pgprov.XXXXXX)`,
-      `trap 'rm -f "$tmp"' EXIT`,
-      args.content !== undefined ? heredocBase64(args.content, `"$tmp"`) : `: > "$tmp"`,
-      // Keep what the file had, unless the task says otherwise; a new file gets 0644 like umask
-      // 022. mktemp made it 0600: a wanted mode is set straight from there, never via 0644.
-      detail.exists ? `chown --reference=${p} "$tmp"` : "",
-      args.mode ? "" : detail.exists ? `chmod --reference=${p} "$tmp"` : `chmod 0644 "$tmp"`,
-      setAttributes(`"$tmp"`),
-      `mv -f "$tmp" ${p}`,
-    ].filter(Boolean);
+      ...walk,
+      enter,
+      ...privateDirectory,
+      args.content !== undefined ? heredocBase64(args.content, "f") : `: > f`,
+      setAttributes("f"),
+      `mv -fT f ../${shellQuote(name)}`,
+    ];
     return [{ script: script.join("\n"), display: `write ${args.path} (atomically: temporary file, then rename)` }];
   },
 };
@@ -142,6 +284,14 @@ export function parseFileState(state: ProbeOutput): FileState {
     owner: kv.owner,
     group: kv.group,
     mode: kv.mode?.padStart(4, "0"),
+    uid: kv.uid,
+    gid: kv.gid,
+    inode: kv.inode,
+    links: kv.links !== undefined ? Number(kv.links) : undefined,
+    target: kv.target,
+    unsafe: kv.unsafe,
+    dirUid: kv.dir_uid,
+    dirMode: kv.dir_mode !== undefined ? parseInt(kv.dir_mode, 16) : undefined,
     sha256: kv.sha256,
     content: kv.content !== undefined ? Buffer.from(kv.content, "base64") : undefined,
   };
@@ -162,6 +312,10 @@ function attributeText(args: FileArgs): string {
 
 function dirnameOf(path: string): string {
   return path.slice(0, path.lastIndexOf("/")) || "/";
+}
+
+function basenameOf(path: string): string {
+  return path.slice(path.lastIndexOf("/") + 1);
 }
 
 export function unifiedDiff(path: string, before: string, after: string): string {

@@ -6,6 +6,7 @@
 import { existsSync, readFileSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { z } from "zod";
+import { BUILTIN_VARIABLES } from "../engine/variables.js";
 import { FileError, type SourceProblem } from "../errors.js";
 import { MODULES } from "../modules/index.js";
 import type { Module } from "../modules/module.js";
@@ -126,7 +127,11 @@ export function loadPlaybook(file: string, scope: PlaybookScope): Playbook {
           problems.push(source.problem(notifyPath, `notify: no handler named "${name}" in this play${didYouMean(name, handlerNames)}`));
         }
       }
-      if (raw.register) registered.add(raw.register);
+      if (raw.register && (BUILTIN_VARIABLES as readonly string[]).includes(raw.register)) {
+        problems.push(
+          source.problem([...path, "register"], `register: "${raw.register}" is one of pgprov's own variables (${BUILTIN_VARIABLES.join(", ")}); choose another name`),
+        );
+      } else if (raw.register) registered.add(raw.register);
       return {
         name: raw.name,
         module,

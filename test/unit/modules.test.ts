@@ -54,7 +54,7 @@ describe("file", () => {
     expect(d.changes.map((c) => c.summary)).toEqual(["content of /etc/x.conf", "owner postgres -> root, mode 0644 -> 0640 of /etc/x.conf"]);
     expect(d.changes[0]!.diff).toMatch(/-b = 3\n\+b = 2/);
     const [cmd] = file.act(args, d, context);
-    expect(script(cmd)).toMatch(/mktemp .*\n[\s\S]*mv -f "\$tmp" \/etc\/x.conf$/);
+    expect(script(cmd)).toMatch(/mktemp -d .*\n[\s\S]*mv -fT f \.\.\/x\.conf$/);
     expect(script(cmd)).not.toContain(content); // content travels base64-encoded in a heredoc
   });
   it("refuses to replace a directory with a file", () => {

@@ -5,10 +5,11 @@
  */
 import { z } from "zod";
 import { noChange } from "../../engine/change.js";
+import { unitName } from "../args.js";
 import type { Module } from "../module.js";
 import { shellQuote } from "../shell.js";
 
-export const restartArgs = z.strictObject({ service: z.string().regex(/^[A-Za-z0-9@:._-]+$/, "a systemd unit name") });
+export const restartArgs = z.strictObject({ service: unitName });
 export type RestartArgs = z.output<typeof restartArgs>;
 
 export const pgRestartPending: Module<RestartArgs> = {
