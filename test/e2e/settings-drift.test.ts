@@ -6,7 +6,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type Lab, type LabHost, labDown, labExec, labUp } from "../lab/lab.js";
-import { eventually, inventoryCopy, pgprov, psql } from "./helpers.js";
+import { eventually, events, inventoryCopy, pgprov, psql } from "./helpers.js";
 
 let lab: Lab;
 let inventory: string;
@@ -102,5 +102,27 @@ describe("settings overridden where pgprov does not write them", () => {
     } finally {
       await labExec(pg1, `sed -i "s|^hba_file = .*|hba_file = '${CONF}/pg_hba.conf'|" ${CONF}/postgresql.conf && rm -f ${CONF}/other_hba.conf`);
     }
+  });
+
+  it("issue 8 item 15: a standby that does not stream is reported with what it says itself", async () => {
+    // pg2 cannot reach pg1 (pgprov reaches pg2 from the bridge): its WAL receiver cannot connect.
+    // Stopped first, so that pg1's WAL sender sees the connection end rather than time out.
+    await labExec(pg2, `systemctl stop postgresql@15-main && ip route add unreachable ${pg1.address}/32 && systemctl start postgresql@15-main`);
+    await eventually("pg1 to see pg2 gone", async () => !(await streams()), 60_000);
+    try {
+      const apply = await pgprov(["apply", inventory, "--json", "--streaming-timeout", "5"]);
+      expect(apply.code, apply.stdout + apply.stderr).toBe(1);
+      const failure = events(apply).find((e) => e.type === "failure" && e.host === "pg2");
+      expect(failure, apply.stdout).toBeDefined();
+      const message = (failure as { message: string }).message;
+      expect(message).toContain("pg2 does not stream from pg1");
+      expect(message).toContain("no WAL receiver");
+      expect(message).toContain(`primary_conninfo 'host=${pg1.address} port=5432`);
+      expect(message).toContain(`from ${CONF}/conf.d/pgprov.conf:`);
+      expect(message).toMatch(/could not connect to the primary server.*(No route to host|unreachable)/);
+    } finally {
+      await labExec(pg2, `ip route del unreachable ${pg1.address}/32`);
+    }
+    await eventually("pg2 to stream again", streams, 60_000);
   });
 });

@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { describeStandby } from "../../src/cluster/standby-report.js";
 import type { ModuleContext, ProbeOutput } from "../../src/modules/module.js";
 import { TaskFailure } from "../../src/modules/module.js";
 import { maskConninfoPassword, overridesArgs, pgSettingOverrides } from "../../src/modules/pg/overrides.js";
@@ -90,7 +91,21 @@ describe("pg_setting_overrides: settings of pgprov's file overridden elsewhere (
   });
 });
 
-describe("secrets in what is shown", () => {
+describe("a standby that does not stream, in its own words (issue 8 item 15)", () => {
+  it("issue 8 item 15: says it has no WAL receiver, where its primary_conninfo comes from, and its log's last error, with no password", () => {
+    const text = describeStandby(
+      { in_recovery: true, status: null, sender_host: null, primary_conninfo: "host=10.0.0.99 password=hunter22 user=r", sourcefile: "/var/lib/postgresql/15/main/postgresql.auto.conf", sourceline: 3 },
+      '2026-11-27 09:12:49.237 UTC [2620] FATAL:  could not connect to the primary server: connection to server at "10.0.0.99", port 5432 failed: No route to host\n',
+    );
+    expect(text).toBe(
+      "it has no WAL receiver (it cannot connect to its primary, or is not configured to); " +
+        "its primary_conninfo 'host=10.0.0.99 password=******** user=r' from /var/lib/postgresql/15/main/postgresql.auto.conf:3; " +
+        'the last error in its log: 2026-11-27 09:12:49.237 UTC [2620] FATAL:  could not connect to the primary server: connection to server at "10.0.0.99", port 5432 failed: No route to host',
+    );
+    expect(describeStandby({ in_recovery: false }, "")).toBe("it is not in recovery: it runs as a primary, not as a standby");
+    expect(describeStandby("connection refused", "")).toBe("its server cannot be queried (connection refused)");
+  });
+
   it("masks a password in a connection string however it is quoted", () => {
     expect(maskConninfoPassword("password=a user=b")).toBe("password=******** user=b");
     expect(maskConninfoPassword("user=b password = 'x y\\' z' host=h")).toBe("user=b password = ******** host=h");
