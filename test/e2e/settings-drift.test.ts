@@ -90,6 +90,18 @@ describe("settings overridden where pgprov does not write them", () => {
     expect((await pgprov(["apply", inventory, "--check"])).code).toBe(0);
   });
 
+  it("issue 8 item 15: a setting of pgprov's overridden on the server's command line (pg_ctl.conf) fails, naming it", async () => {
+    await labExec(pg1, `sed -i "s/^pg_ctl_options = .*/pg_ctl_options = '-o -cwork_mem=2MB'/" ${CONF}/pg_ctl.conf && systemctl restart postgresql@15-main`);
+    try {
+      expect((await psql(pg1, "show work_mem")).out).toBe("2MB");
+      const plan = await pgprov(["plan", inventory]);
+      expect(plan.code, plan.stdout + plan.stderr).toBe(1);
+      expect(plan.stdout + plan.stderr).toContain("work_mem = '2MB' on the server's command line");
+    } finally {
+      await labExec(pg1, `sed -i "s/^pg_ctl_options = .*/pg_ctl_options = ''/" ${CONF}/pg_ctl.conf && systemctl restart postgresql@15-main`);
+    }
+  });
+
   it("issue 8 item 15: hba_file pointed elsewhere in postgresql.conf does not take pgprov's pg_hba.conf out of use", async () => {
     await labExec(
       pg1,

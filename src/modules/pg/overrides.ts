@@ -67,7 +67,7 @@ export function overridesQuery(file: string): string {
     left join pg_settings s on s.name = p.name
     where p.sourcefile = ${f} and o.sourcefile <> ${f}), '[]'::jsonb) ||
   coalesce((select jsonb_agg(jsonb_build_object('name', s.name, 'sourcefile', null, 'sourceline', null,
-      'setting', s.setting, 'line', p.sourceline, 'context', s.context) order by s.name)
+      'setting', current_setting(s.name), 'line', p.sourceline, 'context', s.context) order by s.name)
     from pg_file_settings p join pg_settings s on s.name = p.name
     where p.sourcefile = ${f} and s.source = 'command line'), '[]'::jsonb) as overrides`;
 }
