@@ -90,9 +90,14 @@ export async function main(argv: string[]): Promise<number> {
     .command(
       "apply <inventory>",
       "make the hosts match the playbook: check every task, change only what differs",
-      (y) => withRunOptions(withConnectionOptions(y)).option("check", { type: "boolean", default: false, describe: "change nothing; report what would change (exit 2 when something would)" }),
+      (y) =>
+        withRunOptions(withConnectionOptions(y))
+          .option("check", { type: "boolean", default: false, describe: "change nothing; report what would change (exit 2 when something would)" })
+          .option("streaming-timeout", { type: "number", default: 120, describe: "seconds to wait for every standby to stream, after the playbook" }),
       async (args) => {
-        exitCode = await applyCommand(runArgs(args, args.check, args.diff));
+        const timeout = args["streaming-timeout"];
+        if (!(Number.isInteger(timeout) && timeout > 0)) throw new PgprovError("--streaming-timeout: expected a whole number of seconds above 0");
+        exitCode = await applyCommand({ ...runArgs(args, args.check, args.diff), streamingTimeoutMs: timeout * 1000 });
       },
     )
     .command(

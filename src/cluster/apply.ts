@@ -18,6 +18,7 @@ import { HostPostgres, type Row } from "../transport/postgres.js";
 import type { HostConnection } from "../transport/ssh.js";
 import type { DataDirectory } from "./data-directory.js";
 import { assessCluster } from "./safety.js";
+import { askStandby } from "./standby-report.js";
 
 /** The registers of the bundled playbook that apply's checks read. */
 const DATA_DIRECTORY = "pgprov_data_directory";
@@ -84,10 +85,13 @@ export async function applyCluster(inventory: Inventory, playbook: Playbook, opt
       for (const s of report) {
         if (s.state !== "streaming" && !options.check) {
           summary.failed = true;
+          // What the standby itself says shows the cause (a primary_conninfo elsewhere, a refused password...).
+          const standby = reached.find((r) => r.host.name === s.host);
+          const says = standby && "connection" in standby ? await askStandby(standby.connection, inventory.postgresql.port) : "it was not reached to ask why";
           emit({
             type: "failure",
             host: s.host,
-            message: `${s.host} does not stream from ${inventory.primary.name} (${s.state}) after waiting ${(options.streamingTimeoutMs ?? 120_000) / 1000} s; see its log: journalctl -u postgresql@*`,
+            message: `${s.host} does not stream from ${inventory.primary.name} (${s.state}) after waiting ${(options.streamingTimeoutMs ?? 120_000) / 1000} s: ${says}`,
           });
         }
       }

@@ -6,6 +6,7 @@ import type { Module } from "./module.js";
 import { service } from "./service.js";
 import { template } from "./template.js";
 import { pgControl, pgDataDirectory, pgReplication } from "./pg/read.js";
+import { pgSettingOverrides } from "./pg/overrides.js";
 import { pgRestartPending } from "./pg/restart.js";
 import { pgRole } from "./pg/role.js";
 import { pgSlots } from "./pg/slots.js";
@@ -21,6 +22,7 @@ export const MODULES: Readonly<Record<string, Module>> = {
   pg_slots: pgSlots,
   pg_standby: pgStandby,
   pg_restart_pending: pgRestartPending,
+  pg_setting_overrides: pgSettingOverrides,
   pg_data_directory: pgDataDirectory,
   pg_replication: pgReplication,
   pg_control: pgControl,
