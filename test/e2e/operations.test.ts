@@ -119,7 +119,7 @@ describe("day-2 operations", () => {
 
     const there = await pgprov(["switchover", inventory, "--to", "pg2"]);
     expect(there.code, there.stdout).toBe(0);
-    expect(there.stdout).toMatch(/stopped pg1 cleanly; its last WAL record, the shutdown checkpoint, is at [0-9A-F]+\/[0-9A-F]+/);
+    expect(there.stdout).toMatch(/stopped pg1 cleanly and marked it a standby \(standby.signal\); its last WAL record, the shutdown checkpoint, is at [0-9A-F]+\/[0-9A-F]+/);
     expect(there.stdout).toMatch(/promoted pg2; no server accepted writes for \d+\.\d\d s/);
     expect(await roles()).toEqual({ pg1: "standby", pg2: "primary", pg3: "standby" });
     expect(await liveRoles(["pg1", "pg2", "pg3"])).toEqual(await roles());
