@@ -18,6 +18,8 @@ export interface ApplyArgs {
   verbose: boolean;
   acceptNewHostKeys: boolean;
   reclone?: string[];
+  /** Bound on waiting for the standbys to stream, after the playbook. */
+  streamingTimeoutMs?: number;
 }
 
 /** Exit codes: 0 done (or nothing to change under --check), 1 failed, 2 changes pending under --check. */
@@ -39,6 +41,7 @@ export async function applyCommand(args: ApplyArgs): Promise<number> {
     ...(args.tags ? { tags: args.tags } : {}),
     ...(args.forks ? { forks: args.forks } : {}),
     ...(args.reclone ? { reclone: args.reclone } : {}),
+    ...(args.streamingTimeoutMs ? { streamingTimeoutMs: args.streamingTimeoutMs } : {}),
     acceptNewHostKeys: args.acceptNewHostKeys,
     emit: (e) => renderer.event(e),
   });

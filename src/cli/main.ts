@@ -26,9 +26,13 @@ export function withConnectionOptions<T>(y: Argv<T>) {
     .option("json", { type: "boolean", default: false, describe: "print one JSON object per line" });
 }
 
+/** The playbook a command runs: apply's, and the one that reconfigures the cluster after an operation. */
+function withPlaybookOption<T>(y: Argv<T>) {
+  return y.option("playbook", { type: "string", default: BUNDLED_PLAYBOOK, defaultDescription: "the bundled playbooks/cluster.yml", describe: "playbook file" });
+}
+
 function withRunOptions<T>(y: Argv<T>) {
-  return y
-    .option("playbook", { type: "string", default: BUNDLED_PLAYBOOK, defaultDescription: "the bundled playbooks/cluster.yml", describe: "playbook file" })
+  return withPlaybookOption(y)
     .option("diff", { type: "boolean", default: false, describe: "show the diff of every file that changes (secrets masked)" })
     .option("limit", { type: "string", describe: "only these hosts (comma-separated names)" })
     .option("tags", { type: "string", describe: "only tasks with one of these tags (comma-separated)" })
@@ -90,9 +94,14 @@ export async function main(argv: string[]): Promise<number> {
     .command(
       "apply <inventory>",
       "make the hosts match the playbook: check every task, change only what differs",
-      (y) => withRunOptions(withConnectionOptions(y)).option("check", { type: "boolean", default: false, describe: "change nothing; report what would change (exit 2 when something would)" }),
+      (y) =>
+        withRunOptions(withConnectionOptions(y))
+          .option("check", { type: "boolean", default: false, describe: "change nothing; report what would change (exit 2 when something would)" })
+          .option("streaming-timeout", { type: "number", default: 120, describe: "seconds to wait for every standby to stream, after the playbook" }),
       async (args) => {
-        exitCode = await applyCommand(runArgs(args, args.check, args.diff));
+        const timeout = args["streaming-timeout"];
+        if (!(Number.isInteger(timeout) && timeout > 0)) throw new PgprovError("--streaming-timeout: expected a whole number of seconds above 0");
+        exitCode = await applyCommand({ ...runArgs(args, args.check, args.diff), streamingTimeoutMs: timeout * 1000 });
       },
     )
     .command(
@@ -115,33 +124,33 @@ export async function main(argv: string[]): Promise<number> {
       "switchover <inventory>",
       "planned change of primary, losing no committed transaction; rewrites the inventory's roles",
       (y) =>
-        withConnectionOptions(y)
+        withPlaybookOption(withConnectionOptions(y))
           .option("to", { type: "string", demandOption: true, describe: "the standby to promote" })
-          .option("max-lag", { type: "number", default: 16 * 1024 * 1024, describe: "bytes of WAL the target may be behind when it starts" }),
+          .option("max-lag", { type: "string", default: "16MB", describe: "WAL the target may be behind when it starts: bytes, or with a unit (kB, MB, GB, TB)" }),
       async (args) => {
-        exitCode = await switchoverCommand({ inventory: args.inventory, to: args.to, maxLag: args["max-lag"], acceptNewHostKeys: args["accept-new-host-keys"] });
+        exitCode = await switchoverCommand({ inventory: args.inventory, playbook: args.playbook, to: args.to, maxLag: args["max-lag"], acceptNewHostKeys: args["accept-new-host-keys"] });
       },
     )
     .command(
       "failover <inventory>",
-      "the primary is gone: promote the standby with the most WAL (or --to), fence the old primary if reachable",
+      "the primary is proven down: promote the standby with the most WAL (or --to), fence the old primary if reachable",
       (y) =>
-        withConnectionOptions(y)
+        withPlaybookOption(withConnectionOptions(y))
           .option("to", { type: "string", describe: "the standby to promote (default: the one with the most WAL received)" })
-          .option("force", { type: "boolean", default: false, describe: "fail over even though the primary still runs (it is stopped and disabled)" }),
+          .option("force", { type: "boolean", default: false, describe: "fail over even though the primary is not proven down (where reachable, it is stopped and marked a standby)" }),
       async (args) => {
-        exitCode = await failoverCommand({ inventory: args.inventory, ...(args.to ? { to: args.to } : {}), force: args.force, acceptNewHostKeys: args["accept-new-host-keys"] });
+        exitCode = await failoverCommand({ inventory: args.inventory, playbook: args.playbook, ...(args.to ? { to: args.to } : {}), force: args.force, acceptNewHostKeys: args["accept-new-host-keys"] });
       },
     )
     .command(
       "rejoin <inventory> <host>",
       "bring a former primary back as a standby of the current primary (pg_rewind)",
       (y) =>
-        withConnectionOptions(y)
+        withPlaybookOption(withConnectionOptions(y))
           .positional("host", { type: "string", demandOption: true, describe: "the former primary" })
-          .option("reclone", { type: "boolean", default: false, describe: "when pg_rewind cannot work, replace its data with a clone" }),
+          .option("reclone", { type: "boolean", default: false, describe: "when pg_rewind cannot work, or its history parted from the primary's, replace its data with a clone" }),
       async (args) => {
-        exitCode = await rejoinCommand({ inventory: args.inventory, host: args.host, reclone: args.reclone, acceptNewHostKeys: args["accept-new-host-keys"] });
+        exitCode = await rejoinCommand({ inventory: args.inventory, playbook: args.playbook, host: args.host, reclone: args.reclone, acceptNewHostKeys: args["accept-new-host-keys"] });
       },
     )
     .demandCommand(1, "Name a command; see pgprov --help.")

@@ -4,27 +4,43 @@ import { rejoin } from "../cluster/rejoin.js";
 import { switchover } from "../cluster/switchover.js";
 import { type ClusterPlaybook, loadClusterPlaybook } from "../cluster/playbook.js";
 import { loadInventory, type Inventory } from "../inventory/inventory.js";
+import { PgprovError } from "../common/errors.js";
 import { PlainRenderer } from "../output/plain.js";
-import { BUNDLED_PLAYBOOK } from "./paths.js";
 
 interface Common {
   inventory: string;
+  /** The playbook that reconfigures the cluster after the operation (as apply's --playbook). */
+  playbook: string;
   acceptNewHostKeys: boolean;
+}
+
+/** PostgreSQL's memory units (multiples of 1024, spelt as PostgreSQL spells them). */
+const BYTE_UNITS: Record<string, number> = { B: 1, kB: 1024, MB: 1024 ** 2, GB: 1024 ** 3, TB: 1024 ** 4 };
+
+/** "16MB", "512kB", "2 GB", or a whole number of bytes; anything else is refused, naming `option`. */
+export function parseByteSize(text: string, option: string): number {
+  const m = /^\s*(\d+)\s*(B|kB|MB|GB|TB)?\s*$/.exec(text);
+  const bytes = m ? Number(m[1]) * BYTE_UNITS[m[2] ?? "B"]! : Number.NaN;
+  if (!Number.isSafeInteger(bytes)) {
+    throw new PgprovError(`${option}: expected a whole number of bytes, or one with a unit (kB, MB, GB, TB), such as 16MB; found "${text}"`);
+  }
+  return bytes;
 }
 
 function prepare(args: Common): { inventory: Inventory; playbook: ClusterPlaybook; log: (l: string) => void; renderer: PlainRenderer } {
   const inventory = loadInventory(args.inventory);
-  const playbook = loadClusterPlaybook(BUNDLED_PLAYBOOK, inventory);
+  const playbook = loadClusterPlaybook(args.playbook, inventory);
   const write = (text: string) => process.stdout.write(text);
   const renderer = new PlainRenderer({ diff: false, verbose: false, color: process.stdout.isTTY === true && !process.env.NO_COLOR, write });
   return { inventory, playbook, log: (l) => write(`${l}\n`), renderer };
 }
 
-export async function switchoverCommand(args: Common & { to: string; maxLag: number }): Promise<number> {
+export async function switchoverCommand(args: Common & { to: string; maxLag: string }): Promise<number> {
+  const maxLagBytes = parseByteSize(args.maxLag, "--max-lag");
   const { inventory, playbook, log, renderer } = prepare(args);
   const r = await switchover(inventory, playbook, {
     to: args.to,
-    maxLagBytes: args.maxLag,
+    maxLagBytes,
     catchUpTimeoutMs: 30_000,
     acceptNewHostKeys: args.acceptNewHostKeys,
     log,

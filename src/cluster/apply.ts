@@ -25,6 +25,7 @@ import type { ClusterEmit } from "./events.js";
 import { type ClusterPlaybook, targetOf } from "./playbook.js";
 import { assessCluster } from "./safety.js";
 import { hostVariables } from "./variables.js";
+import { askStandby } from "./standby-report.js";
 
 export interface ApplyOptions extends Pick<RunOptions, "check" | "limit" | "exclude" | "tags" | "forks"> {
   /** Connections a cluster operation already holds (with their locks); otherwise apply opens its own. */
@@ -89,10 +90,13 @@ export async function applyCluster(inventory: Inventory, playbook: ClusterPlaybo
       for (const s of report) {
         if (s.state !== "streaming" && !options.check) {
           summary.failed = true;
+          // What the standby itself says shows the cause (a primary_conninfo elsewhere, a refused password...).
+          const standby = reached.find((r) => r.host.name === s.host);
+          const says = standby && "connection" in standby ? await askStandby(standby.connection, inventory.postgresql.port) : "it was not reached to ask why";
           emit({
             type: "failure",
             host: s.host,
-            message: `${s.host} does not stream from ${inventory.primary.name} (${s.state}) after waiting ${(options.streamingTimeoutMs ?? 120_000) / 1000} s; see its log: journalctl -u postgresql@*`,
+            message: `${s.host} does not stream from ${inventory.primary.name} (${s.state}) after waiting ${(options.streamingTimeoutMs ?? 120_000) / 1000} s: ${says}`,
           });
         }
       }

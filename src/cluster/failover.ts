@@ -1,8 +1,9 @@
 /**
  * `pgprov failover [--to HOST]`: the primary is gone; the standby with the most WAL received
- * takes over. A primary that still runs is a switchover's business, so failover refuses unless
- * --force. A reachable old primary is fenced (stopped, its service disabled) so it cannot come
- * back writable after a reboot; an unreachable one is left out until `pgprov rejoin`.
+ * takes over. Only when the old primary is proven down (whyNotProvenDown): a primary that still
+ * runs, or that standbys still hear, is a switchover's business, so failover refuses unless
+ * --force. A reachable old primary is fenced (stopped, marked a standby) so it cannot come back
+ * writable after a reboot; an unreachable one is left out until `pgprov rejoin`.
  */
 import type { ClusterEmit as Emit } from "./events.js";
 import { PgprovError } from "../common/errors.js";
@@ -11,6 +12,7 @@ import type { Host, Inventory } from "../inventory/inventory.js";
 import type { ClusterPlaybook as Playbook } from "./playbook.js";
 import { ClusterOperation } from "./operations.js";
 import { reconfigure } from "./switchover.js";
+import { lsnValue } from "../common/lsn.js";
 
 export interface FailoverOptions {
   to?: string;
@@ -32,38 +34,66 @@ export async function failover(inventory: Inventory, playbook: Playbook, options
   const oldPrimary = inventory.primary;
   const op = await ClusterOperation.open(inventory, options);
   try {
-    // 1. Is the primary really gone?
-    const oldReachable = op.reachable(oldPrimary);
-    const oldState = oldReachable ? await op.trySql(oldPrimary, "select pg_is_in_recovery() as in_recovery") : undefined;
-    if (oldState?.[0]?.in_recovery === false && !options.force) {
-      throw new PgprovError(`${oldPrimary.name} is reachable and accepts writes: that calls for \`pgprov switchover\`, which loses nothing. Use --force to fail over anyway`);
-    }
+    // 1. Is the primary really gone? Its own host, where it can be reached, and every standby's
+    //    WAL receiver must agree; "cannot reach" alone is no proof.
+    const oldEvidence = await primaryEvidence(op, oldPrimary);
     op.step(
-      oldReachable
-        ? `${oldPrimary.name} is reachable; PostgreSQL ${oldState ? "runs there" : "does not answer there"}`
-        : `${oldPrimary.name} cannot be reached: ${op.unreachableReason(oldPrimary)}`,
+      oldEvidence.reachable
+        ? `${oldPrimary.name} is reachable; its postmaster ${oldEvidence.postmaster === "unknown" ? "could not be read" : oldEvidence.postmaster === "running" ? "runs" : "does not run"}; PostgreSQL ${oldEvidence.sql === "no answer" ? "does not answer SQL" : oldEvidence.sql === "writable" ? "accepts writes" : "is in recovery"}`
+        : `${oldPrimary.name} cannot be reached: ${oldEvidence.reason}`,
     );
 
-    // 2. The standby with the most WAL received, unless --to names one.
+    // 2. What each standby's WAL receiver hears, and how much WAL it has.
+    const receivers: ReceiverEvidence[] = [];
     const candidates: { host: Host; lsn: string; received: bigint }[] = [];
     for (const h of inventory.standbys) {
-      if (!op.reachable(h)) continue;
-      const [r] = (await op.trySql(h, "select pg_is_in_recovery() as in_recovery, coalesce(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn())::text as lsn")) ?? [];
-      if (r?.in_recovery !== true || !r.lsn) continue;
+      if (!op.reachable(h)) {
+        receivers.push({ standby: h.name, read: false, reason: op.unreachableReason(h) });
+        continue;
+      }
+      const result = await op.trySqlResult(h, STANDBY_QUERY);
+      const r = "rows" in result ? result.rows[0] : undefined;
+      if (!r) {
+        receivers.push({ standby: h.name, read: false, reason: "error" in result ? result.error : "no row" });
+        continue;
+      }
+      receivers.push({
+        standby: h.name,
+        read: true,
+        ...(r.status ? { status: String(r.status) } : {}),
+        ...(r.sender_host ? { senderHost: String(r.sender_host) } : {}),
+        ...(r.age !== null && r.age !== undefined ? { lastMessageAgeSeconds: Number(r.age) } : {}),
+        receiverTimeoutSeconds: Number(r.timeout_ms) / 1000,
+      });
+      if (r.in_recovery !== true || !r.lsn) continue;
       candidates.push({ host: h, lsn: String(r.lsn), received: lsnValue(String(r.lsn)) });
     }
+    const notDown = whyNotProvenDown(oldPrimary, oldEvidence, receivers, inventory.hosts);
+    if (notDown.reasons.length) {
+      const evidence = notDown.reasons.map((r) => `\n  - ${r}`).join("");
+      if (!options.force) {
+        throw new PgprovError(
+          `refusing to fail over: ${oldPrimary.name} is not proven down, and promoting a standby now could make a second writable primary:${evidence}` +
+            `${notDown.advice ? `\n${notDown.advice}` : ""}\nNothing was changed. --force fails over anyway (${oldPrimary.name} is stopped and marked a standby where it can be reached; where it cannot, make sure it is down yourself).`,
+        );
+      }
+      op.step(`--force: failing over although ${oldPrimary.name} is not proven down:${evidence}`);
+    }
+
     if (candidates.length === 0) throw new PgprovError("no standby can be promoted: none is reachable and in recovery");
     candidates.sort((a, b) => (b.received > a.received ? 1 : b.received < a.received ? -1 : 0));
     const chosen = options.to ? candidates.find((c) => c.host.name === options.to) : candidates[0];
     if (!chosen) throw new PgprovError(`--to ${options.to}: not a reachable standby in recovery (candidates: ${candidates.map((c) => c.host.name).join(", ")})`);
     op.step(`standbys by WAL received: ${candidates.map((c) => `${c.host.name} ${c.lsn}`).join(", ")}; promoting ${chosen.host.name}`);
 
-    // 3. Fence the old primary where it can be reached: stopped and disabled.
+    // 3. Fence the old primary where it can be reached: stopped, and marked a standby so that
+    //    however it starts again (a reboot) it comes back read-only.
     let oldLsn: string | undefined;
-    if (oldReachable) {
-      await op.stopServer(oldPrimary, true);
+    if (oldEvidence.reachable) {
+      await op.stopServer(oldPrimary);
+      await op.writeStandbySignal(oldPrimary);
       oldLsn = await op.checkpointLsn(oldPrimary);
-      op.step(`fenced ${oldPrimary.name}: PostgreSQL stopped and its service disabled; its WAL ends at ${oldLsn}`);
+      op.step(`fenced ${oldPrimary.name}: PostgreSQL stopped and marked a standby (standby.signal), so it comes back read-only; its WAL ends at ${oldLsn}`);
     }
 
     // 4. Promote.
@@ -86,8 +116,119 @@ export async function failover(inventory: Inventory, playbook: Playbook, options
   }
 }
 
-/** A pg_lsn ("16/B374D848") as a number of bytes. */
-export function lsnValue(lsn: string): bigint {
-  const [hi, lo] = lsn.split("/");
-  return (BigInt(`0x${hi}`) << 32n) + BigInt(`0x${lo}`);
+/** A standby's recovery state, WAL received, and what its WAL receiver hears: one row, receiver or not. */
+const STANDBY_QUERY = `select pg_is_in_recovery() as in_recovery,
+  coalesce(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn())::text as lsn,
+  r.status, r.sender_host, extract(epoch from now() - r.last_msg_receipt_time)::float8 as age,
+  (select setting::bigint from pg_settings where name = 'wal_receiver_timeout') as timeout_ms
+from (select 1) as one left join pg_stat_wal_receiver as r on true`;
+
+/** The old primary seen on its own host: its postmaster from files, its SQL if it answers. */
+async function primaryEvidence(op: ClusterOperation, host: Host): Promise<OldPrimaryEvidence> {
+  if (!op.reachable(host)) return { reachable: false, reason: op.unreachableReason(host) };
+  let postmaster: "running" | "stopped" | "unknown" = "unknown";
+  let detail: string | undefined;
+  try {
+    postmaster = (await op.dataDirectory(host)).running ? "running" : "stopped";
+  } catch (e) {
+    if (!(e instanceof PgprovError)) throw e;
+    detail = e.message;
+  }
+  const sql = await op.trySqlResult(host, "select pg_is_in_recovery() as in_recovery");
+  if ("error" in sql) return { reachable: true, postmaster, sql: "no answer", detail: detail ?? sql.error };
+  return { reachable: true, postmaster, sql: sql.rows[0]?.in_recovery === false ? "writable" : "in recovery", ...(detail ? { detail } : {}) };
+}
+
+/** What could be learnt of the old primary on its own host. */
+export type OldPrimaryEvidence =
+  | { reachable: false; reason: string }
+  | {
+      reachable: true;
+      /** From postmaster.pid and the process it names (files, not SQL: a server can run and refuse SQL). */
+      postmaster: "running" | "stopped" | "unknown";
+      sql: "writable" | "in recovery" | "no answer";
+      /** Why SQL did not answer, or the data directory could not be read. */
+      detail?: string;
+    };
+
+/** What a standby's WAL receiver (pg_stat_wal_receiver) says of its sender. */
+export type ReceiverEvidence =
+  | { standby: string; read: false; reason: string }
+  | {
+      standby: string;
+      read: true;
+      /** Undefined when no WAL receiver runs. */
+      status?: string;
+      senderHost?: string;
+      /** Seconds since the receiver last got a message (WAL or keepalive), by the standby's clock. */
+      lastMessageAgeSeconds?: number;
+      /** wal_receiver_timeout: a receiver gives up after this long without a message; 0: never. */
+      receiverTimeoutSeconds: number;
+    };
+
+export interface NotProvenDown {
+  /** Each piece of evidence that the old primary may still serve; empty when it is proven down. */
+  reasons: string[];
+  /** When retrying is safe, or what else can be done. */
+  advice: string;
+}
+
+/**
+ * Whether the old primary is proven down: where its host can be reached, its postmaster does not
+ * run; and no standby's WAL receiver has heard from it within wal_receiver_timeout. After a power
+ * loss a receiver keeps saying "streaming" until that timeout passes without a message, so a
+ * failover right after one is refused for up to that long. Cannot reach is never taken for down.
+ */
+export function whyNotProvenDown(
+  old: { name: string; address: string },
+  evidence: OldPrimaryEvidence,
+  receivers: ReceiverEvidence[],
+  members: { name: string; address: string }[],
+): NotProvenDown {
+  const reasons: string[] = [];
+  if (evidence.reachable) {
+    if (evidence.postmaster === "unknown") {
+      reasons.push(`${old.name}'s data directory could not be read (${evidence.detail ?? "no detail"}): whether its postmaster runs is unknown`);
+    } else if (evidence.postmaster === "running") {
+      reasons.push(
+        evidence.sql === "writable"
+          ? `${old.name} is reachable and accepts writes: that calls for \`pgprov switchover\`, which loses nothing`
+          : evidence.sql === "in recovery"
+            ? `${old.name}'s postmaster is running (as a standby)`
+            : `${old.name}'s postmaster is running (postmaster.pid names a live process), though PostgreSQL does not answer SQL (${evidence.detail ?? "no detail"}): it may still serve clients and stream WAL`,
+      );
+    }
+  }
+  // A standby that streams from another member says nothing of the old primary: that member does.
+  const otherMembers = new Set(members.filter((m) => m.name !== old.name).map((m) => m.address));
+  const heard = receivers.filter(
+    (r): r is Extract<ReceiverEvidence, { read: true }> =>
+      r.read &&
+      r.status === "streaming" &&
+      !(r.senderHost !== undefined && otherMembers.has(r.senderHost)) &&
+      (r.receiverTimeoutSeconds === 0 || r.lastMessageAgeSeconds === undefined || r.lastMessageAgeSeconds < r.receiverTimeoutSeconds),
+  );
+  for (const r of heard) {
+    const sender = r.senderHost === undefined || r.senderHost === old.address ? old.name : r.senderHost;
+    const when = r.lastMessageAgeSeconds === undefined ? "connected, no message yet" : `${Math.floor(r.lastMessageAgeSeconds)} s ago`;
+    reasons.push(`${r.standby}'s WAL receiver heard from ${sender} ${when} (${r.status})`);
+  }
+  for (const r of receivers) {
+    if (!r.read) reasons.push(`${r.standby} could not be read (${r.reason}): it may still hear ${old.name}, and may have received more of its WAL than the others`);
+  }
+  if (receivers.length === 0) reasons.push(`no standby could be read: nothing shows that ${old.name} is down`);
+
+  const never = heard.filter((r) => r.receiverTimeoutSeconds === 0);
+  const timed = heard.filter((r) => r.receiverTimeoutSeconds > 0);
+  const advice: string[] = [];
+  if (timed.length) {
+    const wait = Math.max(...timed.map((r) => Math.ceil(r.receiverTimeoutSeconds - (r.lastMessageAgeSeconds ?? 0))));
+    const timeouts = [...new Set(timed.map((r) => r.receiverTimeoutSeconds))].join(" s, ");
+    advice.push(
+      `After a power loss or a crash of ${old.name}'s host, a standby's receiver keeps saying "streaming" until wal_receiver_timeout (${timeouts} s) passes without a message: ` +
+        `if ${old.name} is really gone, retry in about ${wait} s, when the standbys will have stopped hearing it.`,
+    );
+  }
+  if (never.length) advice.push(`wal_receiver_timeout is 0 on ${never.map((r) => r.standby).join(", ")}: a receiver there never gives up on a silent sender.`);
+  return { reasons, advice: advice.join(" ") };
 }

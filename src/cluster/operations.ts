@@ -12,8 +12,19 @@ import { closeAll, connectAll, type Reached } from "../transport/fleet.js";
 import { HostPostgres, type Row } from "../transport/postgres.js";
 import { type HostConnection, RemoteError } from "../transport/ssh.js";
 import { type DataDirectory, dataDirectoryProbe, parseDataDirectory } from "../postgres/data-directory.js";
+import { type HistoryEntry, parseTimelineHistory } from "./timeline.js";
 
 export type Paths = ReturnType<typeof debianCluster>;
+
+/**
+ * TEST-ONLY fault injection: with PGPROV_TEST_CRASH_AT=OPERATION:POINT in the environment, pgprov
+ * SIGKILLs itself when it reaches that point (as a crash or a power cut of the operator's machine
+ * would), so the end-to-end tests can prove what an interrupted operation leaves on the hosts.
+ * Nobody else has a reason to set it. Points: switchover:promoted.
+ */
+export function crashPoint(point: string): void {
+  if (process.env.PGPROV_TEST_CRASH_AT === point) process.kill(process.pid, "SIGKILL");
+}
 
 export interface OperationOptions {
   acceptNewHostKeys?: boolean;
@@ -88,10 +99,16 @@ export class ClusterOperation {
 
   /** SQL that may fail because the server is down: undefined then. */
   async trySql(host: Host, query: string): Promise<Row[] | undefined> {
+    const r = await this.trySqlResult(host, query);
+    return "rows" in r ? r.rows : undefined;
+  }
+
+  /** SQL that may fail because the server is down or refuses: the rows, or why not. */
+  async trySqlResult(host: Host, query: string): Promise<{ rows: Row[] } | { error: string }> {
     try {
-      return await this.sql(host, query);
+      return { rows: await this.sql(host, query) };
     } catch (e) {
-      if (e instanceof RemoteError || e instanceof PgprovError) return undefined;
+      if (e instanceof RemoteError || e instanceof PgprovError) return { error: e.message.replace(/^host \S+: /, "") };
       throw e;
     }
   }
@@ -118,6 +135,27 @@ export class ClusterOperation {
     return parseDataDirectory(await this.shell(host, dataDirectoryProbe(paths.data_directory, paths.bin_directory), "reading the data directory"));
   }
 
+  /** The host's timeline history: its newest NNNNNNNN.history in pg_wal (none on timeline 1). */
+  async timelineHistory(host: Host): Promise<HistoryEntry[]> {
+    const data = shellQuote((await this.pathsOf(host)).data_directory);
+    const out = await this.shell(
+      host,
+      `h=$(ls ${data}/pg_wal | grep -E '^[0-9A-F]{8}\\.history$' | sort | tail -1); if [ -n "$h" ]; then cat ${data}/pg_wal/"$h"; fi`,
+      "reading the timeline history",
+    );
+    return parseTimelineHistory(out);
+  }
+
+  /** Where a server's WAL ends: from SQL while it runs, else pg_control (at least there). */
+  async endOfWal(host: Host): Promise<string | undefined> {
+    const [r] = (await this.trySql(
+      host,
+      "select (case when pg_is_in_recovery() then greatest(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn()) else pg_current_wal_insert_lsn() end)::text as lsn",
+    )) ?? [];
+    if (r?.lsn) return String(r.lsn);
+    return (await this.checkpointLsn(host)) || undefined;
+  }
+
   /** pg_controldata's "Latest checkpoint location" (after a clean shutdown: the end of its WAL). */
   async checkpointLsn(host: Host): Promise<string> {
     const paths = await this.pathsOf(host);
@@ -129,20 +167,30 @@ export class ClusterOperation {
     return out.trim();
   }
 
-  async stopServer(host: Host, disable = false): Promise<void> {
+  async stopServer(host: Host): Promise<void> {
     const service = shellQuote((await this.pathsOf(host)).service);
     await this.dropSql(host);
-    await this.shell(host, `systemctl stop ${service}${disable ? ` && systemctl disable ${service}` : ""}`, `stopping PostgreSQL`, 180_000);
+    await this.shell(host, `systemctl stop ${service}`, `stopping PostgreSQL`, 180_000);
   }
 
   async startServer(host: Host): Promise<void> {
     await this.shell(host, `systemctl start ${shellQuote((await this.pathsOf(host)).service)}`, "starting PostgreSQL", 180_000);
   }
 
-  /** Marks a stopped server's data directory as a standby's. */
+  /**
+   * Marks a stopped server's data directory as a standby's: however it starts again, it comes
+   * back read-only. `systemctl disable` cannot promise that on Debian: postgresql-common's
+   * generator starts every cluster whose start.conf says "auto" at boot, enabled or not.
+   */
   async writeStandbySignal(host: Host): Promise<void> {
     const data = shellQuote((await this.pathsOf(host)).data_directory);
-    await this.shell(host, `runuser -u postgres -- touch ${data}/standby.signal`, "writing standby.signal");
+    await this.shell(host, `runuser -u postgres -- touch ${data}/standby.signal && sync ${data}/standby.signal ${data}`, "writing standby.signal");
+  }
+
+  /** Undoes writeStandbySignal, for an operation that stops before anything was promoted. */
+  async removeStandbySignal(host: Host): Promise<void> {
+    const data = shellQuote((await this.pathsOf(host)).data_directory);
+    await this.shell(host, `rm -f ${data}/standby.signal && sync ${data}`, "removing standby.signal");
   }
 
   /** Polls until `check` is true; the error says what was waited for and what was seen last. */

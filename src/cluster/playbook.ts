@@ -10,7 +10,7 @@ import type { Host, Inventory } from "../inventory/inventory.js";
 import { genericModules } from "../modules/index.js";
 import { postgresModules } from "../postgres/index.js";
 import { loadPlaybook, type Playbook as PlaybookOf } from "../playbook/playbook.js";
-import { variableNames } from "./variables.js";
+import { BUILTIN_VARIABLES, variableNames } from "./variables.js";
 
 export type Playbook = PlaybookOf<Module>;
 
@@ -37,6 +37,7 @@ export function loadClusterPlaybook(file: string, inventory: Inventory): Cluster
     hostNames: inventory.hosts.map((h) => h.name),
     groups: CLUSTER_GROUPS,
     variables: variableNames(inventory),
+    reserved: BUILTIN_VARIABLES,
     factKeys: FACT_KEYS,
   });
   return { ...playbook, modules };

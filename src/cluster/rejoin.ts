@@ -1,8 +1,9 @@
 /**
  * `pgprov rejoin HOST`: a former primary (after a failover, say) back as a standby of the
- * current primary. Its data must be this cluster's (same system identifier) and not ahead of
- * the primary; pg_rewind then undoes what it wrote after the timelines parted, which needs data
- * checksums or wal_log_hints (pgprov sets both). If the rewind cannot work, rejoin stops, and
+ * current primary. Its data must be this cluster's (same system identifier), and its position
+ * provably behind on the primary's timeline history (timeline.ts); pg_rewind then undoes what it
+ * wrote after the timelines parted, which needs data checksums or wal_log_hints (pgprov sets
+ * both). If the histories parted elsewhere, or the rewind cannot work, rejoin stops, and
  * --reclone replaces the data with a fresh clone instead.
  */
 import type { ClusterEmit as Emit } from "./events.js";
@@ -11,7 +12,9 @@ import type { Inventory } from "../inventory/inventory.js";
 import { shellQuote } from "../common/shell.js";
 import type { ClusterPlaybook as Playbook } from "./playbook.js";
 import { applyCluster } from "./apply.js";
+import { wasWritable } from "../postgres/data-directory.js";
 import { ClusterOperation } from "./operations.js";
+import { judgeRejoin, type RejoinVerdict } from "./timeline.js";
 
 export interface RejoinOptions {
   reclone: boolean;
@@ -34,11 +37,33 @@ export async function rejoin(inventory: Inventory, playbook: Playbook, hostName:
     op.step(`${host.name}: system identifier ${data.systemIdentifier ?? "none"}, timeline ${data.timeline ?? "?"}; ${primary.name}: timeline ${primaryData.timeline ?? "?"}`);
 
     let rewound = false;
+    // A host that ran as a primary (or runs now) is rewound; a stopped standby only reconfigured.
+    const mustRewind = data.running || !data.standbySignal || wasWritable(data);
+    let verdict: RejoinVerdict | undefined;
+    if (data.systemIdentifier === p.sysid) {
+      // pg_rewind trusts timeline numbers: the histories must show the host behind on the primary's.
+      const hostHistory = await op.timelineHistory(host);
+      const primaryHistory = await op.timelineHistory(primary);
+      const hostEnd = await op.endOfWal(host);
+      const primaryEnd = await op.endOfWal(primary);
+      verdict = judgeRejoin(
+        { name: host.name, timeline: data.timeline ?? 1, history: hostHistory, wasWritable: wasWritable(data), ...(hostEnd ? { endLsn: hostEnd } : {}) },
+        { name: primary.name, timeline: primaryData.timeline ?? 1, history: primaryHistory, ...(primaryEnd ? { endLsn: primaryEnd } : {}) },
+      );
+      op.step(verdict.ok ? verdict.detail : `${host.name} is not behind on ${primary.name}'s history: ${verdict.reason}`);
+    }
     if (data.systemIdentifier !== p.sysid) {
       if (!options.reclone) throw new PgprovError(`${host.name} does not hold this cluster's data (system identifier ${data.systemIdentifier ?? "none"}, ${primary.name}'s is ${String(p.sysid)}); pg_rewind cannot help. Rerun with --reclone to replace it with a clone`);
-    } else if (data.timeline !== undefined && primaryData.timeline !== undefined && data.timeline > primaryData.timeline) {
-      throw new PgprovError(`${host.name} is on timeline ${data.timeline}, ahead of ${primary.name} (timeline ${primaryData.timeline}): it may hold the newest writes; pgprov will not rewind it`);
-    } else if (!data.standbySignal || data.running) {
+    } else if (verdict && !verdict.ok) {
+      if (!verdict.recloneAllowed) throw new PgprovError(verdict.reason);
+      if (!options.reclone) {
+        throw new PgprovError(
+          `${verdict.reason}. pgprov will not rewind ${host.name} onto ${primary.name}; its data is as it was. ` +
+            `Save what only ${host.name} holds, then rerun with --reclone to replace its data with a clone of ${primary.name}`,
+        );
+      }
+      op.step(`replacing ${host.name}'s data with a clone of ${primary.name}, as --reclone asked`);
+    } else if (mustRewind) {
       // It came back writable (or is stopped as a primary): stop it, then rewind onto the primary.
       if (data.running) {
         await op.stopServer(host);
@@ -50,11 +75,14 @@ export async function rejoin(inventory: Inventory, playbook: Playbook, hostName:
       op.step(`checkpoint on ${primary.name}, so that its pg_control shows its timeline`);
       const paths = await op.pathsOf(host);
       const source = `host=${primary.address} port=${inventory.postgresql.port} user=${inventory.replication.user} dbname=postgres`;
+      // standby.signal in the same script as pg_rewind, not a round trip later: rewound data that
+      // started without it would end recovery writable, on the primary's own timeline.
       const rewind = await op.connection(host).run(
         [
           `runuser -u postgres -- env PGPASSFILE=/var/lib/postgresql/.pgprov.pgpass ${shellQuote(paths.bin_directory)}/pg_rewind`,
           `--target-pgdata=${shellQuote(paths.data_directory)} --config-file=${shellQuote(`${paths.config_directory}/postgresql.conf`)}`,
           `--source-server=${shellQuote(source)}`,
+          `&& runuser -u postgres -- touch ${shellQuote(`${paths.data_directory}/standby.signal`)}`,
         ].join(" "),
         { timeoutMs: 3_600_000, purpose: `pg_rewind of ${host.name}` },
       );
@@ -65,7 +93,6 @@ export async function rejoin(inventory: Inventory, playbook: Playbook, hostName:
       } else {
         rewound = true;
         op.step(`rewound ${host.name} onto ${primary.name}: ${rewind.stdout.trim().split("\n").at(-1) ?? "done"}`);
-        await op.writeStandbySignal(host);
       }
     } else {
       op.step(`${host.name} is already a standby of this cluster`);

@@ -12,7 +12,7 @@ import { rewriteRoles } from "../inventory/edit.js";
 import type { Host, Inventory } from "../inventory/inventory.js";
 import type { ClusterPlaybook as Playbook } from "./playbook.js";
 import { applyCluster } from "./apply.js";
-import { ClusterOperation } from "./operations.js";
+import { ClusterOperation, crashPoint } from "./operations.js";
 
 export interface SwitchoverOptions {
   to: string;
@@ -55,11 +55,14 @@ export async function switchover(inventory: Inventory, playbook: Playbook, optio
     if (lag > options.maxLagBytes) throw new PgprovError(`${target.name} is ${lag} bytes behind ${oldPrimary.name}, more than the ${options.maxLagBytes} allowed (--max-lag); try again when it has caught up`);
     op.step(`${target.name} streams from ${oldPrimary.name}, ${lag} bytes behind`);
 
-    // 2. The old primary shuts down cleanly: from here, no server accepts writes.
+    // 2. The old primary shuts down cleanly: from here, no server accepts writes. It is marked a
+    //    standby before anything is promoted, so that if pgprov dies from here on, however it
+    //    starts again (a reboot: its service is enabled) it comes back read-only.
     await op.stopServer(oldPrimary);
     const windowStarts = op.elapsed();
+    await op.writeStandbySignal(oldPrimary);
     const shutdownLsn = await op.checkpointLsn(oldPrimary);
-    op.step(`stopped ${oldPrimary.name} cleanly; its last WAL record, the shutdown checkpoint, is at ${shutdownLsn}`);
+    op.step(`stopped ${oldPrimary.name} cleanly and marked it a standby (standby.signal); its last WAL record, the shutdown checkpoint, is at ${shutdownLsn}`);
 
     // 3. The target has received everything up to that record, or nothing is promoted.
     try {
@@ -68,6 +71,7 @@ export async function switchover(inventory: Inventory, playbook: Playbook, optio
         return { done: r?.done === true, seen: `received up to ${String(r?.lsn)}` };
       });
     } catch (e) {
+      await op.removeStandbySignal(oldPrimary);
       await op.startServer(oldPrimary);
       op.step(`started ${oldPrimary.name} again as the primary: nothing was changed`);
       throw e;
@@ -75,12 +79,17 @@ export async function switchover(inventory: Inventory, playbook: Playbook, optio
     op.step(`${target.name} has received everything up to ${oldPrimary.name}'s shutdown checkpoint`);
 
     // 4. Promote the target: writes are accepted again.
-    await op.promote(target);
+    try {
+      await op.promote(target);
+    } catch (e) {
+      // The promotion may still finish: the old primary stays stopped and marked a standby.
+      throw new PgprovError(`${(e as Error).message}. ${oldPrimary.name} stays stopped and marked a standby, so at most ${target.name} accepts writes; see \`pgprov status\`, and set the inventory's roles to what it shows`);
+    }
     const window = op.elapsed() - windowStarts;
     op.step(`promoted ${target.name}; no server accepted writes for ${window.toFixed(2)} s`);
+    crashPoint("switchover:promoted");
 
-    // 5. The old primary becomes a standby of the new one; it holds nothing the new one lacks.
-    await op.writeStandbySignal(oldPrimary);
+    // 5. The old primary (a standby already) follows the new one; it holds nothing the new one lacks.
     const inventoryChanges = rewriteRoles(inventory, { [target.name]: "primary", [oldPrimary.name]: "standby" });
     op.step(`inventory ${inventory.file}: ${inventoryChanges.join(", ")}`);
 

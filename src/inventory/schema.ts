@@ -4,6 +4,7 @@
  */
 import { isIP } from "node:net";
 import { z } from "zod";
+import { absolutePath, CONTROL_CHARACTER } from "../common/args.js";
 import { closest } from "../yaml/suggest.js";
 import { SETTINGS_BY_VERSION } from "../postgres/settings.js";
 import { secretSource } from "./secret.js";
@@ -13,11 +14,17 @@ export const hostName = z
   .string()
   .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/, "a host name: letters, digits, '_', '-', '.'");
 
+/** Words pg_hba.conf reads in its address field as more than one host. */
+const HBA_ADDRESS_KEYWORDS = new Set(["all", "samehost", "samenet"]);
+
 const address = z
   .string()
   .min(1)
   .refine((a) => isIP(a) !== 0 || /^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$/.test(a), {
     message: "expected an IP address or a DNS name",
+  })
+  .refine((a) => !HBA_ADDRESS_KEYWORDS.has(a.toLowerCase()), {
+    error: (i) => `"${String(i.input)}" is a keyword in pg_hba.conf (it would allow more than this host); use the host's address or DNS name`,
   });
 
 /** Template variables; names must be usable in `{{ name }}`. */
@@ -29,9 +36,35 @@ export const hostSchema = z.strictObject({
   vars: variables.default({}),
 });
 
+/**
+ * An apt proxy: an http or https URL, kept in its normal form, which is what apt's configuration
+ * gets. Characters that mean something in that configuration (a quote ends its string, `;` its
+ * statement) are refused, not escaped. The messages never repeat the URL: it may hold a password.
+ */
+const aptProxy = z.string().transform((raw, ctx) => {
+  const problem = aptProxyProblem(raw);
+  if (problem === undefined) return new URL(raw).href;
+  ctx.addIssue({ code: "custom", message: problem });
+  return z.NEVER;
+});
+
+function aptProxyProblem(raw: string): string | undefined {
+  if (/["';\\\s\u0000-\u001f\u007f]/.test(raw)) return "an apt proxy URL cannot hold quotes, semicolons, backslashes, whitespace or control characters";
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    return "expected an http:// or https:// URL, like http://proxy.example:3142";
+  }
+  if (url.protocol !== "http:" && url.protocol !== "https:") {
+    return `expected an http:// or https:// URL, like http://proxy.example:3142 (the scheme is ${url.protocol.slice(0, -1)})`;
+  }
+  return undefined;
+}
+
 export const aptSchema = z.strictObject({
-  /** For networks without direct access: passed to apt on its command line, never written to the host. */
-  proxy: z.url({ protocol: /^https?$/, error: "expected an http:// or https:// URL" }).optional(),
+  /** For networks without direct access: given to apt for the run only, never left on the host. */
+  proxy: aptProxy.optional(),
 });
 
 export const sshSchema = z.strictObject({
@@ -58,7 +91,14 @@ export const MANAGED_SETTINGS = new Set([
   "data_directory",
 ]);
 
-const settingValue = z.union([z.string(), z.number(), z.boolean()]);
+/** PostgreSQL's grammar for a setting's name (guc-file.l): an extension's have one dot. */
+const SETTING_NAME = /^[a-z_][a-z0-9_$]*(\.[a-z_][a-z0-9_$]*)?$/i;
+
+const settingValue = z.union([
+  z.string().refine((v) => !CONTROL_CHARACTER.test(v), "a setting's value cannot hold a line break or another control character"),
+  z.number(),
+  z.boolean(),
+]);
 
 const cidr = z.string().refine((c) => {
   const [addr, bits, ...rest] = c.split("/");
@@ -78,7 +118,8 @@ export const postgresqlSchema = z.strictObject({
   settings: z.record(z.string(), settingValue).default({}),
   clients: z.array(cidr).default([]),
   /** Where the primary archives WAL (archive_command); a directory on each host by default. */
-  archive_directory: z.string().regex(/^\/[A-Za-z0-9_.\/-]+$/, "an absolute path of letters, digits, _ . / -").optional(),
+  // It is also part of archive_command, a shell command: letters, digits and _ . / - only.
+  archive_directory: absolutePath.regex(/^[A-Za-z0-9_./-]+$/, "an absolute path of letters, digits, _ . / -").optional(),
 });
 
 export const replicationSchema = z.strictObject({
@@ -113,9 +154,17 @@ export const inventorySchema = z
     const known = inv.postgresql.version ? SETTINGS_BY_VERSION[inv.postgresql.version]! : new Set(Object.values(SETTINGS_BY_VERSION).flatMap((s) => [...s]));
     for (const name of Object.keys(inv.postgresql.settings)) {
       const path = ["postgresql", "settings", name];
-      if (MANAGED_SETTINGS.has(name)) {
-        ctx.addIssue({ code: "custom", path, message: `${name} is managed by pgprov (derived from the inventory); remove it here` });
-      } else if (!name.includes(".") && !known.has(name)) {
+      // PostgreSQL reads names in any case: WAL_LEVEL is wal_level.
+      const lower = name.toLowerCase();
+      if (!SETTING_NAME.test(name)) {
+        ctx.addIssue({
+          code: "custom",
+          path,
+          message: "not a setting name: letters, digits, _ and $, with at most one dot (after an extension's prefix)",
+        });
+      } else if (MANAGED_SETTINGS.has(lower)) {
+        ctx.addIssue({ code: "custom", path, message: `${lower} is managed by pgprov (derived from the inventory); remove it here` });
+      } else if (!name.includes(".") && !known.has(lower)) {
         // Names with a dot belong to extensions (pg_stat_statements.max): PostgreSQL accepts them.
         const suggestion = closest(name, known);
         ctx.addIssue({

@@ -4,7 +4,7 @@
  * proxy from the inventory is passed on the command line, not written to the host.
  */
 import { z } from "zod";
-import { flag, wholeNumber } from "./args.js";
+import { flag, wholeNumber } from "../common/args.js";
 import { type Command, noChange } from "../engine/change.js";
 import type { Module, ProbeOutput, ProbeReader } from "../engine/module.js";
 import { heredocBase64, shellQuote } from "../common/shell.js";

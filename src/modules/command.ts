@@ -8,7 +8,7 @@
  * - `changed_when: true`: runs every time and says so (for handlers, or deliberate reruns).
  */
 import { z } from "zod";
-import { flag, wholeNumber } from "./args.js";
+import { flag, wholeNumber } from "../common/args.js";
 import { noChange } from "../engine/change.js";
 import { type Module, TaskFailure } from "../engine/module.js";
 import { keyValues, shellQuote } from "../common/shell.js";

@@ -3,14 +3,23 @@
  * Content is written atomically (a temporary file in the same directory, then rename), so a
  * reader such as PostgreSQL never sees half a file. The content is compared by checksum on the
  * host and only fetched, for the diff, when it differs.
+ *
+ * It runs as root in directories other users own (postgres owns /var/lib/postgresql/15 and
+ * /etc/postgresql/15/main), so it never follows a symbolic link such a user could have planted:
+ * not at the path (refused; removed, for `absent`), not on the way to it (refused, unless root
+ * made the link where only root can change it, like /var/run -> /run). The act checks the way
+ * again right before acting and then works from inside the directory it checked (`cd`, then
+ * names relative to it), so a link swapped in between the check and the act is not followed
+ * either: ownership and mode are set on `.` or on a file in a private directory, never by name
+ * through a path a user can change.
  */
 import { createHash } from "node:crypto";
-import { createTwoFilesPatch } from "diff";
+import { createRequire } from "node:module";
 import { z } from "zod";
-import { flag } from "./args.js";
+import { absolutePath, flag } from "../common/args.js";
+import { heredocBase64, keyValues, shellQuote } from "../common/shell.js";
 import { type Change, type Command, noChange } from "../engine/change.js";
 import { type Module, type ProbeOutput, type ProbeReader, TaskFailure } from "../engine/module.js";
-import { heredocBase64, keyValues, shellQuote } from "../common/shell.js";
 
 /** Larger files are compared by checksum only; their diff is not shown. */
 const DIFF_LIMIT_BYTES = 256 * 1024;
@@ -20,12 +29,15 @@ const mode = z
   .regex(/^0?[0-7]{3,4}$/, "expected an octal mode like '0640'")
   .transform((m) => m.padStart(4, "0"));
 
+/** A user or group: a name, or a number. */
+const account = z.string().regex(/^[A-Za-z0-9_][A-Za-z0-9_.-]*\$?$/, "a user or group name");
+
 export const fileArgs = z.strictObject({
-  path: z.string().regex(/^\/[^\0]*$/, "expected an absolute path"),
+  path: absolutePath,
   state: z.enum(["file", "directory", "absent"]).default("file"),
   content: z.string().optional(),
-  owner: z.string().min(1).optional(),
-  group: z.string().min(1).optional(),
+  owner: account.optional(),
+  group: account.optional(),
   mode: mode.optional(),
   /** false for files whose content must never be shown, even masked (keys, password files). */
   diff: flag.default(true),
@@ -33,18 +45,74 @@ export const fileArgs = z.strictObject({
 export type FileArgs = z.output<typeof fileArgs>;
 
 interface FileState {
-  type: "absent" | "regular file" | "regular empty file" | "directory" | string;
+  type: "absent" | "regular file" | "regular empty file" | "directory" | "symbolic link" | string;
   owner?: string;
   group?: string;
   mode?: string;
+  uid?: string;
+  gid?: string;
+  inode?: string;
+  links?: number;
+  /** Where a symbolic link at the path points. */
+  target?: string;
+  /** Why the path cannot be reached safely: a link on the way that a user could have planted. */
+  unsafe?: string;
+  /** The parent directory's owner (uid) and mode (hex, as stat's %f). */
+  dirUid?: string;
+  dirMode?: number;
   sha256?: string;
   /** Present only when the content differs from the wanted content and is small. */
   content?: Buffer;
 }
 
+interface FileDetail {
+  writeContent: boolean;
+  exists: boolean;
+  /** The file as the probe found it: what a rewrite keeps unless the task says otherwise. */
+  current?: { uid?: string; gid?: string; mode?: string; inode?: string };
+}
+
 export function sha256(content: string): string {
   return createHash("sha256").update(content).digest("hex");
 }
+
+/**
+ * The walk every probe and act of this module starts with: from /, each directory on the way to
+ * the path. A symbolic link on the way is followed only when root owns it and the directory that
+ * holds it, and no one else may write there; any other stops the walk (pgprov_unsafe says why).
+ * Sets pgprov_dir to the real path of the path's directory, or pgprov_missing to the first
+ * directory on the way that does not exist yet.
+ */
+const WALK = String.raw`pgprov_walk() {
+  pgprov_dir=/ pgprov_rest=\${1#/} pgprov_hops=0 pgprov_missing= pgprov_unsafe=
+  while :; do
+    case $pgprov_rest in */*) ;; *) return 0 ;; esac
+    pgprov_c=\${pgprov_rest%%/*} pgprov_rest=\${pgprov_rest#*/}
+    case $pgprov_c in
+      ''|.) continue ;;
+      ..) pgprov_dir=\${pgprov_dir%/*} pgprov_dir=\${pgprov_dir:-/}; continue ;;
+    esac
+    pgprov_next=\${pgprov_dir%/}/$pgprov_c
+    if [ -L "$pgprov_next" ]; then
+      set -- $(stat -c '%u %U %f' -- "$pgprov_next" "$pgprov_dir")
+      if [ "$1" != 0 ] || [ "$4" != 0 ] || [ $((0x$6 & 0x12)) != 0 ]; then
+        pgprov_unsafe="$pgprov_next is a symbolic link to $(readlink -- "$pgprov_next") (owned by $2) in $pgprov_dir (owned by $5$([ $((0x$6 & 0x12)) = 0 ] || echo ', writable by others'))"
+        return 1
+      fi
+      pgprov_hops=$((pgprov_hops + 1))
+      if [ $pgprov_hops -gt 40 ]; then pgprov_unsafe="$pgprov_next: too many levels of symbolic links"; return 1; fi
+      pgprov_t=$(readlink -- "$pgprov_next")
+      case $pgprov_t in /*) pgprov_dir=/ ;; esac
+      pgprov_rest=$pgprov_t/$pgprov_rest
+      continue
+    fi
+    if [ ! -d "$pgprov_next" ]; then pgprov_missing=$pgprov_next; return 0; fi
+    pgprov_dir=$pgprov_next
+  done
+}`.replace(/\\\$/g, "$");
+
+/** Into the directory the walk found, and check that it is still that directory (a `cd` follows links). */
+const ENTER_DIRECTORY = `cd -P -- "$pgprov_dir" && [ "$(pwd -P)" = "$pgprov_dir" ]`;
 
 /** What the file reader reads of one path: its state, and its checksum when content is wanted. */
 interface FileItem {
@@ -54,55 +122,41 @@ interface FileItem {
 }
 
 /**
- * Every file of a batch in one pass: `[ -e ]` and `[ -f ]` are shell builtins, then one `stat`
- * for all that exist and one `sha256sum` for all regular files whose content is managed. Only a
- * file whose checksum differs is read, for the diff, when it is small.
+ * Every file of a batch in one section: the walk and the reading function are defined once, then
+ * each path is read in turn (each from inside its checked directory, never through a link).
  */
 export const fileReader: ProbeReader<FileItem> = {
   name: "files",
-  script(items) {
-    const paths = items.map((i) => shellQuote(i.path));
-    const hashed = items.flatMap((item, k) => (item.want ? [k] : []));
-    return [
-      `set --`,
-      ...paths.map((p, k) => `if [ -e ${p} ]; then set -- "$@" ${p}; echo "e ${k}"; fi`),
-      `echo @stat`,
-      `[ $# -eq 0 ] || stat -L --printf '%F\\t%U\\t%G\\t%a\\n' -- "$@"`,
-      `set --`,
-      ...hashed.map((k) => `[ ! -f ${paths[k]} ] || set -- "$@" ${paths[k]}`),
-      `echo @sha`,
-      `[ $# -eq 0 ] || sha256sum -- "$@" | {`,
-      ...hashed.map((k) =>
-        [
-          `if [ -f ${paths[k]} ]; then IFS= read -r l; s=\${l#\\\\}; s=\${s%% *}; echo "h ${k} $s"`,
-          `  if [ "$s" != "${items[k]!.want}" ] && [ "$(stat -L -c %s ${paths[k]})" -le ${DIFF_LIMIT_BYTES} ]; then echo "c ${k} $(base64 -w0 < ${paths[k]})"; fi; fi`,
-        ].join("\n"),
-      ),
+  script: (items) =>
+    [
+      WALK,
+      `NL='
+'`,
+      // $1: the path; $2: ./ and its last component; $3: the wanted checksum.
+      `pgprov_state() {`,
+      `  pgprov_walk "$1" || { echo "unsafe=$pgprov_unsafe"; return; }`,
+      `  if [ -n "$pgprov_missing" ]; then echo type=absent; return; fi`,
+      `  ${ENTER_DIRECTORY} || { echo "unsafe=$pgprov_dir changed while pgprov read it"; return; }`,
+      `  if [ -L "$2" ]; then stat --printf 'type=symbolic link\\nowner=%U\\n' -- "$2"; echo "target=$(readlink -- "$2")"; return; fi`,
+      `  [ -e "$2" ] || { echo type=absent; return; }`,
+      `  s=$(stat --printf 'type=%F\\nowner=%U\\ngroup=%G\\nmode=%a\\nuid=%u\\ngid=%g\\ninode=%i\\nlinks=%h\\nsize=%s' -- "$2") && echo "$s"`,
+      `  [ -f "$2" ] || return 0`,
+      // Who may change the directory matters only for a file with more than one name.
+      `  case $s in *"\${NL}links=1\${NL}"*) ;; *) stat --printf 'dir_uid=%u\\ndir_mode=%f\\n' . ;; esac`,
+      // dd's nofollow: a link swapped in after the checks is not read through.
+      `  h=$(dd if="$2" iflag=nofollow,nonblock status=none | sha256sum); h=\${h%% *}; echo "sha256=$h"`,
+      `  if [ "$h" != "$3" ] && [ "\${s##*size=}" -le ${DIFF_LIMIT_BYTES} ]; then echo "content=$(dd if="$2" iflag=nofollow,nonblock status=none | base64 -w0)"; fi`,
       `}`,
-    ].join("\n");
-  },
+      ...items.map((item, k) => `echo @@${k}; pgprov_state ${shellQuote(item.path)} ${shellQuote(`./${basenameOf(item.path)}`)} ${shellQuote(item.want)}`),
+      `echo @@end`,
+    ].join("\n"),
   split(output, items) {
-    const lines = output.stdout.split("\n");
-    const statAt = lines.indexOf("@stat");
-    const shaAt = lines.indexOf("@sha");
-    const existing = lines.slice(0, Math.max(statAt, 0)).flatMap((l) => (/^e \d+$/.test(l) ? [Number(l.slice(2))] : []));
-    const statLines = statAt < 0 || shaAt < 0 ? [] : lines.slice(statAt + 1, shaAt).filter(Boolean);
-    const sums = shaAt < 0 ? [] : lines.slice(shaAt + 1);
-    if (statAt < 0 || shaAt < 0 || statLines.length !== existing.length || output.code !== 0) {
-      // A file came or went between the tests and stat: the task fails rather than guess (a rerun reads again).
-      const stderr = `the files changed while they were read (or stat failed): ${output.stderr.trim()}`;
-      return items.map(() => ({ stdout: "", stderr, code: output.code || 1 }));
-    }
-    const kv = items.map(() => ["type=absent"]);
-    existing.forEach((k, n) => {
-      const [type, owner, group, mode] = statLines[n]!.split("\t");
-      kv[k] = [`type=${type}`, `owner=${owner}`, `group=${group}`, `mode=${mode}`];
+    return items.map((_item, k) => {
+      const start = output.stdout.indexOf(`@@${k}\n`);
+      const end = output.stdout.indexOf(`@@${k + 1 === items.length ? "end" : k + 1}\n`, start);
+      if (start < 0 || end < 0) return { stdout: "", stderr: output.stderr, code: output.code || 1 };
+      return { stdout: output.stdout.slice(start + `@@${k}\n`.length, end), stderr: "", code: 0 };
     });
-    for (const line of sums) {
-      const m = /^([hc]) (\d+) (.*)$/.exec(line);
-      if (m) kv[Number(m[2])]!.push(`${m[1] === "h" ? "sha256" : "content"}=${m[3]}`);
-    }
-    return kv.map((lines) => ({ stdout: `${lines.join("\n")}\n`, stderr: "", code: 0 }));
   },
 };
 
@@ -110,70 +164,140 @@ export const file: Module<FileArgs> = {
   name: "file",
   args: fileArgs,
 
-  probe: (args) => ({ reader: fileReader, item: { path: args.path, want: args.content !== undefined && args.state === "file" ? sha256(args.content) : "" } }),
+  probe: (args) => ({ reader: fileReader, item: { path: args.path, want: args.content !== undefined ? sha256(args.content) : "" } }),
 
   decide(args, state) {
     if (state.code !== 0) throw new TaskFailure(`cannot read ${args.path}: ${state.stderr.trim()}`, { code: state.code, stderr: state.stderr });
     const current = parseFileState(state);
     const path = args.path;
+    if (current.unsafe !== undefined) {
+      throw new TaskFailure(`refusing ${path}: ${current.unsafe}; pgprov follows only links that only root can change`);
+    }
+    if (current.type === "symbolic link") {
+      const link = `a symbolic link to ${current.target ?? "?"}`;
+      if (args.state === "absent") {
+        return { changes: [{ action: "delete", summary: `remove ${path} (${link})`, commands: [fileCommand(args, { writeContent: false, exists: true })] }] };
+      }
+      throw new TaskFailure(
+        `${path} is ${link} (owned by ${current.owner ?? "?"}), which pgprov did not create: it never follows one. Remove the link (or point the task at its target), then rerun`,
+      );
+    }
     const isFile = current.type === "regular file" || current.type === "regular empty file";
+    const rootOnlyDirectory = current.dirUid === "0" && ((current.dirMode ?? 0) & 0o22) === 0;
+    if (isFile && (current.links ?? 1) > 1 && !rootOnlyDirectory && args.state !== "absent") {
+      // Another name of the same file may be one pgprov must never change (/etc/shadow, say).
+      throw new TaskFailure(
+        `${path} has ${current.links} hard links, in a directory a user other than root can change: another of its names may be a file pgprov must not touch. Make it a file of its own, then rerun`,
+      );
+    }
+    const detail = (writeContent: boolean): FileDetail => ({
+      writeContent,
+      exists: current.type !== "absent",
+      current: { uid: current.uid, gid: current.gid, mode: current.mode, inode: current.inode },
+    });
 
     if (args.state === "absent") {
       if (current.type === "absent") return noChange(`${path} is absent`);
-      // rmdir, not rm -r: removing a directory that still holds files is never what a rerun should do.
-      const p = shellQuote(path);
-      const remove = { script: `if [ -d ${p} ] && [ ! -L ${p} ]; then rmdir ${p}; else rm -f ${p}; fi`, display: `remove ${path}` };
-      return { changes: [{ action: "delete", summary: `remove ${path} (${current.type})`, commands: [remove] }] };
+      return { changes: [{ action: "delete", summary: `remove ${path} (${current.type})`, commands: [fileCommand(args, detail(false))] }] };
     }
     if (args.state === "directory") {
       if (current.type !== "absent" && current.type !== "directory") throw new TaskFailure(`${path} exists and is a ${current.type}, not a directory`);
       if (current.type === "absent") {
-        const mkdir = { script: [`mkdir -p ${shellQuote(path)}`, setAttributes(args, shellQuote(path))].filter(Boolean).join("\n"), display: `mkdir -p ${path}` };
-        return { changes: [{ action: "create", summary: `create directory ${path}${attributeText(args)}`, commands: [mkdir] }] };
+        return { changes: [{ action: "create", summary: `create directory ${path}${attributeText(args)}`, commands: [fileCommand(args, detail(false))] }] };
       }
-      const changes = attributeChanges(args, current);
+      const changes = attributeChanges(args, current, fileCommand(args, detail(false)));
       return changes.length ? { changes } : noChange(`${path} is a directory${attributeText(args)}`);
     }
 
     if (current.type !== "absent" && !isFile) throw new TaskFailure(`${path} exists and is a ${current.type}, not a regular file`);
     if (current.type === "absent") {
-      const change: Change = { action: "create", summary: `create ${path}${attributeText(args)}`, commands: [writeFile(args, false)] };
+      const change: Change = { action: "create", summary: `create ${path}${attributeText(args)}`, commands: [fileCommand(args, detail(true))] };
       if (args.diff && args.content !== undefined) change.diff = unifiedDiff(path, "", args.content);
       return { changes: [change] };
     }
     const changes: Change[] = [];
     const contentDiffers = args.content !== undefined && current.sha256 !== sha256(args.content);
     if (contentDiffers) {
-      const change: Change = { action: "update", summary: `content of ${path}`, commands: [writeFile(args, true)] };
+      const change: Change = { action: "update", summary: `content of ${path}`, commands: [fileCommand(args, detail(true))] };
       if (args.diff && current.content) change.diff = unifiedDiff(path, current.content.toString("utf8"), args.content!);
       changes.push(change);
     }
-    // A file written anew gets its wanted owner and mode in the same command (see writeFile).
-    changes.push(...attributeChanges(args, current).map((c) => (contentDiffers ? { ...c, commands: [] } : c)));
+    // A file written anew gets its wanted owner and mode in the same command.
+    changes.push(...attributeChanges(args, current, contentDiffers ? undefined : fileCommand(args, detail(false))));
     if (changes.length === 0) return noChange(`${path} is as wanted`);
     return { changes };
   },
 };
 
-function setAttributes(args: FileArgs, target: string): string {
-  const owner = args.owner || args.group ? `${args.owner ?? ""}${args.group ? `:${args.group}` : ""}` : undefined;
-  return [owner ? `chown ${shellQuote(owner)} ${target}` : "", args.mode ? `chmod ${args.mode} ${target}` : ""].filter(Boolean).join("\n");
-}
+/** The one command that makes the path what the task wants, from the state `detail` describes. */
+function fileCommand(args: FileArgs, detail: FileDetail): Command {
+  const name = basenameOf(args.path);
+  const here = shellQuote(`./${name}`);
+  const refuse = (why: string) => `{ echo ${shellQuote(`refusing ${args.path}: ${why}`)} >&2; exit 1; }`;
+  // A rewrite keeps what the file had, unless the task says otherwise; a new file gets 0644 like umask 022.
+  const keep = detail.writeContent && detail.exists ? detail.current ?? {} : {};
+  const user = args.owner ?? keep.uid;
+  const group = args.group ?? keep.gid;
+  const fileMode = args.mode ?? (keep.mode ? keep.mode : detail.writeContent ? "0644" : undefined);
+  const setAttributes = (target: string) =>
+    [user !== undefined || group !== undefined ? `chown -h ${shellQuote(`${user ?? ""}${group !== undefined ? `:${group}` : ""}`)} ${target}` : "", fileMode ? `chmod ${fileMode} ${target}` : ""]
+      .filter(Boolean)
+      .join("\n");
+  const walk = [
+    WALK,
+    `pgprov_walk ${shellQuote(args.path)} || { echo ${shellQuote(`refusing ${args.path}: `)}"$pgprov_unsafe; pgprov follows only links that only root can change" >&2; exit 1; }`,
+  ];
+  const enter = `${ENTER_DIRECTORY} || ${refuse("a directory on the way changed while pgprov was changing it")}`;
+  if (args.state !== "absent") {
+    // Directories on the way that do not exist yet are made by root; the walk then checks them too.
+    walk.push(`if [ -n "$pgprov_missing" ]; then mkdir -p -- ${shellQuote(dirnameOf(args.path))}; ${walk[1]}; fi`);
+  }
+  // A private directory (root's, mode 0700) beside the path: what happens inside it no one else can touch.
+  const privateDirectory = [
+    `pgprov_tmp=$(mktemp -d ./.pgprov.XXXXXX)`,
+    `cd -P -- "$pgprov_tmp" && [ "$(pwd -P)" = "\${pgprov_dir%/}/\${pgprov_tmp#./}" ] && [ "$(stat -c %u:%a .)" = 0:700 ] || ${refuse("its directory changed while pgprov was changing it")}`,
+    `trap 'rm -f f; cd .. && rmdir -- "$pgprov_tmp"' EXIT`,
+  ];
 
-/** The content, written atomically: a temporary file in the same directory, then rename. */
-function writeFile(args: FileArgs, exists: boolean): Command {
-  const p = shellQuote(args.path);
+  if (args.state === "absent") {
+    return {
+      // rmdir, not rm -r: removing a directory that still holds files is never what a rerun should do.
+      script: [...walk, `[ -z "$pgprov_missing" ] || exit 0`, enter, `if [ -d ${here} ] && [ ! -L ${here} ]; then rmdir -- ${here}; else rm -f -- ${here}; fi`].join("\n"),
+      display: `remove ${args.path}`,
+    };
+  }
+  if (args.state === "directory") {
+    const script = [
+      ...walk,
+      enter,
+      `[ -e ${here} ] || [ -L ${here} ] || mkdir -- ${here}`,
+      `[ -d ${here} ] && [ ! -L ${here} ] || ${refuse("it is not a directory (a symbolic link, or replaced since it was read)")}`,
+      `cd -P -- ${here} && [ "$(pwd -P)" = "\${pgprov_dir%/}/"${shellQuote(name)} ] || ${refuse("it changed while pgprov was changing it")}`,
+      setAttributes("."),
+    ];
+    return { script: script.filter(Boolean).join("\n"), display: `mkdir ${args.path}${attributeText(args)}` };
+  }
+  if (!detail.writeContent) {
+    // A second name for the file, in the private directory: its attributes are the file's, and
+    // no one can swap it for a link there.
+    const script = [
+      ...walk,
+      enter,
+      ...privateDirectory,
+      `ln -P -- ../${shellQuote(name)} f`,
+      `[ -f f ] && [ ! -L f ] && [ "$(stat -c %i f)" = ${shellQuote(detail.current?.inode ?? "")} ] || ${refuse("it changed since it was read (replaced, or now a symbolic link); rerun")}`,
+      setAttributes("f"),
+    ];
+    return { script: script.join("\n"), display: `set${attributeText(args)} on ${args.path}` };
+  }
   const script = [
-    `tmp=$(mktemp ${shellQuote(dirnameOf(args.path))}/.pgprov.XXXXXX)`,
-    `trap 'rm -f "$tmp"' EXIT`,
-    args.content !== undefined ? heredocBase64(args.content, `"$tmp"`) : `: > "$tmp"`,
-    // Keep what the file had, unless the task says otherwise; a new file gets 0644 like umask
-    // 022. mktemp made it 0600: a wanted mode is set straight from there, never via 0644.
-    exists ? `chown --reference=${p} "$tmp"` : "",
-    args.mode ? "" : exists ? `chmod --reference=${p} "$tmp"` : `chmod 0644 "$tmp"`,
-    setAttributes(args, `"$tmp"`),
-    `mv -f "$tmp" ${p}`,
-  ].filter(Boolean);
+    ...walk,
+    enter,
+    ...privateDirectory,
+    args.content !== undefined ? heredocBase64(args.content, "f") : `: > f`,
+    setAttributes("f"),
+    `mv -fT f ../${shellQuote(name)}`,
+  ];
   return { script: script.join("\n"), display: `write ${args.path} (atomically: temporary file, then rename)` };
 }
 
@@ -184,18 +308,26 @@ export function parseFileState(state: ProbeOutput): FileState {
     owner: kv.owner,
     group: kv.group,
     mode: kv.mode?.padStart(4, "0"),
+    uid: kv.uid,
+    gid: kv.gid,
+    inode: kv.inode,
+    links: kv.links !== undefined ? Number(kv.links) : undefined,
+    target: kv.target,
+    unsafe: kv.unsafe,
+    dirUid: kv.dir_uid,
+    dirMode: kv.dir_mode !== undefined ? parseInt(kv.dir_mode, 16) : undefined,
     sha256: kv.sha256,
     content: kv.content !== undefined ? Buffer.from(kv.content, "base64") : undefined,
   };
 }
 
-function attributeChanges(args: FileArgs, current: FileState): Change[] {
+/** The attributes that differ; `command` sets them (none when a rewrite of the file sets them too). */
+function attributeChanges(args: FileArgs, current: FileState, command?: Command): Change[] {
   const parts: string[] = [];
   if (args.owner && args.owner !== current.owner) parts.push(`owner ${current.owner} -> ${args.owner}`);
   if (args.group && args.group !== current.group) parts.push(`group ${current.group} -> ${args.group}`);
   if (args.mode && args.mode !== current.mode) parts.push(`mode ${current.mode} -> ${args.mode}`);
-  const commands = [{ script: setAttributes(args, shellQuote(args.path)), display: setAttributes(args, args.path) }];
-  return parts.length ? [{ action: "update", summary: `${parts.join(", ")} of ${args.path}`, commands }] : [];
+  return parts.length ? [{ action: "update", summary: `${parts.join(", ")} of ${args.path}`, commands: command ? [command] : [] }] : [];
 }
 
 function attributeText(args: FileArgs): string {
@@ -207,7 +339,16 @@ function dirnameOf(path: string): string {
   return path.slice(0, path.lastIndexOf("/")) || "/";
 }
 
+function basenameOf(path: string): string {
+  return path.slice(path.lastIndexOf("/") + 1);
+}
+
+// jsdiff is required on the first diff, not imported: most runs change no file, and every run
+// pays for what it loads at start (decide is synchronous, so this cannot be an import()).
+const requireOnFirstDiff = createRequire(import.meta.url);
+
 export function unifiedDiff(path: string, before: string, after: string): string {
+  const { createTwoFilesPatch } = requireOnFirstDiff("diff") as typeof import("diff");
   return createTwoFilesPatch(path, path, before, after, "on the host", "wanted", { context: 3 })
     .split("\n")
     .slice(1) // drop the "Index:"/"=====" header jsdiff adds

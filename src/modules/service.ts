@@ -3,14 +3,14 @@
  * act: they belong in handlers, which run only when something they depend on changed.
  */
 import { z } from "zod";
-import { flag } from "./args.js";
+import { flag, unitName } from "../common/args.js";
 import { type Change, noChange } from "../engine/change.js";
 import { type Module, type ProbeReader, TaskFailure } from "../engine/module.js";
 import { keyValues, shellQuote } from "../common/shell.js";
 
 export const serviceArgs = z
   .strictObject({
-    name: z.string().regex(/^[A-Za-z0-9@:._\\-]+$/, "a systemd unit name"),
+    name: unitName,
     state: z.enum(["started", "stopped", "restarted", "reloaded"]).optional(),
     enabled: flag.optional(),
   })

@@ -92,6 +92,8 @@ export interface PlaybookScope<M extends TaskModule> {
   groups: readonly string[];
   /** Top-level template variables every host has (inventory variables and pgprov's own). */
   variables: string[];
+  /** pgprov's own variables, which a `register` may not shadow. */
+  reserved?: readonly string[];
   /** Keys of `facts`. */
   factKeys: string[];
 }
@@ -103,6 +105,7 @@ export function loadPlaybook<M extends TaskModule>(file: string, scope: Playbook
   const modules = scope.modules;
   const moduleNames = Object.keys(modules);
   const groups = ["all", ...scope.groups];
+  const reserved = scope.reserved ?? [];
   const source = YamlSource.read(file);
   const parsed = source.validate(playbookSchema(moduleNames));
   const dir = dirname(resolve(file));
@@ -135,7 +138,11 @@ export function loadPlaybook<M extends TaskModule>(file: string, scope: Playbook
           problems.push(source.problem(notifyPath, `notify: no handler named "${name}" in this play${didYouMean(name, handlerNames)}`));
         }
       }
-      if (raw.register) registered.add(raw.register);
+      if (raw.register && reserved.includes(raw.register)) {
+        problems.push(
+          source.problem([...path, "register"], `register: "${raw.register}" is one of pgprov's own variables (${reserved.join(", ")}); choose another name`),
+        );
+      } else if (raw.register) registered.add(raw.register);
       return {
         name: raw.name,
         module,

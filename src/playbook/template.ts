@@ -6,6 +6,7 @@
  */
 import Handlebars from "handlebars";
 import { PgprovError } from "../common/errors.js";
+import { CONTROL_CHARACTER } from "../common/args.js";
 
 const hb = Handlebars.create();
 
@@ -17,14 +18,30 @@ hb.registerHelper({
   or: (...args: unknown[]) => args.slice(0, -1).some(Boolean),
   join: (list: unknown, sep: unknown) => (Array.isArray(list) ? list.join(typeof sep === "string" ? sep : ", ") : ""),
   json: (value: unknown) => JSON.stringify(value),
-  /** A value as a PostgreSQL configuration string literal: 'it''s'. */
-  pgquote: (value: unknown) => `'${String(value).replace(/'/g, "''")}'`,
-  /** A postgresql.conf value: numbers as they are, booleans as on/off, anything else quoted. */
+  /** A value as a PostgreSQL configuration string literal: 'it''s', 'C:\\dir'. */
+  pgquote: (value: unknown) => pgquote(value),
+  /** A postgresql.conf value: finite numbers as they are, booleans as on/off, anything else quoted. */
   pgvalue: (value: unknown) =>
-    typeof value === "number" ? String(value) : typeof value === "boolean" ? (value ? "on" : "off") : `'${String(value).replace(/'/g, "''")}'`,
+    typeof value === "number" && Number.isFinite(value) ? String(value) : typeof value === "boolean" ? (value ? "on" : "off") : pgquote(value),
   /** A field of a libpq passfile line: ':' and '\' escaped. */
-  pgpass: (value: unknown) => String(value).replace(/[\\:]/g, "\\$&"),
+  pgpass: (value: unknown) => oneLine(value).replace(/[\\:]/g, "\\$&"),
 });
+
+/**
+ * A configuration string literal as PostgreSQL's lexer reads it (postgresql.conf, and
+ * pg_hba/pg_ident fields): a quote doubled, a backslash escaped, and no line break, which would end
+ * the line and start a setting of the value's choosing.
+ */
+function pgquote(value: unknown): string {
+  return `'${oneLine(value).replace(/\\/g, "\\\\").replace(/'/g, "''")}'`;
+}
+
+/** Every line-oriented file pgprov writes reads a line break as the start of a new entry. */
+function oneLine(value: unknown): string {
+  const text = String(value);
+  if (CONTROL_CHARACTER.test(text)) throw new Error("a value cannot hold a line break or another control character here");
+  return text;
+}
 
 const BUILTIN_HELPERS = new Set(["if", "unless", "each", "with", "lookup", "log", ...Object.keys(hb.helpers)]);
 

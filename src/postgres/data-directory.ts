@@ -106,3 +106,14 @@ export function isFreshCluster(d: DataDirectory): boolean {
 export function isWritable(d: DataDirectory): boolean {
   return d.running && !d.standbySignal && d.state === "in production";
 }
+
+/** pg_control's states of a server that last ran as a primary (recovery has states of its own). */
+const PRIMARY_STATES = new Set(["in production", "shut down", "shutting down", "in crash recovery"]);
+
+/**
+ * It accepted writes: it accepts them now, or pg_control says it last ran as a primary (a
+ * standby.signal written since does not change what it wrote).
+ */
+export function wasWritable(d: DataDirectory): boolean {
+  return isWritable(d) || (d.state !== undefined && PRIMARY_STATES.has(d.state));
+}

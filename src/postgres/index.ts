@@ -1,4 +1,5 @@
 /** PostgreSQL's task modules, bound to the port of the cluster's servers. */
+import { pgSettingOverrides } from "./overrides.js";
 import { psql } from "./psql.js";
 import { pgControl, pgDataDirectory, pgReplication } from "./read.js";
 import { pgRestartPending } from "./restart.js";
@@ -13,6 +14,7 @@ export function postgresModules(options: { port: number }) {
     pg_slots: pgSlots(sql),
     pg_standby: pgStandby,
     pg_restart_pending: pgRestartPending(sql),
+    pg_setting_overrides: pgSettingOverrides(sql),
     pg_data_directory: pgDataDirectory,
     pg_replication: pgReplication(sql),
     pg_control: pgControl(sql),

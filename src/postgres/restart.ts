@@ -4,12 +4,13 @@
  * runs it on the standbys first, then on the primary.
  */
 import { z } from "zod";
+import { unitName } from "../common/args.js";
 import { shellQuote } from "../common/shell.js";
 import { noChange } from "../engine/change.js";
 import type { Module } from "../engine/module.js";
 import { rowsOf, type Sql } from "./psql.js";
 
-export const restartArgs = z.strictObject({ service: z.string().regex(/^[A-Za-z0-9@:._-]+$/, "a systemd unit name") });
+export const restartArgs = z.strictObject({ service: unitName });
 export type RestartArgs = z.output<typeof restartArgs>;
 
 export function pgRestartPending(sql: Sql): Module<RestartArgs> {

@@ -7,7 +7,7 @@ import { z } from "zod";
 import { type Change, noChange } from "../engine/change.js";
 import { rowsOf, type Sql } from "./psql.js";
 import { sqlLiteral } from "../common/sql.js";
-import { flag } from "../modules/args.js";
+import { flag } from "../common/args.js";
 import type { Module } from "../engine/module.js";
 import { scramVerifier, verifierMatches } from "./scram.js";
 

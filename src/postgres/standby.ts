@@ -17,16 +17,16 @@ import {
   parseDataDirectory,
   REPLACED_SUFFIX,
 } from "./data-directory.js";
-import { noChange } from "../engine/change.js";
-import { flag, wholeNumber } from "../modules/args.js";
-import type { Command } from "../engine/change.js";
-import { type Module, TaskFailure } from "../engine/module.js";
+import { flag, unitName, wholeNumber } from "../common/args.js";
 import { shellQuote } from "../common/shell.js";
+import { type Command, noChange } from "../engine/change.js";
+import { type Module, TaskFailure } from "../engine/module.js";
 
 export const standbyArgs = z.strictObject({
   /** This host's name in the inventory, for messages. */
   host: z.string().min(1),
-  primary: z.string().min(1),
+  /** An address or DNS name: never one pg_basebackup would read as an option. */
+  primary: z.string().regex(/^[A-Za-z0-9:[]/, "an address or a DNS name"),
   port: wholeNumber,
   user: z.string().min(1),
   /** Empty when the cluster uses no slots. */
@@ -34,7 +34,7 @@ export const standbyArgs = z.strictObject({
   passfile: z.string().regex(/^\//, "an absolute path"),
   data_directory: z.string().regex(/^\/.+/, "an absolute path"),
   bin_directory: z.string().regex(/^\/.+/, "an absolute path"),
-  service: z.string().min(1),
+  service: unitName,
   /** The primary's system identifier, read before the play; empty when it could not be read. */
   primary_system_identifier: z.string().default(""),
   /** The user's consent to replace data that is not this cluster's (--reclone HOST). */
@@ -107,13 +107,15 @@ function cloneCommand(args: StandbyArgs): Command {
     script: [
       `systemctl stop ${shellQuote(args.service)}`,
       `rm -rf ${clone}`,
-      `install -d -o postgres -g postgres -m 0700 ${clone}`,
+      // Made by postgres, in postgres's directory: root never changes the owner of what a name there points to.
+      `runuser -u postgres -- mkdir -m 0700 -- ${clone}`,
       // The password comes from the passfile, never from an argument or the environment.
       // A failed clone leaves the data as it was, and the server running again.
       `runuser -u postgres -- env PGPASSFILE=${shellQuote(args.passfile)} ${basebackup} || { rc=$?; rm -rf ${clone}; systemctl start ${shellQuote(args.service)} || true; exit $rc; }`,
       `runuser -u postgres -- touch ${clone}/standby.signal`,
-      `if [ -e ${data} ]; then mv ${data} ${old}; fi`,
-      `mv ${clone} ${data}`,
+      // -T: a name there that is a link to a directory is replaced, never moved into.
+      `if [ -e ${data} ]; then mv -T ${data} ${old}; fi`,
+      `mv -T ${clone} ${data}`,
       `rm -rf ${old}`,
       `systemctl start ${shellQuote(args.service)}`,
     ].join("\n"),

@@ -109,7 +109,7 @@ export class YamlSource {
 
   private describeIssue(schema: z.ZodType, issue: z.core.$ZodIssue, base: YamlPath, relative: YamlPath): SourceProblem[] {
     const path = [...base, ...relative];
-    const where = path.length ? `${path.join(".")}: ` : "";
+    const where = path.length ? `${pathText(path)}: ` : "";
     if (issue.code === "unrecognized_keys") {
       const known = knownKeys(schema, relative);
       return issue.keys.map((key) =>
@@ -153,6 +153,11 @@ function unwrap(s: unknown): unknown {
     else if (def.type === "pipe") s = def.in;
     else return s;
   }
+}
+
+/** A path as `a.b.0`; a key that is not a plain word in JSON, so that a line break in it stays visible. */
+function pathText(path: YamlPath): string {
+  return path.map((p) => (typeof p === "string" && !/^[\w.$-]+$/.test(p) ? JSON.stringify(p) : p)).join(".");
 }
 
 function lowerFirst(s: string): string {

@@ -6,6 +6,7 @@ import { join } from "node:path";
 import { parseDocument } from "yaml";
 import type { ClusterEvent } from "../../src/cluster/events.js";
 import type { HostRecap } from "../../src/engine/events.js";
+import { loadInventory } from "../../src/inventory/inventory.js";
 import { type Lab, type LabHost, labExec } from "../lab/lab.js";
 
 const BIN = join(import.meta.dirname, "../../bin/pgprov.js");
@@ -77,4 +78,31 @@ export async function eventually(what: string, check: () => Promise<boolean>, ti
     await new Promise((r) => setTimeout(r, 300));
   }
   throw new Error(`gave up after ${timeoutMs / 1000} s waiting for ${what}`);
+}
+
+/**
+ * A private inventory of the lab's hosts (through its apt proxy; clients allowed from the lab's
+ * network), bootstrapped by `pgprov apply`: pg1 the primary, the others its streaming standbys.
+ */
+export async function bootstrapCluster(lab: Lab): Promise<string> {
+  const inventory = inventoryCopy(lab, (doc) => {
+    doc.set("apt", { proxy: lab.aptProxy });
+    // Test clients run on this machine (the bridge address) and, for psql, on the hosts.
+    doc.set("postgresql", { clients: [lab.subnet] });
+  });
+  const r = await pgprov(["apply", inventory]);
+  if (r.code !== 0) throw new Error(`the bootstrap failed (exit ${r.code}):\n${r.stdout}\n${r.stderr}`);
+  return inventory;
+}
+
+/** Each host's role as the inventory file says now. */
+export function inventoryRoles(inventory: string): Record<string, string> {
+  return Object.fromEntries(loadInventory(inventory).hosts.map((h) => [h.name, h.role]));
+}
+
+/** Each host's role as its server says (pg_is_in_recovery). */
+export async function liveRoles(hosts: LabHost[]): Promise<Record<string, string>> {
+  const out: Record<string, string> = {};
+  for (const h of hosts) out[h.name] = (await psql(h, "select pg_is_in_recovery()")).out === "f" ? "primary" : "standby";
+  return out;
 }

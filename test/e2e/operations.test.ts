@@ -8,7 +8,7 @@ import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadInventory } from "../../src/inventory/inventory.js";
 import { type Lab, type LabHost, labBoot, labDown, labExec, labKill, labUp } from "../lab/lab.js";
-import { eventually, inventoryCopy, pgprov, psql } from "./helpers.js";
+import { bootstrapCluster, eventually, inventoryRoles, liveRoles as liveRolesOf, pgprov, psql } from "./helpers.js";
 
 let lab: Lab;
 let inventory: string;
@@ -85,13 +85,11 @@ class CommittingClient {
 }
 
 async function roles(): Promise<Record<string, string>> {
-  return Object.fromEntries(loadInventory(inventory).hosts.map((h) => [h.name, h.role]));
+  return inventoryRoles(inventory);
 }
 
 async function liveRoles(names: string[]): Promise<Record<string, string>> {
-  const out: Record<string, string> = {};
-  for (const name of names) out[name] = (await psql(byName(name), "select pg_is_in_recovery()")).out === "f" ? "primary" : "standby";
-  return out;
+  return liveRolesOf(names.map(byName));
 }
 
 async function numbersOn(host: LabHost): Promise<number[]> {
@@ -102,15 +100,9 @@ async function numbersOn(host: LabHost): Promise<number[]> {
 beforeAll(async () => {
   lab = await labUp({ hosts: 3 });
   hosts = lab.hosts;
-  inventory = inventoryCopy(lab, (doc) => {
-    doc.set("apt", { proxy: lab.aptProxy });
-    // The test client runs on this machine (the bridge address) and, for psql, on the hosts.
-    doc.set("postgresql", { clients: [lab.subnet] });
-  });
+  inventory = await bootstrapCluster(lab);
   // A comment on a host's line: rewriting roles must keep it.
   writeFileSync(inventory, readFileSync(inventory, "utf8").replace(/(  pg2: \{[^}]*\})/, "$1   # the analytics replica"));
-  const r = await pgprov(["apply", inventory]);
-  expect(r.code, r.stdout).toBe(0);
   const setup = await psql(byName("pg1"), `create role app login password '${APP_PASSWORD}'; create table numbered (n int primary key); grant select, insert on numbered to app;`);
   expect(setup.code, setup.err).toBe(0);
 });
@@ -127,7 +119,7 @@ describe("day-2 operations", () => {
 
     const there = await pgprov(["switchover", inventory, "--to", "pg2"]);
     expect(there.code, there.stdout).toBe(0);
-    expect(there.stdout).toMatch(/stopped pg1 cleanly; its last WAL record, the shutdown checkpoint, is at [0-9A-F]+\/[0-9A-F]+/);
+    expect(there.stdout).toMatch(/stopped pg1 cleanly and marked it a standby \(standby.signal\); its last WAL record, the shutdown checkpoint, is at [0-9A-F]+\/[0-9A-F]+/);
     expect(there.stdout).toMatch(/promoted pg2; no server accepted writes for \d+\.\d\d s/);
     expect(await roles()).toEqual({ pg1: "standby", pg2: "primary", pg3: "standby" });
     expect(await liveRoles(["pg1", "pg2", "pg3"])).toEqual(await roles());

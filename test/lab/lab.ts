@@ -225,9 +225,9 @@ export function readLab(): Lab | undefined {
 // ---- down --------------------------------------------------------------------------------------
 
 /**
- * labDown for each instance a test run's workers may have used (PGPROV_LAB + 0..3, see
+ * labDown for each instance a test run's workers may have used (PGPROV_LAB + 1..3, see
  * labInstance) that left anything: for the run's teardown, which cannot know which workers booted
- * a lab. Instances of other runs (another PGPROV_LAB) are not touched.
+ * a lab. Instance PGPROV_LAB itself (a lab booted by hand) and other runs' instances are not touched.
  */
 export async function labDownAll(opts: { log?: (l: string) => void } = {}): Promise<void> {
   const saved = process.env.PGPROV_LAB;
@@ -235,7 +235,7 @@ export async function labDownAll(opts: { log?: (l: string) => void } = {}): Prom
   delete process.env.VITEST_POOL_ID;
   try {
     const base = Number(saved ?? 0);
-    for (let n = base; n <= Math.min(base + MAX_WORKERS, MAX_INSTANCES - 1); n++) {
+    for (let n = base + 1; n <= Math.min(base + MAX_WORKERS, MAX_INSTANCES - 1); n++) {
       process.env.PGPROV_LAB = String(n);
       if (existsSync(labPaths().state) || (await labLeftovers()).length) await labDown(opts);
     }

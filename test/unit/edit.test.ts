@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { chmodSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
@@ -26,5 +26,22 @@ describe("rewriting roles", () => {
     expect(inventory.primary.name).toBe("pg2");
     expect(loadInventory(file).primary.name).toBe("pg2");
     expect(rewriteRoles(inventory, { pg2: "primary" })).toEqual([]);
+  });
+});
+
+describe("issue 8 smaller defects: a symlinked inventory", () => {
+  it("rewrites the link's target, keeping its mode, and leaves the link a link", () => {
+    const dir = mkdtempSync(join(tmpdir(), "pgprov-edit-"));
+    mkdirSync(join(dir, "real"));
+    const target = join(dir, "real", "inventory.yml");
+    writeFileSync(target, "hosts:\n  pg1: { address: 10.0.0.11, role: primary }\n  pg2: { address: 10.0.0.12, role: standby }\n", { mode: 0o640 });
+    chmodSync(target, 0o640);
+    const link = join(dir, "inventory.yml");
+    symlinkSync(join("real", "inventory.yml"), link);
+    rewriteRoles(loadInventory(link), { pg1: "standby", pg2: "primary" });
+    expect(lstatSync(link).isSymbolicLink()).toBe(true);
+    expect(loadInventory(target).primary.name).toBe("pg2");
+    expect(statSync(target).mode & 0o777).toBe(0o640);
+    expect(readdirSync(join(dir, "real"))).toEqual(["inventory.yml"]);
   });
 });

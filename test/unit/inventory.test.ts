@@ -89,7 +89,7 @@ describe("inventory", () => {
     process.env.PGPROV_REPLICATION_PASSWORD = "example-replication-password";
     const inv = loadInventory(copy);
     expect(inv.hosts.map((h) => h.role)).toEqual(["primary", "standby", "standby"]);
-    expect(inv.aptProxy).toBe("http://10.0.0.1:3142");
+    expect(inv.aptProxy).toBe("http://10.0.0.1:3142/"); // its normal form
     expect(inv.postgresql).toMatchObject({ version: 15, port: 5432, clients: ["10.0.0.0/24"] });
     expect(inv.replication.password?.reveal()).toBe("example-replication-password");
   });

@@ -119,7 +119,18 @@ describe("pg_standby: when a clone may replace what is there", () => {
     const script = cmd!.script;
     expect(script).toContain("PGPASSFILE=/var/lib/postgresql/.pgprov.pgpass");
     expect(script).toContain("-D /var/lib/postgresql/15/main.pgprov-clone -X stream -c fast -S pgprov_pg2");
-    expect(script.indexOf("mv /var/lib/postgresql/15/main.pgprov-clone /var/lib/postgresql/15/main")).toBeGreaterThan(script.indexOf("pg_basebackup"));
+    expect(script.indexOf("mv -T /var/lib/postgresql/15/main.pgprov-clone /var/lib/postgresql/15/main")).toBeGreaterThan(script.indexOf("pg_basebackup"));
+  });
+  it("issue 8 item 5, the same class: postgres makes the clone directory in its own directory, and the swap never moves into a link", () => {
+    const [cmd] = decide("").changes[0]!.commands;
+    const script = cmd!.script;
+    expect(script).toContain("runuser -u postgres -- mkdir -m 0700 -- /var/lib/postgresql/15/main.pgprov-clone");
+    expect(script).not.toMatch(/install -d|chown|chmod/);
+    expect(script).toContain("mv -T /var/lib/postgresql/15/main /var/lib/postgresql/15/main.pgprov-replaced");
+  });
+  it("issue 8, the same class: refuses a primary address or a unit name that a command would read as an option", () => {
+    expect(standbyArgs.safeParse({ ...base, primary: "-hevil" }).success).toBe(false);
+    expect(standbyArgs.safeParse({ ...base, service: "--now" }).success).toBe(false);
   });
 });
 

@@ -1,0 +1,90 @@
+/**
+ * Timeline histories, and whether a host may follow the primary. Each promotion starts a new
+ * timeline and writes NNNNNNNN.history in pg_wal: every ancestor timeline, with the WAL position
+ * where it was left. pg_rewind trusts the numbers: two servers promoted on their own to the same
+ * timeline number look alike to it ("no rewind required") while holding different transactions.
+ * So before a rewind, rejoin checks that the host's history is the primary's and that the host
+ * is behind on it. Pure: unit-tested on parsed histories.
+ */
+import { lsnValue } from "../common/lsn.js";
+
+/** One line of a history file: `timeline` was left, for the next one, at `switchLsn`. */
+export interface HistoryEntry {
+  timeline: number;
+  switchLsn: string;
+}
+
+/** Parses PostgreSQL's NNNNNNNN.history ("1\t0/5000148\treason"); comments and blank lines skipped. */
+export function parseTimelineHistory(text: string): HistoryEntry[] {
+  const entries: HistoryEntry[] = [];
+  for (const line of text.split("\n")) {
+    const m = /^\s*(\d+)\s+([0-9A-Fa-f]+\/[0-9A-Fa-f]+)/.exec(line);
+    if (m) entries.push({ timeline: Number(m[1]), switchLsn: m[2]!.toUpperCase() });
+  }
+  return entries;
+}
+
+export interface TimelinePosition {
+  name: string;
+  timeline: number;
+  /** The ancestors of `timeline`, from its history file (empty on timeline 1). */
+  history: HistoryEntry[];
+  /** Where its WAL ends (as far as can be read: at least there). */
+  endLsn?: string;
+}
+
+export type RejoinVerdict =
+  | { ok: true; detail: string }
+  /** recloneAllowed: false when even --reclone must not replace the host (it may hold the newest writes). */
+  | { ok: false; reason: string; recloneAllowed: boolean };
+
+/**
+ * Whether `host` may be rewound onto (or simply follow) `primary`: only when its position is
+ * provably on the primary's history, behind the primary. `wasWritable`: the host ran as a primary
+ * (pg_control says so, or it accepts writes now).
+ */
+export function judgeRejoin(host: TimelinePosition & { wasWritable: boolean }, primary: TimelinePosition): RejoinVerdict {
+  const refuse = (reason: string): RejoinVerdict => ({ ok: false, reason, recloneAllowed: true });
+  if (host.timeline > primary.timeline) {
+    return {
+      ok: false,
+      recloneAllowed: false,
+      reason: `${host.name} is on timeline ${host.timeline}, ahead of ${primary.name} (timeline ${primary.timeline}): it may hold the newest writes; pgprov will not rewind or replace it`,
+    };
+  }
+  // The ancestors both share must have been left at the same points, or these are two histories.
+  const primaryLeft = new Map(primary.history.map((e) => [e.timeline, e.switchLsn]));
+  for (const e of host.history) {
+    const theirs = primaryLeft.get(e.timeline);
+    if (theirs === undefined) return refuse(`${host.name}'s history passes through timeline ${e.timeline}, which is not on ${primary.name}'s history`);
+    if (lsnValue(theirs) !== lsnValue(e.switchLsn)) {
+      return refuse(`${host.name} left timeline ${e.timeline} at ${e.switchLsn}, ${primary.name}'s history at ${theirs}: their histories parted there, and pg_rewind would not see it`);
+    }
+  }
+  if (host.timeline === primary.timeline) {
+    if (primary.history.length !== host.history.length) return refuse(`${host.name}'s timeline ${host.timeline} has another history than ${primary.name}'s`);
+    if (host.wasWritable) {
+      return refuse(
+        `${host.name} accepted writes on timeline ${host.timeline}, the timeline ${primary.name} is on: both were promoted to it on their own, ` +
+          `so the same WAL positions may hold different transactions, which pg_rewind cannot see ("no rewind required")`,
+      );
+    }
+    if (host.endLsn && primary.endLsn && lsnValue(host.endLsn) > lsnValue(primary.endLsn)) {
+      return refuse(`${host.name} has WAL up to ${host.endLsn} on timeline ${host.timeline}, beyond ${primary.name}'s ${primary.endLsn}: it holds WAL the primary never had`);
+    }
+    return { ok: true, detail: `${host.name} is on ${primary.name}'s timeline ${host.timeline}, behind it` };
+  }
+  const left = primaryLeft.get(host.timeline);
+  if (left === undefined) {
+    const timelines = [...primary.history.map((e) => e.timeline), primary.timeline].join(", ");
+    return refuse(`timeline ${host.timeline} of ${host.name} is not on ${primary.name}'s history (timelines ${timelines})`);
+  }
+  const after = host.endLsn && lsnValue(host.endLsn) > lsnValue(left);
+  return {
+    ok: true,
+    detail:
+      `${primary.name}'s history left timeline ${host.timeline} at ${left}; ` +
+      (host.endLsn ? `${host.name}'s WAL goes on to at least ${host.endLsn}` : `where ${host.name}'s WAL ends could not be read`) +
+      (after ? `: what it wrote after ${left} is undone` : ""),
+  };
+}

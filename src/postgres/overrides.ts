@@ -1,0 +1,160 @@
+/**
+ * pg_setting_overrides: every setting pgprov's own configuration file sets takes effect. A file
+ * PostgreSQL reads later wins over it: postgresql.auto.conf (ALTER SYSTEM) above all, then a later
+ * file of conf.d or an `include` after it. Which names pgprov manages is read from the file itself
+ * (pg_file_settings), so no list of names has to be kept in sync with its template.
+ *
+ * An ALTER SYSTEM override is reset (ALTER SYSTEM RESET, then a reload; a setting that needs a
+ * restart is then restarted by pg_restart_pending, which must come later in the playbook). An
+ * override in a file pgprov does not own, or on the server's command line, is not edited: the
+ * task fails and names where it is, for a person to decide.
+ */
+import { z } from "zod";
+import { MASK } from "../common/redact.js";
+import { sqlLiteral } from "../common/sql.js";
+import { type Change, noChange } from "../engine/change.js";
+import { type Module, TaskFailure } from "../engine/module.js";
+import { rowsOf, type Sql } from "./psql.js";
+
+export const overridesArgs = z.strictObject({
+  /** pgprov's configuration file, as PostgreSQL names it (an absolute path). */
+  file: z.string().regex(/^\/.+/, "an absolute path"),
+  /** Where the server's data must be: one elsewhere (data_directory set by hand) is refused. */
+  data_directory: z.string().regex(/^\/.+/, "an absolute path"),
+});
+export type OverridesArgs = z.output<typeof overridesArgs>;
+
+/**
+ * A later setting of a name pgprov's file sets, from pg_file_settings (or the command line). A
+ * name set twice in pgprov's own file (the inventory's postgresql.settings after the template's
+ * defaults) is not one: that is the inventory's choice.
+ */
+export interface Override {
+  name: string;
+  /** null: the server's command line (pg_ctl.conf's options, or the service unit). */
+  sourcefile: string | null;
+  sourceline: number | null;
+  setting: string | null;
+  /** The line of pgprov's file it overrides. */
+  line: number;
+  /** pg_settings.context: "postmaster" needs a restart. */
+  context: string | null;
+}
+
+export interface OverridesState {
+  autoFile: string;
+  dataDirectory: string;
+  /** Where data_directory is set, "file:line", or null (on the command line). */
+  dataDirectorySource: string | null;
+  fileExists: boolean;
+  fileRead: boolean;
+  overrides: Override[];
+}
+
+const NAME = /^[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)?$/;
+
+export function overridesQuery(file: string): string {
+  const f = sqlLiteral(file);
+  return `select current_setting('data_directory') || '/postgresql.auto.conf' as auto_file,
+  current_setting('data_directory') as data_directory,
+  (select sourcefile || ':' || sourceline from pg_file_settings where name = 'data_directory' order by seqno desc limit 1) as data_directory_source,
+  (pg_stat_file(${f}, true)).size is not null as file_exists,
+  exists (select from pg_file_settings where sourcefile = ${f}) as file_read,
+  coalesce((select jsonb_agg(jsonb_build_object('name', o.name, 'sourcefile', o.sourcefile, 'sourceline', o.sourceline,
+      'setting', o.setting, 'line', p.sourceline, 'context', s.context) order by o.seqno)
+    from pg_file_settings p join pg_file_settings o on o.name = p.name and o.seqno > p.seqno
+    left join pg_settings s on s.name = p.name
+    where p.sourcefile = ${f} and o.sourcefile <> ${f}), '[]'::jsonb) ||
+  coalesce((select jsonb_agg(jsonb_build_object('name', s.name, 'sourcefile', null, 'sourceline', null,
+      'setting', current_setting(s.name), 'line', p.sourceline, 'context', s.context) order by s.name)
+    from pg_file_settings p join pg_settings s on s.name = p.name
+    where p.sourcefile = ${f} and s.source = 'command line'), '[]'::jsonb) as overrides`;
+}
+
+/** The probe's row as a state; undefined when there is none (the query did not run). */
+export function parseOverrides(row: Record<string, unknown> | undefined): OverridesState | undefined {
+  if (!row) return undefined;
+  return {
+    autoFile: String(row.auto_file),
+    dataDirectory: String(row.data_directory),
+    dataDirectorySource: row.data_directory_source == null ? null : String(row.data_directory_source),
+    fileExists: row.file_exists === true,
+    fileRead: row.file_read === true,
+    overrides: (row.overrides as Override[] | null) ?? [],
+  };
+}
+
+/**
+ * A value as it may be shown: a password in a connection string (a primary_conninfo set by
+ * hand may carry one) is masked, and a command (archive_command, restore_command...) is not
+ * shown at all, since it may carry any credential.
+ */
+export function showSetting(name: string, value: string): string {
+  if (name.endsWith("_command")) return "(a command, not shown)";
+  return `'${maskConninfoPassword(value)}'`;
+}
+
+/** `password=...` in a libpq connection string, masked whatever its quoting. */
+export function maskConninfoPassword(conninfo: string): string {
+  return conninfo.replace(/(password\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s']+)/gi, `$1${MASK}`);
+}
+
+function where(o: Override): string {
+  return o.sourcefile === null ? "on the server's command line (pg_ctl.conf's options, or the service unit)" : `in ${o.sourcefile}:${o.sourceline}`;
+}
+
+export function pgSettingOverrides(sql: Sql): Module<OverridesArgs> {
+  return {
+    name: "pg_setting_overrides",
+    args: overridesArgs,
+
+    probe: (args) => sql.probe(overridesQuery(args.file)),
+
+    decide(args, probe) {
+      const read = rowsOf(probe);
+      if ("error" in read) return noChange(`cannot read the server's settings now (${read.error}); the next run checks again`);
+      const state = parseOverrides(read.rows[0]);
+      if (!state) return noChange("no settings read");
+      if (state.dataDirectory !== args.data_directory) {
+        throw new TaskFailure(
+          `the server runs from ${state.dataDirectory} (data_directory set ${state.dataDirectorySource ? `in ${state.dataDirectorySource}` : "on its command line"}), ` +
+            `not from ${args.data_directory}: pgprov's reads and clones would act on a directory the server does not use. Refusing; put data_directory back, or move the data, by hand`,
+        );
+      }
+      if (!state.fileExists) return noChange(`${args.file} does not exist yet`);
+      if (!state.fileRead) {
+        throw new TaskFailure(
+          `PostgreSQL does not read ${args.file}, so none of pgprov's settings take effect: ` +
+            `postgresql.conf must include its directory (include_dir = 'conf.d', as Debian's does)`,
+        );
+      }
+      const foreign = state.overrides.filter((o) => o.sourcefile !== state.autoFile);
+      if (foreign.length) {
+        throw new TaskFailure(
+          `settings of ${args.file} are overridden where pgprov does not edit: ` +
+            foreign.map((o) => `${o.name} = ${showSetting(o.name, o.setting ?? "")} ${where(o)} (over line ${o.line})`).join("; ") +
+            `. Remove them there (pgprov's settings come from the inventory), then rerun`,
+        );
+      }
+      const badName = state.overrides.find((o) => !NAME.test(o.name));
+      if (badName !== undefined) throw new TaskFailure(`cannot reset a setting named ${JSON.stringify(badName.name)} set in ${state.autoFile}`);
+      if (!state.overrides.length) return noChange(`every setting of ${args.file} takes effect`);
+      // ALTER SYSTEM cannot run inside a transaction block: psql runs each statement on its own.
+      // A name set twice in postgresql.auto.conf is reset once; the reload follows the last reset.
+      const reset = new Set<string>();
+      const changes = state.overrides.map((o, k): Change => {
+        const statements = reset.has(o.name) ? [] : [`ALTER SYSTEM RESET ${o.name}`];
+        reset.add(o.name);
+        if (k === state.overrides.length - 1) statements.push("SELECT pg_reload_conf()");
+        return {
+          action: "delete",
+          summary:
+            `reset ${o.name} = ${showSetting(o.name, o.setting ?? "")} set by ALTER SYSTEM in ${o.sourcefile}:${o.sourceline} ` +
+            `(it overrides ${args.file}:${o.line})${o.context === "postmaster" ? "; takes effect on the restart for pending settings" : ""}`,
+          commands: statements.length ? [sql.command(statements, statements.join("; "))] : [],
+        };
+      });
+      return { changes };
+    },
+  };
+}

@@ -1,0 +1,62 @@
+import { describe, expect, it } from "vitest";
+import { judgeRejoin, parseTimelineHistory } from "../../src/cluster/timeline.js";
+
+const history = (text: string) => parseTimelineHistory(text);
+const TL2 = history("1\t0/5000148\tno recovery target specified\n");
+const TL3 = history("1\t0/5000148\tno recovery target specified\n\n2\t0/7000060\tno recovery target specified\n");
+
+describe("timeline history files", () => {
+  it("parses PostgreSQL's NNNNNNNN.history: timeline, switch point, reason; comments and blank lines skipped", () => {
+    expect(history("# comment\n1\t0/5000148\tno recovery target specified\n\n2\t1/A0\tbefore 2026-01-01\n")).toEqual([
+      { timeline: 1, switchLsn: "0/5000148" },
+      { timeline: 2, switchLsn: "1/A0" },
+    ]);
+    expect(history("")).toEqual([]);
+  });
+});
+
+describe("issue 8 item 2: rejoin only a host provably behind on the primary's history", () => {
+  const primary = (timeline: number, h = timeline === 3 ? TL3 : timeline === 2 ? TL2 : [], endLsn = "0/9000000") => ({ name: "pg2", timeline, history: h, endLsn });
+  const host = (timeline: number, wasWritable: boolean, h = timeline === 3 ? TL3 : timeline === 2 ? TL2 : [], endLsn = "0/8000000") => ({ name: "pg1", timeline, history: h, wasWritable, endLsn });
+
+  it("refuses a host that accepted writes on the primary's own timeline (two promotions to the same number)", () => {
+    const v = judgeRejoin(host(2, true), primary(2));
+    expect(v).toMatchObject({ ok: false, recloneAllowed: true });
+    expect(v.ok || v.reason).toMatch(/pg1 accepted writes on timeline 2, the timeline pg2 is on/);
+    // Even when its WAL is shorter: the same positions may hold different transactions.
+    expect(judgeRejoin(host(2, true, TL2, "0/6000000"), primary(2)).ok).toBe(false);
+    expect(judgeRejoin(host(1, true), primary(1)).ok).toBe(false);
+  });
+
+  it("refuses a timeline the primary's history does not contain", () => {
+    const v = judgeRejoin(host(2, true, TL2), primary(3, history("1\t0/5000148\tx\n")));
+    expect(v).toMatchObject({ ok: false, recloneAllowed: true });
+    expect(v.ok || v.reason).toMatch(/timeline 2 of pg1 is not on pg2's history/);
+  });
+
+  it("refuses a timeline that left its parent at another point than the primary's did", () => {
+    const v = judgeRejoin(host(2, true, history("1\t0/6000000\tx\n")), primary(3));
+    expect(v).toMatchObject({ ok: false, recloneAllowed: true });
+    expect(v.ok || v.reason).toMatch(/pg1 left timeline 1 at 0\/6000000, pg2's history at 0\/5000148/);
+  });
+
+  it("refuses a host ahead of the primary, even with --reclone", () => {
+    expect(judgeRejoin(host(3, true), primary(2))).toMatchObject({ ok: false, recloneAllowed: false });
+  });
+
+  it("refuses a standby on the primary's timeline with more WAL than the primary", () => {
+    expect(judgeRejoin(host(2, false, TL2, "0/A000000"), primary(2))).toMatchObject({ ok: false, recloneAllowed: true });
+  });
+
+  it("accepts a former primary on an ancestor timeline: pg_rewind undoes what it wrote after the fork", () => {
+    const v = judgeRejoin(host(1, true, [], "0/6000000"), primary(2));
+    expect(v).toMatchObject({ ok: true });
+    expect(v.ok && v.detail).toMatch(/pg2's history left timeline 1 at 0\/5000148; pg1's WAL goes on to at least 0\/6000000/);
+    expect(judgeRejoin(host(2, true, TL2, "0/6000000"), primary(3))).toMatchObject({ ok: true });
+  });
+
+  it("accepts a former primary that stopped before the fork, and a standby on the primary's timeline", () => {
+    expect(judgeRejoin(host(1, true, [], "0/5000148"), primary(2))).toMatchObject({ ok: true });
+    expect(judgeRejoin(host(2, false, TL2, "0/8000000"), primary(2))).toMatchObject({ ok: true });
+  });
+});
