@@ -32,7 +32,7 @@ export interface DataDirectory {
   replacedLeft: boolean;
   /** Databases besides template0, template1 and postgres. */
   userDatabases: number;
-  /** Relation files with an OID of a user object, in any database. */
+  /** Relation files with an OID of a user object, in any database; counted only while nextOid is below 16384. */
   userRelations: number;
   /** Tablespaces (links in pg_tblspc): data outside the data directory. */
   tablespaces: number;
@@ -42,23 +42,37 @@ export interface DataDirectory {
 
 export function dataDirectoryProbe(dataDirectory: string, binDirectory: string): string {
   const d = shellQuote(dataDirectory);
+  const bin = shellQuote(binDirectory);
+  // Shell builtins wherever they do (globs, read, test): this runs on every host in every run.
   return [
     `d=${d}`,
-    `if [ -d "$d" ]; then echo exists=yes; echo "entries=$(ls -A "$d" | wc -l)"; fi`,
-    `[ -f "$d/PG_VERSION" ] && echo "pg_version=$(cat "$d/PG_VERSION")"`,
+    // n: the entries of a directory ($1), hidden ones included, as ls -A counts them.
+    `pgprov_count() { n=0; for f in "$1"/* "$1"/.[!.]* "$1"/..?*; do if [ -e "$f" ] || [ -L "$f" ]; then n=$((n + 1)); fi; done; }`,
+    `if [ -d "$d" ]; then echo exists=yes; pgprov_count "$d"; echo "entries=$n"; fi`,
+    `[ -f "$d/PG_VERSION" ] && read -r v < "$d/PG_VERSION" && echo "pg_version=$v"`,
     `[ -f "$d/standby.signal" ] && echo standby_signal=yes`,
     `[ -d "$d${CLONE_SUFFIX}" ] && echo partial_clone=yes`,
     `[ -e "$d${REPLACED_SUFFIX}" ] && echo replaced_left=yes`,
-    `[ -f "$d/postmaster.pid" ] && kill -0 "$(head -1 "$d/postmaster.pid")" 2>/dev/null && echo running=yes`,
-    `if [ -f "$d/global/pg_control" ] && [ -x ${shellQuote(binDirectory)}/pg_controldata ]; then`,
-    `  LC_ALL=C ${shellQuote(binDirectory)}/pg_controldata "$d" | awk -F': *' '/^Database system identifier/ { print "system_identifier=" $2 } /^Database cluster state/ { print "state=" $2 } /^Latest checkpoint.s TimeLineID/ { print "timeline=" $2 } /^Latest checkpoint.s NextOID/ { print "next_oid=" $2 }'`,
+    `[ -f "$d/postmaster.pid" ] && read -r pid < "$d/postmaster.pid" && kill -0 "$pid" 2>/dev/null && echo running=yes`,
+    `c=`,
+    `if [ -f "$d/global/pg_control" ] && [ -x ${bin}/pg_controldata ]; then`,
+    `  c=$(LC_ALL=C ${bin}/pg_controldata "$d" | awk -F': *' '/^Database system identifier/ { print "system_identifier=" $2 } /^Database cluster state/ { print "state=" $2 } /^Latest checkpoint.s TimeLineID/ { print "timeline=" $2 } /^Latest checkpoint.s NextOID/ { print "next_oid=" $2 }')`,
+    `  echo "$c"`,
     `fi`,
     // A promotion writes NNNNNNNN.history at once; pg_control's timeline waits for a checkpoint.
-    `h=$(ls "$d/pg_wal" 2>/dev/null | grep -E '^[0-9A-F]{8}\\.history$' | sort | tail -1); [ -n "$h" ] && echo "history_timeline=$((0x\${h%.history}))"`,
-    `[ -d "$d/pg_tblspc" ] && echo "tablespaces=$(ls -A "$d/pg_tblspc" | wc -l)"`,
+    // The glob sorts, and eight hex digits sort as numbers do: the last one is the latest.
+    `h=; for f in "$d"/pg_wal/[0-9A-F][0-9A-F][0-9A-F][0-9A-F][0-9A-F][0-9A-F][0-9A-F][0-9A-F].history; do [ -f "$f" ] && h=\${f##*/}; done`,
+    `[ -n "$h" ] && echo "history_timeline=$((0x\${h%.history}))"`,
+    `[ -d "$d/pg_tblspc" ] && pgprov_count "$d/pg_tblspc" && echo "tablespaces=$n"`,
     `if [ -d "$d/base" ]; then`,
-    `  echo "databases=$(ls "$d/base" | wc -l)"`,
-    `  echo "user_relations=$(find "$d/base" -type f -name '[0-9]*' | awk -F/ '{ n = $NF; sub(/[._].*/, "", n); if (n + 0 >= ${FIRST_USER_OID}) c++ } END { print c + 0 }')"`,
+    `  n=0; for f in "$d"/base/*; do if [ -e "$f" ] || [ -L "$f" ]; then n=$((n + 1)); fi; done; echo "databases=$n"`,
+    // Relation files of user objects matter only to tell a freshly made cluster, whose NextOID is
+    // still below ${FIRST_USER_OID} (see isFreshCluster): above it, none is counted, and a large
+    // database costs no walk of its files.
+    `  o=\${c##*next_oid=}; o=\${o%%[!0-9]*}`,
+    `  if [ -z "$c" ] || [ -z "$o" ] || [ "$o" -lt ${FIRST_USER_OID} ]; then`,
+    `    echo "user_relations=$(find "$d/base" -type f -name '[0-9]*' | awk -F/ '{ n = $NF; sub(/[._].*/, "", n); if (n + 0 >= ${FIRST_USER_OID}) c++ } END { print c + 0 }')"`,
+    `  fi`,
     `fi`,
   ].join("\n");
 }
