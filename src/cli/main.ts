@@ -7,10 +7,9 @@ import yargs, { type Argv } from "yargs";
 import { hideBin } from "yargs/helpers";
 import { PgprovError } from "../errors.js";
 import { BUNDLED_PLAYBOOK, PACKAGE_ROOT } from "../paths.js";
-import { type ApplyArgs, applyCommand } from "./apply.js";
-import { failoverCommand, rejoinCommand, switchoverCommand } from "./operations.js";
-import { pingCommand } from "./ping.js";
-import { statusCommand } from "./status.js";
+// Each command's module is imported by its handler: `--version`, `--help` and usage errors load
+// none of them (start-up is paid on every run; see scripts/build.mjs).
+import type { ApplyArgs } from "./apply.js";
 
 const pkg = JSON.parse(readFileSync(join(PACKAGE_ROOT, "package.json"), "utf8")) as { version: string };
 
@@ -84,6 +83,7 @@ export async function main(argv: string[]): Promise<number> {
       "connect to every host over SSH and report what pgprov finds there",
       (y) => withConnectionOptions(y),
       async (args) => {
+        const { pingCommand } = await import("./ping.js");
         exitCode = await pingCommand(args.inventory, { acceptNewHostKeys: args["accept-new-host-keys"], json: args.json });
       },
     )
@@ -92,6 +92,7 @@ export async function main(argv: string[]): Promise<number> {
       "make the hosts match the playbook: check every task, change only what differs",
       (y) => withRunOptions(withConnectionOptions(y)).option("check", { type: "boolean", default: false, describe: "change nothing; report what would change (exit 2 when something would)" }),
       async (args) => {
+        const { applyCommand } = await import("./apply.js");
         exitCode = await applyCommand(runArgs(args, args.check, args.diff));
       },
     )
@@ -100,6 +101,7 @@ export async function main(argv: string[]): Promise<number> {
       "show what apply would change, with diffs; changes nothing (apply --check --diff)",
       (y) => withRunOptions(withConnectionOptions(y)),
       async (args) => {
+        const { applyCommand } = await import("./apply.js");
         exitCode = await applyCommand(runArgs(args, true, true));
       },
     )
@@ -108,6 +110,7 @@ export async function main(argv: string[]): Promise<number> {
       "show each server's role, timeline, LSN, lag, slot and streaming state, and the connection strings",
       (y) => withConnectionOptions(y),
       async (args) => {
+        const { statusCommand } = await import("./status.js");
         exitCode = await statusCommand(args.inventory, { json: args.json, acceptNewHostKeys: args["accept-new-host-keys"] });
       },
     )
@@ -119,6 +122,7 @@ export async function main(argv: string[]): Promise<number> {
           .option("to", { type: "string", demandOption: true, describe: "the standby to promote" })
           .option("max-lag", { type: "number", default: 16 * 1024 * 1024, describe: "bytes of WAL the target may be behind when it starts" }),
       async (args) => {
+        const { switchoverCommand } = await import("./operations.js");
         exitCode = await switchoverCommand({ inventory: args.inventory, to: args.to, maxLag: args["max-lag"], acceptNewHostKeys: args["accept-new-host-keys"] });
       },
     )
@@ -130,6 +134,7 @@ export async function main(argv: string[]): Promise<number> {
           .option("to", { type: "string", describe: "the standby to promote (default: the one with the most WAL received)" })
           .option("force", { type: "boolean", default: false, describe: "fail over even though the primary still runs (it is stopped and disabled)" }),
       async (args) => {
+        const { failoverCommand } = await import("./operations.js");
         exitCode = await failoverCommand({ inventory: args.inventory, ...(args.to ? { to: args.to } : {}), force: args.force, acceptNewHostKeys: args["accept-new-host-keys"] });
       },
     )
@@ -141,6 +146,7 @@ export async function main(argv: string[]): Promise<number> {
           .positional("host", { type: "string", demandOption: true, describe: "the former primary" })
           .option("reclone", { type: "boolean", default: false, describe: "when pg_rewind cannot work, replace its data with a clone" }),
       async (args) => {
+        const { rejoinCommand } = await import("./operations.js");
         exitCode = await rejoinCommand({ inventory: args.inventory, host: args.host, reclone: args.reclone, acceptNewHostKeys: args["accept-new-host-keys"] });
       },
     )
