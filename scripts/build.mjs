@@ -15,7 +15,7 @@ import * as esbuild from "esbuild";
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const YARGS_SHIM = "node_modules/yargs/lib/platform-shims/esm.mjs";
 
-export const options = {
+const options = {
   absWorkingDir: root,
   entryPoints: { pgprov: "src/cli/main.ts" },
   outdir: "dist",
@@ -79,9 +79,11 @@ function yargsLocalesInDist() {
 
 /**
  * string-width builds Unicode property regexes and an Intl.Segmenter when it is loaded: 30 to
- * 40 ms of CPU per copy, and yargs and cliui load it at start although only help text needs it.
- * Each `import stringWidth from "string-width"` gets a stand-in that requires the real module on
- * its first call: esbuild bundles a require()d ES module behind a lazy initialiser.
+ * 40 ms of CPU per copy (three copies), paid at every start since yargs and cliui import it, and
+ * yargs lays out the command's help before running any command. Each `import stringWidth from
+ * "string-width"` gets a stand-in: printable ASCII (all of pgprov's own texts) is one column per
+ * character, answered at once; anything else requires the real module, on its first call
+ * (esbuild bundles a require()d ES module behind a lazy initialiser).
  */
 function stringWidthOnFirstUse() {
   return {
@@ -94,7 +96,12 @@ function stringWidthOnFirstUse() {
         return { path: real.path, namespace: "string-width-on-first-use" };
       });
       build.onLoad({ filter: /.*/, namespace: "string-width-on-first-use" }, (args) => ({
-        contents: `export default function stringWidth(string, options) { return require(${JSON.stringify(args.path)}).default(string, options); }`,
+        contents: [
+          "export default function stringWidth(string, options) {",
+          "  if (typeof string === 'string' && /^[\\x20-\\x7e]*$/.test(string)) return string.length;",
+          `  return require(${JSON.stringify(args.path)}).default(string, options);`,
+          "}",
+        ].join("\n"),
         resolveDir: dirname(args.path),
         loader: "js",
       }));
