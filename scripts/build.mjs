@@ -5,7 +5,7 @@
  * for a terminal; pg when SQL runs). A few files to read instead of node resolving hundreds over
  * the source tree and node_modules: that resolution was most of pgprov's start-up time.
  * Type checking is tsc's job (`npm test`), not this script's. dist/metafile.json records which
- * sources went into which file (test/unit/bundle.test.ts reads what the entry loads from it).
+ * sources went into which file (test/e2e/bundle.test.ts maps what each command loads back to them).
  */
 import { cpSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve, sep } from "node:path";
@@ -29,8 +29,8 @@ const options = {
   sourcemap: "linked",
   metafile: true,
   logLevel: "warning",
-  // Optional native parts of dependencies, which they require in a try block: left to node at run
-  // time, so they are used when built and skipped when not, as without the bundle.
+  // Optional native parts of dependencies (ssh2 tries cpu-features; pg loads pg-native only when
+  // asked): left to node at run time, so they are used when installed, as without the bundle.
   external: ["cpu-features", "pg-native"],
   plugins: [nativeAddonsFromTheirPackage(), yargsLocalesInDist(), stringWidthOnFirstUse()],
   // CommonJS dependencies (ssh2's poly1305 loader) read these; ESM has them on import.meta.
@@ -109,12 +109,10 @@ function stringWidthOnFirstUse() {
   };
 }
 
-if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
-  rmSync(join(root, "dist"), { recursive: true, force: true });
-  const { metafile } = await esbuild.build(options);
-  if (!Object.keys(metafile.outputs["dist/pgprov.mjs"].inputs).includes(YARGS_SHIM)) {
-    throw new Error(`${YARGS_SHIM} is no longer in dist/pgprov.mjs: yargs would not find dist/locales`);
-  }
-  cpSync(join(root, "node_modules/yargs/locales"), join(root, "dist/locales"), { recursive: true });
-  writeFileSync(join(root, "dist/metafile.json"), JSON.stringify(metafile));
+rmSync(join(root, "dist"), { recursive: true, force: true });
+const { metafile } = await esbuild.build(options);
+if (!Object.keys(metafile.outputs["dist/pgprov.mjs"].inputs).includes(YARGS_SHIM)) {
+  throw new Error(`${YARGS_SHIM} is no longer in dist/pgprov.mjs: yargs would not find dist/locales`);
 }
+cpSync(join(root, "node_modules/yargs/locales"), join(root, "dist/locales"), { recursive: true });
+writeFileSync(join(root, "dist/metafile.json"), JSON.stringify(metafile));
