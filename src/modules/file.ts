@@ -14,7 +14,7 @@
  * through a path a user can change.
  */
 import { createHash } from "node:crypto";
-import { createTwoFilesPatch } from "diff";
+import { createRequire } from "node:module";
 import { z } from "zod";
 import { absolutePath, flag } from "./args.js";
 import { type Change, noChange } from "../engine/change.js";
@@ -318,7 +318,12 @@ function basenameOf(path: string): string {
   return path.slice(path.lastIndexOf("/") + 1);
 }
 
+// jsdiff is required on the first diff, not imported: most runs change no file, and every run
+// pays for what it loads at start (decide is synchronous, so this cannot be an import()).
+const requireOnFirstDiff = createRequire(import.meta.url);
+
 export function unifiedDiff(path: string, before: string, after: string): string {
+  const { createTwoFilesPatch } = requireOnFirstDiff("diff") as typeof import("diff");
   return createTwoFilesPatch(path, path, before, after, "on the host", "wanted", { context: 3 })
     .split("\n")
     .slice(1) // drop the "Index:"/"=====" header jsdiff adds
