@@ -45,11 +45,11 @@ export function expandPath(text: string, place: string, local: Local, values: To
     if (value === undefined) throw new PgprovError(`${place}: "${text}": environment variable ${name} is not set`);
     return value;
   });
-  return expandTokens(path, place, local, values);
+  return expandTokens(path, place, local, values, text);
 }
 
 /** %-tokens: the set OpenSSH 9 gives IdentityFile (UserKnownHostsFile's is the same less %C). */
-export function expandTokens(text: string, place: string, local: Local, values: TokenValues): string {
+export function expandTokens(text: string, place: string, local: Local, values: TokenValues, written = text): string {
   const shortHost = local.hostname.split(".")[0]!;
   const tokens: Record<string, () => string> = {
     "%": () => "%",
@@ -67,7 +67,7 @@ export function expandTokens(text: string, place: string, local: Local, values: 
   };
   return text.replace(/%(.?)/g, (whole, key: string) => {
     const token = tokens[key];
-    if (!token) throw new PgprovError(`${place}: "${text}": unknown token ${whole === "%" ? "% at the end" : whole} (known: %% %C %d %h %i %k %L %l %n %p %r %u)`);
+    if (!token) throw new PgprovError(`${place}: "${written}": unknown token ${whole === "%" ? "% at the end" : whole} (known: %% %C %d %h %i %k %L %l %n %p %r %u)`);
     return token();
   });
 }
