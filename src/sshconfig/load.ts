@@ -7,7 +7,7 @@
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import { homedir, userInfo } from "node:os";
 import { isAbsolute, join } from "node:path";
-import { FileError, type SourceProblem } from "../errors.js";
+import { FileError, PgprovError, type SourceProblem } from "../errors.js";
 import { parseFlag, parsePort, parseTime, splitLine } from "./lexer.js";
 import { parseProxyJump, type JumpHop } from "./jump.js";
 import { matchPatternList } from "./patterns.js";
@@ -62,12 +62,18 @@ export const SYSTEM_CONFIG = "/etc/ssh/ssh_config";
  */
 export function loadDefaultSshConfig(options: LoadOptions = {}): SshConfig {
   const home = options.home ?? defaultHome();
-  return loadFiles([{ path: join(home, ".ssh", "config"), userConf: true, optional: true }, { path: SYSTEM_CONFIG, userConf: false, optional: true }], home);
+  return loadFiles(
+    [
+      { path: join(home, ".ssh", "config"), userConf: true, optional: true, checkPerm: true },
+      { path: SYSTEM_CONFIG, userConf: false, optional: true, checkPerm: false },
+    ],
+    home,
+  );
 }
 
 /** `ssh -F FILE`: only this file (which must exist); relative Includes are under ~/.ssh. */
 export function loadSshConfigFile(path: string, options: LoadOptions = {}): SshConfig {
-  return loadFiles([{ path, userConf: true, optional: false }], options.home ?? defaultHome());
+  return loadFiles([{ path, userConf: true, optional: false, checkPerm: false }], options.home ?? defaultHome());
 }
 
 /** Parses text as if read from `file`, with Includes resolved on disk. */
@@ -85,11 +91,18 @@ function defaultHome(): string {
   }
 }
 
-function loadFiles(tops: { path: string; userConf: boolean; optional: boolean }[], home: string): SshConfig {
+/** How OpenSSH reads a file: `userConf` for Include paths under ~/.ssh, `checkPerm` as its SSHCONF_CHECKPERM. */
+interface ReadMode {
+  userConf: boolean;
+  optional: boolean;
+  checkPerm: boolean;
+}
+
+function loadFiles(tops: ({ path: string } & ReadMode)[], home: string): SshConfig {
   const reader = new Reader(home);
   const files: ConfigFile[] = [];
   for (const top of tops) {
-    const file = reader.read(top.path, top.userConf, 0, top.optional ? "skip-missing" : "must-exist");
+    const file = reader.read(top.path, top, 0);
     if (file) files.push(file);
   }
   return reader.finish(files);
@@ -188,31 +201,31 @@ class Reader {
   finish(files: ConfigFile[]): SshConfig {
     if (this.problems.length > 0) throw new FileError(this.problems);
     for (const u of this.unknown) {
-      if (this.ignoreUnknown.some((list) => matchPatternList(u.written.toLowerCase(), list, true) === 1)) continue;
+      if (this.ignoreUnknown.some((patterns) => matchPatternList(u.written.toLowerCase(), patterns, true) === 1)) continue;
       this.warnings.push({ ...u.at, message: `unknown option "${u.written}" ignored (OpenSSH itself would refuse this file)` });
     }
     return { files, warnings: this.warnings };
   }
 
-  read(path: string, userConf: boolean, depth: number, missing: "skip-missing" | "must-exist" | "included", from?: Where): ConfigFile | undefined {
+  read(path: string, mode: ReadMode, depth: number, from?: Where): ConfigFile | undefined {
     let text: string;
     try {
-      // OpenSSH refuses a configuration others can change: it decides where connections go and
-      // which keys they offer.
+      // OpenSSH refuses ~/.ssh/config and included files that others can change (they decide
+      // where connections go and which keys are offered); a file named with -F it reads as is.
       const st = statSync(path);
       const uid = process.getuid?.() ?? 0;
-      if ((st.uid !== 0 && st.uid !== uid) || (st.mode & 0o022) !== 0) {
+      if (mode.checkPerm && ((st.uid !== 0 && st.uid !== uid) || (st.mode & 0o022) !== 0)) {
         this.problem(from, `${path}: bad owner or permissions (OpenSSH requires it owned by you or root and not writable by group or others)`);
         return undefined;
       }
       text = readFileSync(path, "utf8");
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
-      if (code === "ENOENT" && missing !== "must-exist") return undefined;
+      if (code === "ENOENT" && mode.optional) return undefined;
       this.problem(from, `cannot read ssh configuration ${path}: ${(e as Error).message}`);
       return undefined;
     }
-    return this.parse(text, path, userConf, depth);
+    return this.parse(text, path, mode.userConf, depth);
   }
 
   parse(text: string, path: string, userConf: boolean, depth: number): ConfigFile {
@@ -292,15 +305,17 @@ class Reader {
       } else if (isAbsolute(arg)) pattern = arg;
       else pattern = join(userConf ? join(this.home, ".ssh") : "/etc/ssh", arg);
       for (const path of glob(pattern)) {
-        const file = this.read(path, userConf, depth + 1, "included", at);
+        const file = this.read(path, { userConf, optional: true, checkPerm: true }, depth + 1, at);
         if (file) files.push(file);
       }
     }
     return files;
   }
 
+  /** Collected, to report every bad line at once; a top-level file that cannot be read stops at once. */
   private problem(at: Where | undefined, message: string): undefined {
-    this.problems.push(at ? { ...at, message } : { file: "ssh configuration", line: 0, col: 0, message });
+    if (!at) throw new PgprovError(message);
+    this.problems.push({ ...at, message });
     return undefined;
   }
 }

@@ -169,6 +169,8 @@ describe("issue 13: Include", () => {
     const inc = file("User x\n", "writable.conf");
     chmodSync(inc, 0o666);
     expect(thrown(() => load("Include writable.conf\n"))).toMatch(/:1:1: .*writable\.conf: bad owner or permissions/);
+    // A file named with -F (the inventory's ssh.config) OpenSSH reads as it is; so does pgprov.
+    expect(loadSshConfigFile(inc, { home }).files).toHaveLength(1);
   });
 
   it("~/.ssh/config may be missing; a named file must exist", () => {
