@@ -174,7 +174,7 @@ class Resolver {
   ) {}
 
   /** `chain`: the names being resolved on the way here, for cycles. */
-  destination(name: string, spec: HopSpec, chain: string[]): Connection & { via: Endpoint[] } {
+  destination(name: string, spec: HopSpec, chain: string[]): Connection {
     if (chain.includes(name)) {
       throw new PgprovError(`ProxyJump cycle: ${[...chain, name].join(" -> ")}${spec.where ? ` (last hop from ${spec.where})` : ""}`);
     }
