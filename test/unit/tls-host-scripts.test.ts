@@ -8,7 +8,7 @@ import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } 
 import { userInfo } from "node:os";
 import { join } from "node:path";
 import { connect, createServer } from "node:tls";
-import { describe, expect, it, vi } from "vitest";
+import { afterAll, describe, expect, it, vi } from "vitest";
 import { createCa } from "../../src/tls/ca.js";
 import { checkCertificate } from "../../src/tls/check.js";
 import { certificateProbeScript, installCertificateScript, makeKeyAndCsrScript, parseCertificateProbe, pendingKeyFile } from "../../src/tls/host.js";
@@ -17,6 +17,7 @@ import { keyLines, openssl, opensslCert, work } from "./tls-fixtures.js";
 
 // The first test to make or sign loads the X.509 library: seconds when the machine is busy.
 vi.setConfig({ testTimeout: 60_000 });
+afterAll(() => rmSync(work, { recursive: true, force: true }));
 const dir = join(work, `host dir 'q' $(touch pwned) "dq"`);
 mkdirSync(dir, { recursive: true });
 const owner = userInfo().username;

@@ -1,8 +1,8 @@
 import { spawnSync } from "node:child_process";
-import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { inspect } from "node:util";
-import { describe, expect, it, vi } from "vitest";
+import { afterAll, describe, expect, it, vi } from "vitest";
 import { type CertificateAuthority, createCa, ensureCa, loadCa, saveCa } from "../../src/tls/ca.js";
 import { checkCertificate, sanKeys } from "../../src/tls/check.js";
 import { certificateProbeScript, installCertificateScript, makeKeyAndCsrScript, parseCertificateProbe } from "../../src/tls/host.js";
@@ -12,6 +12,7 @@ import { keyAndCsr, keyLines, openssl, opensslCert, textOf, work } from "./tls-f
 
 // The first test to make or sign loads the X.509 library: seconds when the machine is busy.
 vi.setConfig({ testTimeout: 60_000 });
+afterAll(() => rmSync(work, { recursive: true, force: true }));
 const DAY = 86_400_000;
 let dirs = 0;
 function caFiles(): { cert: string; key: string } {
