@@ -48,6 +48,19 @@ async function on<T>(instance: number, work: () => Promise<T>): Promise<T> {
   }
 }
 
+/**
+ * A lab host's boot fails now and then on a loaded machine (its systemd exits early): one more
+ * try, from scratch (labUp clears what the failed one left), before the bench gives up.
+ */
+async function boot(instance: number, hosts: number): Promise<Lab> {
+  try {
+    return await on(instance, () => labUp({ hosts, log }));
+  } catch (e) {
+    log(`lab instance ${instance} did not boot, trying once more: ${(e as Error).message.split("\n")[0]}`);
+    return on(instance, () => labUp({ hosts, log }));
+  }
+}
+
 interface Measured extends Timed {
   /** CPU of every process on the tool's hosts during the run. */
   hostsCpu: number;
@@ -61,7 +74,7 @@ function measure(lab: Lab, run: () => Timed): Measured {
 
 interface PgprovRun extends Measured {
   changed: number;
-  /** Round trips per host, as the recap counts them: "6 (pg1), 5 (pg2, pg3)". */
+  /** Round trips per host, as the recap counts them: "6 (pg1), 5 (pg2, pg3)", "6 (pg1), 5 (9 hosts)". */
   trips: string;
   /** Standbys streaming, of all, when the run ended. */
   streaming: string;
@@ -80,7 +93,7 @@ function pgprov(lab: Lab): PgprovRun {
   return {
     ...r,
     changed: Object.values(hosts).reduce((n, h) => n + h.changed, 0),
-    trips: [...byTrips].map(([n, names]) => `${n} (${names.join(", ")})`).join(", "),
+    trips: [...byTrips].map(([n, names]) => `${n} (${names.length > 3 ? `${names.length} hosts` : names.join(", ")})`).join(", "),
     streaming: `${standbys.filter((s) => s.state === "streaming").length}/${lab.hosts.length - 1}`,
   };
 }
@@ -115,8 +128,8 @@ const spread = (xs: number[]) => [seconds(median(xs)), seconds(Math.min(...xs)),
 
 async function size(hosts: number, pairs: number, versions: string): Promise<void> {
   log(`${hosts} hosts: booting two sets, instance ${PGPROV_INSTANCE} for pgprov and ${ANSIBLE_INSTANCE} for Ansible`);
-  const pLab = await on(PGPROV_INSTANCE, () => labUp({ hosts, log }));
-  const aLab = await on(ANSIBLE_INSTANCE, () => labUp({ hosts, log }));
+  const pLab = await boot(PGPROV_INSTANCE, hosts);
+  const aLab = await boot(ANSIBLE_INSTANCE, hosts);
   const prepared = performance.now();
   await on(ANSIBLE_INSTANCE, () => preparePython(aLab));
   const prepMs = performance.now() - prepared;
