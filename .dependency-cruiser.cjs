@@ -6,7 +6,11 @@
 const LAYERS = {
   common: [],
   yaml: ["common"],
-  transport: ["common"],
+  // OpenSSH's client configuration, read as ssh -G reads it (issue 13): for transport to use.
+  sshconfig: ["common"],
+  transport: ["common", "sshconfig"],
+  // The cluster's certificate authority and the hosts' certificates (issue 10).
+  tls: ["common"],
   playbook: ["common", "yaml"],
   // engine imports transport only in host-io.ts, the real HostIO (see the rule below).
   engine: ["common", "playbook", "transport"],
@@ -14,9 +18,9 @@ const LAYERS = {
   postgres: ["common", "engine", "modules"],
   // transport for the type of its ssh settings only.
   inventory: ["common", "yaml", "transport", "postgres"],
-  cluster: ["common", "yaml", "transport", "playbook", "engine", "modules", "postgres", "inventory"],
+  cluster: ["common", "yaml", "sshconfig", "transport", "tls", "playbook", "engine", "modules", "postgres", "inventory"],
   output: ["common", "engine", "cluster"],
-  cli: ["common", "yaml", "transport", "playbook", "engine", "modules", "postgres", "inventory", "cluster", "output"],
+  cli: ["common", "yaml", "sshconfig", "transport", "tls", "playbook", "engine", "modules", "postgres", "inventory", "cluster", "output"],
 };
 
 const forbidden = Object.entries(LAYERS).map(([layer, below]) => ({

@@ -7,10 +7,9 @@ import yargs, { type Argv } from "yargs";
 import { hideBin } from "yargs/helpers";
 import { PgprovError } from "../common/errors.js";
 import { BUNDLED_PLAYBOOK, PACKAGE_ROOT } from "./paths.js";
-import { type ApplyArgs, applyCommand } from "./apply.js";
-import { failoverCommand, rejoinCommand, switchoverCommand } from "./operations.js";
-import { pingCommand } from "./ping.js";
-import { statusCommand } from "./status.js";
+// Each command's module is imported by its handler: `--version`, `--help` and usage errors load
+// none of them (start-up is paid on every run; see scripts/build.mjs).
+import type { ApplyArgs } from "./apply.js";
 
 const pkg = JSON.parse(readFileSync(join(PACKAGE_ROOT, "package.json"), "utf8")) as { version: string };
 
@@ -88,6 +87,7 @@ export async function main(argv: string[]): Promise<number> {
       "connect to every host over SSH and report what pgprov finds there",
       (y) => withConnectionOptions(y),
       async (args) => {
+        const { pingCommand } = await import("./ping.js");
         exitCode = await pingCommand(args.inventory, { acceptNewHostKeys: args["accept-new-host-keys"], json: args.json });
       },
     )
@@ -101,6 +101,7 @@ export async function main(argv: string[]): Promise<number> {
       async (args) => {
         const timeout = args["streaming-timeout"];
         if (!(Number.isInteger(timeout) && timeout > 0)) throw new PgprovError("--streaming-timeout: expected a whole number of seconds above 0");
+        const { applyCommand } = await import("./apply.js");
         exitCode = await applyCommand({ ...runArgs(args, args.check, args.diff), streamingTimeoutMs: timeout * 1000 });
       },
     )
@@ -109,6 +110,7 @@ export async function main(argv: string[]): Promise<number> {
       "show what apply would change, with diffs; changes nothing (apply --check --diff)",
       (y) => withRunOptions(withConnectionOptions(y)),
       async (args) => {
+        const { applyCommand } = await import("./apply.js");
         exitCode = await applyCommand(runArgs(args, true, true));
       },
     )
@@ -117,6 +119,7 @@ export async function main(argv: string[]): Promise<number> {
       "show each server's role, timeline, LSN, lag, slot and streaming state, and the connection strings",
       (y) => withConnectionOptions(y),
       async (args) => {
+        const { statusCommand } = await import("./status.js");
         exitCode = await statusCommand(args.inventory, { json: args.json, acceptNewHostKeys: args["accept-new-host-keys"] });
       },
     )
@@ -128,6 +131,7 @@ export async function main(argv: string[]): Promise<number> {
           .option("to", { type: "string", demandOption: true, describe: "the standby to promote" })
           .option("max-lag", { type: "string", default: "16MB", describe: "WAL the target may be behind when it starts: bytes, or with a unit (kB, MB, GB, TB)" }),
       async (args) => {
+        const { switchoverCommand } = await import("./operations.js");
         exitCode = await switchoverCommand({ inventory: args.inventory, playbook: args.playbook, to: args.to, maxLag: args["max-lag"], acceptNewHostKeys: args["accept-new-host-keys"] });
       },
     )
@@ -139,6 +143,7 @@ export async function main(argv: string[]): Promise<number> {
           .option("to", { type: "string", describe: "the standby to promote (default: the one with the most WAL received)" })
           .option("force", { type: "boolean", default: false, describe: "fail over even though the primary is not proven down (where reachable, it is stopped and marked a standby)" }),
       async (args) => {
+        const { failoverCommand } = await import("./operations.js");
         exitCode = await failoverCommand({ inventory: args.inventory, playbook: args.playbook, ...(args.to ? { to: args.to } : {}), force: args.force, acceptNewHostKeys: args["accept-new-host-keys"] });
       },
     )
@@ -150,6 +155,7 @@ export async function main(argv: string[]): Promise<number> {
           .positional("host", { type: "string", demandOption: true, describe: "the former primary" })
           .option("reclone", { type: "boolean", default: false, describe: "when pg_rewind cannot work, or its history parted from the primary's, replace its data with a clone" }),
       async (args) => {
+        const { rejoinCommand } = await import("./operations.js");
         exitCode = await rejoinCommand({ inventory: args.inventory, playbook: args.playbook, host: args.host, reclone: args.reclone, acceptNewHostKeys: args["accept-new-host-keys"] });
       },
     )

@@ -1,4 +1,4 @@
-/** Where pgprov's own files are, whether it runs compiled (dist/src) or from source (tests). */
+/** Where pgprov's own files are, whether it runs bundled (dist/) or from source (tests). */
 import { existsSync, readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";

@@ -1,106 +1,214 @@
 /**
- * `npm run bench`: what pgprov's runs cost, measured on lab hosts with the real CLI (process
- * start to exit, as a user waits for it). Prints tables; the README quotes them.
+ * `npm run bench`: pgprov beside Ansible doing the same work, in one run, on lab hosts of this
+ * machine. Two lab instances side by side, each tool on its own bare hosts: PGPROV_LAB (default
+ * 0) for pgprov, PGPROV_LAB + 1 for Ansible (ansible-core from Debian, installed if missing,
+ * running test/bench/ansible/cluster.yml). On 3 and on 10 hosts: a cold bootstrap by each, then
+ * no-op reruns interleaved (pgprov, Ansible, pgprov, Ansible...), so that whatever else the
+ * machine does weighs on both alike. Prints medians, min and max, the ratio Ansible / pgprov for
+ * each, and the machine it ran on.
  *
- * 1. The engine: a 30-task playbook (3 plays of 10 tasks, every module but apt's installs),
- *    converged once, then no-op reruns on 1 host and on 10 hosts.
- * 2. The cluster: a cold bootstrap of 3 bare hosts with the bundled playbook (apt cache warm),
- *    broken down into package install, clone and the rest, then no-op reruns.
+ * Times are the real CLI's, process start to exit, as the user waits for them, with no settling
+ * pause: the first rerun comes right after the bootstrap, as a user's would. Each run's CPU is
+ * printed beside its wall time: on a machine that other work loads, CPU moves far less.
+ *
+ * BENCH_HOSTS=3,10 and BENCH_RUNS=5,3 (no-op pairs per size) change what is measured.
  */
-import { spawnSync } from "node:child_process";
-import { mkdtempSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import type { RunEvent } from "../../src/engine/events.js";
-import { labDown, labUp } from "../lab/lab.js";
-import { thirtyTaskPlaybook } from "./playbook.js";
+import type { ClusterEvent } from "../../src/cluster/events.js";
+import { labDown, labUp, type Lab } from "../lab/lab.js";
+import { IMAGE_CACHE, MAX_INSTANCES } from "../lab/lib/state.js";
+import { ansibleInventory, ansiblePlaybook, ensureAnsible, preparePython, stopControlMasters, type AnsibleSet } from "./ansible.js";
+import { hostsCpuMs, load, machine, median, seconds, table, timed, type Timed } from "./measure.js";
 
-const RUNS = 5;
 const BIN = join(import.meta.dirname, "../../bin/pgprov.js");
-const log = (l: string) => process.stderr.write(`${l}\n`);
+const OUT = join(import.meta.dirname, "../../.lab/bench");
+const log = (l: string) => process.stderr.write(`bench [${seconds(performance.now())}]: ${l}\n`);
+const write = (s: string) => process.stdout.write(s);
 
-interface Run {
-  ms: number;
-  events: RunEvent[];
-  recap: Record<string, { changed: number; commands: number }>;
-}
+const list = (name: string, fallback: number[]) =>
+  (process.env[name]?.trim() ? process.env[name]!.split(",").map(Number) : fallback).filter((n) => Number.isInteger(n) && n > 0);
+const SIZES = list("BENCH_HOSTS", [3, 10]);
+const PAIRS = list("BENCH_RUNS", [5, 3]);
 
-function pgprov(args: string[]): Run {
-  const started = performance.now();
-  const r = spawnSync(process.execPath, [BIN, ...args, "--json"], { encoding: "utf8" });
-  const ms = performance.now() - started;
-  if (r.status !== 0) throw new Error(`pgprov ${args.join(" ")} exited ${r.status}:\n${r.stdout}\n${r.stderr}`);
-  const events = r.stdout.trim().split("\n").map((l) => JSON.parse(l) as RunEvent);
-  const last = events.at(-1);
-  return { ms, events, recap: last?.type === "recap" ? last.hosts : {} };
-}
+const BASE = Number(process.env.PGPROV_LAB?.trim() || "0");
+if (!Number.isInteger(BASE) || BASE < 0 || BASE + 1 >= MAX_INSTANCES) throw new Error(`PGPROV_LAB=${process.env.PGPROV_LAB}: the bench uses it and the next instance`);
+const PGPROV_INSTANCE = BASE;
+const ANSIBLE_INSTANCE = BASE + 1;
 
-const seconds = (ms: number) => `${(ms / 1000).toFixed(3)} s`;
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-
-function table(rows: string[][]): void {
-  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
-  for (const r of rows) process.stdout.write(`${r.map((c, i) => c.padEnd(widths[i]!)).join("  ").trimEnd()}\n`);
-  process.stdout.write("\n");
-}
-
-/** No-op reruns: the median wall time, and the round trips per host against the plays it ran. */
-function noOp(args: string[]): string[] {
-  const times: number[] = [];
-  let last = pgprov(args);
-  for (let i = 0; i < RUNS; i++) {
-    last = pgprov(args);
-    times.push(last.ms);
+/** Lab calls act on the instance in PGPROV_LAB: one instance at a time, never interleaved. */
+async function on<T>(instance: number, work: () => Promise<T>): Promise<T> {
+  const saved = process.env.PGPROV_LAB;
+  process.env.PGPROV_LAB = String(instance);
+  try {
+    return await work();
+  } finally {
+    if (saved === undefined) delete process.env.PGPROV_LAB;
+    else process.env.PGPROV_LAB = saved;
   }
-  const plays = (host: string) => new Set(last.events.flatMap((e) => (e.type === "host" && e.host === host ? [e.play] : []))).size;
-  const trips = Object.entries(last.recap).map(([host, r]) => `${r.commands}/${plays(host)}`);
-  const changed = Object.values(last.recap).reduce((n, h) => n + h.changed, 0);
-  return [seconds(median(times)), seconds(Math.min(...times)), seconds(Math.max(...times)), [...new Set(trips)].join(" "), String(changed)];
 }
 
 /**
- * Freshly booted hosts run their own start-up jobs for a few seconds, and here they share the
- * machine's 2 cores: measuring then would time the boot, not pgprov. A real server booted long ago.
+ * A lab host's boot fails now and then on a loaded machine (its systemd exits early): one more
+ * try, from scratch (labUp clears what the failed one left), before the bench gives up.
  */
-async function settle(): Promise<void> {
-  log("letting the hosts' boot-time jobs finish (20 s)");
-  await new Promise((r) => setTimeout(r, 20_000));
+async function boot(instance: number, hosts: number): Promise<Lab> {
+  try {
+    return await on(instance, () => labUp({ hosts, log }));
+  } catch (e) {
+    log(`lab instance ${instance} did not boot, trying once more: ${(e as Error).message.split("\n")[0]}`);
+    return on(instance, () => labUp({ hosts, log }));
+  }
 }
 
-async function engine(): Promise<void> {
-  const lab = await labUp({ hosts: 10, log });
-  const dir = mkdtempSync(join(tmpdir(), "pgprov-bench-"));
-  const playbook = join(dir, "bench.yml");
-  writeFileSync(playbook, thirtyTaskPlaybook());
-  writeFileSync(join(dir, "bench.conf.hbs"), "# {{ host.name }} ({{ host.address }}), {{ facts.os_id }} {{ facts.os_codename }}\n");
-  const converge = pgprov(["apply", lab.inventoryPath, "--playbook", playbook]);
-  log(`converged 30 tasks on 10 hosts in ${seconds(converge.ms)}`);
-  await settle();
-  const rows = [["hosts", "tasks", `no-op run, median of ${RUNS}`, "min", "max", "round trips/plays per host", "changed"]];
-  rows.push(["1", "30", ...noOp(["apply", lab.inventoryPath, "--playbook", playbook, "--limit", "pg1"])]);
-  rows.push(["10", "30", ...noOp(["apply", lab.inventoryPath, "--playbook", playbook])]);
-  table(rows);
+interface Measured extends Timed {
+  /** CPU of every process on the tool's hosts during the run. */
+  hostsCpu: number;
 }
 
-async function cluster(): Promise<void> {
-  const lab = await labUp({ hosts: 3, log });
-  const cold = pgprov(["apply", lab.inventoryPath]);
-  // Per phase, the slowest host: hosts work in parallel, so that is what the wall clock sees.
-  const phase = (match: (task: string) => boolean) =>
-    Math.max(0, ...cold.events.flatMap((e) => (e.type === "task" && match(e.task) ? [e.ms] : [])));
-  const install = phase((t) => t === "PostgreSQL server and client");
-  const clone = phase((t) => t.startsWith("clone the primary"));
-  table([
-    ["cold bootstrap, 3 hosts", "package install", "clone", "the rest"],
-    [seconds(cold.ms), seconds(install), seconds(clone), seconds(cold.ms - install - clone)],
-  ]);
-  await settle();
-  table([["hosts", `no-op run, median of ${RUNS}`, "min", "max", "round trips/plays per host", "changed"], ["3", ...noOp(["apply", lab.inventoryPath])]]);
+function measure(lab: Lab, run: () => Timed): Measured {
+  const before = hostsCpuMs(lab.dir);
+  const r = run();
+  return { ...r, hostsCpu: hostsCpuMs(lab.dir) - before };
 }
 
+interface PgprovRun extends Measured {
+  changed: number;
+  /** Round trips per host, as the recap counts them: "6 (pg1), 5 (pg2, pg3)", "6 (pg1), 5 (9 hosts)". */
+  trips: string;
+  /** Standbys streaming, of all, when the run ended. */
+  streaming: string;
+}
+
+/** `pgprov apply --json`: the JSON lines say what changed; they cost what the plain output does. */
+function pgprov(lab: Lab): PgprovRun {
+  const r = measure(lab, () => timed(process.execPath, [BIN, "apply", lab.inventoryPath, "--json"]));
+  if (r.code !== 0) throw new Error(`pgprov apply exited ${r.code}:\n${r.stdout.slice(-4000)}\n${r.stderr.slice(-2000)}`);
+  const events = r.stdout.trim().split("\n").map((l) => JSON.parse(l) as ClusterEvent);
+  const last = <T extends ClusterEvent["type"]>(type: T) => events.filter((e): e is Extract<ClusterEvent, { type: T }> => e.type === type).at(-1);
+  const hosts = last("recap")?.hosts ?? {};
+  const byTrips = new Map<number, string[]>();
+  for (const [host, h] of Object.entries(hosts)) byTrips.set(h.commands, [...(byTrips.get(h.commands) ?? []), host]);
+  const standbys = last("replication")?.standbys ?? [];
+  return {
+    ...r,
+    changed: Object.values(hosts).reduce((n, h) => n + h.changed, 0),
+    trips: [...byTrips].map(([n, names]) => `${n} (${names.length > 3 ? `${names.length} hosts` : names.join(", ")})`).join(", "),
+    streaming: `${standbys.filter((s) => s.state === "streaming").length}/${lab.hosts.length - 1}`,
+  };
+}
+
+/** The same, on a pseudo-terminal (the progress tree a user at a terminal sees), 100 columns wide. */
+function pgprovOnTerminal(lab: Lab): Measured {
+  const command = `stty cols 100 rows 40; exec ${process.execPath} ${BIN} apply ${lab.inventoryPath}`;
+  const r = measure(lab, () => timed("script", ["-qec", command, "/dev/null"]));
+  if (r.code !== 0) throw new Error(`pgprov apply on a terminal exited ${r.code}:\n${r.stdout.slice(-4000)}`);
+  return r;
+}
+
+function ansible(lab: Lab, set: AnsibleSet): Measured & { changed: number } {
+  let run: ReturnType<typeof ansiblePlaybook> | undefined;
+  const r = measure(lab, () => (run = ansiblePlaybook(set)));
+  return { ...r, changed: Object.values(run!.recap).reduce((n, h) => n + h.changed, 0) };
+}
+
+/** Whether this instance's apt cache already holds PostgreSQL's package (its first install downloads it). */
+function aptCache(instance: number, version = 15): string {
+  const dir = instance === 0 ? "/var/cache/apt-cacher-ng" : join(IMAGE_CACHE, "..", "apt-cacher-ng", String(instance));
+  const has = (d: string): boolean => {
+    if (!existsSync(d)) return false;
+    return readdirSync(d, { withFileTypes: true }).some((e) => (e.isDirectory() ? has(join(d, e.name)) : e.name.startsWith(`postgresql-${version}_`)));
+  };
+  return has(dir) ? "warm" : "cold (PostgreSQL downloaded from Debian)";
+}
+
+const ratio = (ansibleMs: number, pgprovMs: number) => `${(ansibleMs / pgprovMs).toFixed(1)}×`;
+const cpu = (r: Measured) => `${seconds(r.cpuMs)} + ${seconds(r.hostsCpu)}`;
+const spread = (xs: number[]) => [seconds(median(xs)), seconds(Math.min(...xs)), seconds(Math.max(...xs))];
+
+async function size(hosts: number, pairs: number, versions: string): Promise<void> {
+  log(`${hosts} hosts: booting two sets, instance ${PGPROV_INSTANCE} for pgprov and ${ANSIBLE_INSTANCE} for Ansible`);
+  const pLab = await boot(PGPROV_INSTANCE, hosts);
+  const aLab = await boot(ANSIBLE_INSTANCE, hosts);
+  const prepared = performance.now();
+  await on(ANSIBLE_INSTANCE, () => preparePython(aLab));
+  const prepMs = performance.now() - prepared;
+  const set = ansibleInventory(aLab, join(OUT, `ansible-${hosts}`));
+  const caches = `apt cache: pgprov's ${aptCache(PGPROV_INSTANCE)}, Ansible's ${aptCache(ANSIBLE_INSTANCE)}`;
+  try {
+    log(`${hosts} hosts: cold bootstrap by pgprov (${caches})`);
+    const pCold = pgprov(pLab);
+    writeFileSync(join(OUT, `pgprov-${hosts}-cold.jsonl`), pCold.stdout);
+    log(`pgprov: ${seconds(pCold.ms)}, ${pCold.streaming} standbys streaming; cold bootstrap by Ansible`);
+    const aCold = ansible(aLab, set);
+    log(`Ansible: ${seconds(aCold.ms)}`);
+
+    const p: PgprovRun[] = [];
+    const a: ReturnType<typeof ansible>[] = [];
+    for (let i = 0; i < pairs; i++) {
+      p.push(pgprov(pLab));
+      a.push(ansible(aLab, set));
+      log(`no-op pair ${i + 1}/${pairs}: pgprov ${seconds(p.at(-1)!.ms)}, Ansible ${seconds(a.at(-1)!.ms)} (load ${load()})`);
+    }
+    const notNoOp = [...p.map((r, i) => (r.changed ? `pgprov run ${i + 1} changed ${r.changed}` : "")), ...a.map((r, i) => (r.changed ? `Ansible run ${i + 1} changed ${r.changed}` : ""))].filter(Boolean);
+    const terminal = [0, 1, 2].map(() => pgprovOnTerminal(pLab));
+    const numbers = (rs: Measured[]) => rs.map((r) => ({ ms: Math.round(r.ms), cpuMs: r.cpuMs, hostsCpuMs: Math.round(r.hostsCpu) }));
+    writeFileSync(
+      join(OUT, `runs-${hosts}.json`),
+      JSON.stringify({ cold: numbers([pCold, aCold]), pgprov: numbers(p), ansible: numbers(a), terminal: numbers(terminal) }, null, 1),
+    );
+
+    write(`\n== ${hosts} hosts (a primary and ${hosts - 1} standbys), ${versions}\n`);
+    write(`${caches}. Ansible's hosts got python3 and python3-apt first, outside the timings (${seconds(prepMs)}).\n\n`);
+    table(
+      [
+        ["cold bootstrap", "wall", "CPU: tool + hosts", "standbys streaming after"],
+        ["pgprov", seconds(pCold.ms), cpu(pCold), pCold.streaming],
+        ["Ansible", seconds(aCold.ms), cpu(aCold), `${hosts - 1}/${hosts - 1} (its last task waits for them)`],
+        ["ratio Ansible / pgprov", ratio(aCold.ms, pCold.ms), ratio(aCold.cpuMs + aCold.hostsCpu, pCold.cpuMs + pCold.hostsCpu), ""],
+      ],
+      write,
+    );
+    const med = (rs: Measured[], f: (r: Measured) => number) => median(rs.map(f));
+    table(
+      [
+        [`no-op rerun, ${pairs} interleaved pairs`, "median", "min", "max", "CPU: tool + hosts (median)", "round trips per host"],
+        ["pgprov", ...spread(p.map((r) => r.ms)), `${seconds(med(p, (r) => r.cpuMs))} + ${seconds(med(p, (r) => r.hostsCpu))}`, p.at(-1)!.trips],
+        ["Ansible", ...spread(a.map((r) => r.ms)), `${seconds(med(a, (r) => r.cpuMs))} + ${seconds(med(a, (r) => r.hostsCpu))}`, ""],
+        [
+          "ratio Ansible / pgprov",
+          ratio(median(a.map((r) => r.ms)), median(p.map((r) => r.ms))),
+          ratio(Math.min(...a.map((r) => r.ms)), Math.min(...p.map((r) => r.ms))),
+          ratio(Math.max(...a.map((r) => r.ms)), Math.max(...p.map((r) => r.ms))),
+          ratio(med(a, (r) => r.cpuMs + r.hostsCpu), med(p, (r) => r.cpuMs + r.hostsCpu)),
+          "",
+        ],
+        ["pgprov on a terminal (3 runs)", ...spread(terminal.map((r) => r.ms)), `${seconds(med(terminal, (r) => r.cpuMs))} + ${seconds(med(terminal, (r) => r.hostsCpu))}`, ""],
+      ],
+      write,
+    );
+    write(`each run, in order: pgprov ${p.map((r) => seconds(r.ms)).join(", ")}; Ansible ${a.map((r) => seconds(r.ms)).join(", ")}\n`);
+    write(notNoOp.length ? `NOT A NO-OP: ${notNoOp.join("; ")}\n` : "every rerun changed nothing\n");
+    if (notNoOp.length) process.exitCode = 1;
+  } finally {
+    stopControlMasters(set);
+    await on(ANSIBLE_INSTANCE, () => labDown({ log }));
+    await on(PGPROV_INSTANCE, () => labDown({ log }));
+  }
+}
+
+mkdirSync(OUT, { recursive: true });
+const ansibleVersion = ensureAnsible(log);
+const started = performance.now();
+const loadBefore = load();
+write(`machine: ${machine()}\n`);
+write(`load average (1, 5, 15 min) at the start: ${loadBefore}\n`);
+const pgprovVersion = (JSON.parse(readFileSync(join(import.meta.dirname, "../../package.json"), "utf8")) as { version: string }).version;
+const versions = `pgprov ${pgprovVersion} vs ansible-core ${ansibleVersion} (pipelining, forks = hosts, OpenSSH ControlPersist 60 s as shipped)`;
 try {
-  await engine();
-  await cluster();
+  for (const [i, hosts] of SIZES.entries()) await size(hosts, PAIRS[i] ?? PAIRS.at(-1) ?? 3, versions);
 } finally {
-  await labDown({ log });
+  await on(ANSIBLE_INSTANCE, () => labDown({ log }));
+  await on(PGPROV_INSTANCE, () => labDown({ log }));
 }
+write(`\nload average at the end: ${load()}; the bench took ${seconds(performance.now() - started)}. Logs: ${OUT}\n`);
