@@ -8,6 +8,7 @@ import { hideBin } from "yargs/helpers";
 import { PgprovError } from "../errors.js";
 import { BUNDLED_PLAYBOOK, PACKAGE_ROOT } from "../paths.js";
 import { type ApplyArgs, applyCommand } from "./apply.js";
+import { printError } from "./print.js";
 import { failoverCommand, rejoinCommand, switchoverCommand } from "./operations.js";
 import { pingCommand } from "./ping.js";
 import { statusCommand } from "./status.js";
@@ -152,7 +153,7 @@ export async function main(argv: string[]): Promise<number> {
     .wrap(Math.min(110, process.stdout.columns ?? 100))
     .fail((message, error) => {
       if (error) throw error;
-      process.stderr.write(`pgprov: ${message}\nRun pgprov --help for usage.\n`);
+      printError(`pgprov: ${message}\nRun pgprov --help for usage.\n`);
       exitCode = 1;
       throw new UsageError(message);
     });
@@ -161,10 +162,12 @@ export async function main(argv: string[]): Promise<number> {
   } catch (e) {
     if (e instanceof UsageError) return 1;
     if (e instanceof PgprovError) {
-      process.stderr.write(`pgprov: ${e.message}\n`);
+      printError(`pgprov: ${e.message}\n`);
       return e.exitCode;
     }
-    throw e;
+    // A bug: its stack is shown, masked like everything else printed.
+    printError(`${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+    return 1;
   }
   return exitCode;
 }

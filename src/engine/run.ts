@@ -22,7 +22,7 @@ import { buildBatch, newNonce, parseBatch, type Section, type SectionResult, TIM
 import type { Change, Decision } from "./change.js";
 import type { Emit, HostRecap, RunEvent, TaskStatus } from "./events.js";
 import { type Facts, FACTS_SCRIPT, parseFacts, sameFacts } from "./facts.js";
-import { MASK, Redactor } from "./redact.js";
+import { maskRemovedLines, Redactor } from "./redact.js";
 import { RunState } from "./state.js";
 import { type ClusterContext, hostVariables } from "./variables.js";
 
@@ -478,15 +478,10 @@ class PlayOnHost {
     return parsed;
   }
 
-  /**
-   * In a diff of a file whose wanted content holds a secret, the removed lines are masked whole:
-   * the redactor masks the current secret wherever it appears, but an old one (before a rotation,
-   * or changed by hand) it cannot recognise.
-   */
+  /** In a diff of a file whose wanted content holds a secret, the removed lines are masked whole (see redact.ts). */
   private maskRemovedLines(p: Prepared, changes: Change[]): Change[] {
     if (!changes.some((c) => c.diff) || !this.secretsSeen.mentionsSecret(p.args)) return changes;
-    const mask = (diff: string) => diff.replace(/^-(?!--)(.*)$/gm, (_line, text: string) => (text ? `-${MASK}` : "-"));
-    return changes.map((c) => (c.diff ? { ...c, diff: mask(c.diff) } : c));
+    return changes.map((c) => (c.diff ? { ...c, diff: maskRemovedLines(c.diff) } : c));
   }
 
   private register(task: Task, value: Record<string, unknown>): void {
