@@ -4,6 +4,7 @@
  */
 import { isIP } from "node:net";
 import { z } from "zod";
+import { secretValue } from "../yaml/source.js";
 import { closest } from "../yaml/suggest.js";
 import { SETTINGS_BY_VERSION } from "./pg-settings.js";
 import { secretSource } from "./secret.js";
@@ -30,8 +31,8 @@ export const hostSchema = z.strictObject({
 });
 
 export const aptSchema = z.strictObject({
-  /** For networks without direct access: passed to apt on its command line, never written to the host. */
-  proxy: z.url({ protocol: /^https?$/, error: "expected an http:// or https:// URL" }).optional(),
+  /** For networks without direct access; may carry a password, so never echoed in an error. */
+  proxy: secretValue(z.url({ protocol: /^https?$/, error: "expected an http:// or https:// URL" })).optional(),
 });
 
 export const sshSchema = z.strictObject({

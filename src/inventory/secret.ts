@@ -9,6 +9,7 @@ import { readFileSync, statSync } from "node:fs";
 import { inspect } from "node:util";
 import { z } from "zod";
 import { loadedSecrets, MASK } from "../engine/redact.js";
+import { secretValue } from "../yaml/source.js";
 
 export class Secret {
   readonly #value: string;
@@ -35,9 +36,12 @@ export class Secret {
   }
 }
 
-export const secretSource = z.union(
-  [z.strictObject({ env: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, "an environment variable name") }), z.strictObject({ file: z.string().min(1) })],
-  { error: "expected { env: VARIABLE } or { file: PATH }" },
+/** Where a secret comes from; a secret written in its place is never echoed in an error. */
+export const secretSource = secretValue(
+  z.union(
+    [z.strictObject({ env: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, "an environment variable name") }), z.strictObject({ file: z.string().min(1) })],
+    { error: "expected { env: VARIABLE } or { file: PATH }" },
+  ),
 );
 export type SecretSource = z.output<typeof secretSource>;
 
