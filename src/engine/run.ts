@@ -470,9 +470,9 @@ class PlayOnHost {
   private async roundTrip(sections: Section[], timeoutMs: number, purpose: string): Promise<SectionResult[]> {
     const nonce = newNonce();
     const result = await this.connection.run(buildBatch(sections, nonce), { timeoutMs, purpose });
-    const parsed = parseBatch(result.stdout, nonce, sections.length);
+    const parsed = parseBatch(result, nonce, sections.length);
     if (result.code !== 0 && parsed.every((r) => r.code === 0 || !r.ran)) {
-      // The batch itself failed (no shell, no mktemp, killed): not any one task's fault.
+      // The batch itself failed (no shell, a syntax error, killed): not any one task's fault.
       throw new RemoteError(`host ${this.host}: the remote shell failed (exit ${result.code}) while running ${purpose}: ${tail(result.stderr)}`);
     }
     return parsed;

@@ -2,7 +2,9 @@
  * file: a file's content, owner, group and mode; or a directory; or nothing at the path.
  * Content is written atomically (a temporary file in the same directory, then rename), so a
  * reader such as PostgreSQL never sees half a file. The content is compared by checksum on the
- * host and only fetched, for the diff, when it differs.
+ * host and only fetched, for the diff, when it differs. The temporary file (which may hold a
+ * secret: a passfile, say) is removed on every exit the shell can see, and one that a killed run
+ * left behind (`.pgprov.NAME.XXXXXX`) is found by the next run's check and removed.
  */
 import { createHash } from "node:crypto";
 import { createTwoFilesPatch } from "diff";
@@ -40,11 +42,15 @@ interface FileState {
   sha256?: string;
   /** Present only when the content differs from the wanted content and is small. */
   content?: Buffer;
+  /** A temporary file of pgprov's beside the path, left by a run killed while writing it. */
+  leftover: boolean;
 }
 
 interface FileDetail {
   writeContent: boolean;
   exists: boolean;
+  /** Remove the temporary files a killed run left beside the path. */
+  leftover?: boolean;
 }
 
 export function sha256(content: string): string {
@@ -65,7 +71,10 @@ export const file: Module<FileArgs, FileDetail> = {
       `    if [ "$s" != "${want}" ] && [ $(stat -L -c %s ${p}) -le ${DIFF_LIMIT_BYTES} ]; then echo "content=$(base64 -w0 < ${p})"; fi`,
       `  fi`,
       `else echo type=absent; fi`,
-    ].join("\n");
+      args.state === "file" ? `for f in ${temporaryFiles(args.path)}; do [ ! -e "$f" ] || { echo leftover=1; break; }; done` : "",
+    ]
+      .filter(Boolean)
+      .join("\n");
   },
 
   decide(args, state) {
@@ -87,12 +96,13 @@ export const file: Module<FileArgs, FileDetail> = {
     }
 
     if (current.type !== "absent" && !isFile) throw new TaskFailure(`${path} exists and is a ${current.type}, not a regular file`);
+    const leftover: Change[] = current.leftover ? [{ action: "delete", summary: `remove the temporary file a killed run left beside ${path}` }] : [];
     if (current.type === "absent") {
       const change: Change = { action: "create", summary: `create ${path}${attributeText(args)}` };
       if (args.diff && args.content !== undefined) change.diff = unifiedDiff(path, "", args.content);
-      return { changes: [change], detail: { writeContent: true, exists: false } };
+      return { changes: [...leftover, change], detail: { writeContent: true, exists: false, leftover: current.leftover } };
     }
-    const changes: Change[] = [];
+    const changes: Change[] = [...leftover];
     const contentDiffers = args.content !== undefined && current.sha256 !== sha256(args.content);
     if (contentDiffers) {
       const change: Change = { action: "update", summary: `content of ${path}` };
@@ -101,7 +111,7 @@ export const file: Module<FileArgs, FileDetail> = {
     }
     changes.push(...attributeChanges(args, current));
     if (changes.length === 0) return noChange(`${path} is as wanted`);
-    return { changes, detail: { writeContent: contentDiffers, exists: true } };
+    return { changes, detail: { writeContent: contentDiffers, exists: true, leftover: current.leftover } };
   },
 
   act(args, decision): Command[] {
@@ -118,11 +128,18 @@ export const file: Module<FileArgs, FileDetail> = {
     if (args.state === "directory") {
       return [{ script: [`mkdir -p ${p}`, setAttributes(p)].filter(Boolean).join("\n"), display: `mkdir -p ${args.path}` }];
     }
-    if (!detail.writeContent) return [{ script: setAttributes(p), display: setAttributes(args.path) }];
+    const removeLeftover = detail.leftover ? `rm -f -- ${temporaryFiles(args.path)}` : "";
+    if (!detail.writeContent) {
+      const script = [removeLeftover, setAttributes(p)].filter(Boolean).join("\n");
+      return [{ script, display: [removeLeftover, setAttributes(args.path)].filter(Boolean).join("\n") }];
+    }
 
     const script = [
-      `tmp=$(mktemp ${shellQuote(dirnameOf(args.path))}/.pgprov.XXXXXX)`,
+      removeLeftover,
+      // Removed however the shell ends: a signal exits, and the exit removes it.
+      `tmp=$(mktemp ${temporaryFiles(args.path, "XXXXXX")})`,
       `trap 'rm -f "$tmp"' EXIT`,
+      `trap 'exit 1' HUP INT PIPE TERM`,
       args.content !== undefined ? heredocBase64(args.content, `"$tmp"`) : `: > "$tmp"`,
       // Keep what the file had, unless the task says otherwise; a new file gets 0644 like umask
       // 022. mktemp made it 0600: a wanted mode is set straight from there, never via 0644.
@@ -144,6 +161,7 @@ export function parseFileState(state: ProbeOutput): FileState {
     mode: kv.mode?.padStart(4, "0"),
     sha256: kv.sha256,
     content: kv.content !== undefined ? Buffer.from(kv.content, "base64") : undefined,
+    leftover: kv.leftover === "1",
   };
 }
 
@@ -158,6 +176,16 @@ function attributeChanges(args: FileArgs, current: FileState): Change[] {
 function attributeText(args: FileArgs): string {
   const parts = [args.owner && `owner ${args.owner}`, args.group && `group ${args.group}`, args.mode && `mode ${args.mode}`].filter(Boolean);
   return parts.length ? ` (${parts.join(", ")})` : "";
+}
+
+/**
+ * The temporary files of pgprov's beside `path`: a shell pattern (`??????`, what mktemp's XXXXXX
+ * becomes), or with `random` the mktemp template. Named after the file, so that each file task
+ * finds its own leftovers only.
+ */
+function temporaryFiles(path: string, random = "??????"): string {
+  const name = path.slice(path.lastIndexOf("/") + 1).slice(0, 200);
+  return `${shellQuote(`${dirnameOf(path).replace(/\/$/, "")}/.pgprov.${name}.`)}${random}`;
 }
 
 function dirnameOf(path: string): string {
