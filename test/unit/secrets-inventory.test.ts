@@ -1,10 +1,11 @@
 /** Issue 8, item 11: an inventory error never echoes a value found under a secret. */
 import { describe, expect, it } from "vitest";
+import { Redactor } from "../../src/engine/redact.js";
 import { loadInventory } from "../../src/inventory/inventory.js";
 import { yamlFiles } from "./yaml-files.js";
 
 describe("issue 8 item 11: inventory errors never echo a secret", () => {
-  const { problems } = yamlFiles("inventory", loadInventory);
+  const { problems, write } = yamlFiles("inventory", loadInventory);
   const HOSTS = "hosts:\n  pg1: { address: 10.0.0.11, role: primary }\n";
 
   it("issue 8 item 11: a password, a proxy URL with credentials, or a var's secret in the wrong place is not echoed", () => {
@@ -23,5 +24,11 @@ describe("issue 8 item 11: inventory errors never echo a secret", () => {
 
   it("still says what was found where nothing is secret", () => {
     expect(problems(`postgresql:\n  port: 99999\n${HOSTS}`)[0]).toMatch(/found 99999$/);
+  });
+
+  it("loads a proxy password with a stray %, and masks it as written and decoded", () => {
+    const inv = loadInventory(write(`apt:\n  proxy: "http://u:50%off%21@10.0.0.1:3142"\n${HOSTS}`));
+    const redactor = new Redactor(inv.secrets.map((s) => s.reveal()));
+    expect(redactor.text("a 50%off%21 b 50%off! c")).toBe("a ******** b ******** c");
   });
 });
