@@ -127,7 +127,7 @@ export async function runPlaybook(inventory: Inventory, playbook: Playbook, opti
       if (targets.length > 0) {
         emit({ type: "play", play: play.name, hosts: targets.map((s) => s.host.name) });
         await forEachLimited(targets, options.forks ?? targets.length, (session) =>
-          new PlayOnHost(play, playbook, inventory, session, state, options, emit).run(),
+          new PlayOnHost(play, playbook, inventory, session, state, options, emit, redactor).run(),
         );
       }
       if ([...sessions.values()].some((s) => s.failed)) break;
@@ -184,7 +184,6 @@ class PlayOnHost {
   private readonly connection: HostConnection;
   private readonly host: string;
   private readonly started = performance.now();
-  private readonly secretsSeen: Redactor;
 
   constructor(
     private readonly play: Play,
@@ -194,9 +193,10 @@ class PlayOnHost {
     private readonly state: RunState,
     private readonly options: RunOptions,
     private readonly emit: Emit,
+    /** The run's secrets, to tell a file that holds one. */
+    private readonly secretsSeen: Redactor,
   ) {
     this.playKey = `${playbook.file}#${play.name}`;
-    this.secretsSeen = new Redactor(options.secrets);
     this.connection = session.connection!;
     this.host = session.host.name;
     this.context = {

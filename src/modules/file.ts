@@ -68,7 +68,9 @@ export const file: Module<FileArgs, FileDetail> = {
       `if [ -e ${p} ]; then`,
       `  stat -L --printf 'type=%F\nowner=%U\ngroup=%G\nmode=%a\nsize=%s\n' ${p}`,
       `  if [ -f ${p} ]; then s=$(sha256sum < ${p}); s=\${s%% *}; echo "sha256=$s"`,
-      `    if [ "$s" != "${want}" ] && [ $(stat -L -c %s ${p}) -le ${DIFF_LIMIT_BYTES} ]; then echo "content=$(base64 -w0 < ${p})"; fi`,
+      // The content only for a diff: a file whose content must not be shown (a passfile's old
+      // password) is not even read back.
+      args.diff ? `    if [ "$s" != "${want}" ] && [ $(stat -L -c %s ${p}) -le ${DIFF_LIMIT_BYTES} ]; then echo "content=$(base64 -w0 < ${p})"; fi` : "",
       `  fi`,
       `else echo type=absent; fi`,
       args.state === "file" ? `for f in ${temporaryFiles(args.path)}; do [ ! -e "$f" ] || { echo leftover=1; break; }; done` : "",

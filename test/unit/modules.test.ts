@@ -57,6 +57,10 @@ describe("file", () => {
     expect(script(cmd)).toMatch(/mktemp .*\n[\s\S]*mv -f "\$tmp" \/etc\/x.conf$/);
     expect(script(cmd)).not.toContain(content); // content travels base64-encoded in a heredoc
   });
+  it("never reads back the content of a file whose diff is off (a passfile's old password)", () => {
+    expect(file.probe(args, context)).toContain("base64 -w0");
+    expect(file.probe({ ...args, diff: false }, context)).not.toContain("base64");
+  });
   it("refuses to replace a directory with a file", () => {
     expect(() => file.decide(args, out("type=directory\n"), context)).toThrow(TaskFailure);
   });
