@@ -8,6 +8,7 @@ import { loadInventory, type Inventory } from "../inventory/inventory.js";
 import { PgprovError } from "../errors.js";
 import { PlainRenderer } from "../output/plain.js";
 import { loadPlaybook, type Playbook } from "../playbook/playbook.js";
+import { print } from "./print.js";
 
 interface Common {
   inventory: string;
@@ -32,7 +33,7 @@ export function parseByteSize(text: string, option: string): number {
 function prepare(args: Common): { inventory: Inventory; playbook: Playbook; log: (l: string) => void; renderer: PlainRenderer } {
   const inventory = loadInventory(args.inventory);
   const playbook = loadPlaybook(args.playbook, { hostNames: inventory.hosts.map((h) => h.name), variables: variableNames(inventory), factKeys: FACT_KEYS });
-  const write = (text: string) => process.stdout.write(text);
+  const write = print;
   const renderer = new PlainRenderer({ diff: false, verbose: false, color: process.stdout.isTTY === true && !process.env.NO_COLOR, write });
   return { inventory, playbook, log: (l) => write(`${l}\n`), renderer };
 }

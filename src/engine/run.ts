@@ -22,7 +22,7 @@ import { buildBatch, newNonce, parseBatch, type Section, type SectionResult, TIM
 import type { Change, Decision } from "./change.js";
 import type { Emit, HostRecap, RunEvent, TaskStatus } from "./events.js";
 import { type Facts, FACTS_SCRIPT, parseFacts, sameFacts } from "./facts.js";
-import { MASK, Redactor } from "./redact.js";
+import { maskRemovedLines, Redactor } from "./redact.js";
 import { RunState } from "./state.js";
 import { type ClusterContext, hostVariables } from "./variables.js";
 
@@ -127,7 +127,7 @@ export async function runPlaybook(inventory: Inventory, playbook: Playbook, opti
       if (targets.length > 0) {
         emit({ type: "play", play: play.name, hosts: targets.map((s) => s.host.name) });
         await forEachLimited(targets, options.forks ?? targets.length, (session) =>
-          new PlayOnHost(play, playbook, inventory, session, state, options, emit).run(),
+          new PlayOnHost(play, playbook, inventory, session, state, options, emit, redactor).run(),
         );
       }
       if ([...sessions.values()].some((s) => s.failed)) break;
@@ -184,7 +184,6 @@ class PlayOnHost {
   private readonly connection: HostConnection;
   private readonly host: string;
   private readonly started = performance.now();
-  private readonly secretsSeen: Redactor;
 
   constructor(
     private readonly play: Play,
@@ -194,9 +193,10 @@ class PlayOnHost {
     private readonly state: RunState,
     private readonly options: RunOptions,
     private readonly emit: Emit,
+    /** The run's secrets, to tell a file that holds one. */
+    private readonly secretsSeen: Redactor,
   ) {
     this.playKey = `${playbook.file}#${play.name}`;
-    this.secretsSeen = new Redactor(options.secrets);
     this.connection = session.connection!;
     this.host = session.host.name;
     this.context = {
@@ -470,23 +470,18 @@ class PlayOnHost {
   private async roundTrip(sections: Section[], timeoutMs: number, purpose: string): Promise<SectionResult[]> {
     const nonce = newNonce();
     const result = await this.connection.run(buildBatch(sections, nonce), { timeoutMs, purpose });
-    const parsed = parseBatch(result.stdout, nonce, sections.length);
+    const parsed = parseBatch(result, nonce, sections.length);
     if (result.code !== 0 && parsed.every((r) => r.code === 0 || !r.ran)) {
-      // The batch itself failed (no shell, no mktemp, killed): not any one task's fault.
+      // The batch itself failed (no shell, a syntax error, killed): not any one task's fault.
       throw new RemoteError(`host ${this.host}: the remote shell failed (exit ${result.code}) while running ${purpose}: ${tail(result.stderr)}`);
     }
     return parsed;
   }
 
-  /**
-   * In a diff of a file whose wanted content holds a secret, the removed lines are masked whole:
-   * the redactor masks the current secret wherever it appears, but an old one (before a rotation,
-   * or changed by hand) it cannot recognise.
-   */
+  /** In a diff of a file whose wanted content holds a secret, the removed lines are masked whole (see redact.ts). */
   private maskRemovedLines(p: Prepared, changes: Change[]): Change[] {
     if (!changes.some((c) => c.diff) || !this.secretsSeen.mentionsSecret(p.args)) return changes;
-    const mask = (diff: string) => diff.replace(/^-(?!--)(.*)$/gm, (_line, text: string) => (text ? `-${MASK}` : "-"));
-    return changes.map((c) => (c.diff ? { ...c, diff: mask(c.diff) } : c));
+    return changes.map((c) => (c.diff ? { ...c, diff: maskRemovedLines(c.diff) } : c));
   }
 
   private register(task: Task, value: Record<string, unknown>): void {

@@ -36,6 +36,16 @@ export function postgresVersion(inventory: Inventory, facts: Facts | undefined):
   return version;
 }
 
+/**
+ * What a connection string to another server of the cluster adds so that libpq sends the
+ * replication password only by SCRAM: a server that asks for it in cleartext (anything answering
+ * at the primary's address) gets nothing. `require_auth` exists from libpq 16 on; the client is
+ * the host's own PostgreSQL. On 15 nothing but the network protects the password until TLS.
+ */
+export function conninfoAuth(version: number): string {
+  return version >= 16 ? "require_auth=scram-sha-256" : "";
+}
+
 /** Paths and names of the Debian cluster "main" of a version (postgresql-common's layout). */
 export function debianCluster(version: number) {
   return {
@@ -63,6 +73,8 @@ function postgresqlVariables(inventory: Inventory, facts: Facts | undefined) {
     settings: inventory.postgresql.settings,
     clients: inventory.postgresql.clients,
     archive_directory: inventory.postgresql.archiveDirectory ?? `/var/lib/postgresql/${version}/wal-archive`,
+    /** Added to every connection string to the primary (primary_conninfo, pg_basebackup); see conninfoAuth. */
+    conninfo_auth: conninfoAuth(version),
     // pg_basebackup -X stream holds two WAL senders while it runs: every standby can clone at
     // once, and every standby can stream, with room for a few more. Rounded up to a multiple
     // of 16: both need a restart to change, and adding a standby should not restart the others.

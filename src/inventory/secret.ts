@@ -2,18 +2,21 @@
  * A secret from the inventory: read from an environment variable or a file, never written in
  * the inventory itself. It cannot become text by accident: toString, JSON and util.inspect all
  * give the mask, so logging an inventory or an event never leaks it. Only `reveal()` gives the
- * value, for the few places that must send it to a host (on stdin, never in arguments).
+ * value, for the few places that must send it to a host (on stdin, never in arguments). Every
+ * Secret made is masked in all the CLI prints (see engine/redact.ts).
  */
 import { readFileSync, statSync } from "node:fs";
 import { inspect } from "node:util";
 import { z } from "zod";
-import { MASK } from "../engine/redact.js";
+import { loadedSecrets, MASK } from "../engine/redact.js";
+import { secretValue } from "../yaml/source.js";
 
 export class Secret {
   readonly #value: string;
 
   constructor(value: string, readonly source: string) {
     this.#value = value;
+    loadedSecrets.add(value);
   }
 
   reveal(): string {
@@ -33,9 +36,12 @@ export class Secret {
   }
 }
 
-export const secretSource = z.union(
-  [z.strictObject({ env: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, "an environment variable name") }), z.strictObject({ file: z.string().min(1) })],
-  { error: "expected { env: VARIABLE } or { file: PATH }" },
+/** Where a secret comes from; a secret written in its place is never echoed in an error. */
+export const secretSource = secretValue(
+  z.union(
+    [z.strictObject({ env: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, "an environment variable name") }), z.strictObject({ file: z.string().min(1) })],
+    { error: "expected { env: VARIABLE } or { file: PATH }" },
+  ),
 );
 export type SecretSource = z.output<typeof secretSource>;
 

@@ -1,13 +1,13 @@
 /**
  * apt: Debian packages present or absent. The package lists are refreshed only when an install
  * needs them (none yet, older than `cache_valid_time`, or a package apt cannot find), and an apt
- * proxy from the inventory is passed on the command line, not written to the host.
+ * proxy from the inventory reaches apt through a pipe, never a file or an argument.
  */
 import { z } from "zod";
 import { flag, wholeNumber } from "./args.js";
 import { noChange } from "../engine/change.js";
 import type { Command, Module, ProbeOutput } from "./module.js";
-import { heredocBase64, shellQuote } from "./shell.js";
+import { shellQuote, withDataOnFd } from "./shell.js";
 
 const packageName = z.string().regex(/^[a-z0-9][a-z0-9+.-]*(=[A-Za-z0-9.+~:-]+)?$/, "a Debian package name");
 
@@ -56,12 +56,13 @@ export const apt: Module<AptArgs, AptDetail> = {
 
   act(args, decision, context): Command[] {
     const targets = (decision.detail ?? []).map(shellQuote).join(" ");
-    // The proxy (which may carry a password) reaches apt through a configuration file of mode
-    // 0600, never through its arguments; nothing is left on the host afterwards.
-    const setup = context.aptProxy
-      ? [`conf=$(mktemp)`, `trap 'rm -f "$conf"' EXIT`, heredocBase64(`Acquire::http::Proxy "${context.aptProxy}";\nAcquire::https::Proxy "${context.aptProxy}";\n`, `"$conf"`)]
-      : [];
-    const aptGet = `DEBIAN_FRONTEND=noninteractive apt-get -q -y${context.aptProxy ? ` -c "$conf"` : ""} -o DPkg::Lock::Timeout=120 -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold`;
+    // The proxy (which may carry a password) reaches apt as a configuration file it reads from a
+    // pipe (-c /dev/fd/4), anew for each apt-get: never a file on the host that a killed run
+    // could leave behind, never an argument.
+    const run = `DEBIAN_FRONTEND=noninteractive apt-get -q -y${context.aptProxy ? " -c /dev/fd/4" : ""} -o DPkg::Lock::Timeout=120 -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "$@"`;
+    const proxyConfig = `Acquire::http::Proxy "${context.aptProxy}";\nAcquire::https::Proxy "${context.aptProxy}";\n`;
+    const setup = ["pgprov_apt_get() {", context.aptProxy ? withDataOnFd(proxyConfig, 4, run) : run, "}"];
+    const aptGet = "pgprov_apt_get";
     if (args.state === "absent") {
       return [{ script: [...setup, `${aptGet} remove ${targets}`].join("\n"), display: `apt-get remove ${targets}`, timeoutMs: INSTALL_TIMEOUT_MS }];
     }

@@ -2,7 +2,8 @@
  * file: a file's content, owner, group and mode; or a directory; or nothing at the path.
  * Content is written atomically (a temporary file in the same directory, then rename), so a
  * reader such as PostgreSQL never sees half a file. The content is compared by checksum on the
- * host and only fetched, for the diff, when it differs.
+ * host and only fetched, for the diff, when it differs (never for a file whose diff is off: a
+ * passfile's old password is not even read back).
  *
  * It runs as root in directories other users own (postgres owns /var/lib/postgresql/15 and
  * /etc/postgresql/15/main), so it never follows a symbolic link such a user could have planted:
@@ -12,6 +13,10 @@
  * names relative to it), so a link swapped in between the check and the act is not followed
  * either: ownership and mode are set on `.` or on a file in a private directory, never by name
  * through a path a user can change.
+ *
+ * The temporary file (which may hold a secret: a passfile, say) lives in a private directory
+ * `.pgprov.NAME.XXXXXX` beside the path, removed on every exit the shell can see; one that a killed
+ * run left behind is found by the next run's check, shown by plan, and removed.
  */
 import { createHash } from "node:crypto";
 import { createRequire } from "node:module";
@@ -63,6 +68,8 @@ interface FileState {
   sha256?: string;
   /** Present only when the content differs from the wanted content and is small. */
   content?: Buffer;
+  /** A temporary file of pgprov's beside the path, left by a run killed while writing it. */
+  leftover: boolean;
 }
 
 interface FileDetail {
@@ -70,6 +77,8 @@ interface FileDetail {
   exists: boolean;
   /** The file as the probe found it: what a rewrite keeps unless the task says otherwise. */
   current?: { uid?: string; gid?: string; mode?: string; inode?: string };
+  /** Remove the temporary files a killed run left beside the path. */
+  leftover?: boolean;
 }
 
 export function sha256(content: string): string {
@@ -123,6 +132,7 @@ export const file: Module<FileArgs, FileDetail> = {
     const want = args.content !== undefined ? sha256(args.content) : "";
     // dd's nofollow: a link swapped in after the checks is not read through.
     const read = `dd if=${name} iflag=nofollow,nonblock status=none`;
+    const leftovers = temporaryDirectories(args.path);
     return [
       WALK,
       `NL='
@@ -131,6 +141,7 @@ export const file: Module<FileArgs, FileDetail> = {
       `  pgprov_walk ${shellQuote(args.path)} || { echo "unsafe=$pgprov_unsafe"; return; }`,
       `  if [ -n "$pgprov_missing" ]; then echo type=absent; return; fi`,
       `  ${ENTER_DIRECTORY} || { echo "unsafe=$pgprov_dir changed while pgprov read it"; return; }`,
+      args.state === "file" ? `  for f in ${leftovers}; do [ ! -e "$f" ] || { echo leftover=1; break; }; done` : "",
       `  if [ -L ${name} ]; then stat --printf 'type=symbolic link\\nowner=%U\\n' -- ${name}; echo "target=$(readlink -- ${name})"; return; fi`,
       `  [ -e ${name} ] || { echo type=absent; return; }`,
       `  s=$(stat --printf 'type=%F\\nowner=%U\\ngroup=%G\\nmode=%a\\nuid=%u\\ngid=%g\\ninode=%i\\nlinks=%h\\nsize=%s' -- ${name}) && echo "$s"`,
@@ -138,10 +149,13 @@ export const file: Module<FileArgs, FileDetail> = {
       // Who may change the directory matters only for a file with more than one name.
       `  case $s in *"\${NL}links=1\${NL}"*) ;; *) stat --printf 'dir_uid=%u\\ndir_mode=%f\\n' . ;; esac`,
       `  h=$(${read} | sha256sum); h=\${h%% *}; echo "sha256=$h"`,
-      `  if [ "$h" != "${want}" ] && [ "\${s##*size=}" -le ${DIFF_LIMIT_BYTES} ]; then echo "content=$(${read} | base64 -w0)"; fi`,
+      // The content only for a diff: a file whose content must not be shown is not even read back.
+      args.diff ? `  if [ "$h" != "${want}" ] && [ "\${s##*size=}" -le ${DIFF_LIMIT_BYTES} ]; then echo "content=$(${read} | base64 -w0)"; fi` : "",
       `}`,
       `pgprov_state`,
-    ].join("\n");
+    ]
+      .filter(Boolean)
+      .join("\n");
   },
 
   decide(args, state) {
@@ -169,6 +183,7 @@ export const file: Module<FileArgs, FileDetail> = {
       writeContent,
       exists: current.type !== "absent",
       current: { uid: current.uid, gid: current.gid, mode: current.mode, inode: current.inode },
+      leftover: current.leftover,
     });
 
     if (args.state === "absent") {
@@ -185,12 +200,13 @@ export const file: Module<FileArgs, FileDetail> = {
     }
 
     if (current.type !== "absent" && !isFile) throw new TaskFailure(`${path} exists and is a ${current.type}, not a regular file`);
+    const leftover: Change[] = current.leftover ? [{ action: "delete", summary: `remove the temporary file a killed run left beside ${path}` }] : [];
     if (current.type === "absent") {
       const change: Change = { action: "create", summary: `create ${path}${attributeText(args)}` };
       if (args.diff && args.content !== undefined) change.diff = unifiedDiff(path, "", args.content);
-      return { changes: [change], detail: detail(true) };
+      return { changes: [...leftover, change], detail: detail(true) };
     }
-    const changes: Change[] = [];
+    const changes: Change[] = [...leftover];
     const contentDiffers = args.content !== undefined && current.sha256 !== sha256(args.content);
     if (contentDiffers) {
       const change: Change = { action: "update", summary: `content of ${path}` };
@@ -226,11 +242,16 @@ export const file: Module<FileArgs, FileDetail> = {
       walk.push(`if [ -n "$pgprov_missing" ]; then mkdir -p -- ${shellQuote(dirnameOf(args.path))}; ${walk[1]}; fi`);
     }
     // A private directory (root's, mode 0700) beside the path: what happens inside it no one else can touch.
+    // Named after the path, so the next run's check of this path finds what a killed run left.
     const privateDirectory = [
-      `pgprov_tmp=$(mktemp -d ./.pgprov.XXXXXX)`,
+      `pgprov_tmp=$(mktemp -d ${temporaryDirectories(args.path, "XXXXXX")})`,
       `cd -P -- "$pgprov_tmp" && [ "$(pwd -P)" = "\${pgprov_dir%/}/\${pgprov_tmp#./}" ] && [ "$(stat -c %u:%a .)" = 0:700 ] || ${refuse("its directory changed while pgprov was changing it")}`,
       `trap 'rm -f f; cd .. && rmdir -- "$pgprov_tmp"' EXIT`,
+      // A signal exits, and the exit removes it (dash runs no EXIT trap on a signal of its own).
+      `trap 'exit 1' HUP INT PIPE TERM`,
     ];
+    // rm never follows a link, and a leftover directory is root's own 0700 one.
+    const removeLeftovers = detail.leftover ? `rm -rf -- ${temporaryDirectories(args.path)}` : "";
 
     if (args.state === "absent") {
       return [
@@ -258,21 +279,25 @@ export const file: Module<FileArgs, FileDetail> = {
       const script = [
         ...walk,
         enter,
+        // Before the private directory is made: the glob would take it too.
+        removeLeftovers,
         ...privateDirectory,
         `ln -P -- ../${shellQuote(name)} f`,
         `[ -f f ] && [ ! -L f ] && [ "$(stat -c %i f)" = ${shellQuote(detail.current?.inode ?? "")} ] || ${refuse("it changed since it was read (replaced, or now a symbolic link); rerun")}`,
         setAttributes("f"),
-      ];
+      ].filter(Boolean);
       return [{ script: script.join("\n"), display: `set${attributeText(args)} on ${args.path}` }];
     }
     const script = [
       ...walk,
       enter,
+      // Before the private directory is made: the glob would take it too.
+      removeLeftovers,
       ...privateDirectory,
       args.content !== undefined ? heredocBase64(args.content, "f") : `: > f`,
       setAttributes("f"),
       `mv -fT f ../${shellQuote(name)}`,
-    ];
+    ].filter(Boolean);
     return [{ script: script.join("\n"), display: `write ${args.path} (atomically: temporary file, then rename)` }];
   },
 };
@@ -294,6 +319,7 @@ export function parseFileState(state: ProbeOutput): FileState {
     dirMode: kv.dir_mode !== undefined ? parseInt(kv.dir_mode, 16) : undefined,
     sha256: kv.sha256,
     content: kv.content !== undefined ? Buffer.from(kv.content, "base64") : undefined,
+    leftover: kv.leftover === "1",
   };
 }
 
@@ -312,6 +338,14 @@ function attributeText(args: FileArgs): string {
 
 function dirnameOf(path: string): string {
   return path.slice(0, path.lastIndexOf("/")) || "/";
+}
+
+/**
+ * The private directories a write of `path` makes beside it (relative: the act and the probe work
+ * inside the path's directory), as a glob by default: each task finds its own leftovers only.
+ */
+function temporaryDirectories(path: string, random = "??????"): string {
+  return `${shellQuote(`./.pgprov.${basenameOf(path).slice(0, 200)}.`)}${random}`;
 }
 
 function basenameOf(path: string): string {

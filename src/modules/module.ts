@@ -10,7 +10,7 @@ import type { Decision } from "../engine/change.js";
 export interface ModuleContext {
   /** The directory of the playbook, for `src` paths. */
   playbookDir: string;
-  /** From the inventory's `apt.proxy`; used on apt's command lines only, never persisted on the host. */
+  /** From the inventory's `apt.proxy`; reaches apt through a pipe, never a file or an argument. */
   aptProxy?: string;
   /** Renders a template with this host's variables; `where` names it in errors. */
   render(text: string, where: string): string;

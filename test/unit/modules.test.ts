@@ -22,10 +22,10 @@ describe("apt", () => {
     const d = apt.decide(args, out("pkg=cron config-files 3.0\n"), context);
     expect(d.changes).toEqual([{ action: "create", summary: "install cron postgresql-15" }]);
     const [cmd] = apt.act(args, d, { ...context, aptProxy: "http://10.0.0.1:3142" });
-    // The proxy goes through a config file (it may carry a password), not apt's arguments.
+    // The proxy goes through a config file apt reads from a pipe (it may carry a password), not apt's arguments.
     expect(script(cmd)).not.toContain("http://10.0.0.1:3142");
     expect(script(cmd)).toContain(Buffer.from('Acquire::http::Proxy "http://10.0.0.1:3142";\n').toString("base64").slice(0, 40));
-    expect(script(cmd)).toMatch(/apt-get -q -y -c "\$conf" .* install --no-install-recommends cron postgresql-15/);
+    expect(script(cmd)).toMatch(/apt-get -q -y -c \/dev\/fd\/4 .*\n[\s\S]*pgprov_apt_get install --no-install-recommends cron postgresql-15/);
   });
   it("removes only what is there", () => {
     const d = apt.decide(aptArgs.parse({ packages: "cron", state: "absent" }), out("pkg=cron installed 3.0\n"), context);
@@ -56,6 +56,10 @@ describe("file", () => {
     const [cmd] = file.act(args, d, context);
     expect(script(cmd)).toMatch(/mktemp -d .*\n[\s\S]*mv -fT f \.\.\/x\.conf$/);
     expect(script(cmd)).not.toContain(content); // content travels base64-encoded in a heredoc
+  });
+  it("never reads back the content of a file whose diff is off (a passfile's old password)", () => {
+    expect(file.probe(args, context)).toContain("base64 -w0");
+    expect(file.probe({ ...args, diff: false }, context)).not.toContain("base64");
   });
   it("refuses to replace a directory with a file", () => {
     expect(() => file.decide(args, out("type=directory\n"), context)).toThrow(TaskFailure);
