@@ -10,6 +10,7 @@ import { BUNDLED_PLAYBOOK, PACKAGE_ROOT } from "./paths.js";
 // Each command's module is imported by its handler: `--version`, `--help` and usage errors load
 // none of them (start-up is paid on every run; see scripts/build.mjs).
 import type { ApplyArgs } from "./apply.js";
+import { printError } from "./print.js";
 
 const pkg = JSON.parse(readFileSync(join(PACKAGE_ROOT, "package.json"), "utf8")) as { version: string };
 
@@ -167,7 +168,7 @@ export async function main(argv: string[]): Promise<number> {
     .wrap(Math.min(110, process.stdout.columns ?? 100))
     .fail((message, error) => {
       if (error) throw error;
-      process.stderr.write(`pgprov: ${message}\nRun pgprov --help for usage.\n`);
+      printError(`pgprov: ${message}\nRun pgprov --help for usage.\n`);
       exitCode = 1;
       throw new UsageError(message);
     });
@@ -176,10 +177,12 @@ export async function main(argv: string[]): Promise<number> {
   } catch (e) {
     if (e instanceof UsageError) return 1;
     if (e instanceof PgprovError) {
-      process.stderr.write(`pgprov: ${e.message}\n`);
+      printError(`pgprov: ${e.message}\n`);
       return e.exitCode;
     }
-    throw e;
+    // A bug: its stack is shown, masked like everything else printed.
+    printError(`${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+    return 1;
   }
   return exitCode;
 }

@@ -6,6 +6,7 @@ import { type ClusterPlaybook, loadClusterPlaybook } from "../cluster/playbook.j
 import { loadInventory, type Inventory } from "../inventory/inventory.js";
 import { PgprovError } from "../common/errors.js";
 import { PlainRenderer } from "../output/plain.js";
+import { print } from "./print.js";
 
 interface Common {
   inventory: string;
@@ -30,7 +31,7 @@ export function parseByteSize(text: string, option: string): number {
 function prepare(args: Common): { inventory: Inventory; playbook: ClusterPlaybook; log: (l: string) => void; renderer: PlainRenderer } {
   const inventory = loadInventory(args.inventory);
   const playbook = loadClusterPlaybook(args.playbook, inventory);
-  const write = (text: string) => process.stdout.write(text);
+  const write = print;
   const renderer = new PlainRenderer({ diff: false, verbose: false, color: process.stdout.isTTY === true && !process.env.NO_COLOR, write });
   return { inventory, playbook, log: (l) => write(`${l}\n`), renderer };
 }

@@ -1,6 +1,7 @@
 import { loadInventory } from "../inventory/inventory.js";
 import { ping } from "../cluster/ping.js";
 import { formatTable } from "../output/table.js";
+import { print } from "./print.js";
 
 export async function pingCommand(inventoryPath: string, options: { acceptNewHostKeys: boolean; json: boolean }): Promise<number> {
   const inventory = loadInventory(inventoryPath);
@@ -8,7 +9,7 @@ export async function pingCommand(inventoryPath: string, options: { acceptNewHos
   if (options.json) {
     for (const r of results) {
       const { host, ...rest } = r;
-      process.stdout.write(`${JSON.stringify({ type: "ping", host: host.name, address: host.address, ...rest })}\n`);
+      print(`${JSON.stringify({ type: "ping", host: host.name, address: host.address, ...rest })}\n`);
     }
   } else {
     const rows = results.map((r) =>
@@ -16,9 +17,9 @@ export async function pingCommand(inventoryPath: string, options: { acceptNewHos
         ? [r.host.name, r.host.address, "ok", r.os, `systemd ${r.systemd}`, `rtt ${r.rttMs.toFixed(1)} ms`]
         : [r.host.name, r.host.address, "UNREACHABLE", r.message],
     );
-    for (const line of formatTable(rows)) process.stdout.write(`${line}\n`);
+    for (const line of formatTable(rows)) print(`${line}\n`);
     for (const r of results) {
-      if (r.reachable && r.learnedHostKey) process.stdout.write(`recorded the host key of ${r.host.name}: ${r.learnedHostKey}\n`);
+      if (r.reachable && r.learnedHostKey) print(`recorded the host key of ${r.host.name}: ${r.learnedHostKey}\n`);
     }
   }
   return results.every((r) => r.reachable) ? 0 : 1;

@@ -8,6 +8,7 @@
  */
 import type { ClusterEmit as Emit } from "./events.js";
 import { PgprovError } from "../common/errors.js";
+import { conninfoAuth } from "../postgres/debian.js";
 import type { Inventory } from "../inventory/inventory.js";
 import { shellQuote } from "../common/shell.js";
 import type { ClusterPlaybook as Playbook } from "./playbook.js";
@@ -74,7 +75,7 @@ export async function rejoin(inventory: Inventory, playbook: Playbook, hostName:
       await op.sql(primary, "checkpoint");
       op.step(`checkpoint on ${primary.name}, so that its pg_control shows its timeline`);
       const paths = await op.pathsOf(host);
-      const source = `host=${primary.address} port=${inventory.postgresql.port} user=${inventory.replication.user} dbname=postgres`;
+      const source = [`host=${primary.address} port=${inventory.postgresql.port} user=${inventory.replication.user} dbname=postgres`, conninfoAuth(paths.version)].filter(Boolean).join(" ");
       // standby.signal in the same script as pg_rewind, not a round trip later: rewound data that
       // started without it would end recovery writable, on the primary's own timeline.
       const rewind = await op.connection(host).run(

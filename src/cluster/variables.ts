@@ -8,7 +8,7 @@ import { isIP } from "node:net";
 import { Secret } from "../common/secret.js";
 import { FACT_KEYS, type Facts } from "../engine/facts.js";
 import type { Host, Inventory } from "../inventory/inventory.js";
-import { debianCluster, postgresVersion } from "../postgres/debian.js";
+import { conninfoAuth, debianCluster, postgresVersion } from "../postgres/debian.js";
 import { slotName } from "../postgres/slot-names.js";
 
 export const BUILTIN_VARIABLES = ["host", "hosts", "primary", "standbys", "facts", "postgresql", "replication", "ssh_user", "cluster"] as const;
@@ -36,6 +36,8 @@ function postgresqlVariables(inventory: Inventory, facts: Facts | undefined) {
     settings: inventory.postgresql.settings,
     clients: inventory.postgresql.clients,
     archive_directory: inventory.postgresql.archiveDirectory ?? `/var/lib/postgresql/${version}/wal-archive`,
+    /** Added to every connection string to the primary (primary_conninfo, pg_basebackup); see conninfoAuth. */
+    conninfo_auth: conninfoAuth(version),
     // pg_basebackup -X stream holds two WAL senders while it runs: every standby can clone at
     // once, and every standby can stream, with room for a few more. Rounded up to a multiple
     // of 16: both need a restart to change, and adding a standby should not restart the others.

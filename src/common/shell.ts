@@ -21,6 +21,18 @@ export function keyValues(stdout: string): Record<string, string> {
  * and any line safe from the shell.
  */
 export function heredocBase64(data: string | Buffer, target: string): string {
-  const b64 = Buffer.from(data).toString("base64").replace(/.{1,76}/g, "$&\n");
-  return `base64 -d > ${target} <<'PGPROV_EOF'\n${b64}PGPROV_EOF`;
+  return `base64 -d > ${target} <<'PGPROV_EOF'\n${base64Lines(data)}PGPROV_EOF`;
+}
+
+/**
+ * `command` with `data` readable on its file descriptor `fd` (as /dev/fd/N), through a pipe from
+ * a heredoc (a pipe too, in dash): unlike a file, nothing is ever on disk to be left behind by a
+ * killed run, and unlike an argument, nothing shows in `ps`. Its stdin is /dev/null.
+ */
+export function withDataOnFd(data: string | Buffer, fd: number, command: string): string {
+  return `base64 -d <<'PGPROV_EOF' | ${command} ${fd}<&0 </dev/null\n${base64Lines(data)}PGPROV_EOF`;
+}
+
+function base64Lines(data: string | Buffer): string {
+  return Buffer.from(data).toString("base64").replace(/.{1,76}/g, "$&\n");
 }

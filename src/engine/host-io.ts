@@ -29,9 +29,9 @@ export class SshHostIO implements HostIO {
   async run(sections: Section[], options: BatchOptions): Promise<SectionResult[]> {
     const nonce = newNonce();
     const result = await this.connection.run(buildBatch(sections, nonce), options);
-    const parsed = parseBatch(result.stdout, nonce, sections.length);
+    const parsed = parseBatch(result, nonce, sections.length);
     if (result.code !== 0 && parsed.every((r) => r.code === 0 || !r.ran)) {
-      // The batch itself failed (no shell, no mktemp, killed): not any one task's fault.
+      // The batch itself failed (no shell, a syntax error, killed): not any one task's fault.
       throw new RemoteError(`host ${this.connection.host.name}: the remote shell failed (exit ${result.code}) while running ${options.purpose}: ${tail(result.stderr)}`);
     }
     return parsed;

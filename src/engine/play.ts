@@ -3,7 +3,7 @@
  * in batches (see variables.ts, batchFrom), from what was read ahead when it still stands (see
  * run.ts), and an act's round trip re-reads the rest of its batch.
  */
-import { MASK, Redactor } from "../common/redact.js";
+import { maskRemovedLines } from "../common/redact.js";
 import type { Play, Task } from "../playbook/playbook.js";
 import { render } from "../playbook/template.js";
 import { TIMED_OUT } from "./batch.js";
@@ -23,7 +23,6 @@ export class PlayOnHost {
   private readonly playKey: string;
   private readonly host: string;
   private readonly started = performance.now();
-  private readonly secretsSeen: Redactor;
 
   constructor(
     private readonly run: Run,
@@ -32,7 +31,6 @@ export class PlayOnHost {
     private readonly session: HostSession,
   ) {
     this.playKey = `${run.playbook.file}#${play.name}`;
-    this.secretsSeen = new Redactor(run.options.secrets);
     this.host = session.target.name;
   }
 
@@ -240,15 +238,10 @@ export class PlayOnHost {
     }
   }
 
-  /**
-   * In a diff of a file whose wanted content holds a secret, the removed lines are masked whole:
-   * the redactor masks the current secret wherever it appears, but an old one (before a rotation,
-   * or changed by hand) it cannot recognise.
-   */
+  /** In a diff of a file whose wanted content holds a secret, the removed lines are masked whole (see redact.ts). */
   private maskRemovedLines(p: Prepared, changes: Change[]): Change[] {
-    if (!changes.some((c) => c.diff) || !this.secretsSeen.mentionsSecret(p.args)) return changes;
-    const mask = (diff: string) => diff.replace(/^-(?!--)(.*)$/gm, (_line, text: string) => (text ? `-${MASK}` : "-"));
-    return changes.map((c) => (c.diff ? { ...c, diff: mask(c.diff) } : c));
+    if (!changes.some((c) => c.diff) || !this.run.redactor.mentionsSecret(p.args)) return changes;
+    return changes.map((c) => (c.diff ? { ...c, diff: maskRemovedLines(c.diff) } : c));
   }
 
   private register(task: Task<Module>, value: Record<string, unknown>): void {

@@ -91,7 +91,7 @@ export function loadInventory(file: string): Inventory {
   if (parsed.apt.proxy) {
     // A proxy's password is masked in all output like any other secret.
     const proxyPassword = new URL(parsed.apt.proxy).password;
-    if (proxyPassword) secrets.push(new Secret(proxyPassword, "apt.proxy"), new Secret(decodeURIComponent(proxyPassword), "apt.proxy"));
+    if (proxyPassword) secrets.push(new Secret(proxyPassword, "apt.proxy"), new Secret(percentDecoded(proxyPassword), "apt.proxy"));
   }
   let password: Secret | undefined;
   if (parsed.replication.password) {
@@ -190,4 +190,15 @@ export function ensureReplicationPassword(inventory: Inventory): Secret {
   inventory.replication.password = secret;
   inventory.secrets.push(secret);
   return secret;
+}
+
+/** A URL's percent-encoded part decoded, leaving a stray '%' as it is (URLs allow it). */
+function percentDecoded(text: string): string {
+  return text.replace(/(%[0-9A-Fa-f]{2})+/g, (escaped) => {
+    try {
+      return decodeURIComponent(escaped);
+    } catch {
+      return escaped; // bytes that are not UTF-8
+    }
+  });
 }

@@ -5,6 +5,7 @@
 import { isIP } from "node:net";
 import { z } from "zod";
 import { absolutePath, CONTROL_CHARACTER } from "../common/args.js";
+import { secretValue } from "../yaml/source.js";
 import { closest } from "../yaml/suggest.js";
 import { SETTINGS_BY_VERSION } from "../postgres/settings.js";
 import { secretSource } from "./secret.js";
@@ -63,8 +64,8 @@ function aptProxyProblem(raw: string): string | undefined {
 }
 
 export const aptSchema = z.strictObject({
-  /** For networks without direct access: given to apt for the run only, never left on the host. */
-  proxy: aptProxy.optional(),
+  /** For networks without direct access: given to apt for the run only, never left on the host. May carry a password, so never echoed in an error. */
+  proxy: secretValue(aptProxy).optional(),
 });
 
 export const sshSchema = z.strictObject({

@@ -5,10 +5,14 @@
 import { readFileSync, statSync } from "node:fs";
 import { z } from "zod";
 import { Secret } from "../common/secret.js";
+import { secretValue } from "../yaml/source.js";
 
-export const secretSource = z.union(
-  [z.strictObject({ env: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, "an environment variable name") }), z.strictObject({ file: z.string().min(1) })],
-  { error: "expected { env: VARIABLE } or { file: PATH }" },
+/** Where a secret comes from; a secret written in its place is never echoed in an error. */
+export const secretSource = secretValue(
+  z.union(
+    [z.strictObject({ env: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, "an environment variable name") }), z.strictObject({ file: z.string().min(1) })],
+    { error: "expected { env: VARIABLE } or { file: PATH }" },
+  ),
 );
 export type SecretSource = z.output<typeof secretSource>;
 

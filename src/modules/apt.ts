@@ -1,13 +1,13 @@
 /**
  * apt: Debian packages present or absent. The package lists are refreshed only when an install
  * needs them (none yet, older than `cache_valid_time`, or a package apt cannot find), and an apt
- * proxy from the inventory is passed on the command line, not written to the host.
+ * proxy from the inventory reaches apt through a pipe, never a file or an argument.
  */
 import { z } from "zod";
 import { flag, wholeNumber } from "../common/args.js";
 import { type Command, noChange } from "../engine/change.js";
 import type { Module, ProbeOutput, ProbeReader } from "../engine/module.js";
-import { heredocBase64, shellQuote } from "../common/shell.js";
+import { shellQuote, withDataOnFd } from "../common/shell.js";
 
 const packageName = z.string().regex(/^[a-z0-9][a-z0-9+.-]*(=[A-Za-z0-9.+~:-]+)?$/, "a Debian package name");
 
@@ -32,7 +32,7 @@ const dpkgReader: ProbeReader<string[]> = {
 };
 
 export interface AptOptions {
-  /** The inventory's `apt.proxy`: used on apt's command lines only, never persisted on the host. */
+  /** The inventory's `apt.proxy`: reaches apt through a pipe, never a file or an argument. */
   proxy?: string;
 }
 
@@ -65,12 +65,13 @@ export function aptModule(options: AptOptions = {}): Module<AptArgs> {
 function aptCommand(args: AptArgs, packages: string[], options: AptOptions): Command {
   const proxy = options.proxy;
   const targets = packages.map(shellQuote).join(" ");
-  // The proxy (which may carry a password) reaches apt through a configuration file of mode
-  // 0600, never through its arguments; nothing is left on the host afterwards.
-  const setup = proxy
-    ? [`conf=$(mktemp)`, `trap 'rm -f "$conf"' EXIT`, heredocBase64(`Acquire::http::Proxy "${proxy}";\nAcquire::https::Proxy "${proxy}";\n`, `"$conf"`)]
-    : [];
-  const aptGet = `DEBIAN_FRONTEND=noninteractive apt-get -q -y${proxy ? ` -c "$conf"` : ""} -o DPkg::Lock::Timeout=120 -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold`;
+  // The proxy (which may carry a password) reaches apt as a configuration file it reads from a
+  // pipe (-c /dev/fd/4), anew for each apt-get: never a file on the host that a killed run
+  // could leave behind, never an argument.
+  const run = `DEBIAN_FRONTEND=noninteractive apt-get -q -y${proxy ? " -c /dev/fd/4" : ""} -o DPkg::Lock::Timeout=120 -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "$@"`;
+  const proxyConfig = `Acquire::http::Proxy "${proxy}";\nAcquire::https::Proxy "${proxy}";\n`;
+  const setup = ["pgprov_apt_get() {", proxy ? withDataOnFd(proxyConfig, 4, run) : run, "}"];
+  const aptGet = "pgprov_apt_get";
   if (args.state === "absent") {
     return { script: [...setup, `${aptGet} remove ${targets}`].join("\n"), display: `apt-get remove ${targets}`, timeoutMs: INSTALL_TIMEOUT_MS };
   }

@@ -2,7 +2,8 @@
  * file: a file's content, owner, group and mode; or a directory; or nothing at the path.
  * Content is written atomically (a temporary file in the same directory, then rename), so a
  * reader such as PostgreSQL never sees half a file. The content is compared by checksum on the
- * host and only fetched, for the diff, when it differs.
+ * host and only fetched, for the diff, when it differs (never for a file whose diff is off: a
+ * passfile's old password is not even read back).
  *
  * It runs as root in directories other users own (postgres owns /var/lib/postgresql/15 and
  * /etc/postgresql/15/main), so it never follows a symbolic link such a user could have planted:
@@ -12,13 +13,17 @@
  * names relative to it), so a link swapped in between the check and the act is not followed
  * either: ownership and mode are set on `.` or on a file in a private directory, never by name
  * through a path a user can change.
+ *
+ * The temporary file (which may hold a secret: a passfile, say) lives in a private directory
+ * `.pgprov.NAME.XXXXXX` beside the path, removed on every exit the shell can see; one that a killed
+ * run left behind is found by the next run's check, shown by plan, and removed.
  */
 import { createHash } from "node:crypto";
 import { createRequire } from "node:module";
 import { z } from "zod";
 import { absolutePath, flag } from "../common/args.js";
 import { heredocBase64, keyValues, shellQuote } from "../common/shell.js";
-import { type Change, type Command, noChange } from "../engine/change.js";
+import { type Command, type Decision, noChange, type PlannedChange } from "../engine/change.js";
 import { type Module, type ProbeOutput, type ProbeReader, TaskFailure } from "../engine/module.js";
 
 /** Larger files are compared by checksum only; their diff is not shown. */
@@ -63,6 +68,8 @@ interface FileState {
   sha256?: string;
   /** Present only when the content differs from the wanted content and is small. */
   content?: Buffer;
+  /** A temporary file of pgprov's beside the path, left by a run killed while writing it. */
+  leftover: boolean;
 }
 
 interface FileDetail {
@@ -70,6 +77,8 @@ interface FileDetail {
   exists: boolean;
   /** The file as the probe found it: what a rewrite keeps unless the task says otherwise. */
   current?: { uid?: string; gid?: string; mode?: string; inode?: string };
+  /** Remove the temporary files a killed run left beside the path. */
+  leftover?: boolean;
 }
 
 export function sha256(content: string): string {
@@ -119,6 +128,10 @@ interface FileItem {
   path: string;
   /** The wanted content's checksum; empty when the task manages no content. */
   want: string;
+  /** Look for the temporary files a killed write left (a task that writes content). */
+  leftovers: boolean;
+  /** Read the content back for a diff when it differs (never for a file whose diff is off). */
+  diff: boolean;
 }
 
 /**
@@ -132,11 +145,14 @@ export const fileReader: ProbeReader<FileItem> = {
       WALK,
       `NL='
 '`,
-      // $1: the path; $2: ./ and its last component; $3: the wanted checksum.
+      // $1: the path; $2: ./ and its last component; $3: the wanted checksum; $4: the prefix of
+      // the temporary directories to look for (see temporaryPrefix), or nothing; $5: 1 to
+      // read the content back for a diff.
       `pgprov_state() {`,
       `  pgprov_walk "$1" || { echo "unsafe=$pgprov_unsafe"; return; }`,
       `  if [ -n "$pgprov_missing" ]; then echo type=absent; return; fi`,
       `  ${ENTER_DIRECTORY} || { echo "unsafe=$pgprov_dir changed while pgprov read it"; return; }`,
+      `  if [ -n "$4" ]; then for f in ./"$4"??????; do [ ! -e "$f" ] || { echo leftover=1; break; }; done; fi`,
       `  if [ -L "$2" ]; then stat --printf 'type=symbolic link\\nowner=%U\\n' -- "$2"; echo "target=$(readlink -- "$2")"; return; fi`,
       `  [ -e "$2" ] || { echo type=absent; return; }`,
       `  s=$(stat --printf 'type=%F\\nowner=%U\\ngroup=%G\\nmode=%a\\nuid=%u\\ngid=%g\\ninode=%i\\nlinks=%h\\nsize=%s' -- "$2") && echo "$s"`,
@@ -145,9 +161,15 @@ export const fileReader: ProbeReader<FileItem> = {
       `  case $s in *"\${NL}links=1\${NL}"*) ;; *) stat --printf 'dir_uid=%u\\ndir_mode=%f\\n' . ;; esac`,
       // dd's nofollow: a link swapped in after the checks is not read through.
       `  h=$(dd if="$2" iflag=nofollow,nonblock status=none | sha256sum); h=\${h%% *}; echo "sha256=$h"`,
-      `  if [ "$h" != "$3" ] && [ "\${s##*size=}" -le ${DIFF_LIMIT_BYTES} ]; then echo "content=$(dd if="$2" iflag=nofollow,nonblock status=none | base64 -w0)"; fi`,
+      // The content only for a diff: a file whose content must not be shown is not even read back.
+      `  if [ "$5" = 1 ] && [ "$h" != "$3" ] && [ "\${s##*size=}" -le ${DIFF_LIMIT_BYTES} ]; then echo "content=$(dd if="$2" iflag=nofollow,nonblock status=none | base64 -w0)"; fi`,
       `}`,
-      ...items.map((item, k) => `echo @@${k}; pgprov_state ${shellQuote(item.path)} ${shellQuote(`./${basenameOf(item.path)}`)} ${shellQuote(item.want)}`),
+      ...items.map((item, k) =>
+        [
+          `echo @@${k}; pgprov_state ${shellQuote(item.path)} ${shellQuote(`./${basenameOf(item.path)}`)} ${shellQuote(item.want)}`,
+          `${shellQuote(item.leftovers ? temporaryPrefix(item.path) : "")} ${item.diff ? 1 : 0}`,
+        ].join(" "),
+      ),
       `echo @@end`,
     ].join("\n"),
   split(output, items) {
@@ -164,7 +186,10 @@ export const file: Module<FileArgs> = {
   name: "file",
   args: fileArgs,
 
-  probe: (args) => ({ reader: fileReader, item: { path: args.path, want: args.content !== undefined ? sha256(args.content) : "" } }),
+  probe: (args) => ({
+    reader: fileReader,
+    item: { path: args.path, want: args.content !== undefined ? sha256(args.content) : "", leftovers: args.state === "file", diff: args.diff },
+  }),
 
   decide(args, state) {
     if (state.code !== 0) throw new TaskFailure(`cannot read ${args.path}: ${state.stderr.trim()}`, { code: state.code, stderr: state.stderr });
@@ -176,7 +201,7 @@ export const file: Module<FileArgs> = {
     if (current.type === "symbolic link") {
       const link = `a symbolic link to ${current.target ?? "?"}`;
       if (args.state === "absent") {
-        return { changes: [{ action: "delete", summary: `remove ${path} (${link})`, commands: [fileCommand(args, { writeContent: false, exists: true })] }] };
+        return carriedByFirst([{ action: "delete", summary: `remove ${path} (${link})` }], fileCommand(args, { writeContent: false, exists: true }));
       }
       throw new TaskFailure(
         `${path} is ${link} (owned by ${current.owner ?? "?"}), which pgprov did not create: it never follows one. Remove the link (or point the task at its target), then rerun`,
@@ -194,40 +219,48 @@ export const file: Module<FileArgs> = {
       writeContent,
       exists: current.type !== "absent",
       current: { uid: current.uid, gid: current.gid, mode: current.mode, inode: current.inode },
+      leftover: current.leftover,
     });
 
     if (args.state === "absent") {
       if (current.type === "absent") return noChange(`${path} is absent`);
-      return { changes: [{ action: "delete", summary: `remove ${path} (${current.type})`, commands: [fileCommand(args, detail(false))] }] };
+      return carriedByFirst([{ action: "delete", summary: `remove ${path} (${current.type})` }], fileCommand(args, detail(false)));
     }
     if (args.state === "directory") {
       if (current.type !== "absent" && current.type !== "directory") throw new TaskFailure(`${path} exists and is a ${current.type}, not a directory`);
-      if (current.type === "absent") {
-        return { changes: [{ action: "create", summary: `create directory ${path}${attributeText(args)}`, commands: [fileCommand(args, detail(false))] }] };
-      }
-      const changes = attributeChanges(args, current, fileCommand(args, detail(false)));
-      return changes.length ? { changes } : noChange(`${path} is a directory${attributeText(args)}`);
+      if (current.type === "absent") return carriedByFirst([{ action: "create", summary: `create directory ${path}${attributeText(args)}` }], fileCommand(args, detail(false)));
+      const changes = attributeChanges(args, current);
+      return changes.length ? carriedByFirst(changes, fileCommand(args, detail(false))) : noChange(`${path} is a directory${attributeText(args)}`);
     }
 
     if (current.type !== "absent" && !isFile) throw new TaskFailure(`${path} exists and is a ${current.type}, not a regular file`);
+    const leftover: PlannedChange[] = current.leftover ? [{ action: "delete", summary: `remove the temporary file a killed run left beside ${path}` }] : [];
     if (current.type === "absent") {
-      const change: Change = { action: "create", summary: `create ${path}${attributeText(args)}`, commands: [fileCommand(args, detail(true))] };
+      const change: PlannedChange = { action: "create", summary: `create ${path}${attributeText(args)}` };
       if (args.diff && args.content !== undefined) change.diff = unifiedDiff(path, "", args.content);
-      return { changes: [change] };
+      return carriedByFirst([...leftover, change], fileCommand(args, detail(true)));
     }
-    const changes: Change[] = [];
+    const changes: PlannedChange[] = [...leftover];
     const contentDiffers = args.content !== undefined && current.sha256 !== sha256(args.content);
     if (contentDiffers) {
-      const change: Change = { action: "update", summary: `content of ${path}`, commands: [fileCommand(args, detail(true))] };
+      const change: PlannedChange = { action: "update", summary: `content of ${path}` };
       if (args.diff && current.content) change.diff = unifiedDiff(path, current.content.toString("utf8"), args.content!);
       changes.push(change);
     }
-    // A file written anew gets its wanted owner and mode in the same command.
-    changes.push(...attributeChanges(args, current, contentDiffers ? undefined : fileCommand(args, detail(false))));
+    changes.push(...attributeChanges(args, current));
     if (changes.length === 0) return noChange(`${path} is as wanted`);
-    return { changes };
+    return carriedByFirst(changes, fileCommand(args, detail(contentDiffers)));
   },
 };
+
+/**
+ * A task of this module changes its path with one command, whatever it changes (a file written
+ * anew gets its owner and mode, and loses a killed run's leftovers, in the same script): the
+ * first change carries it, the others are carried out by it.
+ */
+function carriedByFirst(changes: PlannedChange[], command: Command): Decision {
+  return { changes: changes.map((c, k) => ({ ...c, commands: k === 0 ? [command] : [] })) };
+}
 
 /** The one command that makes the path what the task wants, from the state `detail` describes. */
 function fileCommand(args: FileArgs, detail: FileDetail): Command {
@@ -253,11 +286,16 @@ function fileCommand(args: FileArgs, detail: FileDetail): Command {
     walk.push(`if [ -n "$pgprov_missing" ]; then mkdir -p -- ${shellQuote(dirnameOf(args.path))}; ${walk[1]}; fi`);
   }
   // A private directory (root's, mode 0700) beside the path: what happens inside it no one else can touch.
+  // Named after the path, so the next run's check of this path finds what a killed run left.
   const privateDirectory = [
-    `pgprov_tmp=$(mktemp -d ./.pgprov.XXXXXX)`,
+    `pgprov_tmp=$(mktemp -d ${temporaryDirectories(args.path, "XXXXXX")})`,
     `cd -P -- "$pgprov_tmp" && [ "$(pwd -P)" = "\${pgprov_dir%/}/\${pgprov_tmp#./}" ] && [ "$(stat -c %u:%a .)" = 0:700 ] || ${refuse("its directory changed while pgprov was changing it")}`,
     `trap 'rm -f f; cd .. && rmdir -- "$pgprov_tmp"' EXIT`,
+    // A signal exits, and the exit removes it (dash runs no EXIT trap on a signal of its own).
+    `trap 'exit 1' HUP INT PIPE TERM`,
   ];
+  // rm never follows a link, and a leftover directory is root's own 0700 one.
+  const removeLeftovers = detail.leftover ? `rm -rf -- ${temporaryDirectories(args.path)}` : "";
 
   if (args.state === "absent") {
     return {
@@ -283,6 +321,8 @@ function fileCommand(args: FileArgs, detail: FileDetail): Command {
     const script = [
       ...walk,
       enter,
+      // Before the private directory is made: the glob would take it too.
+      removeLeftovers,
       ...privateDirectory,
       `ln -P -- ../${shellQuote(name)} f`,
       `[ -f f ] && [ ! -L f ] && [ "$(stat -c %i f)" = ${shellQuote(detail.current?.inode ?? "")} ] || ${refuse("it changed since it was read (replaced, or now a symbolic link); rerun")}`,
@@ -293,11 +333,13 @@ function fileCommand(args: FileArgs, detail: FileDetail): Command {
   const script = [
     ...walk,
     enter,
+    // Before the private directory is made: the glob would take it too.
+    removeLeftovers,
     ...privateDirectory,
     args.content !== undefined ? heredocBase64(args.content, "f") : `: > f`,
     setAttributes("f"),
     `mv -fT f ../${shellQuote(name)}`,
-  ];
+  ].filter(Boolean);
   return { script: script.join("\n"), display: `write ${args.path} (atomically: temporary file, then rename)` };
 }
 
@@ -318,16 +360,16 @@ export function parseFileState(state: ProbeOutput): FileState {
     dirMode: kv.dir_mode !== undefined ? parseInt(kv.dir_mode, 16) : undefined,
     sha256: kv.sha256,
     content: kv.content !== undefined ? Buffer.from(kv.content, "base64") : undefined,
+    leftover: kv.leftover === "1",
   };
 }
 
-/** The attributes that differ; `command` sets them (none when a rewrite of the file sets them too). */
-function attributeChanges(args: FileArgs, current: FileState, command?: Command): Change[] {
+function attributeChanges(args: FileArgs, current: FileState): PlannedChange[] {
   const parts: string[] = [];
   if (args.owner && args.owner !== current.owner) parts.push(`owner ${current.owner} -> ${args.owner}`);
   if (args.group && args.group !== current.group) parts.push(`group ${current.group} -> ${args.group}`);
   if (args.mode && args.mode !== current.mode) parts.push(`mode ${current.mode} -> ${args.mode}`);
-  return parts.length ? [{ action: "update", summary: `${parts.join(", ")} of ${args.path}`, commands: command ? [command] : [] }] : [];
+  return parts.length ? [{ action: "update", summary: `${parts.join(", ")} of ${args.path}` }] : [];
 }
 
 function attributeText(args: FileArgs): string {
@@ -337,6 +379,19 @@ function attributeText(args: FileArgs): string {
 
 function dirnameOf(path: string): string {
   return path.slice(0, path.lastIndexOf("/")) || "/";
+}
+
+/**
+ * The private directories a write of `path` makes beside it (relative: the act and the probe work
+ * inside the path's directory), as a glob by default: each task finds its own leftovers only.
+ */
+function temporaryDirectories(path: string, random = "??????"): string {
+  return `${shellQuote(`./${temporaryPrefix(path)}`)}${random}`;
+}
+
+/** Their names up to the random part (six characters). */
+function temporaryPrefix(path: string): string {
+  return `.pgprov.${basenameOf(path).slice(0, 200)}.`;
 }
 
 function basenameOf(path: string): string {

@@ -17,6 +17,16 @@ export function postgresVersion(configured: number | undefined, facts: Facts | u
   return version;
 }
 
+/**
+ * What a connection string to another server of the cluster adds so that libpq sends the
+ * replication password only by SCRAM: a server that asks for it in cleartext (anything answering
+ * at the primary's address) gets nothing. `require_auth` exists from libpq 16 on; the client is
+ * the host's own PostgreSQL. On 15 nothing but the network protects the password until TLS.
+ */
+export function conninfoAuth(version: number): string {
+  return version >= 16 ? "require_auth=scram-sha-256" : "";
+}
+
 /** Paths and names of the Debian cluster "main" of a version (postgresql-common's layout). */
 export function debianCluster(version: number) {
   return {

@@ -32,6 +32,8 @@ export const standbyArgs = z.strictObject({
   /** Empty when the cluster uses no slots. */
   slot: z.string().default(""),
   passfile: z.string().regex(/^\//, "an absolute path"),
+  /** Connection options that keep the password from a server asking for it in cleartext (require_auth=...). */
+  conninfo_auth: z.string().regex(/^(require_auth=[a-z0-9-]+)?$/, "require_auth=METHOD or nothing").default(""),
   data_directory: z.string().regex(/^\/.+/, "an absolute path"),
   bin_directory: z.string().regex(/^\/.+/, "an absolute path"),
   service: unitName,
@@ -98,6 +100,7 @@ function cloneCommand(args: StandbyArgs): Command {
   const basebackup = [
     `${shellQuote(args.bin_directory)}/pg_basebackup`,
     `-h ${shellQuote(args.primary)} -p ${args.port} -U ${shellQuote(args.user)} -w`,
+    args.conninfo_auth ? `-d ${shellQuote(args.conninfo_auth)}` : "",
     `-D ${clone} -X stream -c fast`,
     args.slot ? `-S ${shellQuote(args.slot)}` : "",
   ]

@@ -4,11 +4,23 @@
  */
 import { readFileSync } from "node:fs";
 import { isMap, isNode, isPair, isScalar, LineCounter, parseDocument, type Document, type Node } from "yaml";
-import type { z } from "zod";
+import { z } from "zod";
 import { FileError, type SourceProblem } from "../common/errors.js";
 import { didYouMean } from "./suggest.js";
 
 export type YamlPath = readonly (string | number)[];
+
+/**
+ * Schemas whose values are secrets or may carry credentials (a secret's source, a URL with a
+ * password): a problem there says where and what was expected, never what was found.
+ */
+const secretValues = z.registry<{ secret: true }>();
+
+/** Marks a schema's values as secret (see secretValues); returns the schema. */
+export function secretValue<S extends z.ZodType>(schema: S): S {
+  secretValues.add(schema, { secret: true });
+  return schema;
+}
 
 export class YamlSource {
   private readonly lines = new LineCounter();
@@ -122,37 +134,48 @@ export class YamlSource {
     }
     const message = lowerFirst(issue.message.replace(/^Invalid input: /, ""));
     // What was found, when it is a plain value the message does not already name.
-    const showFound = found !== undefined && issue.code !== "custom" && isScalar(this.nodeAt(path)) && !/received/.test(message);
+    const showFound =
+      found !== undefined &&
+      issue.code !== "custom" &&
+      isScalar(this.nodeAt(path)) &&
+      !/received/.test(message) &&
+      !walkSchema(schema, relative).met.some((s) => secretValues.has(s as z.ZodType));
     const foundText = showFound ? `, found ${found}` : "";
     return [this.problem(path, `${where}${message}${foundText}`)];
   }
 }
 
-/** The keys an object schema at `path` accepts, for suggestions. Walks wrappers (optional, default, ...). */
+/** The keys an object schema at `path` accepts, for suggestions. */
 export function knownKeys(schema: z.ZodType, path: YamlPath): string[] {
-  let s: unknown = schema;
-  for (const step of [...path, undefined]) {
-    s = unwrap(s);
-    if (step === undefined) break;
-    const def = (s as { def?: Record<string, unknown> }).def;
-    if (!def) return [];
-    if (def.type === "object") s = (def.shape as Record<string, unknown>)[String(step)];
-    else if (def.type === "record") s = def.valueType;
-    else if (def.type === "array") s = def.element;
-    else return [];
-  }
-  const def = (s as { def?: { type?: string; shape?: Record<string, unknown> } }).def;
+  const def = (walkSchema(schema, path).at as { def?: { type?: string; shape?: Record<string, unknown> } } | undefined)?.def;
   return def?.type === "object" && def.shape ? Object.keys(def.shape) : [];
 }
 
-function unwrap(s: unknown): unknown {
-  for (;;) {
+/**
+ * Follows `path` down a schema through objects, records and arrays, and through wrappers
+ * (optional, default, pipe...): `met` is every schema on the way, `at` the one at the end
+ * (undefined when the path leaves the schema).
+ */
+function walkSchema(schema: z.ZodType, path: YamlPath): { met: unknown[]; at?: unknown } {
+  const met: unknown[] = [];
+  let s: unknown = schema;
+  for (const step of [...path, undefined]) {
+    for (;;) {
+      const def = (s as { def?: Record<string, unknown> } | undefined)?.def;
+      if (!def) break;
+      met.push(s);
+      if ("innerType" in def) s = def.innerType;
+      else if (def.type === "pipe") s = def.in;
+      else break;
+    }
+    if (step === undefined) break;
     const def = (s as { def?: Record<string, unknown> } | undefined)?.def;
-    if (!def) return s;
-    if ("innerType" in def) s = def.innerType;
-    else if (def.type === "pipe") s = def.in;
-    else return s;
+    if (def?.type === "object") s = (def.shape as Record<string, unknown>)[String(step)];
+    else if (def?.type === "record") s = def.valueType;
+    else if (def?.type === "array") s = def.element;
+    else return { met };
   }
+  return { met, at: s };
 }
 
 /** A path as `a.b.0`; a key that is not a plain word in JSON, so that a line break in it stays visible. */

@@ -1,14 +1,14 @@
-import { execFileSync } from "node:child_process";
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, readdirSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { buildBatch, newNonce, parseBatch, TIMED_OUT } from "../../src/engine/batch.js";
 
 /** Runs a batch with the local shell, the way a host runs it: the script on stdin. */
-function runLocally(script: string): string {
-  try {
-    return execFileSync("sh", ["-c", 'eval "$(cat)"'], { input: script, encoding: "utf8" });
-  } catch (e) {
-    return (e as { stdout: string }).stdout;
-  }
+function runLocally(script: string, env: NodeJS.ProcessEnv = process.env): { stdout: string; stderr: string } {
+  const r = spawnSync("sh", ["-c", 'eval "$(cat)"'], { input: script, encoding: "utf8", env });
+  return { stdout: r.stdout, stderr: r.stderr };
 }
 
 describe("batch", () => {
@@ -45,13 +45,26 @@ describe("batch", () => {
     const started = Date.now();
     const sections = [
       { script: "sleep 20 & sleep 20; echo never", timeoutSeconds: 1 },
-      { script: "cat <<'EOF'\nheredoc kept\nEOF\nstat -c %a \"$0\"", timeoutSeconds: 5 },
+      { script: "cat <<'EOF'\nheredoc kept\nEOF\necho done >&2", timeoutSeconds: 5 },
     ];
     const results = parseBatch(runLocally(buildBatch(sections, nonce)), nonce, 2);
     expect(Date.now() - started).toBeLessThan(8_000);
     expect(results[0]).toMatchObject({ ran: true, code: TIMED_OUT, stdout: "" });
-    // The section (which may carry a secret) waits in a file only its owner can read.
-    expect(results[1]).toMatchObject({ ran: true, code: 0, stdout: "heredoc kept\n600\n" });
+    expect(results[1]).toEqual({ ran: true, code: 0, stdout: "heredoc kept\n", stderr: "done\n" });
+  });
+
+  it("issue 8 item 10: writes no section to a file, so a killed run leaves no script (or secret) on the host", () => {
+    const nonce = newNonce();
+    // mktemp and most tools honour TMPDIR: an empty one shows whether anything was written.
+    const tmp = mkdtempSync(join(tmpdir(), "pgprov-batch-"));
+    const sections = [
+      { script: "echo secret-in-a-timed-section; ls -A \"$TMPDIR\"; [ ! -f \"$0\" ] || echo \"read from the file $0\"", timeoutSeconds: 5, stopOnFailure: true },
+      { script: "ls -A \"$TMPDIR\"; cat <&3 2>/dev/null || echo fd 3 closed", timeoutSeconds: 5 },
+    ];
+    const results = parseBatch(runLocally(buildBatch(sections, nonce), { ...process.env, TMPDIR: tmp }), nonce, 2);
+    expect(results[0]).toEqual({ ran: true, code: 0, stdout: "secret-in-a-timed-section\n", stderr: "" });
+    expect(results[1]).toMatchObject({ ran: true, code: 0, stdout: "fd 3 closed\n" });
+    expect(readdirSync(tmp)).toEqual([]);
   });
 
   it("is not fooled by output that looks like a marker of another batch", () => {

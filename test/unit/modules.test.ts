@@ -3,7 +3,7 @@ import { aptArgs, aptModule } from "../../src/modules/apt.js";
 import { command, commandArgs } from "../../src/modules/command.js";
 import { file, fileArgs, fileReader, sha256 } from "../../src/modules/file.js";
 import type { Command, Decision } from "../../src/engine/change.js";
-import type { ModuleContext, ProbeOutput } from "../../src/engine/module.js";
+import type { ModuleContext, ProbeOutput, SharedProbe } from "../../src/engine/module.js";
 import { TaskFailure } from "../../src/engine/module.js";
 import { service, serviceArgs, unitReader } from "../../src/modules/service.js";
 import { psql, rowsOf } from "../../src/postgres/psql.js";
@@ -28,10 +28,10 @@ describe("apt", () => {
     const d = apt.decide(args, out("pkg=cron config-files 3.0\n"), context);
     expect(plannedOf(d)).toEqual([{ action: "create", summary: "install cron postgresql-15" }]);
     const [cmd] = commandsOf(aptModule({ proxy: "http://10.0.0.1:3142" }).decide(args, out("pkg=cron config-files 3.0\n"), context));
-    // The proxy goes through a config file (it may carry a password), not apt's arguments.
+    // The proxy goes through a config file apt reads from a pipe (it may carry a password), not apt's arguments.
     expect(script(cmd)).not.toContain("http://10.0.0.1:3142");
     expect(script(cmd)).toContain(Buffer.from('Acquire::http::Proxy "http://10.0.0.1:3142";\n').toString("base64").slice(0, 40));
-    expect(script(cmd)).toMatch(/apt-get -q -y -c "\$conf" .* install --no-install-recommends cron postgresql-15/);
+    expect(script(cmd)).toMatch(/apt-get -q -y -c \/dev\/fd\/4 .*\n[\s\S]*pgprov_apt_get install --no-install-recommends cron postgresql-15/);
   });
   it("removes only what is there", () => {
     const d = apt.decide(aptArgs.parse({ packages: "cron", state: "absent" }), out("pkg=cron installed 3.0\n"), context);
@@ -64,6 +64,17 @@ describe("file", () => {
     const [cmd] = commandsOf(d);
     expect(script(cmd)).toMatch(/mktemp -d .*\n[\s\S]*mv -fT f \.\.\/x\.conf$/);
     expect(script(cmd)).not.toContain(content); // content travels base64-encoded in a heredoc
+  });
+  it("never reads back the content of a file whose diff is off (a passfile's old password)", () => {
+    // The file reader reads the content back only for an item whose last argument is 1.
+    const call = (a: typeof args) => {
+      const probe = file.probe(a, context) as SharedProbe<unknown>;
+      const script = probe.reader.script([probe.item]);
+      expect(script).toContain(`if [ "$5" = 1 ] && [ "$h" != "$3" ]`);
+      return script.split("\n").find((l) => l.includes("pgprov_state /etc/x.conf"))!;
+    };
+    expect(call(args)).toMatch(/ 1$/);
+    expect(call({ ...args, diff: false })).toMatch(/ 0$/);
   });
   it("refuses to replace a directory with a file", () => {
     expect(() => file.decide(args, out("type=directory\n"), context)).toThrow(TaskFailure);
@@ -117,8 +128,8 @@ describe("command", () => {
 describe("issue 9 item 2: one process per batch, each task its own part", () => {
   it("reads every file of a batch in one section, the checked walk defined once, and splits them apart", () => {
     const items = [
-      { path: "/etc/d", want: "" },
-      { path: "/etc/a.conf", want: sha256("x") },
+      { path: "/etc/d", want: "", leftovers: false, diff: true },
+      { path: "/etc/a.conf", want: sha256("x"), leftovers: true, diff: true },
     ];
     const script = fileReader.script(items);
     expect(script.match(/pgprov_walk\(\) \{/g)).toHaveLength(1);
