@@ -5,7 +5,8 @@
  * change). The fake host is a key-value store that runs a tiny script language; the modules here
  * speak it, so the engine's own logic is what is tested.
  */
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
@@ -14,7 +15,7 @@ import { PgprovError } from "../../src/common/errors.js";
 import type { Section, SectionResult } from "../../src/engine/batch.js";
 import { noChange } from "../../src/engine/change.js";
 import type { RunEvent } from "../../src/engine/events.js";
-import { FACTS_SCRIPT } from "../../src/engine/facts.js";
+import { FACTS_SCRIPT, parseFacts } from "../../src/engine/facts.js";
 import type { HostIO } from "../../src/engine/host-io.js";
 import type { Module, ProbeReader } from "../../src/engine/module.js";
 import { runPlaybook, type RunOptions } from "../../src/engine/run.js";
@@ -314,3 +315,14 @@ describe("engine on a fake host", () => {
   });
 });
 
+
+describe("the facts script", () => {
+  it("issue 9 item 2: runs on shell builtins and exits 0 (cluster operations run it as a command that must succeed)", () => {
+    const r = spawnSync("sh", ["-c", FACTS_SCRIPT], { encoding: "utf8" });
+    expect(r.status).toBe(0);
+    const facts = parseFacts(r.stdout);
+    expect(facts.hostname).toBe(readFileSync("/proc/sys/kernel/hostname", "utf8").trim());
+    expect(facts.memory_mb).toBeGreaterThan(0);
+    expect(facts.cpus).toBeGreaterThan(0);
+  });
+});
