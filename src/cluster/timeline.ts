@@ -6,7 +6,12 @@
  * So before a rewind, rejoin checks that the host's history is the primary's and that the host
  * is behind on it. Pure: unit-tested on parsed histories.
  */
-import { lsnValue } from "./failover.js";
+
+/** A pg_lsn ("16/B374D848") as a number of bytes. */
+export function lsnValue(lsn: string): bigint {
+  const [hi, lo] = lsn.split("/");
+  return (BigInt(`0x${hi}`) << 32n) + BigInt(`0x${lo}`);
+}
 
 /** One line of a history file: `timeline` was left, for the next one, at `switchLsn`. */
 export interface HistoryEntry {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { lsnValue } from "../../src/cluster/failover.js";
+import { lsnValue } from "../../src/cluster/timeline.js";
 import { parseByteSize } from "../../src/cli/operations.js";
 
 describe("LSNs", () => {
