@@ -5,7 +5,7 @@ import { JsonRenderer } from "../output/json.js";
 import { PlainRenderer } from "../output/plain.js";
 import type { Renderer } from "../output/renderer.js";
 import { PgprovError } from "../common/errors.js";
-import { print } from "./print.js";
+import { print, printJson } from "./print.js";
 
 export interface ApplyArgs {
   inventory: string;
@@ -53,7 +53,7 @@ export async function applyCommand(args: ApplyArgs): Promise<number> {
 
 async function pickRenderer(args: ApplyArgs): Promise<Renderer> {
   const write = print;
-  if (args.json) return new JsonRenderer({ write });
+  if (args.json) return new JsonRenderer(printJson);
   const options = { diff: args.diff, verbose: args.verbose, color: process.stdout.isTTY === true && !process.env.NO_COLOR, write };
   if (!process.stdout.isTTY || process.env.CI) return new PlainRenderer(options);
   // Loaded only for a terminal: logs, CI and --json runs do not pay for listr2's start-up.

@@ -154,7 +154,7 @@ export async function main(argv: string[]): Promise<number> {
       (y) =>
         withPlaybookOption(withConnectionOptions(y))
           .positional("host", { type: "string", demandOption: true, describe: "the former primary" })
-          .option("reclone", { type: "boolean", default: false, describe: "when pg_rewind cannot work, or its history parted from the primary's, replace its data with a clone" }),
+          .option("reclone", { type: "boolean", default: false, describe: "replace its data with a clone of the primary instead of rewinding it (also where pg_rewind cannot work, or its history parted from the primary's)" }),
       async (args) => {
         const { rejoinCommand } = await import("./operations.js");
         exitCode = await rejoinCommand({ inventory: args.inventory, playbook: args.playbook, host: args.host, reclone: args.reclone, acceptNewHostKeys: args["accept-new-host-keys"] });

@@ -1,7 +1,7 @@
 import { loadInventory } from "../inventory/inventory.js";
 import { ping } from "../cluster/ping.js";
 import { formatTable } from "../output/table.js";
-import { print } from "./print.js";
+import { print, printJson } from "./print.js";
 
 export async function pingCommand(inventoryPath: string, options: { acceptNewHostKeys: boolean; json: boolean }): Promise<number> {
   const inventory = loadInventory(inventoryPath);
@@ -9,7 +9,7 @@ export async function pingCommand(inventoryPath: string, options: { acceptNewHos
   if (options.json) {
     for (const r of results) {
       const { host, ...rest } = r;
-      print(`${JSON.stringify({ type: "ping", host: host.name, address: host.address, ...rest })}\n`);
+      printJson({ type: "ping", host: host.name, address: host.address, ...rest });
     }
   } else {
     const rows = results.map((r) =>

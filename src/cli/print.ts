@@ -9,6 +9,14 @@ export function print(text: string): void {
   process.stdout.write(loadedSecrets.text(text));
 }
 
+/**
+ * One JSON object per line, masked value by value before it is serialised: masking the serialised
+ * text would also hit keys and escapes when a secret is short (`e`, `"`, `true`), and break the line.
+ */
+export function printJson(value: unknown): void {
+  process.stdout.write(`${JSON.stringify(loadedSecrets.value(value))}\n`);
+}
+
 export function printError(text: string): void {
   process.stderr.write(loadedSecrets.text(text));
 }

@@ -2,7 +2,7 @@ import { clusterStatus } from "../cluster/status.js";
 import { loadInventory } from "../inventory/inventory.js";
 import { formatBytes } from "../output/format.js";
 import { formatTable } from "../output/table.js";
-import { print } from "./print.js";
+import { print, printJson } from "./print.js";
 
 /** Exit codes: 0 every host answers as the inventory says, 1 otherwise (unreachable, stopped, two primaries...). */
 export async function statusCommand(inventoryPath: string, options: { json: boolean; acceptNewHostKeys: boolean }): Promise<number> {
@@ -10,8 +10,8 @@ export async function statusCommand(inventoryPath: string, options: { json: bool
   const status = await clusterStatus(inventory, { acceptNewHostKeys: options.acceptNewHostKeys });
   const write = (line: string) => print(`${line}\n`);
   if (options.json) {
-    for (const h of status.hosts) write(JSON.stringify({ type: "status", ...h }));
-    write(JSON.stringify({ type: "cluster", warnings: status.warnings, connection_strings: status.connectionStrings }));
+    for (const h of status.hosts) printJson({ type: "status", ...h });
+    printJson({ type: "cluster", warnings: status.warnings, connection_strings: status.connectionStrings });
   } else {
     const rows = [["host", "role", "version", "timeline", "lsn", "lag", "slot", "streaming"]];
     for (const h of status.hosts) {

@@ -5,11 +5,13 @@
  * --force. A reachable old primary is fenced (stopped, marked a standby) so it cannot come back
  * writable after a reboot; an unreachable one is left out until `pgprov rejoin`.
  */
+import { hostname } from "node:os";
 import type { ClusterEmit as Emit } from "./events.js";
 import { PgprovError } from "../common/errors.js";
 import { rewriteRoles } from "../inventory/edit.js";
 import type { Host, Inventory } from "../inventory/inventory.js";
 import type { ClusterPlaybook as Playbook } from "./playbook.js";
+import { FENCE_MARKER } from "../postgres/data-directory.js";
 import { ClusterOperation } from "./operations.js";
 import { reconfigure } from "./switchover.js";
 import { lsnValue } from "../common/lsn.js";
@@ -46,9 +48,17 @@ export async function failover(inventory: Inventory, playbook: Playbook, options
     // 2. What each standby's WAL receiver hears, and how much WAL it has.
     const receivers: ReceiverEvidence[] = [];
     const candidates: { host: Host; lsn: string; received: bigint }[] = [];
+    // Fenced by an earlier failover and not rejoined: its WAL is of a timeline the cluster left,
+    // so neither a candidate nor a standby the new primary can take as it is.
+    const fenced: Host[] = [];
     for (const h of inventory.standbys) {
       if (!op.reachable(h)) {
         receivers.push({ standby: h.name, read: false, reason: op.unreachableReason(h) });
+        continue;
+      }
+      // From files: a fenced host may not run at all.
+      if (await isFenced(op, h)) {
+        fenced.push(h);
         continue;
       }
       const result = await op.trySqlResult(h, STANDBY_QUERY);
@@ -80,7 +90,8 @@ export async function failover(inventory: Inventory, playbook: Playbook, options
       op.step(`--force: failing over although ${oldPrimary.name} is not proven down:${evidence}`);
     }
 
-    if (candidates.length === 0) throw new PgprovError("no standby can be promoted: none is reachable and in recovery");
+    if (fenced.length) op.step(`not a candidate: ${fenced.map((h) => h.name).join(", ")}, fenced by an earlier failover (\`pgprov rejoin\` brings it back)`);
+    if (candidates.length === 0) throw new PgprovError("no standby can be promoted: none is reachable, in recovery and not fenced");
     candidates.sort((a, b) => (b.received > a.received ? 1 : b.received < a.received ? -1 : 0));
     const chosen = options.to ? candidates.find((c) => c.host.name === options.to) : candidates[0];
     if (!chosen) throw new PgprovError(`--to ${options.to}: not a reachable standby in recovery (candidates: ${candidates.map((c) => c.host.name).join(", ")})`);
@@ -91,9 +102,11 @@ export async function failover(inventory: Inventory, playbook: Playbook, options
     let oldLsn: string | undefined;
     if (oldEvidence.reachable) {
       await op.stopServer(oldPrimary);
-      await op.writeStandbySignal(oldPrimary);
+      await op.writeStandbySignal(oldPrimary, `fenced by pgprov failover from ${hostname()} at ${new Date().toISOString()}: promoting ${chosen.host.name} in place of ${oldPrimary.name}`);
       oldLsn = await op.checkpointLsn(oldPrimary);
-      op.step(`fenced ${oldPrimary.name}: PostgreSQL stopped and marked a standby (standby.signal), so it comes back read-only; its WAL ends at ${oldLsn}`);
+      op.step(
+        `fenced ${oldPrimary.name}: PostgreSQL stopped and marked a standby (standby.signal), so it comes back read-only, and ${FENCE_MARKER}, so that apply refuses it until \`pgprov rejoin\`; its WAL ends at ${oldLsn}`,
+      );
     }
 
     // 4. Promote.
@@ -108,8 +121,9 @@ export async function failover(inventory: Inventory, playbook: Playbook, options
     //    stays out of it until `pgprov rejoin` brings it back.
     const inventoryChanges = rewriteRoles(inventory, { [chosen.host.name]: "primary", [oldPrimary.name]: "standby" });
     op.step(`inventory ${inventory.file}: ${inventoryChanges.join(", ")}`);
-    const summary = await reconfigure(inventory, playbook, op, options.emit, [oldPrimary]);
-    op.step(summary.failed ? "the cluster playbook failed: see above" : `the other standbys stream from ${chosen.host.name}; bring ${oldPrimary.name} back with \`pgprov rejoin ${inventory.file} ${oldPrimary.name}\``);
+    const summary = await reconfigure(inventory, playbook, op, options.emit, [oldPrimary, ...fenced]);
+    const rejoinCommands = [oldPrimary, ...fenced].map((h) => `\`pgprov rejoin ${inventory.file} ${h.name}\``).join(", ");
+    op.step(summary.failed ? "the cluster playbook failed: see above" : `the other standbys stream from ${chosen.host.name}; bring back with ${rejoinCommands}`);
     return { promoted: chosen.host.name, ...(possibleLossBytes !== undefined ? { possibleLossBytes } : {}), inventoryChanges, failed: summary.failed };
   } finally {
     await op.close();
@@ -122,6 +136,16 @@ const STANDBY_QUERY = `select pg_is_in_recovery() as in_recovery,
   r.status, r.sender_host, extract(epoch from now() - r.last_msg_receipt_time)::float8 as age,
   (select setting::bigint from pg_settings where name = 'wal_receiver_timeout') as timeout_ms
 from (select 1) as one left join pg_stat_wal_receiver as r on true`;
+
+/** Whether an earlier failover fenced the host (FENCE_MARKER); false when its files cannot be read. */
+async function isFenced(op: ClusterOperation, host: Host): Promise<boolean> {
+  try {
+    return (await op.dataDirectory(host)).fenced !== undefined;
+  } catch (e) {
+    if (!(e instanceof PgprovError)) throw e;
+    return false;
+  }
+}
 
 /** The old primary seen on its own host: its postmaster from files, its SQL if it answers. */
 async function primaryEvidence(op: ClusterOperation, host: Host): Promise<OldPrimaryEvidence> {

@@ -11,8 +11,7 @@ import { shellQuote } from "../common/shell.js";
 import { closeAll, connectAll, type Reached } from "../transport/fleet.js";
 import { HostPostgres, type Row } from "../transport/postgres.js";
 import { type HostConnection, RemoteError } from "../transport/ssh.js";
-import { type DataDirectory, dataDirectoryProbe, parseDataDirectory } from "../postgres/data-directory.js";
-import { type HistoryEntry, parseTimelineHistory } from "./timeline.js";
+import { type DataDirectory, dataDirectoryProbe, FENCE_MARKER, parseDataDirectory } from "../postgres/data-directory.js";
 
 export type Paths = ReturnType<typeof debianCluster>;
 
@@ -135,17 +134,6 @@ export class ClusterOperation {
     return parseDataDirectory(await this.shell(host, dataDirectoryProbe(paths.data_directory, paths.bin_directory), "reading the data directory"));
   }
 
-  /** The host's timeline history: its newest NNNNNNNN.history in pg_wal (none on timeline 1). */
-  async timelineHistory(host: Host): Promise<HistoryEntry[]> {
-    const data = shellQuote((await this.pathsOf(host)).data_directory);
-    const out = await this.shell(
-      host,
-      `h=$(ls ${data}/pg_wal | grep -E '^[0-9A-F]{8}\\.history$' | sort | tail -1); if [ -n "$h" ]; then cat ${data}/pg_wal/"$h"; fi`,
-      "reading the timeline history",
-    );
-    return parseTimelineHistory(out);
-  }
-
   /** Where a server's WAL ends: from SQL while it runs, else pg_control (at least there). */
   async endOfWal(host: Host): Promise<string | undefined> {
     const [r] = (await this.trySql(
@@ -181,10 +169,19 @@ export class ClusterOperation {
    * Marks a stopped server's data directory as a standby's: however it starts again, it comes
    * back read-only. `systemctl disable` cannot promise that on Debian: postgresql-common's
    * generator starts every cluster whose start.conf says "auto" at boot, enabled or not.
+   * `fencedBy`: a failover's fence also writes FENCE_MARKER with this note, first and in the same
+   * script (never standby.signal without it), so that apply refuses the host until `pgprov rejoin`
+   * has rewound or cloned it.
    */
-  async writeStandbySignal(host: Host): Promise<void> {
+  async writeStandbySignal(host: Host, fencedBy?: string): Promise<void> {
     const data = shellQuote((await this.pathsOf(host)).data_directory);
-    await this.shell(host, `runuser -u postgres -- touch ${data}/standby.signal && sync ${data}/standby.signal ${data}`, "writing standby.signal");
+    const marker = fencedBy === undefined ? "" : `${data}/${FENCE_MARKER}`;
+    const script = [
+      ...(fencedBy === undefined ? [] : [`printf '%s\\n' ${shellQuote(fencedBy)} | runuser -u postgres -- tee ${marker} >/dev/null`]),
+      `runuser -u postgres -- touch ${data}/standby.signal`,
+      `sync ${marker} ${data}/standby.signal ${data}`,
+    ].join(" && ");
+    await this.shell(host, script, fencedBy === undefined ? "writing standby.signal" : `fencing: writing ${FENCE_MARKER} and standby.signal`);
   }
 
   /** Undoes writeStandbySignal, for an operation that stops before anything was promoted. */

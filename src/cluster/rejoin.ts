@@ -13,7 +13,7 @@ import type { Inventory } from "../inventory/inventory.js";
 import { shellQuote } from "../common/shell.js";
 import type { ClusterPlaybook as Playbook } from "./playbook.js";
 import { applyCluster } from "./apply.js";
-import { wasWritable } from "../postgres/data-directory.js";
+import { FENCE_MARKER, wasWritable } from "../postgres/data-directory.js";
 import { ClusterOperation } from "./operations.js";
 import { judgeRejoin, type RejoinVerdict } from "./timeline.js";
 
@@ -39,17 +39,18 @@ export async function rejoin(inventory: Inventory, playbook: Playbook, hostName:
 
     let rewound = false;
     // A host that ran as a primary (or runs now) is rewound; a stopped standby only reconfigured.
-    const mustRewind = data.running || !data.standbySignal || wasWritable(data);
+    // A fenced one ran as a primary, though it may have run read-only since (a reboot).
+    const formerPrimary = wasWritable(data) || data.fenced !== undefined;
+    const mustRewind = data.running || !data.standbySignal || formerPrimary;
+    if (data.fenced) op.step(`${host.name}: ${data.fenced}`);
     let verdict: RejoinVerdict | undefined;
     if (data.systemIdentifier === p.sysid) {
       // pg_rewind trusts timeline numbers: the histories must show the host behind on the primary's.
-      const hostHistory = await op.timelineHistory(host);
-      const primaryHistory = await op.timelineHistory(primary);
       const hostEnd = await op.endOfWal(host);
       const primaryEnd = await op.endOfWal(primary);
       verdict = judgeRejoin(
-        { name: host.name, timeline: data.timeline ?? 1, history: hostHistory, wasWritable: wasWritable(data), ...(hostEnd ? { endLsn: hostEnd } : {}) },
-        { name: primary.name, timeline: primaryData.timeline ?? 1, history: primaryHistory, ...(primaryEnd ? { endLsn: primaryEnd } : {}) },
+        { name: host.name, timeline: data.timeline ?? 1, history: data.history ?? [], wasWritable: formerPrimary, ...(hostEnd ? { endLsn: hostEnd } : {}) },
+        { name: primary.name, timeline: primaryData.timeline ?? 1, history: primaryData.history ?? [], ...(primaryEnd ? { endLsn: primaryEnd } : {}) },
       );
       op.step(verdict.ok ? verdict.detail : `${host.name} is not behind on ${primary.name}'s history: ${verdict.reason}`);
     }
@@ -64,6 +65,9 @@ export async function rejoin(inventory: Inventory, playbook: Playbook, hostName:
         );
       }
       op.step(`replacing ${host.name}'s data with a clone of ${primary.name}, as --reclone asked`);
+    } else if (mustRewind && options.reclone) {
+      // The clone (pg_standby, in the cluster playbook) replaces the data, the fence with it.
+      op.step(`replacing ${host.name}'s data with a clone of ${primary.name} instead of rewinding it, as --reclone asked`);
     } else if (mustRewind) {
       // It came back writable (or is stopped as a primary): stop it, then rewind onto the primary.
       if (data.running) {
@@ -77,24 +81,24 @@ export async function rejoin(inventory: Inventory, playbook: Playbook, hostName:
       const paths = await op.pathsOf(host);
       const source = [`host=${primary.address} port=${inventory.postgresql.port} user=${inventory.replication.user} dbname=postgres`, conninfoAuth(paths.version)].filter(Boolean).join(" ");
       // standby.signal in the same script as pg_rewind, not a round trip later: rewound data that
-      // started without it would end recovery writable, on the primary's own timeline.
+      // started without it would end recovery writable, on the primary's own timeline. Rewound
+      // (or found with nothing to rewind), its data is on the primary's history: the fence goes.
       const rewind = await op.connection(host).run(
         [
           `runuser -u postgres -- env PGPASSFILE=/var/lib/postgresql/.pgprov.pgpass ${shellQuote(paths.bin_directory)}/pg_rewind`,
           `--target-pgdata=${shellQuote(paths.data_directory)} --config-file=${shellQuote(`${paths.config_directory}/postgresql.conf`)}`,
           `--source-server=${shellQuote(source)}`,
           `&& runuser -u postgres -- touch ${shellQuote(`${paths.data_directory}/standby.signal`)}`,
+          `&& rm -f ${shellQuote(`${paths.data_directory}/${FENCE_MARKER}`)}`,
         ].join(" "),
         { timeoutMs: 3_600_000, purpose: `pg_rewind of ${host.name}` },
       );
       if (rewind.code !== 0) {
         const why = rewind.stderr.trim().split("\n").slice(-3).join(" / ");
-        if (!options.reclone) throw new PgprovError(`pg_rewind of ${host.name} failed (exit ${rewind.code}): ${why}. Its data is as it was; rerun with --reclone to replace it with a clone`);
-        op.step(`pg_rewind failed (${why}); replacing the data with a clone, as --reclone asked`);
-      } else {
-        rewound = true;
-        op.step(`rewound ${host.name} onto ${primary.name}: ${rewind.stdout.trim().split("\n").at(-1) ?? "done"}`);
+        throw new PgprovError(`pg_rewind of ${host.name} failed (exit ${rewind.code}): ${why}. Its data is as it was; rerun with --reclone to replace it with a clone`);
       }
+      rewound = true;
+      op.step(`rewound ${host.name} onto ${primary.name}: ${rewind.stdout.trim().split("\n").at(-1) ?? "done"}`);
     } else {
       op.step(`${host.name} is already a standby of this cluster`);
     }

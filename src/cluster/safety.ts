@@ -3,7 +3,8 @@
  * directory before the cluster playbook changes anything. Pure: unit-tested on states.
  */
 import type { Inventory } from "../inventory/inventory.js";
-import { type DataDirectory, isFreshCluster, isWritable } from "../postgres/data-directory.js";
+import { lsnValue } from "../common/lsn.js";
+import { type DataDirectory, isFreshCluster, isWritable, wasWritable } from "../postgres/data-directory.js";
 
 export interface ClusterAssessment {
   /** Why apply must not go on; empty when it may. */
@@ -42,21 +43,15 @@ export function assessCluster(inventory: Inventory, states: Map<string, DataDire
   };
   const seeStatus = "`pgprov status` shows each server's role and timeline";
 
-  // A host of this cluster behind the primary's timeline that accepts writes is a former primary
-  // that came back (after a failover, say): `pgprov rejoin` is its way back.
-  const formerPrimaries = inventory.hosts.filter((h) => {
+  // A former primary of this cluster (after a failover, say) that cannot simply follow the
+  // primary: `pgprov rejoin` is its way back. A host named in --reclone is about to be replaced
+  // by a clone, which is what `rejoin --reclone` asks for.
+  const rejoinFirst = inventory.hosts.flatMap((h) => {
     const d = states.get(h.name);
-    return (
-      h.role === "standby" &&
-      d !== undefined &&
-      isWritable(d) &&
-      primarySystemIdentifier !== undefined &&
-      d.systemIdentifier === primarySystemIdentifier &&
-      d.timeline !== undefined &&
-      primaryData?.timeline !== undefined &&
-      d.timeline < primaryData.timeline
-    );
+    const why = h !== primary && d && !reclone.includes(h.name) ? mustRejoin(d, primaryData, primary.name) : undefined;
+    return why ? [{ host: h, why }] : [];
   });
+  const formerPrimaries = rejoinFirst.map((r) => r.host);
   // A standby-to-be still running the empty cluster its package made is writable, but it is no
   // second primary: it holds nothing and is about to be replaced by a clone.
   const writable = inventory.hosts.filter((h) => {
@@ -64,10 +59,16 @@ export function assessCluster(inventory: Inventory, states: Map<string, DataDire
     if (!d || !isWritable(d) || formerPrimaries.includes(h) || (reclone.includes(h.name) && !ahead.includes(h))) return false;
     return !(h.role === "standby" && isFreshCluster(d) && d.systemIdentifier !== primarySystemIdentifier);
   });
-  for (const h of formerPrimaries) {
+  for (const { host, why } of rejoinFirst) {
     problems.push(
-      `${timeline(h.name)} is a former primary of this cluster that came back accepting writes, behind ${timeline(primary.name)}. ` +
-        `pgprov changes nothing while it runs so: run \`pgprov rejoin ${inventory.file} ${h.name}\` to make it a standby of ${primary.name} (pg_rewind).`,
+      `${timeline(host.name)} ${why}. pgprov changes nothing while it is in the cluster so: ` +
+        `run \`pgprov rejoin ${inventory.file} ${host.name}\` to make it a standby of ${primary.name} (pg_rewind; with --reclone, a fresh clone instead).`,
+    );
+  }
+  if (primaryData?.fenced) {
+    problems.push(
+      `${primary.name}, the inventory's primary, was fenced by a failover (${primaryData.fenced}), and may lack what was written since. pgprov changes nothing while that is so: ` +
+        `set the inventory's roles to what \`pgprov status\` shows, then run \`pgprov rejoin ${inventory.file} ${primary.name}\`.`,
     );
   }
 
@@ -96,4 +97,31 @@ export function assessCluster(inventory: Inventory, states: Map<string, DataDire
     problems.push(`${primary.name}, the inventory's primary, is running as a standby. pgprov will not promote it on its own (${seeStatus}).`);
   }
   return { problems, ...(primarySystemIdentifier ? { primarySystemIdentifier } : {}) };
+}
+
+/**
+ * Why a host of the primary's cluster must be rewound (or cloned) before it may follow the
+ * primary; undefined when it may follow as it is, or when that cannot be told from files (the
+ * standby then reports why it does not stream). Switchover's old primary follows as it is: it
+ * stopped cleanly, and the new primary received its shutdown checkpoint before being promoted,
+ * so that checkpoint lies before where the primary's history left the old timeline. A failover's
+ * old primary may have written past that point, and nothing in pg_control says whether it did
+ * once it has run as a standby: hence the mark failover leaves (FENCE_MARKER).
+ */
+export function mustRejoin(d: DataDirectory, primary: DataDirectory | undefined, primaryName: string): string | undefined {
+  if (d.fenced) return `was fenced by a failover (${d.fenced}): it may hold WAL that ${primaryName} never received, and cannot simply follow it`;
+  if (d.systemIdentifier === undefined || d.systemIdentifier !== primary?.systemIdentifier) return undefined;
+  if (d.timeline === undefined || primary.timeline === undefined || d.timeline >= primary.timeline) return undefined;
+  if (isWritable(d)) return `is a former primary of this cluster that came back accepting writes, behind ${primaryName} (timeline ${primary.timeline})`;
+  if (d.running || !wasWritable(d)) return undefined;
+  if (!d.standbySignal) return `last ran as the primary and is not marked a standby (no standby.signal): it may have been written to since ${primaryName} was promoted`;
+  if (d.state !== "shut down") {
+    return `last ran as the primary and stopped without a clean shutdown (pg_control: ${d.state}): how far its WAL goes past the point where ${primaryName}'s timeline began cannot be read from pg_control`;
+  }
+  const left = primary.history?.find((e) => e.timeline === d.timeline)?.switchLsn;
+  if (left === undefined) return `stopped as the primary on timeline ${d.timeline}, which is not on ${primaryName}'s history`;
+  if (d.checkpointLsn !== undefined && lsnValue(d.checkpointLsn) >= lsnValue(left)) {
+    return `stopped as the primary with WAL up to ${d.checkpointLsn} on timeline ${d.timeline}, where ${primaryName}'s history left timeline ${d.timeline} at ${left}: it holds WAL ${primaryName} never had`;
+  }
+  return undefined;
 }

@@ -13,6 +13,7 @@ import type { Host, Inventory } from "../inventory/inventory.js";
 import type { ClusterPlaybook as Playbook } from "./playbook.js";
 import { applyCluster } from "./apply.js";
 import { ClusterOperation, crashPoint } from "./operations.js";
+import { assessCluster } from "./safety.js";
 
 export interface SwitchoverOptions {
   to: string;
@@ -43,6 +44,11 @@ export async function switchover(inventory: Inventory, playbook: Playbook, optio
     for (const h of inventory.hosts) {
       if (!op.reachable(h)) throw new PgprovError(`a switchover needs every server: ${h.name} cannot be reached (${op.unreachableReason(h)}); if the primary is gone, that is a failover`);
     }
+    // What apply would refuse after the promotion (a host fenced by a failover, say), refused now.
+    const states = new Map(await Promise.all(inventory.hosts.map(async (h) => [h.name, await op.dataDirectory(h)] as const)));
+    const { problems } = assessCluster(inventory, states);
+    if (problems.length) throw new PgprovError(`refusing to switch over: ${problems.join("\n")}`);
+
     // 1. The target streams, and is close enough to catch up at once.
     const [primaryRow] = await op.sql(oldPrimary, "select pg_is_in_recovery() as in_recovery");
     if (primaryRow?.in_recovery !== false) throw new PgprovError(`${oldPrimary.name}, the inventory's primary, is not a writable primary; see \`pgprov status\``);

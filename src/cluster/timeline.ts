@@ -7,22 +7,9 @@
  * is behind on it. Pure: unit-tested on parsed histories.
  */
 import { lsnValue } from "../common/lsn.js";
+import type { HistoryEntry } from "../postgres/timeline-history.js";
 
-/** One line of a history file: `timeline` was left, for the next one, at `switchLsn`. */
-export interface HistoryEntry {
-  timeline: number;
-  switchLsn: string;
-}
-
-/** Parses PostgreSQL's NNNNNNNN.history ("1\t0/5000148\treason"); comments and blank lines skipped. */
-export function parseTimelineHistory(text: string): HistoryEntry[] {
-  const entries: HistoryEntry[] = [];
-  for (const line of text.split("\n")) {
-    const m = /^\s*(\d+)\s+([0-9A-Fa-f]+\/[0-9A-Fa-f]+)/.exec(line);
-    if (m) entries.push({ timeline: Number(m[1]), switchLsn: m[2]!.toUpperCase() });
-  }
-  return entries;
-}
+export { type HistoryEntry, parseTimelineHistory } from "../postgres/timeline-history.js";
 
 export interface TimelinePosition {
   name: string;

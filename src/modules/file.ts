@@ -288,7 +288,7 @@ function fileCommand(args: FileArgs, detail: FileDetail): Command {
   // A private directory (root's, mode 0700) beside the path: what happens inside it no one else can touch.
   // Named after the path, so the next run's check of this path finds what a killed run left.
   const privateDirectory = [
-    `pgprov_tmp=$(mktemp -d ${temporaryDirectories(args.path, "XXXXXX")})`,
+    `pgprov_tmp=$(mktemp -d ${temporaryDirectories(args.path, "XXXXXX")}) || { echo ${shellQuote(`cannot make a temporary directory beside ${args.path}`)}" (in $pgprov_dir)" >&2; exit 1; }`,
     `cd -P -- "$pgprov_tmp" && [ "$(pwd -P)" = "\${pgprov_dir%/}/\${pgprov_tmp#./}" ] && [ "$(stat -c %u:%a .)" = 0:700 ] || ${refuse("its directory changed while pgprov was changing it")}`,
     `trap 'rm -f f; cd .. && rmdir -- "$pgprov_tmp"' EXIT`,
     // A signal exits, and the exit removes it (dash runs no EXIT trap on a signal of its own).

@@ -1,12 +1,13 @@
 /** --json: one event per line, exactly as the engine emitted it (already redacted). The last line is the recap. */
 import type { ClusterEvent } from "../cluster/events.js";
-import type { Renderer, RendererOptions } from "./renderer.js";
+import type { Renderer } from "./renderer.js";
 
 export class JsonRenderer implements Renderer {
-  constructor(private readonly options: Pick<RendererOptions, "write">) {}
+  /** `writeJson` serialises one value as a line, masking it value by value (see cli/print.ts). */
+  constructor(private readonly writeJson: (value: unknown) => void) {}
 
   event(e: ClusterEvent): void {
-    this.options.write(`${JSON.stringify(e)}\n`);
+    this.writeJson(e);
   }
 
   async finish(): Promise<void> {}

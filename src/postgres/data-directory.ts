@@ -5,11 +5,19 @@
  * partial clone. Safety decisions (never re-clone over data, never two primaries) rest on this.
  */
 import { keyValues, shellQuote } from "../common/shell.js";
+import { type HistoryEntry, parseTimelineHistory } from "./timeline-history.js";
 
 /** pgprov clones into this directory next to the data directory, then swaps it into place. */
 export const CLONE_SUFFIX = ".pgprov-clone";
 /** During the swap, the data being replaced waits here until the clone is in place. */
 export const REPLACED_SUFFIX = ".pgprov-replaced";
+/**
+ * failover writes this beside standby.signal when it fences the old primary: its WAL may go past
+ * where the promoted standby's timeline begins, so it cannot simply follow; `pgprov rejoin` must
+ * rewind or clone it first, and removes the mark then. Its one line says when, from where, and
+ * which host was promoted.
+ */
+export const FENCE_MARKER = "pgprov.fenced";
 /** The first OID of user objects (FirstNormalObjectId): system catalogs are below it. */
 const FIRST_USER_OID = 16384;
 
@@ -38,6 +46,12 @@ export interface DataDirectory {
   tablespaces: number;
   /** The next OID as of the last checkpoint: below 16384 until any user object was ever made. */
   nextOid?: number;
+  /** pg_control's latest checkpoint: after a clean shutdown as a primary, where its WAL ends. */
+  checkpointLsn?: string;
+  /** The ancestors of its timeline, from the newest NNNNNNNN.history in pg_wal. */
+  history?: HistoryEntry[];
+  /** FENCE_MARKER's line, when a failover fenced this host and no rejoin has brought it back since. */
+  fenced?: string;
 }
 
 export function dataDirectoryProbe(dataDirectory: string, binDirectory: string): string {
@@ -51,18 +65,20 @@ export function dataDirectoryProbe(dataDirectory: string, binDirectory: string):
     `if [ -d "$d" ]; then echo exists=yes; pgprov_count "$d"; echo "entries=$n"; fi`,
     `[ -f "$d/PG_VERSION" ] && read -r v < "$d/PG_VERSION" && echo "pg_version=$v"`,
     `[ -f "$d/standby.signal" ] && echo standby_signal=yes`,
+    // Read as postgres: root follows no link that postgres could plant there.
+    `[ -f "$d/${FENCE_MARKER}" ] && echo "fenced=$(runuser -u postgres -- head -c 300 -- "$d/${FENCE_MARKER}" | LC_ALL=C tr -cd '[:print:]')"`,
     `[ -d "$d${CLONE_SUFFIX}" ] && echo partial_clone=yes`,
     `[ -e "$d${REPLACED_SUFFIX}" ] && echo replaced_left=yes`,
     `[ -f "$d/postmaster.pid" ] && read -r pid < "$d/postmaster.pid" && kill -0 "$pid" 2>/dev/null && echo running=yes`,
     `c=`,
     `if [ -f "$d/global/pg_control" ] && [ -x ${bin}/pg_controldata ]; then`,
-    `  c=$(LC_ALL=C ${bin}/pg_controldata "$d" | awk -F': *' '/^Database system identifier/ { print "system_identifier=" $2 } /^Database cluster state/ { print "state=" $2 } /^Latest checkpoint.s TimeLineID/ { print "timeline=" $2 } /^Latest checkpoint.s NextOID/ { print "next_oid=" $2 }')`,
+    `  c=$(LC_ALL=C ${bin}/pg_controldata "$d" | awk -F': *' '/^Database system identifier/ { print "system_identifier=" $2 } /^Database cluster state/ { print "state=" $2 } /^Latest checkpoint.s TimeLineID/ { print "timeline=" $2 } /^Latest checkpoint.s NextOID/ { print "next_oid=" $2 } /^Latest checkpoint location/ { print "checkpoint_lsn=" $2 }')`,
     `  echo "$c"`,
     `fi`,
     // A promotion writes NNNNNNNN.history at once; pg_control's timeline waits for a checkpoint.
     // The glob sorts, and eight hex digits sort as numbers do: the last one is the latest.
     `h=; for f in "$d"/pg_wal/[0-9A-F][0-9A-F][0-9A-F][0-9A-F][0-9A-F][0-9A-F][0-9A-F][0-9A-F].history; do [ -f "$f" ] && h=\${f##*/}; done`,
-    `[ -n "$h" ] && echo "history_timeline=$((0x\${h%.history}))"`,
+    `[ -n "$h" ] && echo "history_timeline=$((0x\${h%.history}))" && echo "history=$(awk '/^[0-9]/ { printf "%s %s;", $1, $2 }' "$d/pg_wal/$h")"`,
     `[ -d "$d/pg_tblspc" ] && pgprov_count "$d/pg_tblspc" && echo "tablespaces=$n"`,
     `if [ -d "$d/base" ]; then`,
     `  n=0; for f in "$d"/base/*; do if [ -e "$f" ] || [ -L "$f" ]; then n=$((n + 1)); fi; done; echo "databases=$n"`,
@@ -95,6 +111,9 @@ export function parseDataDirectory(stdout: string): DataDirectory {
     userRelations: number(kv.user_relations) ?? 0,
     tablespaces: number(kv.tablespaces) ?? 0,
     ...(kv.next_oid ? { nextOid: Number(kv.next_oid) } : {}),
+    ...(kv.checkpoint_lsn ? { checkpointLsn: kv.checkpoint_lsn } : {}),
+    ...(kv.history !== undefined ? { history: parseTimelineHistory(kv.history.replaceAll(";", "\n")) } : {}),
+    ...(kv.fenced !== undefined ? { fenced: kv.fenced || "no details" } : {}),
   };
 }
 

@@ -94,9 +94,11 @@ export function showSetting(name: string, value: string): string {
   return `'${maskConninfoPassword(value)}'`;
 }
 
-/** `password=...` in a libpq connection string, masked whatever its quoting. */
+/** The password in a libpq connection string, keyword (`password=...`, any quoting) or URI (`postgresql://user:PW@host`) form. */
 export function maskConninfoPassword(conninfo: string): string {
-  return conninfo.replace(/(password\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s']+)/gi, `$1${MASK}`);
+  return conninfo
+    .replace(/(password\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s'&]+)/gi, `$1${MASK}`)
+    .replace(/(postgres(?:ql)?:\/\/[^:/@\s]*:)[^@\s]*@/gi, `$1${MASK}@`);
 }
 
 function where(o: Override): string {

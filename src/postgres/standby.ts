@@ -1,7 +1,9 @@
 /**
  * pg_standby: makes this host a standby of the primary, by cloning it only when this host does
  * not already hold the cluster's data. The rules that keep data safe:
- * - the same system identifier: already a member; nothing to clone (a writable copy is refused);
+ * - the same system identifier: already a member; nothing to clone (a writable copy is refused,
+ *   and so is a host a failover fenced); with --reclone, a copy that ran as a primary is cloned
+ *   over, standby.signal or not;
  * - missing or empty directory, a partial clone pgprov left, or a freshly initialised cluster
  *   with no user database or table: cloned, without asking;
  * - anything else (another cluster's data): refused, unless the user passed --reclone HOST.
@@ -16,6 +18,7 @@ import {
   isFreshCluster,
   parseDataDirectory,
   REPLACED_SUFFIX,
+  wasWritable,
 } from "./data-directory.js";
 import { flag, unitName, wholeNumber } from "../common/args.js";
 import { shellQuote } from "../common/shell.js";
@@ -63,8 +66,25 @@ export const pgStandby: Module<StandbyArgs> = {
     }
     const from = `a base backup of ${args.primary}`;
     if (primary && d.systemIdentifier === primary) {
-      if (!d.standbySignal && args.reclone) {
-        return { changes: [{ action: "create", summary: `clone ${from}, REPLACING this former standby's diverged data (${describe(d)}), as --reclone asked`, destructive: true, commands: [cloneCommand(args)] }] };
+      // standby.signal does not make a former primary a standby: failover's fence and switchover
+      // write it before anything is promoted, and its WAL may go past the primary's timeline.
+      if (args.reclone && (!d.standbySignal || d.fenced !== undefined || wasWritable(d))) {
+        return {
+          changes: [
+            {
+              action: "create",
+              summary: `clone ${from}, REPLACING data that ran as a primary and may have diverged (${describe(d)}), as --reclone asked`,
+              destructive: true,
+              commands: [cloneCommand(args)],
+            },
+          ],
+        };
+      }
+      if (d.fenced !== undefined) {
+        throw new TaskFailure(
+          `${args.data_directory} was fenced by a failover (${d.fenced}): it may hold WAL the primary never received. Refusing to make it a standby as it is: ` +
+            `run \`pgprov rejoin INVENTORY ${args.host}\` (pg_rewind), or add --reclone to replace its data with a clone`,
+        );
       }
       if (!d.standbySignal) {
         throw new TaskFailure(

@@ -1,8 +1,9 @@
 /**
  * Issue 8, day-2 operations: failover refuses while the standbys still hear the old primary,
  * a switchover killed right after its promotion leaves no second writable primary after a
- * reboot, and rejoin refuses a host whose history parted from the primary's on the same
- * timeline. One bootstrap; each test leaves the cluster usable for the next.
+ * reboot, the primary failover fences is refused by apply until rejoin brings it back, and
+ * rejoin refuses a host whose history parted from the primary's on the same timeline. One
+ * bootstrap; each test leaves the cluster usable for the next.
  */
 import { readFileSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
@@ -20,6 +21,10 @@ let pg1: LabHost, pg2: LabHost, pg3: LabHost;
 function setRoles(roles: Record<string, "primary" | "standby">): void {
   rewriteRoles(loadInventory(inventory), roles);
 }
+
+const DATA = "/var/lib/postgresql/15/main";
+const FENCE = `${DATA}/pgprov.fenced`;
+const byName = (name: string) => lab.hosts.find((h) => h.name === name)!;
 
 async function startTime(host: LabHost): Promise<string> {
   return (await psql(host, "select pg_postmaster_start_time()")).out;
@@ -102,13 +107,30 @@ describe("day-2 operations: safety", () => {
     expect(await liveRoles([pg1, pg2, pg3])).toEqual({ pg1: "standby", pg2: "primary", pg3: "standby" });
   });
 
-  it("issue 8 item 1, same class: a primary fenced by failover --force comes back read-only after a reboot; rejoin brings it back", async () => {
-    const byName = (name: string) => lab.hosts.find((h) => h.name === name)!;
+  it("issue 8 item 1, same class, and item 3 regression: apply refuses a primary fenced by failover at once, naming rejoin; it comes back read-only after a reboot; rejoin lifts the fence", async () => {
     const old = byName(loadInventory(inventory).primary.name);
     const r = await pgprov(["failover", inventory, "--force"]);
     expect(r.code, r.stdout + r.stderr).toBe(0);
     expect(r.stdout).toContain(`--force: failing over although ${old.name} is not proven down`);
     expect(r.stdout).toContain(`fenced ${old.name}`);
+    const primary = byName(loadInventory(inventory).primary.name);
+    expect((await labExec(old, `cat ${FENCE}`)).stdout).toContain(`promoting ${primary.name} in place of ${old.name}`);
+
+    // Before rejoin, apply refuses the fenced host before changing anything (not after its
+    // streaming wait), and leaves it stopped, as the fence left it.
+    const started = performance.now();
+    const refused = await pgprov(["apply", inventory]);
+    expect(refused.code, refused.stdout).toBe(1);
+    expect(refused.stdout).toMatch(new RegExp(`${old.name} \\(timeline \\d+\\) was fenced by a failover .*\`pgprov rejoin ${inventory} ${old.name}\``));
+    expect((performance.now() - started) / 1000).toBeLessThan(60);
+    expect((await labExec(old, "systemctl is-active postgresql@15-main")).stdout.trim()).not.toBe("active");
+    // switchover too, before its promotion: its own reconfiguration would be refused after it.
+    const other = lab.hosts.find((h) => h !== old && h !== primary)!;
+    const switched = await pgprov(["switchover", inventory, "--to", other.name]);
+    expect(switched.code, switched.stdout).toBe(1);
+    expect(switched.stderr).toContain(`pgprov rejoin ${inventory} ${old.name}`);
+    expect(await liveRoles([primary, other])).toEqual({ [primary.name]: "primary", [other.name]: "standby" });
+
     // `systemctl disable` is no fence on Debian: postgresql-common's generator starts the cluster at boot.
     await labKill(old.name);
     await labBoot(old.name);
@@ -117,12 +139,26 @@ describe("day-2 operations: safety", () => {
 
     const back = await pgprov(["rejoin", inventory, old.name]);
     expect(back.code, back.stdout + back.stderr).toBe(0);
-    const primary = loadInventory(inventory).primary.name;
-    expect(await liveRoles(lab.hosts)).toEqual(Object.fromEntries(lab.hosts.map((h) => [h.name, h.name === primary ? "primary" : "standby"])));
+    expect((await labExec(old, `test -e ${FENCE}`)).code).not.toBe(0);
+    expect((await psql(primary, `select state from pg_stat_replication where application_name = '${old.name}'`)).out).toBe("streaming");
+  });
+
+  it("issue 8 item 3, regression: rejoin --reclone clones a host fenced by failover, though standby.signal is there", async () => {
+    const old = byName(loadInventory(inventory).primary.name);
+    const r = await pgprov(["failover", inventory, "--force"]);
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    const primary = byName(loadInventory(inventory).primary.name);
+    const inode = async () => (await labExec(old, `stat -c %i ${DATA}`)).stdout.trim();
+    const before = await inode();
+    const back = await pgprov(["rejoin", inventory, old.name, "--reclone"]);
+    expect(back.code, back.stdout + back.stderr).toBe(0);
+    expect(back.stdout).toContain("REPLACING data that ran as a primary");
+    expect(await inode()).not.toBe(before);
+    expect((await labExec(old, `test -e ${FENCE}`)).code).not.toBe(0);
+    expect((await psql(primary, `select state from pg_stat_replication where application_name = '${old.name}'`)).out).toBe("streaming");
   });
 
   it("issue 8 item 2: rejoin refuses a host that accepted writes on the primary's timeline, and leaves its data as it was", async () => {
-    const byName = (name: string) => lab.hosts.find((h) => h.name === name)!;
     const [writer, other] = loadInventory(inventory).standbys.map((h) => byName(h.name)) as [LabHost, LabHost];
     // Both standbys promoted by hand: each on a timeline of its own, with the same number.
     for (const h of [writer, other]) expect((await psql(h, "select pg_promote()")).out).toBe("t");

@@ -84,6 +84,54 @@ describe("safety rules", () => {
     ]);
   });
 
+  describe("issue 8 item 3, regression: a former primary that must be rejoined is refused before anything changes, naming rejoin", () => {
+    // After a failover: pg2 promoted to timeline 2, its history leaving timeline 1 at 0/5000148.
+    const afterFailover = inventoryFrom(THREE.replace("pg1: { address: 10.0.0.11, role: primary }", "pg1: { address: 10.0.0.11, role: standby }").replace("pg2: { address: 10.0.0.12, role: standby }", "pg2: { address: 10.0.0.12, role: primary }"));
+    const primary = data({ timeline: 2, history: [{ timeline: 1, switchLsn: "0/5000148" }], userRelations: 5 });
+    const standby = data({ timeline: 2, standbySignal: true, state: "in archive recovery" });
+    const assess = (pg1: DataDirectory, reclone: string[] = []) => assessCluster(afterFailover, new Map([["pg1", pg1], ["pg2", primary], ["pg3", standby]]), reclone).problems;
+    const note = "fenced by pgprov failover from ops1 at 2026-01-01T00:00:00.000Z: promoting pg2 in place of pg1";
+    const rejoin = /pgprov rejoin \S+ pg1`/;
+
+    it("a host fenced by failover, stopped or started read-only since (a reboot)", () => {
+      const stopped = data({ running: false, state: "shut down", standbySignal: true, fenced: note, checkpointLsn: "0/5000028" });
+      const rebooted = data({ state: "in archive recovery", standbySignal: true, fenced: note, checkpointLsn: "0/5000028" });
+      for (const pg1 of [stopped, rebooted]) {
+        const problems = assess(pg1);
+        expect(problems).toHaveLength(1);
+        expect(problems[0]).toMatch(/^pg1 \(timeline 1\) was fenced by a failover \(fenced by pgprov failover from ops1 at 2026-01-01T00:00:00.000Z: promoting pg2 in place of pg1\)/);
+        expect(problems[0]).toMatch(rejoin);
+      }
+      // --reclone pg1: its data is replaced by a clone, which is what rejoin --reclone asks for.
+      expect(assess(stopped, ["pg1"])).toEqual([]);
+    });
+    it("the inventory's primary, fenced", () => {
+      const states = new Map([["pg1", data({ running: false, state: "shut down", standbySignal: true, fenced: note })], ["pg2", data({ standbySignal: true, state: "in archive recovery" })]]);
+      expect(assessCluster(inv, states).problems).toEqual([expect.stringMatching(/^pg1, the inventory's primary, was fenced by a failover .*set the inventory's roles/)]);
+    });
+    it("without a mark: a primary that crashed, or stopped with WAL past the point where pg2's history left its timeline", () => {
+      const crashed = data({ running: false, state: "in production", standbySignal: true, checkpointLsn: "0/4000028" });
+      expect(assess(crashed)).toEqual([expect.stringMatching(/^pg1 \(timeline 1\) last ran as the primary and stopped without a clean shutdown \(pg_control: in production\).*`pgprov rejoin \S+ pg1`/)]);
+      const past = data({ running: false, state: "shut down", standbySignal: true, checkpointLsn: "0/5000148" });
+      expect(assess(past)).toEqual([expect.stringMatching(/^pg1 \(timeline 1\) stopped as the primary with WAL up to 0\/5000148 on timeline 1, where pg2's history left timeline 1 at 0\/5000148.*`pgprov rejoin \S+ pg1`/)]);
+      const elsewhere = data({ running: false, state: "shut down", standbySignal: true, timeline: 3, checkpointLsn: "0/5000028" });
+      const primary4 = data({ timeline: 4, history: [{ timeline: 1, switchLsn: "0/5000148" }, { timeline: 2, switchLsn: "0/6000000" }] });
+      expect(assessCluster(afterFailover, new Map([["pg1", elsewhere], ["pg2", primary4]])).problems).toEqual([expect.stringMatching(/^pg1 \(timeline 3\) stopped as the primary on timeline 3, which is not on pg2's history.*`pgprov rejoin \S+ pg1`/)]);
+      const unmarked = data({ running: false, state: "shut down", checkpointLsn: "0/5000028" });
+      expect(assess(unmarked)).toEqual([expect.stringMatching(/^pg1 \(timeline 1\) last ran as the primary and is not marked a standby.*`pgprov rejoin \S+ pg1`/)]);
+    });
+    it("lets switchover's old primary through: stopped cleanly, its shutdown checkpoint before where pg2's history left the timeline", () => {
+      expect(assess(data({ running: false, state: "shut down", standbySignal: true, checkpointLsn: "0/50000C0" }))).toEqual([]);
+      // Once it has run as a standby, it is one.
+      expect(assess(data({ running: false, state: "shut down in recovery", standbySignal: true, checkpointLsn: "0/50000C0" }))).toEqual([]);
+    });
+    it("lets rejoin --reclone replace a former primary that came back writable", () => {
+      const writable = data({ timeline: 1, userRelations: 5 });
+      expect(assess(writable)[0]).toMatch(rejoin);
+      expect(assess(writable, ["pg1"])).toEqual([]);
+    });
+  });
+
   it("refuses when the writable server is not the inventory's primary", () => {
     const states = new Map([
       ["pg1", data({ running: false, state: "shut down" })],

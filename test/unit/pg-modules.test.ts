@@ -110,6 +110,18 @@ describe("pg_standby: when a clone may replace what is there", () => {
     expect(() => decide(promoted)).toThrow(TaskFailure);
     expect(decide(promoted, { reclone: true }).changes[0]).toMatchObject({ destructive: true });
   });
+  it("issue 8 item 3, regression: --reclone clones a former primary though it is marked a standby; a fenced one is never taken for a standby", () => {
+    const fenced = cluster("7000000000000000001", "standby_signal=yes\nfenced=fenced by pgprov failover at 2026-01-01T00:00:00Z").replace("state=in production", "state=in archive recovery");
+    expect(() => decide(fenced)).toThrow(/fenced by a failover .*pgprov rejoin INVENTORY pg2/);
+    expect(decide(fenced, { reclone: true }).changes[0]).toMatchObject({ action: "create", destructive: true });
+    // Stopped as a primary (pg_control "shut down"), with standby.signal and no mark.
+    const stoppedPrimary = cluster("7000000000000000001", "standby_signal=yes").replace("state=in production", "state=shut down");
+    expect(decide(stoppedPrimary).changes).toEqual([]);
+    expect(decide(stoppedPrimary, { reclone: true }).changes[0]).toMatchObject({ action: "create", destructive: true });
+    // A standby is a standby, --reclone or not.
+    const standby = cluster("7000000000000000001", "standby_signal=yes\nrunning=yes").replace("state=in production", "state=in archive recovery");
+    expect(decide(standby, { reclone: true }).changes).toEqual([]);
+  });
   it("refuses data it cannot compare with the primary's", () => {
     const data = cluster("7000000000000000999").replace("user_relations=0", "user_relations=3");
     expect(() => decide(data, { primary_system_identifier: "" })).toThrow(/cannot tell whether it is this cluster's/);
@@ -135,6 +147,12 @@ describe("pg_standby: when a clone may replace what is there", () => {
 });
 
 describe("data directory facts", () => {
+  it("issue 8 item 3, regression: reads failover's fence, the latest checkpoint and the timeline history", () => {
+    const d = parseDataDirectory("exists=yes\nstate=shut down\ntimeline=1\ncheckpoint_lsn=0/5000028\nhistory_timeline=2\nhistory=1 0/5000148;\nfenced=fenced by pgprov failover\n");
+    expect(d).toMatchObject({ timeline: 2, checkpointLsn: "0/5000028", history: [{ timeline: 1, switchLsn: "0/5000148" }], fenced: "fenced by pgprov failover" });
+    expect(parseDataDirectory("exists=yes\nfenced=\n").fenced).toBe("no details");
+    expect(parseDataDirectory("exists=yes\n").fenced).toBeUndefined();
+  });
   it("parses what the probe prints", () => {
     const d: DataDirectory = parseDataDirectory("exists=yes\nentries=21\npg_version=17\nsystem_identifier=74\nstate=in archive recovery\ntimeline=3\nstandby_signal=yes\nrunning=yes\ndatabases=5\nuser_relations=40\n");
     expect(d).toEqual({
