@@ -154,10 +154,11 @@ export async function main(argv: string[]): Promise<number> {
       (y) =>
         withPlaybookOption(withConnectionOptions(y))
           .positional("host", { type: "string", demandOption: true, describe: "the former primary" })
-          .option("reclone", { type: "boolean", default: false, describe: "replace its data with a clone of the primary instead of rewinding it (also where pg_rewind cannot work, or its history parted from the primary's)" }),
+          .option("reclone", { type: "boolean", default: false, describe: "replace its data with a clone of the primary instead of rewinding it (also where pg_rewind cannot work, or its history parted from the primary's)" })
+          .option("discard-diverged", { type: "boolean", default: false, describe: "rewind it even though that undoes WAL it wrote after the primary's history left its timeline (transactions only it holds): save them first" }),
       async (args) => {
         const { rejoinCommand } = await import("./operations.js");
-        exitCode = await rejoinCommand({ inventory: args.inventory, playbook: args.playbook, host: args.host, reclone: args.reclone, acceptNewHostKeys: args["accept-new-host-keys"] });
+        exitCode = await rejoinCommand({ inventory: args.inventory, playbook: args.playbook, host: args.host, reclone: args.reclone, discardDiverged: args["discard-diverged"], acceptNewHostKeys: args["accept-new-host-keys"] });
       },
     )
     .demandCommand(1, "Name a command; see pgprov --help.")

@@ -66,9 +66,9 @@ export async function failoverCommand(args: Common & { to?: string; force: boole
   return r.failed ? 1 : 0;
 }
 
-export async function rejoinCommand(args: Common & { host: string; reclone: boolean }): Promise<number> {
+export async function rejoinCommand(args: Common & { host: string; reclone: boolean; discardDiverged: boolean }): Promise<number> {
   const { inventory, playbook, log, renderer } = prepare(args);
-  const r = await rejoin(inventory, playbook, args.host, { reclone: args.reclone, acceptNewHostKeys: args.acceptNewHostKeys, log, emit: (e) => renderer.event(e) });
+  const r = await rejoin(inventory, playbook, args.host, { reclone: args.reclone, discardDiverged: args.discardDiverged, acceptNewHostKeys: args.acceptNewHostKeys, log, emit: (e) => renderer.event(e) });
   log(`\nrejoin of ${args.host}: ${r.failed ? "FAILED (see above)" : `done${r.rewound ? " (pg_rewind)" : ""}`}`);
   return r.failed ? 1 : 0;
 }

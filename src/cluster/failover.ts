@@ -3,7 +3,8 @@
  * takes over. Only when the old primary is proven down (whyNotProvenDown): a primary that still
  * runs, or that standbys still hear, is a switchover's business, so failover refuses unless
  * --force. A reachable old primary is fenced (stopped, marked a standby) so it cannot come back
- * writable after a reboot; an unreachable one is left out until `pgprov rejoin`.
+ * writable after a reboot; an unreachable one is left out until `pgprov rejoin`, and fenced by
+ * its own boot check (templates/boot-fence.sh.hbs) if it comes back and reaches the new primary.
  */
 import { hostname } from "node:os";
 import type { ClusterEmit as Emit } from "./events.js";
@@ -15,6 +16,7 @@ import { FENCE_MARKER } from "../postgres/data-directory.js";
 import { ClusterOperation } from "./operations.js";
 import { reconfigure } from "./switchover.js";
 import { lsnValue } from "../common/lsn.js";
+import type { EndOfWal } from "./timeline.js";
 
 export interface FailoverOptions {
   to?: string;
@@ -26,7 +28,7 @@ export interface FailoverOptions {
 
 export interface FailoverResult {
   promoted: string;
-  /** WAL the old primary had beyond what the new one received; undefined when unknowable. */
+  /** WAL the old primary had beyond what the new one received (at least, after a crash); undefined when unknowable. */
   possibleLossBytes?: number;
   inventoryChanges: string[];
   failed: boolean;
@@ -99,13 +101,13 @@ export async function failover(inventory: Inventory, playbook: Playbook, options
 
     // 3. Fence the old primary where it can be reached: stopped, and marked a standby so that
     //    however it starts again (a reboot) it comes back read-only.
-    let oldLsn: string | undefined;
+    let oldEnd: EndOfWal | undefined;
     if (oldEvidence.reachable) {
       await op.stopServer(oldPrimary);
       await op.writeStandbySignal(oldPrimary, `fenced by pgprov failover from ${hostname()} at ${new Date().toISOString()}: promoting ${chosen.host.name} in place of ${oldPrimary.name}`);
-      oldLsn = await op.checkpointLsn(oldPrimary);
+      oldEnd = await op.endOfWal(oldPrimary);
       op.step(
-        `fenced ${oldPrimary.name}: PostgreSQL stopped and marked a standby (standby.signal), so it comes back read-only, and ${FENCE_MARKER}, so that apply refuses it until \`pgprov rejoin\`; its WAL ends at ${oldLsn}`,
+        `fenced ${oldPrimary.name}: PostgreSQL stopped and marked a standby (standby.signal), so it comes back read-only, and ${FENCE_MARKER}, so that apply refuses it until \`pgprov rejoin\`; its WAL ends at ${oldEnd?.atLeast ? "at least " : ""}${oldEnd?.lsn ?? "(unread)"}`,
       );
     }
 
@@ -113,9 +115,9 @@ export async function failover(inventory: Inventory, playbook: Playbook, options
     await op.promote(chosen.host);
     op.step(`promoted ${chosen.host.name}`);
 
-    const possibleLossBytes = oldLsn ? Number(lsnValue(oldLsn) - chosen.received) : undefined;
-    if (possibleLossBytes === undefined) op.step(`how much ${oldPrimary.name} had that ${chosen.host.name} did not receive cannot be known: ${oldPrimary.name} could not be read`);
-    else op.step(possibleLossBytes > 0 ? `${oldPrimary.name} had up to ${possibleLossBytes} bytes of WAL that ${chosen.host.name} did not receive: those transactions may be lost` : `${chosen.host.name} had received all of ${oldPrimary.name}'s WAL`);
+    const loss = lossEstimate(oldPrimary.name, chosen.host.name, oldEnd, chosen.received);
+    op.step(loss.line);
+    const possibleLossBytes = loss.bytes;
 
     // 5. The inventory follows; the others are pointed at the new primary. The old primary
     //    stays out of it until `pgprov rejoin` brings it back.
@@ -128,6 +130,31 @@ export async function failover(inventory: Inventory, playbook: Playbook, options
   } finally {
     await op.close();
   }
+}
+
+/**
+ * What the old primary had that the promoted standby did not receive. `end`: where the old
+ * primary's WAL ends; exact only after a clean shutdown, else (a crash) pg_control's checkpoint,
+ * a lower bound. Undefined when the old primary could not be read.
+ */
+export function lossEstimate(oldName: string, chosenName: string, end: EndOfWal | undefined, received: bigint): { bytes?: number; atLeast?: boolean; line: string } {
+  if (!end) return { line: `how much ${oldName} had that ${chosenName} did not receive cannot be known: ${oldName} could not be read` };
+  const diff = lsnValue(end.lsn) - received;
+  const bytes = Number(diff > 0n ? diff : 0n);
+  if (end.atLeast) {
+    return {
+      bytes,
+      atLeast: true,
+      line:
+        `${oldName} did not shut down cleanly (pg_control's latest checkpoint ${end.lsn} is only a lower bound of where its WAL ends): ` +
+        `${chosenName} lacks at least ${bytes} bytes of its WAL, possibly more; transactions committed on ${oldName} may be lost`,
+    };
+  }
+  return {
+    bytes,
+    atLeast: false,
+    line: bytes > 0 ? `${oldName} had ${bytes} bytes of WAL that ${chosenName} did not receive: those transactions may be lost` : `${chosenName} had received all of ${oldName}'s WAL`,
+  };
 }
 
 /** A standby's recovery state, WAL received, and what its WAL receiver hears: one row, receiver or not. */
@@ -199,7 +226,8 @@ export interface NotProvenDown {
 
 /**
  * Whether the old primary is proven down: where its host can be reached, its postmaster does not
- * run; and no standby's WAL receiver has heard from it within wal_receiver_timeout. After a power
+ * run and nothing answers SQL at its address (postmaster.pid may be stale, or another server may
+ * listen there); and no standby's WAL receiver has heard from it within wal_receiver_timeout. After a power
  * loss a receiver keeps saying "streaming" until that timeout passes without a message, so a
  * failover right after one is refused for up to that long. Cannot reach is never taken for down.
  */
@@ -211,7 +239,14 @@ export function whyNotProvenDown(
 ): NotProvenDown {
   const reasons: string[] = [];
   if (evidence.reachable) {
-    if (evidence.postmaster === "unknown") {
+    if (evidence.sql !== "no answer" && evidence.postmaster !== "running") {
+      // postmaster.pid may be stale or another server may listen there: an answer is what counts.
+      reasons.push(
+        `a server at ${old.name}'s address ${evidence.sql === "writable" ? "accepts writes" : "answers SQL, in recovery"}, though ` +
+          (evidence.postmaster === "stopped" ? `${old.name}'s postmaster.pid names no live process` : `${old.name}'s data directory could not be read (${evidence.detail ?? "no detail"})`) +
+          ": something still serves there",
+      );
+    } else if (evidence.postmaster === "unknown") {
       reasons.push(`${old.name}'s data directory could not be read (${evidence.detail ?? "no detail"}): whether its postmaster runs is unknown`);
     } else if (evidence.postmaster === "running") {
       reasons.push(

@@ -12,6 +12,7 @@ import { closeAll, connectAll, type Reached } from "../transport/fleet.js";
 import { HostPostgres, type Row } from "../transport/postgres.js";
 import { type HostConnection, RemoteError } from "../transport/ssh.js";
 import { type DataDirectory, dataDirectoryProbe, FENCE_MARKER, parseDataDirectory } from "../postgres/data-directory.js";
+import type { EndOfWal } from "./timeline.js";
 
 export type Paths = ReturnType<typeof debianCluster>;
 
@@ -134,14 +135,19 @@ export class ClusterOperation {
     return parseDataDirectory(await this.shell(host, dataDirectoryProbe(paths.data_directory, paths.bin_directory), "reading the data directory"));
   }
 
-  /** Where a server's WAL ends: from SQL while it runs, else pg_control (at least there). */
-  async endOfWal(host: Host): Promise<string | undefined> {
+  /**
+   * Where a server's WAL ends: from SQL while it runs (exact for a server in recovery; a writable
+   * one may write on), else pg_control's latest checkpoint, exact only after a clean shutdown as
+   * a primary ("shut down"): after a crash, or a standby's restartpoint, its WAL may go on past it.
+   */
+  async endOfWal(host: Host): Promise<EndOfWal | undefined> {
     const [r] = (await this.trySql(
       host,
-      "select (case when pg_is_in_recovery() then greatest(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn()) else pg_current_wal_insert_lsn() end)::text as lsn",
+      "select pg_is_in_recovery() as in_recovery, (case when pg_is_in_recovery() then greatest(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn()) else pg_current_wal_insert_lsn() end)::text as lsn",
     )) ?? [];
-    if (r?.lsn) return String(r.lsn);
-    return (await this.checkpointLsn(host)) || undefined;
+    if (r?.lsn) return { lsn: String(r.lsn), atLeast: r.in_recovery !== true };
+    const d = await this.dataDirectory(host);
+    return d.checkpointLsn ? { lsn: d.checkpointLsn, atLeast: d.state !== "shut down" } : undefined;
   }
 
   /** pg_controldata's "Latest checkpoint location" (after a clean shutdown: the end of its WAL). */

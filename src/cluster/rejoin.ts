@@ -3,8 +3,9 @@
  * current primary. Its data must be this cluster's (same system identifier), and its position
  * provably behind on the primary's timeline history (timeline.ts); pg_rewind then undoes what it
  * wrote after the timelines parted, which needs data checksums or wal_log_hints (pgprov sets
- * both). If the histories parted elsewhere, or the rewind cannot work, rejoin stops, and
- * --reclone replaces the data with a fresh clone instead.
+ * both). What it wrote there are committed transactions the primary never received: rejoin undoes
+ * them only with --discard-diverged. If the histories parted elsewhere, or the rewind cannot
+ * work, rejoin stops, and --reclone replaces the data with a fresh clone instead.
  */
 import type { ClusterEmit as Emit } from "./events.js";
 import { PgprovError } from "../common/errors.js";
@@ -19,6 +20,8 @@ import { judgeRejoin, type RejoinVerdict } from "./timeline.js";
 
 export interface RejoinOptions {
   reclone: boolean;
+  /** Consent to a rewind that undoes WAL the host wrote after the primary's history left its timeline. */
+  discardDiverged?: boolean;
   acceptNewHostKeys?: boolean;
   log: (line: string) => void;
   emit: Emit;
@@ -49,26 +52,29 @@ export async function rejoin(inventory: Inventory, playbook: Playbook, hostName:
       const hostEnd = await op.endOfWal(host);
       const primaryEnd = await op.endOfWal(primary);
       verdict = judgeRejoin(
-        { name: host.name, timeline: data.timeline ?? 1, history: data.history ?? [], wasWritable: formerPrimary, ...(hostEnd ? { endLsn: hostEnd } : {}) },
-        { name: primary.name, timeline: primaryData.timeline ?? 1, history: primaryData.history ?? [], ...(primaryEnd ? { endLsn: primaryEnd } : {}) },
+        { name: host.name, timeline: data.timeline ?? 1, history: data.history ?? [], wasWritable: formerPrimary, ...(hostEnd ? { endLsn: hostEnd.lsn, endAtLeast: hostEnd.atLeast } : {}) },
+        { name: primary.name, timeline: primaryData.timeline ?? 1, history: primaryData.history ?? [], ...(primaryEnd ? { endLsn: primaryEnd.lsn } : {}) },
       );
       op.step(verdict.ok ? verdict.detail : `${host.name} is not behind on ${primary.name}'s history: ${verdict.reason}`);
     }
     if (data.systemIdentifier !== p.sysid) {
       if (!options.reclone) throw new PgprovError(`${host.name} does not hold this cluster's data (system identifier ${data.systemIdentifier ?? "none"}, ${primary.name}'s is ${String(p.sysid)}); pg_rewind cannot help. Rerun with --reclone to replace it with a clone`);
-    } else if (verdict && !verdict.ok) {
+    } else if (verdict && !verdict.ok && !(verdict.discardAllowed && options.discardDiverged && !options.reclone)) {
       if (!verdict.recloneAllowed) throw new PgprovError(verdict.reason);
       if (!options.reclone) {
         throw new PgprovError(
           `${verdict.reason}. pgprov will not rewind ${host.name} onto ${primary.name}; its data is as it was. ` +
-            `Save what only ${host.name} holds, then rerun with --reclone to replace its data with a clone of ${primary.name}`,
+            (verdict.discardAllowed
+              ? `Save what only ${host.name} holds first (start it on its own, read-only, and dump what it wrote after the fork), then rerun with --discard-diverged to rewind it, undoing that WAL, or with --reclone to replace its data with a clone of ${primary.name}`
+              : `Save what only ${host.name} holds, then rerun with --reclone to replace its data with a clone of ${primary.name}`),
         );
       }
       op.step(`replacing ${host.name}'s data with a clone of ${primary.name}, as --reclone asked`);
     } else if (mustRewind && options.reclone) {
       // The clone (pg_standby, in the cluster playbook) replaces the data, the fence with it.
       op.step(`replacing ${host.name}'s data with a clone of ${primary.name} instead of rewinding it, as --reclone asked`);
-    } else if (mustRewind) {
+    } else if (mustRewind || (verdict && !verdict.ok)) {
+      if (verdict && !verdict.ok) op.step(`rewinding ${host.name} although it undoes what it wrote after the fork, as --discard-diverged asked`);
       // It came back writable (or is stopped as a primary): stop it, then rewind onto the primary.
       if (data.running) {
         await op.stopServer(host);

@@ -77,8 +77,8 @@ export async function switchover(inventory: Inventory, playbook: Playbook, optio
         return { done: r?.done === true, seen: `received up to ${String(r?.lsn)}` };
       });
     } catch (e) {
-      await op.removeStandbySignal(oldPrimary);
-      await op.startServer(oldPrimary);
+      const service = (await op.pathsOf(oldPrimary)).service;
+      await giveBack(oldPrimary.name, service, { removeStandbySignal: () => op.removeStandbySignal(oldPrimary), start: () => op.startServer(oldPrimary) }, e as Error);
       op.step(`started ${oldPrimary.name} again as the primary: nothing was changed`);
       throw e;
     }
@@ -105,6 +105,34 @@ export async function switchover(inventory: Inventory, playbook: Playbook, optio
     return { writeWindowSeconds: window, inventoryChanges, failed: summary.failed };
   } finally {
     await op.close();
+  }
+}
+
+/**
+ * A switchover that gives up before promoting anything starts the old primary again, writable.
+ * If that fails too, no server accepts writes: the error says so, keeps both causes, and says how
+ * to recover, since the original error alone would hide that the cluster has no primary.
+ */
+export async function giveBack(
+  name: string,
+  service: string,
+  steps: { removeStandbySignal: () => Promise<void>; start: () => Promise<void> },
+  original: Error,
+): Promise<void> {
+  let removed = false;
+  try {
+    await steps.removeStandbySignal();
+    removed = true;
+    await steps.start();
+  } catch (e) {
+    const state = removed
+      ? `${name} is stopped (standby.signal was removed, but PostgreSQL did not start)`
+      : `${name} is stopped and still marked a standby (standby.signal could not be removed)`;
+    throw new PgprovError(
+      `${original.message}. Starting ${name} again as the primary then failed: ${(e as Error).message}. ` +
+        `No server accepts writes now: nothing was promoted, and ${state}. To recover: on ${name}, ` +
+        `${removed ? "" : "remove standby.signal from its data directory, then "}run \`systemctl start ${service}\` and read its journal if it fails; \`pgprov status\` shows the result`,
+    );
   }
 }
 

@@ -18,12 +18,28 @@ export interface TimelinePosition {
   history: HistoryEntry[];
   /** Where its WAL ends (as far as can be read: at least there). */
   endLsn?: string;
+  /**
+   * endLsn is only a lower bound: pg_control's latest checkpoint of a server that did not shut
+   * down cleanly (its WAL may go on past it), or a server that may still be writing.
+   */
+  endAtLeast?: boolean;
+}
+
+/** Where a server's WAL ends, and whether that is exact or only a lower bound. */
+export interface EndOfWal {
+  lsn: string;
+  atLeast: boolean;
 }
 
 export type RejoinVerdict =
   | { ok: true; detail: string }
-  /** recloneAllowed: false when even --reclone must not replace the host (it may hold the newest writes). */
-  | { ok: false; reason: string; recloneAllowed: boolean };
+  /**
+   * recloneAllowed: false when even --reclone must not replace the host (it may hold the newest
+   * writes). discardAllowed: a rewind would work, but undoes WAL the host wrote after the primary's
+   * history left its timeline (at least discardBytes, when its end could be read): committed
+   * transactions only it holds, so only with the user's explicit consent.
+   */
+  | { ok: false; reason: string; recloneAllowed: boolean; discardAllowed?: boolean; discardBytes?: bigint };
 
 /**
  * Whether `host` may be rewound onto (or simply follow) `primary`: only when its position is
@@ -66,12 +82,36 @@ export function judgeRejoin(host: TimelinePosition & { wasWritable: boolean }, p
     const timelines = [...primary.history.map((e) => e.timeline), primary.timeline].join(", ");
     return refuse(`timeline ${host.timeline} of ${host.name} is not on ${primary.name}'s history (timelines ${timelines})`);
   }
-  const after = host.endLsn && lsnValue(host.endLsn) > lsnValue(left);
-  return {
-    ok: true,
-    detail:
-      `${primary.name}'s history left timeline ${host.timeline} at ${left}; ` +
-      (host.endLsn ? `${host.name}'s WAL goes on to at least ${host.endLsn}` : `where ${host.name}'s WAL ends could not be read`) +
-      (after ? `: what it wrote after ${left} is undone` : ""),
-  };
+  const forked = `${primary.name}'s history left timeline ${host.timeline} at ${left}`;
+  if (host.endLsn === undefined) {
+    return {
+      ok: false,
+      recloneAllowed: true,
+      discardAllowed: true,
+      reason: `${forked}, and where ${host.name}'s WAL ends could not be read: it may hold transactions written after ${left}, which a rewind undoes`,
+    };
+  }
+  const past = lsnValue(host.endLsn) - lsnValue(left);
+  if (past > 0n) {
+    return {
+      ok: false,
+      recloneAllowed: true,
+      discardAllowed: true,
+      discardBytes: past,
+      reason:
+        `${host.name}'s WAL goes on to at least ${host.endLsn} on timeline ${host.timeline}, past ${left}, where ${primary.name}'s history left it: ` +
+        `a rewind undoes at least ${past} bytes of WAL that ${primary.name} never received (transactions committed on ${host.name} after the fork)`,
+    };
+  }
+  if (host.endAtLeast) {
+    return {
+      ok: false,
+      recloneAllowed: true,
+      discardAllowed: true,
+      reason:
+        `${forked}; ${host.name}'s WAL goes on to at least ${host.endLsn}, but it did not shut down cleanly, so pg_control's checkpoint is only a lower bound of where its WAL ends: ` +
+        `it may hold transactions written after ${left}, which a rewind undoes`,
+    };
+  }
+  return { ok: true, detail: `${forked}; ${host.name}'s WAL ends at ${host.endLsn}, at or before that point: nothing is undone` };
 }

@@ -176,12 +176,16 @@ describe("day-2 operations", () => {
     expect(reached.stdout.trim()).toBe(byName(promoted).address);
   });
 
-  it("refuses apply when the old primary comes back writable, naming rejoin; rejoin makes it a standby", async () => {
+  it("issue 8 second reading, item 1: the old primary, unreachable during failover, boots read-only (fenced at boot), apply refuses naming rejoin; rejoin makes it a standby", async () => {
     await labBoot("pg1");
-    await eventually("pg1's server to start", async () => (await psql(byName("pg1"), "select pg_is_in_recovery()")).out === "f");
+    // Its service starts at boot (postgresql-common, start.conf auto); pgprov's ExecStartPre asks
+    // the other members first, finds the promoted one writable on a later timeline, and fences it.
+    await eventually("pg1's server to start", async () => (await psql(byName("pg1"), "select pg_is_in_recovery()")).out !== "");
+    expect((await psql(byName("pg1"), "select pg_is_in_recovery()")).out).toBe("t");
+    expect((await labExec(byName("pg1"), "cat /var/lib/postgresql/15/main/pgprov.fenced")).stdout).toMatch(/fenced at boot by pgprov on pg1: pg\d \(.*\) is a writable primary on timeline \d+/);
     const refused = await pgprov(["apply", inventory]);
     expect(refused.code).toBe(1);
-    expect(refused.stdout).toMatch(/pg1 \(timeline \d+\) is a former primary of this cluster that came back accepting writes, behind pg\d \(timeline \d+\).*run `pgprov rejoin .* pg1`/);
+    expect(refused.stdout).toMatch(/pg1 \(timeline \d+\) was fenced by a failover \(fenced at boot.*run `pgprov rejoin .* pg1`/);
 
     const r = await pgprov(["rejoin", inventory, "pg1"]);
     expect(r.code, r.stdout).toBe(0);

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { type OldPrimaryEvidence, type ReceiverEvidence, whyNotProvenDown } from "../../src/cluster/failover.js";
+import { lossEstimate, type OldPrimaryEvidence, type ReceiverEvidence, whyNotProvenDown } from "../../src/cluster/failover.js";
 
 const PG1 = { name: "pg1", address: "10.0.0.11" };
 const MEMBERS = [PG1, { name: "pg2", address: "10.0.0.12" }, { name: "pg3", address: "10.0.0.13" }];
@@ -75,5 +75,34 @@ describe("issue 8 item 1: failover only when the old primary is proven down", ()
 
   it("refuses when no standby could be read at all", () => {
     expect(why(unreachable, []).reasons).toEqual(["no standby could be read: nothing shows that pg1 is down"]);
+  });
+
+  it("issue 8 second reading, item 3: refuses when SQL answers at the old primary's address, though its postmaster.pid says stopped", () => {
+    for (const sql of ["writable", "in recovery"] as const) {
+      const r = why({ reachable: true, postmaster: "stopped", sql }, [silent("pg2"), silent("pg3")]);
+      expect(r.reasons).toHaveLength(1);
+      expect(r.reasons[0]).toMatch(new RegExp(`a server at pg1's address (accepts writes|answers SQL, in recovery), though pg1's postmaster.pid names no live process: something still serves there`));
+    }
+    expect(why({ reachable: true, postmaster: "unknown", sql: "writable", detail: "permission denied" }, [silent("pg2")]).reasons[0]).toMatch(/a server at pg1's address accepts writes/);
+  });
+});
+
+describe("issue 8 second reading, item 3: failover's estimate of what the old primary had that the new one lacks", () => {
+  it("says all was received only when pg_control says the old primary shut down cleanly", () => {
+    expect(lossEstimate("pg1", "pg2", { lsn: "0/5000000", atLeast: false }, 0x5000000n)).toEqual({ bytes: 0, atLeast: false, line: "pg2 had received all of pg1's WAL" });
+    expect(lossEstimate("pg1", "pg2", { lsn: "0/5000100", atLeast: false }, 0x5000000n).line).toBe(
+      "pg1 had 256 bytes of WAL that pg2 did not receive: those transactions may be lost",
+    );
+  });
+
+  it("after a crash, pg_control's checkpoint is only a lower bound: at least N bytes, possibly more", () => {
+    const crashed = lossEstimate("pg1", "pg2", { lsn: "0/5000000", atLeast: true }, 0x5000000n);
+    expect(crashed).toMatchObject({ bytes: 0, atLeast: true });
+    expect(crashed.line).toMatch(/pg1 did not shut down cleanly .*: pg2 lacks at least 0 bytes of its WAL, possibly more; transactions committed on pg1 may be lost/);
+    expect(lossEstimate("pg1", "pg2", { lsn: "0/5000100", atLeast: true }, 0x5000000n).line).toMatch(/at least 256 bytes of its WAL, possibly more/);
+  });
+
+  it("cannot know when the old primary could not be read", () => {
+    expect(lossEstimate("pg1", "pg2", undefined, 0x5000000n)).toEqual({ line: "how much pg1 had that pg2 did not receive cannot be known: pg1 could not be read" });
   });
 });

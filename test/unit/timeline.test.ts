@@ -48,10 +48,26 @@ describe("issue 8 item 2: rejoin only a host provably behind on the primary's hi
     expect(judgeRejoin(host(2, false, TL2, "0/A000000"), primary(2))).toMatchObject({ ok: false, recloneAllowed: true });
   });
 
-  it("accepts a former primary on an ancestor timeline: pg_rewind undoes what it wrote after the fork", () => {
+  it("issue 8 second reading, item 2: a former primary whose WAL goes past the fork is rewound only with consent, naming at least how much is undone", () => {
     const v = judgeRejoin(host(1, true, [], "0/6000000"), primary(2));
+    expect(v).toMatchObject({ ok: false, recloneAllowed: true, discardBytes: 0x6000000n - 0x5000148n });
+    expect(v.ok || v.reason).toMatch(/pg1's WAL goes on to at least 0\/6000000 on timeline 1, past 0\/5000148, where pg2's history left it: a rewind undoes at least 16776888 bytes of WAL/);
+    expect(judgeRejoin(host(2, true, TL2, "0/7000061"), primary(3))).toMatchObject({ ok: false, recloneAllowed: true, discardBytes: 1n });
+    // Where its WAL ends unread: it may have written past the fork, so consent is asked too.
+    const unknown = judgeRejoin({ name: "pg1", timeline: 1, history: [], wasWritable: true }, primary(2));
+    expect(unknown).toMatchObject({ ok: false, recloneAllowed: true });
+    expect(unknown.ok || unknown.reason).toMatch(/where pg1's WAL ends could not be read/);
+    expect(unknown.ok || unknown.discardBytes).toBeUndefined();
+    // After a crash, pg_control's checkpoint is only a lower bound: before the fork proves nothing.
+    const crashed = judgeRejoin({ ...host(1, true, [], "0/5000000"), endAtLeast: true }, primary(2));
+    expect(crashed).toMatchObject({ ok: false, recloneAllowed: true, discardAllowed: true });
+    expect(crashed.ok || crashed.reason).toMatch(/did not shut down cleanly, so pg_control's checkpoint is only a lower bound/);
+  });
+
+  it("accepts a former primary on an ancestor timeline whose WAL ends at or before the fork: nothing is undone", () => {
+    const v = judgeRejoin(host(1, true, [], "0/5000000"), primary(2));
     expect(v).toMatchObject({ ok: true });
-    expect(v.ok && v.detail).toMatch(/pg2's history left timeline 1 at 0\/5000148; pg1's WAL goes on to at least 0\/6000000/);
+    expect(v.ok && v.detail).toMatch(/pg2's history left timeline 1 at 0\/5000148; pg1's WAL ends at 0\/5000000, at or before that point: nothing is undone/);
     expect(judgeRejoin(host(2, true, TL2, "0/6000000"), primary(3))).toMatchObject({ ok: true });
   });
 
