@@ -409,6 +409,10 @@ class PlayOnHost {
       before: shell.map((c) => ({ script: c.script, stopOnFailure: true, timeoutSeconds: Math.ceil(timeoutOf(c) / 1000) })),
       timeoutMs: PROBE_TIMEOUT_MS + shell.reduce((sum, c) => sum + timeoutOf(c) + 5_000, 0),
       purpose: `the changes of task "${p.name}"`,
+    }).catch((e: unknown) => {
+      // The connection was lost or interrupted while the task acted: the failure names the task.
+      if (e instanceof RemoteError) throw new HostFailure(this.failureEvent(p, e));
+      throw e;
     });
     const failed = before.findIndex((r) => r.code !== 0);
     if (failed >= 0) {
