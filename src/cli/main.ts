@@ -11,6 +11,7 @@ import { type ApplyArgs, applyCommand } from "./apply.js";
 import { failoverCommand, rejoinCommand, switchoverCommand } from "./operations.js";
 import { pingCommand } from "./ping.js";
 import { statusCommand } from "./status.js";
+import { interruptAll, interruptedBy } from "../transport/ssh.js";
 
 const pkg = JSON.parse(readFileSync(join(PACKAGE_ROOT, "package.json"), "utf8")) as { version: string };
 
@@ -73,7 +74,70 @@ function runArgs(
   };
 }
 
+/** The exit code for a run ended by a signal, as shells report one. */
+const SIGNAL_EXIT: Record<string, number> = { SIGHUP: 129, SIGINT: 130, SIGPIPE: 141, SIGTERM: 143 };
+/** Bound on stopping after an interruption: the hosts end their own work when the connection goes. */
+const INTERRUPT_BOUND_MS = 60_000;
+let interrupting: Promise<string[]> | undefined;
+
+/**
+ * Ctrl-C, SIGTERM, SIGHUP, or a closed stdout: nothing more starts, the remote work in progress is
+ * ended on each host (which releases it), the run unwinds with each host's failure, and pgprov
+ * exits non-zero with a line that says so. The same signal again quits at once.
+ */
+function interruptOn(signal: string): void {
+  if (interrupting) {
+    process.exitCode = SIGNAL_EXIT[signal] ?? 1;
+    process.exit();
+  }
+  const again = signal === "SIGINT" ? "Ctrl-C again quits at once" : `${signal} again quits at once`;
+  writeErr(`pgprov: ${signal}: starting nothing more; ending the remote work in progress and releasing the hosts (${again})\n`);
+  interrupting = interruptAll(signal);
+  setTimeout(() => {
+    writeErr(`pgprov: interrupted by ${signal}; gave up waiting after ${INTERRUPT_BOUND_MS / 1000} s for the run to unwind\n`);
+    process.exit(SIGNAL_EXIT[signal] ?? 1);
+  }, INTERRUPT_BOUND_MS).unref();
+}
+
+/** stderr may be gone too (a closed terminal): a failed write must not crash the unwinding. */
+function writeErr(text: string): void {
+  try {
+    process.stderr.write(text);
+  } catch {
+    // nowhere to say it
+  }
+}
+
+function handleInterruptions(): void {
+  for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) process.on(signal, () => interruptOn(signal));
+  // Writing to a closed pipe (`pgprov apply | head`) is an 'error' event: without a handler, a
+  // crash in the middle of the run.
+  process.stdout.on("error", (e: NodeJS.ErrnoException) => {
+    if (!interrupting) interruptOn(e.code === "EPIPE" ? "SIGPIPE" : "SIGHUP");
+  });
+  process.stderr.on("error", () => {});
+}
+
+/** After an interruption: the exit code, and a line that says what became of the hosts. */
+async function afterInterruption(): Promise<number | undefined> {
+  const signal = interruptedBy();
+  if (!signal || !interrupting) return undefined;
+  const unconfirmed = await interrupting;
+  writeErr(
+    unconfirmed.length === 0
+      ? `pgprov: interrupted by ${signal}: stopped before the end; the remote work in progress was ended and the hosts released. Rerun to finish\n`
+      : `pgprov: interrupted by ${signal}: stopped before the end; ${unconfirmed.join(", ")} did not confirm that its remote work ended (it ends it itself when it notices the connection closed, and the next run ends what is left). Rerun to finish\n`,
+  );
+  return SIGNAL_EXIT[signal] ?? 1;
+}
+
 export async function main(argv: string[]): Promise<number> {
+  handleInterruptions();
+  const code = await runCli(argv);
+  return (await afterInterruption()) ?? code;
+}
+
+async function runCli(argv: string[]): Promise<number> {
   let exitCode = 0;
   const cli = yargs(argv)
     .scriptName("pgprov")
@@ -161,7 +225,7 @@ export async function main(argv: string[]): Promise<number> {
   } catch (e) {
     if (e instanceof UsageError) return 1;
     if (e instanceof PgprovError) {
-      process.stderr.write(`pgprov: ${e.message}\n`);
+      writeErr(`pgprov: ${e.message}\n`);
       return e.exitCode;
     }
     throw e;
