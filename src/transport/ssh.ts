@@ -415,7 +415,8 @@ class RemoteShell {
   private stdout = "";
   private stderr = "";
   private closed = false;
-  private wake?: () => void;
+  /** Whoever waits for output or the close: a script's run, and an interruption's end(). */
+  private readonly waiters = new Set<() => void>();
 
   constructor(private readonly channel: ClientChannel) {
     // Decoded as streams: a character split between two packets stays one character.
@@ -423,15 +424,15 @@ class RemoteShell {
     channel.stderr.setEncoding("utf8");
     channel.on("data", (d: string) => {
       this.stdout += d;
-      this.wake?.();
+      this.wake();
     });
     channel.stderr.on("data", (d: string) => {
       this.stderr += d;
-      this.wake?.();
+      this.wake();
     });
     channel.on("close", () => {
       this.closed = true;
-      this.wake?.();
+      this.wake();
     });
     // A write to a channel the connection's loss closed: the close above says what matters.
     channel.on("error", () => {});
@@ -486,13 +487,20 @@ class RemoteShell {
     this.channel.close();
   }
 
+  private wake(): void {
+    for (const waiter of [...this.waiters]) waiter();
+  }
+
+  /** Resolves at the next output or close, or after `ms`. */
   private until(ms: number): Promise<void> {
-    return new Promise<void>((wake) => {
-      const timer = setTimeout(wake, ms);
-      this.wake = () => {
+    return new Promise<void>((resolvePromise) => {
+      const done = () => {
         clearTimeout(timer);
-        wake();
+        this.waiters.delete(done);
+        resolvePromise();
       };
+      const timer = setTimeout(done, ms);
+      this.waiters.add(done);
     });
   }
 }
