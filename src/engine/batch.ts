@@ -29,7 +29,14 @@ export function newNonce(): string {
 }
 
 export function buildBatch(sections: Section[], nonce: string): string {
-  const lines = [`__pgprov_d=$(mktemp -d) || exit 90`, `trap 'rm -rf "$__pgprov_d"' EXIT`, `__pgprov_err="$__pgprov_d/stderr"`];
+  const lines = [
+    `__pgprov_d=$(mktemp -d) || exit 90`,
+    `trap 'rm -rf "$__pgprov_d"' EXIT`,
+    // A shell killed by a signal runs no EXIT trap; the host ends a script with TERM when its
+    // connection is gone (see transport/remote-shell.sh), and the directory must go too.
+    `trap 'exit 143' TERM; trap 'exit 130' INT; trap 'exit 129' HUP`,
+    `__pgprov_err="$__pgprov_d/stderr"`,
+  ];
   sections.forEach((section, i) => {
     // An empty subshell is a syntax error in sh, which would sink the whole batch.
     const script = section.script.trim() ? section.script : ":";

@@ -1,4 +1,5 @@
 import { execFileSync } from "node:child_process";
+import { existsSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { buildBatch, newNonce, parseBatch, TIMED_OUT } from "../../src/engine/batch.js";
 
@@ -52,6 +53,23 @@ describe("batch", () => {
     expect(results[0]).toMatchObject({ ran: true, code: TIMED_OUT, stdout: "" });
     // The section (which may carry a secret) waits in a file only its owner can read.
     expect(results[1]).toMatchObject({ ran: true, code: 0, stdout: "heredoc kept\n600\n" });
+  });
+
+  it("issue 8 item 13: removes its temporary directory when it is ended by TERM", async () => {
+    const nonce = newNonce();
+    const { spawn } = await import("node:child_process");
+    // In a session of its own, as the host's remote shell runs each script.
+    const shell = spawn("sh", ["-c", 'eval "$(cat)"'], { stdio: ["pipe", "pipe", "ignore"], detached: true });
+    let stdout = "";
+    shell.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
+    shell.stdin.end(buildBatch([{ script: 'echo "dir=$(dirname "$0")"; sleep 30', timeoutSeconds: 60 }], nonce));
+    while (!/dir=(\S+)/.test(stdout)) await new Promise((r) => setTimeout(r, 20));
+    const dir = /dir=(\S+)/.exec(stdout)![1]!;
+    expect(existsSync(dir)).toBe(true);
+    // As the host's remote shell does: TERM to every process of the script's session.
+    execFileSync("pkill", ["-TERM", "-s", String(shell.pid)]);
+    await new Promise((r) => shell.on("close", r));
+    expect(existsSync(dir)).toBe(false);
   });
 
   it("is not fooled by output that looks like a marker of another batch", () => {
