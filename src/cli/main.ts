@@ -126,7 +126,7 @@ async function afterInterruption(): Promise<number | undefined> {
   writeErr(
     unconfirmed.length === 0
       ? `pgprov: interrupted by ${signal}: stopped before the end; the remote work in progress was ended and the hosts released. Rerun to finish\n`
-      : `pgprov: interrupted by ${signal}: stopped before the end; ${unconfirmed.join(", ")} did not confirm that its remote work ended (it ends it itself when it notices the connection closed, and the next run ends what is left). Rerun to finish\n`,
+      : `pgprov: interrupted by ${signal}: stopped before the end; on ${unconfirmed.join(", ")} the remote work in progress had not ended yet (a package install is let finish); the host ends it by itself, and the next run waits for it. Rerun to finish\n`,
   );
   return SIGNAL_EXIT[signal] ?? 1;
 }

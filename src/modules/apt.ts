@@ -73,10 +73,10 @@ export const apt: Module<AptArgs, AptDetail> = {
     const setup = context.aptProxy
       ? [`conf=$(mktemp)`, `trap 'rm -f "$conf"' EXIT`, heredocBase64(`Acquire::http::Proxy "${context.aptProxy}";\nAcquire::https::Proxy "${context.aptProxy}";\n`, `"$conf"`)]
       : [];
-    const aptGet = `DEBIAN_FRONTEND=noninteractive apt-get -q -y${context.aptProxy ? ` -c "$conf"` : ""} -o DPkg::Lock::Timeout=120 -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold`;
+    const aptGet = `DEBIAN_FRONTEND=noninteractive apt-get -q -y${context.aptProxy ? ` -c "$conf"` : ""} -o DPkg::Lock::Timeout=120 -o Dpkg::Use-Pty=0 -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold`;
     if (args.state === "absent") {
       const remove = targets ? [`${aptGet} remove ${targets}`] : [];
-      return [{ script: [...setup, DPKG_REPAIR, ...remove].join("\n"), display: `apt-get remove ${targets}`, timeoutMs: INSTALL_TIMEOUT_MS }];
+      return [{ script: [...setup, DPKG_REPAIR, ...remove].join("\n"), display: `apt-get remove ${targets}`, timeoutMs: INSTALL_TIMEOUT_MS, letFinish: true }];
     }
     const install = `${aptGet} install ${args.install_recommends ? "" : "--no-install-recommends "}${targets}`;
     const stale = `[ -z "$(ls /var/lib/apt/lists/ | grep _Packages)" ] || [ $(( $(date +%s) - $(stat -c %Y /var/lib/apt/lists/*_Packages | sort -n | tail -1) )) -gt ${args.cache_valid_time} ]`;
@@ -87,6 +87,7 @@ export const apt: Module<AptArgs, AptDetail> = {
         script: [...setup, DPKG_REPAIR, ...(targets ? [`if ${stale}; then ${aptGet} update; fi`, `${install} || { ${aptGet} update && ${install}; }`] : [])].join("\n"),
         display: `apt-get install ${args.install_recommends ? "" : "--no-install-recommends "}${targets}${context.aptProxy ? " (through the inventory's apt proxy)" : ""}`,
         timeoutMs: INSTALL_TIMEOUT_MS,
+        letFinish: true,
       },
     ];
   },

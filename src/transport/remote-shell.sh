@@ -8,13 +8,16 @@
 #
 # Remote work ends with the connection that started it: each script runs in a session of its
 # own; when the connection closes (pgprov ended, killed, or interrupted), the script's session is
-# sent TERM, given 10 s to stop at a safe point, then KILL. Fixed text: nothing secret is in it.
+# sent TERM, given 10 s to stop at a safe point, then KILL. A script sent with a grace of G s
+# (a package install: dpkg stopped halfway leaves more to repair) is let finish for up to G s
+# first, and says so to a run that finds the host held. Fixed text: nothing secret is in it.
 
 __pg_d=/run/pgprov
 __pg_mode=$1
 __pg_lock=0
 __pg_c=
 __pg_cs=
+__pg_cg=0
 __pg_rd=
 
 # The start time of process $1 (field 22 of its stat), to tell it from a later one with its PID.
@@ -53,8 +56,21 @@ __pg_end() {
   __pg_signal "$1" KILL || :
 }
 
+# Waits up to $2 s for session $1 to end by itself.
+__pg_let_finish() {
+  local i=0
+  while [ "$i" -lt "$2" ] && __pg_signal "$1" 0; do
+    sleep 1
+    i=$((i + 1))
+  done
+}
+
 __pg_quit() {
   trap "" HUP INT TERM PIPE
+  if [ -n "$__pg_c" ] && [ "$__pg_cg" -gt 0 ]; then
+    [ "$__pg_lock" != 1 ] || echo "finishing=yes" >>"$__pg_d/doing"
+    __pg_let_finish "$__pg_c" "$__pg_cg"
+  fi
   [ -z "$__pg_c" ] || __pg_end "$__pg_c" "$__pg_cs" 10
   [ "$__pg_lock" != 1 ] || rm -f "$__pg_d/holder" "$__pg_d/doing"
   [ -z "$__pg_rd" ] || kill -TERM -"$__pg_rd" 2>/dev/null
@@ -83,15 +99,18 @@ __pg_report() {
 }
 
 # Ends the remote work of the run that holds the lock: its shell, whose trap ends its script's
-# session; then that session, in case the shell was already gone.
+# session; then that session, in case the shell was already gone. A script with a grace is let
+# finish: the run that evicts waits for the lock, saying what it waits for.
 __pg_evict() {
-  local loop start sid sidstart i=0
+  local loop start sid sidstart grace i=0
   loop=$(sed -n "s/^loop=//p" "$__pg_d/holder" 2>/dev/null)
   start=$(sed -n "s/^loop_start=//p" "$__pg_d/holder" 2>/dev/null)
   sid=$(sed -n "s/^session=//p" "$__pg_d/doing" 2>/dev/null)
   sidstart=$(sed -n "s/^session_start=//p" "$__pg_d/doing" 2>/dev/null)
+  grace=$(sed -n "s/^grace=//p" "$__pg_d/doing" 2>/dev/null)
   if [ -n "$loop" ] && [ "$(__pg_start "$loop")" = "$start" ]; then
     kill -TERM "$loop" 2>/dev/null
+    [ "${grace:-0}" -eq 0 ] || return 0
     while [ "$i" -lt 75 ] && [ "$(__pg_start "$loop")" = "$start" ]; do
       sleep 0.2
       i=$((i + 1))
@@ -114,7 +133,7 @@ if [ "$__pg_mode" != read ]; then
   if ! flock -n 9; then
     if [ "${__pg_mode#evict:}" != "$__pg_mode" ] && grep -qx "run=${__pg_mode#evict:}" "$__pg_d/holder" 2>/dev/null; then
       __pg_evict
-      flock -w 30 9 || { __pg_report; exit 75; }
+      flock -w 15 9 || { __pg_report; exit 75; }
     else
       __pg_report
       exit 75
@@ -135,18 +154,19 @@ __pg_rd=$!
 exec 3<"$__pg_t/in" 4<&- </dev/null
 rm -rf "$__pg_t"
 
-# "LENGTH ID WHAT" lines, each followed by LENGTH bytes of script. A script runs with stdin closed
+# "LENGTH ID GRACE WHAT" lines, each followed by LENGTH bytes of script. A script runs with stdin closed
 # (so it cannot eat the next one) and without the lock's fd (so no daemon it starts keeps it); its
 # stdout and its stderr end with a marker carrying ID and its exit code.
-while read -r __pg_n __pg_id __pg_what <&3; do
+while read -r __pg_n __pg_id __pg_cg __pg_what <&3; do
   __pg_s=$(head -c "$__pg_n" <&3)
   printf %s "$__pg_s" | setsid sh -c 's=$(cat); exec </dev/null; eval "$s"' pgprov-script 3<&- 9>&- &
   __pg_c=$!
   __pg_cs=$(__pg_start "$__pg_c")
-  [ "$__pg_lock" != 1 ] || printf "session=%s\nsession_start=%s\ndoing=%s\n" "$__pg_c" "$__pg_cs" "$__pg_what" >"$__pg_d/doing"
+  [ "$__pg_lock" != 1 ] || printf "session=%s\nsession_start=%s\ngrace=%s\ndoing=%s\n" "$__pg_c" "$__pg_cs" "$__pg_cg" "$__pg_what" >"$__pg_d/doing"
   wait "$__pg_c"
   __pg_r=$?
   __pg_c=
+  __pg_cg=0
   [ "$__pg_lock" != 1 ] || : >"$__pg_d/doing"
   printf "\n@@%s %s\n" "$__pg_id" "$__pg_r"
   printf "\n@@%s\n" "$__pg_id" >&2

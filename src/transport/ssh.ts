@@ -50,6 +50,11 @@ export interface RunOptions {
   timeoutMs?: number;
   /** What the command is for, for the message when the bound is hit. */
   purpose?: string;
+  /**
+   * When the connection goes away mid-script, the host lets the script finish for up to this
+   * long before ending it (a package install: dpkg stopped halfway leaves more to repair).
+   */
+  graceSeconds?: number;
 }
 
 export interface RunResult {
@@ -249,7 +254,7 @@ export class HostConnection {
       this.commands++;
       const started = performance.now();
       try {
-        const result = await shell.run(script, timeoutMs, purpose);
+        const result = await shell.run(script, timeoutMs, purpose, options.graceSeconds ?? 0);
         return { ...result, ms: performance.now() - started };
       } catch (e) {
         this.shell = undefined; // a shell that timed out or died is not reused
@@ -297,7 +302,9 @@ export class HostConnection {
       return;
     }
     const waited = Date.now() - waiting.since;
-    if (waited >= this.lockWaitMs) {
+    // Work the host lets finish (a package install) is waited for as long as it may take.
+    const bound = Math.max(this.lockWaitMs, held.grace > 0 ? (held.grace + 60) * 1000 : 0);
+    if (waited >= bound) {
       throw new RemoteError(
         `host ${this.host.name}: another pgprov run holds this host: ${describeHolder(held)}; gave up after waiting ${Math.round(waited / 1000)} s. ` +
           `Let it finish, or end it where it runs, then rerun`,
@@ -305,7 +312,7 @@ export class HostConnection {
     }
     if (Date.now() - waiting.lastLog >= LOCK_PROGRESS_MS || waited === 0 || waiting.lastLog === waiting.since) {
       waiting.lastLog = Date.now();
-      this.log(`host ${this.host.name}: waiting for ${describeHolder(held)}: ${Math.round(waited / 1000)} s of at most ${Math.round(this.lockWaitMs / 1000)} s`);
+      this.log(`host ${this.host.name}: waiting for ${describeHolder(held)}: ${Math.round(waited / 1000)} s of at most ${Math.round(bound / 1000)} s`);
     }
     await new Promise((r) => setTimeout(r, LOCK_RETRY_MS));
   }
@@ -359,6 +366,10 @@ export interface Holder {
   started?: string;
   run?: string;
   doing?: string;
+  /** Seconds the host lets the script it runs finish once its connection is gone. */
+  grace: number;
+  /** Its connection is gone, and the host lets its script finish (see grace). */
+  finishing: boolean;
   /** Whether the remote shell that holds the lock still runs. */
   shellAlive: boolean;
   /** The processes of the script it runs: "PID SECONDS ARGS". */
@@ -368,7 +379,7 @@ export interface Holder {
 export function parseHolder(stderr: string): Holder | undefined {
   if (!stderr.includes("@@pgprov-held")) return undefined;
   const lines = stderr.split("\n").filter((l) => l.startsWith("@@pgprov-held")).map((l) => l.slice("@@pgprov-held".length).trim());
-  const holder: Holder = { shellAlive: false, processes: [] };
+  const holder: Holder = { grace: 0, finishing: false, shellAlive: false, processes: [] };
   for (const line of lines) {
     const eq = line.indexOf("=");
     if (eq < 0) continue;
@@ -376,6 +387,8 @@ export function parseHolder(stderr: string): Holder | undefined {
     const value = line.slice(eq + 1).trim();
     if (key === "client" || key === "machine" || key === "started" || key === "run" || key === "doing") holder[key] = value;
     else if (key === "pid" && /^\d+$/.test(value)) holder.pid = Number(value);
+    else if (key === "grace" && /^\d+$/.test(value)) holder.grace = Number(value);
+    else if (key === "finishing") holder.finishing = value === "yes";
     else if (key === "loop_alive") holder.shellAlive = value === "yes";
     else if (key === "process" && holder.processes.length < 5) holder.processes.push(value);
   }
@@ -387,7 +400,8 @@ export function describeHolder(h: Holder, self: { machine: string } = SELF): str
   if (h.pid === undefined) return "a process that left no record of itself (an older pgprov?)";
   const where = h.machine === self.machine ? "this machine" : (h.client ?? "another machine");
   const state = h.machine === self.machine ? (pgprovRuns(h.pid) ? "it still runs" : "that process is gone") : "pgprov cannot tell from here whether it still runs";
-  const doing = h.doing ? `, now running ${h.doing}` : h.shellAlive ? ", between two steps" : "";
+  const finishing = h.finishing ? `, which the host lets finish (at most ${h.grace} s)` : "";
+  const doing = h.doing ? `, now running ${h.doing}${finishing}` : h.shellAlive ? ", between two steps" : "";
   const processes = h.processes.length
     ? ` (on the host: ${h.processes.map((p) => {
         const m = /^(\d+)\s+(\d+)\s+(.*)$/.exec(p);
@@ -444,12 +458,12 @@ class RemoteShell {
   }
 
   /** `what` is recorded on the host while the script runs, for a run that finds the host held. */
-  async run(script: string, timeoutMs: number, what: string): Promise<Omit<RunResult, "ms">> {
+  async run(script: string, timeoutMs: number, what: string, graceSeconds: number): Promise<Omit<RunResult, "ms">> {
     const id = randomBytes(8).toString("hex");
     const body = Buffer.from(script, "utf8");
     this.stdout = "";
     this.stderr = "";
-    this.send(`${body.length} ${id} ${what.replace(/[\x00-\x1f\x7f]+/g, " ").slice(0, 200)}\n`);
+    this.send(`${body.length} ${id} ${Math.max(0, Math.round(graceSeconds))} ${what.replace(/[\x00-\x1f\x7f]+/g, " ").slice(0, 200)}\n`);
     this.send(body);
     const outEnd = new RegExp(`\n@@${id} (-?\\d+)\n`);
     const errEnd = `\n@@${id}\n`;

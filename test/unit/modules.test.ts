@@ -41,6 +41,10 @@ describe("apt", () => {
     expect(repairOnly.changes.map((c) => c.action)).toEqual(["run"]);
     expect(script(apt.act(args, repairOnly, context)[0])).not.toContain("apt-get");
     expect(apt.probe(args, context)).toContain("dpkg --audit");
+    // A lost connection lets dpkg finish rather than cut it short; dpkg stays in apt's session, so
+    // that ending the script (its time limit) reaches it.
+    expect(apt.act(args, d, context)[0]).toMatchObject({ letFinish: true });
+    expect(s).toContain("-o Dpkg::Use-Pty=0");
   });
   it("rejects a package name that could smuggle shell", () => {
     expect(aptArgs.safeParse({ packages: ["cron; rm -rf /"] }).success).toBe(false);

@@ -3,6 +3,9 @@
  * its connection goes away. Read mode only: the lock lives in /run/pgprov, a host's directory.
  */
 import { spawn } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { BOOTSTRAP, describeHolder, parseHolder, REMOTE_SHELL } from "../../src/transport/ssh.js";
 
@@ -29,7 +32,7 @@ describe("the remote shell", () => {
     let stdout = "";
     shell.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
     const closed = new Promise<number | null>((resolve) => shell.on("close", resolve));
-    const send = (script: string, id: string) => shell.stdin.write(`${Buffer.byteLength(script)} ${id} a test\n${script}`);
+    const send = (script: string, id: string) => shell.stdin.write(`${Buffer.byteLength(script)} ${id} 0 a test\n${script}`);
     shell.stdin.write(`${Buffer.byteLength(REMOTE_SHELL)}\n${REMOTE_SHELL}`);
 
     send("echo one; exit 3", "first");
@@ -46,12 +49,25 @@ describe("the remote shell", () => {
     expect(stdout).not.toContain("@@second");
   });
 
+  it("issue 8 item 13: lets a script sent with a grace finish (a package install), then ends", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "pgprov-remote-shell-"));
+    const shell = spawn("sh", ["-c", BOOTSTRAP, "pgprov-shell", "read", "c", "m", "1", "s", "r"], { stdio: ["pipe", "pipe", "pipe"] });
+    const closed = new Promise<number | null>((resolve) => shell.on("close", resolve));
+    shell.stdin.write(`${Buffer.byteLength(REMOTE_SHELL)}\n${REMOTE_SHELL}`);
+    const script = `echo started > ${dir}/started; sleep 2; echo done > ${dir}/done`;
+    shell.stdin.write(`${Buffer.byteLength(script)} install 30 a package install\n${script}`);
+    await until("the script to start", () => existsSync(join(dir, "started")));
+    shell.stdin.end();
+    expect(await closed).toBe(129);
+    expect(readFileSync(join(dir, "done"), "utf8")).toBe("done\n");
+  });
+
   it("issue 8 item 13: does not start a script whose connection is already gone", async () => {
     const shell = spawn("sh", ["-c", BOOTSTRAP, "pgprov-shell", "read", "c", "m", "1", "s", "r"], { stdio: ["pipe", "pipe", "pipe"] });
     let stdout = "";
     shell.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
     shell.stdin.write(`${Buffer.byteLength(REMOTE_SHELL)}\n${REMOTE_SHELL}`);
-    shell.stdin.end("5 only echo\necho!");
+    shell.stdin.end("5 only 0 echo\necho!");
     await new Promise((resolve) => shell.on("close", resolve));
     expect(stdout).toMatch(/^(|echo!\n\n@@only 0\n)$/);
   });
@@ -67,6 +83,7 @@ describe("who holds a host", () => {
     "@@pgprov-held run=abcdef0123456789",
     "@@pgprov-held loop=77",
     "@@pgprov-held session=80",
+    "@@pgprov-held grace=0",
     '@@pgprov-held doing=the changes of task "clone the primary"',
     "@@pgprov-held loop_alive=yes",
     "@@pgprov-held process=81     42 /usr/lib/postgresql/15/bin/pg_basebackup -h 10.0.0.11 -D /var/lib/postgresql/15/main.pgprov-clone",
@@ -82,6 +99,12 @@ describe("who holds a host", () => {
     );
     // From the machine it ran on, pgprov can tell a run that is gone.
     expect(describeHolder({ ...held, pid: 2 ** 22 + 1 }, { machine: held.machine! })).toContain("on this machine (ops-laptop, run started 2025-03-01T10:00:00Z; that process is gone)");
+  });
+
+  it("issue 8 item 13: says when the host lets the work of a run that is gone finish", () => {
+    const held = parseHolder(report.replace("grace=0", "grace=900") + "\n@@pgprov-held finishing=yes\n")!;
+    expect(held).toMatchObject({ grace: 900, finishing: true });
+    expect(describeHolder(held, { machine: "another" })).toContain('now running the changes of task "clone the primary", which the host lets finish (at most 900 s)');
   });
 
   it("is nothing when the shell ended for another reason", () => {
