@@ -330,7 +330,7 @@ class PlayOnHost {
    */
   private async probe(
     tasks: Prepared[],
-    options: { facts: boolean; before?: Section[]; timeoutMs?: number; purpose?: string },
+    options: { facts: boolean; before?: Section[]; timeoutMs?: number; purpose?: string; graceSeconds?: number },
   ): Promise<{ probes: ProbeOutput[]; facts?: Facts; before: SectionResult[] }> {
     const probes = tasks.map((p) => p.task.module.probe(p.args, this.context));
     const shell = probes.flatMap((probe, k) => (typeof probe === "string" ? [k] : []));
@@ -345,6 +345,7 @@ class PlayOnHost {
         [...before, ...head, ...shell.map((k) => ({ script: probes[k] as string }))],
         options.timeoutMs ?? PROBE_TIMEOUT_MS,
         options.purpose ?? `the checks of play "${this.play.name}"`,
+        options.graceSeconds ?? 0,
       );
       beforeResults = results.slice(0, before.length);
       if (options.facts) facts = parseFacts(results[before.length]!.stdout);
@@ -409,6 +410,11 @@ class PlayOnHost {
       before: shell.map((c) => ({ script: c.script, stopOnFailure: true, timeoutSeconds: Math.ceil(timeoutOf(c) / 1000) })),
       timeoutMs: PROBE_TIMEOUT_MS + shell.reduce((sum, c) => sum + timeoutOf(c) + 5_000, 0),
       purpose: `the changes of task "${p.name}"`,
+      graceSeconds: Math.ceil(Math.max(0, ...shell.filter((c) => c.letFinish).map(timeoutOf)) / 1000),
+    }).catch((e: unknown) => {
+      // The connection was lost or interrupted while the task acted: the failure names the task.
+      if (e instanceof RemoteError) throw new HostFailure(this.failureEvent(p, e));
+      throw e;
     });
     const failed = before.findIndex((r) => r.code !== 0);
     if (failed >= 0) {
@@ -467,9 +473,9 @@ class PlayOnHost {
     return (p.task.module as Module).act(p.args, decision, this.context);
   }
 
-  private async roundTrip(sections: Section[], timeoutMs: number, purpose: string): Promise<SectionResult[]> {
+  private async roundTrip(sections: Section[], timeoutMs: number, purpose: string, graceSeconds = 0): Promise<SectionResult[]> {
     const nonce = newNonce();
-    const result = await this.connection.run(buildBatch(sections, nonce), { timeoutMs, purpose });
+    const result = await this.connection.run(buildBatch(sections, nonce), { timeoutMs, purpose, graceSeconds });
     const parsed = parseBatch(result, nonce, sections.length);
     if (result.code !== 0 && parsed.every((r) => r.code === 0 || !r.ran)) {
       // The batch itself failed (no shell, a syntax error, killed): not any one task's fault.

@@ -5,7 +5,7 @@
  */
 import { z } from "zod";
 import { flag, wholeNumber } from "./args.js";
-import { noChange } from "../engine/change.js";
+import { type Change, noChange } from "../engine/change.js";
 import type { Command, Module, ProbeOutput } from "./module.js";
 import { shellQuote, withDataOnFd } from "./shell.js";
 
@@ -22,6 +22,14 @@ export type AptArgs = z.output<typeof aptArgs>;
 
 const INSTALL_TIMEOUT_MS = 900_000;
 
+/**
+ * dpkg was stopped halfway (a run killed or interrupted during an install): its journal holds
+ * updates, or a package is left unpacked or half-configured. apt refuses to work until
+ * `dpkg --configure -a` has finished the job.
+ */
+const DPKG_INTERRUPTED = `[ -n "$(ls -A /var/lib/dpkg/updates 2>/dev/null)" ] || [ -n "$(dpkg --audit 2>/dev/null)" ]`;
+const DPKG_REPAIR = `if ${DPKG_INTERRUPTED}; then DEBIAN_FRONTEND=noninteractive dpkg --force-confdef --force-confold --configure -a; fi`;
+
 /** The packages to install or remove. */
 type AptDetail = string[];
 
@@ -35,36 +43,42 @@ export const apt: Module<AptArgs, AptDetail> = {
       `dpkg-query -W -f='pkg=\${Package} \${db:Status-Status} \${Version}\\n' ${args.packages.map((p) => shellQuote(p.split("=")[0]!)).join(" ")} 2>/dev/null`,
       `echo "lists=$(stat -c %Y /var/lib/apt/lists/*_Packages 2>/dev/null | sort -n | tail -1)"`,
       `echo "now=$(date +%s)"`,
+      `if ${DPKG_INTERRUPTED}; then echo dpkg_interrupted=yes; fi`,
     ].join("\n"),
 
   decide(args, state) {
     const installed = installedPackages(state);
     const name = (p: string) => p.split("=")[0]!;
     const version = (p: string) => p.split("=")[1];
+    const repair: Change[] = /^dpkg_interrupted=yes$/m.test(state.stdout)
+      ? [{ action: "run", summary: "finish the package changes an interrupted run left (dpkg --configure -a)" }]
+      : [];
     if (args.state === "present") {
       const missing = args.packages.filter((p) => {
         const have = installed.get(name(p));
         return have === undefined || (version(p) !== undefined && have !== version(p));
       });
-      if (missing.length === 0) return noChange(`installed: ${args.packages.map((p) => `${name(p)} ${installed.get(name(p))}`).join(", ")}`);
-      return { changes: [{ action: "create", summary: `install ${missing.join(" ")}` }], detail: missing };
+      if (missing.length === 0 && repair.length === 0) return noChange(`installed: ${args.packages.map((p) => `${name(p)} ${installed.get(name(p))}`).join(", ")}`);
+      return { changes: [...repair, ...(missing.length ? [{ action: "create" as const, summary: `install ${missing.join(" ")}` }] : [])], detail: missing };
     }
     const present = args.packages.filter((p) => installed.has(name(p)));
-    if (present.length === 0) return noChange(`not installed: ${args.packages.join(", ")}`);
-    return { changes: [{ action: "delete", summary: `remove ${present.join(" ")}` }], detail: present };
+    if (present.length === 0 && repair.length === 0) return noChange(`not installed: ${args.packages.join(", ")}`);
+    return { changes: [...repair, ...(present.length ? [{ action: "delete" as const, summary: `remove ${present.join(" ")}` }] : [])], detail: present };
   },
 
   act(args, decision, context): Command[] {
     const targets = (decision.detail ?? []).map(shellQuote).join(" ");
+    // dpkg without a pty stays in the script's session, so ending the session ends it too.
     // The proxy (which may carry a password) reaches apt as a configuration file it reads from a
     // pipe (-c /dev/fd/4), anew for each apt-get: never a file on the host that a killed run
     // could leave behind, never an argument.
-    const run = `DEBIAN_FRONTEND=noninteractive apt-get -q -y${context.aptProxy ? " -c /dev/fd/4" : ""} -o DPkg::Lock::Timeout=120 -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "$@"`;
+    const run = `DEBIAN_FRONTEND=noninteractive apt-get -q -y${context.aptProxy ? " -c /dev/fd/4" : ""} -o DPkg::Lock::Timeout=120 -o Dpkg::Use-Pty=0 -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "$@"`;
     const proxyConfig = `Acquire::http::Proxy "${context.aptProxy}";\nAcquire::https::Proxy "${context.aptProxy}";\n`;
     const setup = ["pgprov_apt_get() {", context.aptProxy ? withDataOnFd(proxyConfig, 4, run) : run, "}"];
     const aptGet = "pgprov_apt_get";
     if (args.state === "absent") {
-      return [{ script: [...setup, `${aptGet} remove ${targets}`].join("\n"), display: `apt-get remove ${targets}`, timeoutMs: INSTALL_TIMEOUT_MS }];
+      const remove = targets ? [`${aptGet} remove ${targets}`] : [];
+      return [{ script: [...setup, DPKG_REPAIR, ...remove].join("\n"), display: `apt-get remove ${targets}`, timeoutMs: INSTALL_TIMEOUT_MS, letFinish: true }];
     }
     const install = `${aptGet} install ${args.install_recommends ? "" : "--no-install-recommends "}${targets}`;
     const stale = `[ -z "$(ls /var/lib/apt/lists/ | grep _Packages)" ] || [ $(( $(date +%s) - $(stat -c %Y /var/lib/apt/lists/*_Packages | sort -n | tail -1) )) -gt ${args.cache_valid_time} ]`;
@@ -72,9 +86,10 @@ export const apt: Module<AptArgs, AptDetail> = {
       {
         // Refresh first when the lists are missing or stale; refresh and retry once when apt
         // cannot find a package in lists that looked fresh enough.
-        script: [...setup, `if ${stale}; then ${aptGet} update; fi`, `${install} || { ${aptGet} update && ${install}; }`].join("\n"),
+        script: [...setup, DPKG_REPAIR, ...(targets ? [`if ${stale}; then ${aptGet} update; fi`, `${install} || { ${aptGet} update && ${install}; }`] : [])].join("\n"),
         display: `apt-get install ${args.install_recommends ? "" : "--no-install-recommends "}${targets}${context.aptProxy ? " (through the inventory's apt proxy)" : ""}`,
         timeoutMs: INSTALL_TIMEOUT_MS,
+        letFinish: true,
       },
     ];
   },

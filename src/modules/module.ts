@@ -38,6 +38,11 @@ export type Command =
       display?: string;
       /** Bound on this command, when it may legitimately be slow (package installs). */
       timeoutMs?: number;
+      /**
+       * Stopped halfway, it leaves more to repair than it would finish (a dpkg run): when the
+       * connection goes away, the host lets it finish, within its bound, instead of ending it.
+       */
+      letFinish?: boolean;
     }
   | {
       /** Run on the host's PostgreSQL through the SSH connection. */

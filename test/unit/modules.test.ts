@@ -31,6 +31,21 @@ describe("apt", () => {
     const d = apt.decide(aptArgs.parse({ packages: "cron", state: "absent" }), out("pkg=cron installed 3.0\n"), context);
     expect(d.changes).toEqual([{ action: "delete", summary: "remove cron" }]);
   });
+  it("issue 8 item 13: finishes what an interrupted dpkg left before installing, even when every package looks installed", () => {
+    const d = apt.decide(args, out("pkg=cron installed 3.0\npkg=postgresql-15 half-configured 15.8\ndpkg_interrupted=yes\n"), context);
+    expect(d.changes.map((c) => c.summary)).toEqual(["finish the package changes an interrupted run left (dpkg --configure -a)", "install postgresql-15"]);
+    const s = script(apt.act(args, d, context)[0]);
+    expect(s.indexOf("dpkg --force-confdef --force-confold --configure -a")).toBeGreaterThan(-1);
+    expect(s.indexOf("dpkg --force-confdef --force-confold --configure -a")).toBeLessThan(s.indexOf("install --no-install-recommends"));
+    const repairOnly = apt.decide(args, out("pkg=cron installed 3.0\npkg=postgresql-15 installed 15.8\ndpkg_interrupted=yes\n"), context);
+    expect(repairOnly.changes.map((c) => c.action)).toEqual(["run"]);
+    expect(script(apt.act(args, repairOnly, context)[0])).not.toMatch(/pgprov_apt_get (install|update|remove)/);
+    expect(apt.probe(args, context)).toContain("dpkg --audit");
+    // A lost connection lets dpkg finish rather than cut it short; dpkg stays in apt's session, so
+    // that ending the script (its time limit) reaches it.
+    expect(apt.act(args, d, context)[0]).toMatchObject({ letFinish: true });
+    expect(s).toContain("-o Dpkg::Use-Pty=0");
+  });
   it("rejects a package name that could smuggle shell", () => {
     expect(aptArgs.safeParse({ packages: ["cron; rm -rf /"] }).success).toBe(false);
   });
