@@ -6,7 +6,7 @@ import { join } from "node:path";
 import yargs, { type Argv } from "yargs";
 import { hideBin } from "yargs/helpers";
 import { PgprovError } from "../common/errors.js";
-import { BUNDLED_PLAYBOOK, PACKAGE_ROOT } from "./paths.js";
+import { BUNDLED_PLAYBOOK, PACKAGE_ROOT } from "../common/paths.js";
 // Each command's module is imported by its handler: `--version`, `--help` and usage errors load
 // none of them (start-up is paid on every run; see scripts/build.mjs).
 import type { ApplyArgs } from "./apply.js";
@@ -77,7 +77,74 @@ function runArgs(
   };
 }
 
+/** The exit code for a run ended by a signal, as shells report one. */
+const SIGNAL_EXIT: Record<string, number> = { SIGHUP: 129, SIGINT: 130, SIGPIPE: 141, SIGTERM: 143 };
+/** Bound on stopping after an interruption: the hosts end their own work when the connection goes. */
+const INTERRUPT_BOUND_MS = 60_000;
+let interrupting: Promise<string[]> | undefined;
+let interruptedBy: string | undefined;
+
+/**
+ * Ctrl-C, SIGTERM, SIGHUP, or a closed stdout: nothing more starts, the remote work in progress is
+ * ended on each host (which releases it), the run unwinds with each host's failure, and pgprov
+ * exits non-zero with a line that says so. The same signal again quits at once.
+ */
+function interruptOn(signal: string): void {
+  if (interrupting) {
+    process.exitCode = SIGNAL_EXIT[signal] ?? 1;
+    process.exit();
+  }
+  const again = signal === "SIGINT" ? "Ctrl-C again quits at once" : `${signal} again quits at once`;
+  writeErr(`pgprov: ${signal}: starting nothing more; ending the remote work in progress and releasing the hosts (${again})\n`);
+  interruptedBy = signal;
+  // Imported here, not at start: a run that never connected has nothing to end (and --version
+  // must not pay for the SSH code). A module already loaded is the same instance.
+  interrupting = import("../transport/ssh.js").then((ssh) => ssh.interruptAll(signal));
+  setTimeout(() => {
+    writeErr(`pgprov: interrupted by ${signal}; gave up waiting after ${INTERRUPT_BOUND_MS / 1000} s for the run to unwind\n`);
+    process.exit(SIGNAL_EXIT[signal] ?? 1);
+  }, INTERRUPT_BOUND_MS).unref();
+}
+
+/** stderr may be gone too (a closed terminal): a failed write must not crash the unwinding. */
+function writeErr(text: string): void {
+  try {
+    printError(text);
+  } catch {
+    // nowhere to say it
+  }
+}
+
+function handleInterruptions(): void {
+  for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) process.on(signal, () => interruptOn(signal));
+  // Writing to a closed pipe (`pgprov apply | head`) is an 'error' event: without a handler, a
+  // crash in the middle of the run.
+  process.stdout.on("error", (e: NodeJS.ErrnoException) => {
+    if (!interrupting) interruptOn(e.code === "EPIPE" ? "SIGPIPE" : "SIGHUP");
+  });
+  process.stderr.on("error", () => {});
+}
+
+/** After an interruption: the exit code, and a line that says what became of the hosts. */
+async function afterInterruption(): Promise<number | undefined> {
+  const signal = interruptedBy;
+  if (!signal || !interrupting) return undefined;
+  const unconfirmed = await interrupting;
+  writeErr(
+    unconfirmed.length === 0
+      ? `pgprov: interrupted by ${signal}: stopped before the end; the remote work in progress was ended and the hosts released. Rerun to finish\n`
+      : `pgprov: interrupted by ${signal}: stopped before the end; on ${unconfirmed.join(", ")} the remote work in progress had not ended yet (a package install is let finish); the host ends it by itself, and the next run waits for it. Rerun to finish\n`,
+  );
+  return SIGNAL_EXIT[signal] ?? 1;
+}
+
 export async function main(argv: string[]): Promise<number> {
+  handleInterruptions();
+  const code = await runCli(argv);
+  return (await afterInterruption()) ?? code;
+}
+
+async function runCli(argv: string[]): Promise<number> {
   let exitCode = 0;
   const cli = yargs(argv)
     .scriptName("pgprov")

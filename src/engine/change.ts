@@ -24,6 +24,11 @@ export interface Command {
   display?: string;
   /** Bound on this command, when it may legitimately be slow (package installs). */
   timeoutMs?: number;
+  /**
+   * Stopped halfway, it leaves more to repair than it would finish (a dpkg run): when the
+   * connection goes away, the host lets it finish, within its bound, instead of ending it.
+   */
+  letFinish?: boolean;
 }
 
 export interface Change {

@@ -10,6 +10,8 @@ export interface BatchOptions {
   timeoutMs: number;
   /** What the batch is for, for the message when it fails or runs out of time. */
   purpose: string;
+  /** When the connection goes away, how long the host lets the batch finish (see Command.letFinish). */
+  graceSeconds?: number;
 }
 
 export interface HostIO {

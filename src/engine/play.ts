@@ -3,6 +3,7 @@
  * in batches (see variables.ts, batchFrom), from what was read ahead when it still stands (see
  * run.ts), and an act's round trip re-reads the rest of its batch.
  */
+import { PgprovError } from "../common/errors.js";
 import { maskRemovedLines } from "../common/redact.js";
 import type { Play, Task } from "../playbook/playbook.js";
 import { render } from "../playbook/template.js";
@@ -192,6 +193,11 @@ export class PlayOnHost {
       before: commands.map((c) => ({ script: c.script, stopOnFailure: true, timeoutSeconds: Math.ceil(timeoutOf(c) / 1000) })),
       timeoutMs: PROBE_TIMEOUT_MS + commands.reduce((sum, c) => sum + timeoutOf(c) + 5_000, 0),
       purpose: `the changes of task "${p.name}"`,
+      graceSeconds: Math.ceil(Math.max(0, ...commands.filter((c) => c.letFinish).map(timeoutOf)) / 1000),
+    }).catch((e: unknown) => {
+      // The connection was lost or interrupted while the task acted: the failure names the task.
+      if (e instanceof PgprovError) throw new HostFailure(this.failure(p, e));
+      throw e;
     });
     const failed = read.before.findIndex((r) => r.code !== 0);
     if (failed >= 0) {

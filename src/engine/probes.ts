@@ -23,6 +23,8 @@ export interface ReadOptions {
   before?: Section[];
   timeoutMs?: number;
   purpose: string;
+  /** See BatchOptions.graceSeconds. */
+  graceSeconds?: number;
 }
 
 export interface ReadResult {
@@ -59,6 +61,7 @@ export async function readProbes(io: HostIO, probes: Probe[], options: ReadOptio
   const results = await io.run([...before, ...head, ...parts.map((p) => p.section)], {
     timeoutMs: options.timeoutMs ?? PROBE_TIMEOUT_MS,
     purpose: options.purpose,
+    ...(options.graceSeconds ? { graceSeconds: options.graceSeconds } : {}),
   });
   const outputs = new Map<string, ProbeOutput>();
   parts.forEach((part, n) => {

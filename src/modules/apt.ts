@@ -5,7 +5,7 @@
  */
 import { z } from "zod";
 import { flag, wholeNumber } from "../common/args.js";
-import { type Command, noChange } from "../engine/change.js";
+import { type Change, type Command, noChange } from "../engine/change.js";
 import type { Module, ProbeOutput, ProbeReader } from "../engine/module.js";
 import { shellQuote, withDataOnFd } from "../common/shell.js";
 
@@ -22,12 +22,23 @@ export type AptArgs = z.output<typeof aptArgs>;
 
 const INSTALL_TIMEOUT_MS = 900_000;
 
+/**
+ * dpkg was stopped halfway (a run killed or interrupted during an install): its journal holds
+ * updates, or a package is left unpacked or half-configured. apt refuses to work until
+ * `dpkg --configure -a` has finished the job.
+ */
+const DPKG_INTERRUPTED = `[ -n "$(ls -A /var/lib/dpkg/updates 2>/dev/null)" ] || [ -n "$(dpkg --audit 2>/dev/null)" ]`;
+const DPKG_REPAIR = `if ${DPKG_INTERRUPTED}; then DEBIAN_FRONTEND=noninteractive dpkg --force-confdef --force-confold --configure -a; fi`;
+
 /** What dpkg knows of every package of a batch, in one dpkg-query: "pkg=name status version" lines. */
 const dpkgReader: ProbeReader<string[]> = {
   name: "dpkg",
   script: (items) =>
     // Unknown packages print nothing (and make dpkg-query exit 1, which says nothing more).
-    `dpkg-query -W -f='pkg=\${Package} \${db:Status-Status} \${Version}\\n' ${[...new Set(items.flat())].map(shellQuote).join(" ")} 2>/dev/null; true`,
+    [
+      `dpkg-query -W -f='pkg=\${Package} \${db:Status-Status} \${Version}\\n' ${[...new Set(items.flat())].map(shellQuote).join(" ")} 2>/dev/null`,
+      `if ${DPKG_INTERRUPTED}; then echo dpkg_interrupted=yes; fi`,
+    ].join("\n"),
   split: (output, items) => items.map(() => output),
 };
 
@@ -47,17 +58,24 @@ export function aptModule(options: AptOptions = {}): Module<AptArgs> {
       const installed = installedPackages(state);
       const name = (p: string) => p.split("=")[0]!;
       const version = (p: string) => p.split("=")[1];
+      const repair: Omit<Change, "commands">[] = /^dpkg_interrupted=yes$/m.test(state.stdout)
+        ? [{ action: "run", summary: "finish the package changes an interrupted run left (dpkg --configure -a)" }]
+        : [];
+      // One apt command does it all, the repair first: the first change carries it.
+      const carried = (changes: Omit<Change, "commands">[], packages: string[]) => ({
+        changes: changes.map((c, k) => ({ ...c, commands: k === 0 ? [aptCommand(args, packages, options)] : [] })),
+      });
       if (args.state === "present") {
         const missing = args.packages.filter((p) => {
           const have = installed.get(name(p));
           return have === undefined || (version(p) !== undefined && have !== version(p));
         });
-        if (missing.length === 0) return noChange(`installed: ${args.packages.map((p) => `${name(p)} ${installed.get(name(p))}`).join(", ")}`);
-        return { changes: [{ action: "create", summary: `install ${missing.join(" ")}`, commands: [aptCommand(args, missing, options)] }] };
+        if (missing.length === 0 && repair.length === 0) return noChange(`installed: ${args.packages.map((p) => `${name(p)} ${installed.get(name(p))}`).join(", ")}`);
+        return carried([...repair, ...(missing.length ? [{ action: "create" as const, summary: `install ${missing.join(" ")}` }] : [])], missing);
       }
       const present = args.packages.filter((p) => installed.has(name(p)));
-      if (present.length === 0) return noChange(`not installed: ${args.packages.join(", ")}`);
-      return { changes: [{ action: "delete", summary: `remove ${present.join(" ")}`, commands: [aptCommand(args, present, options)] }] };
+      if (present.length === 0 && repair.length === 0) return noChange(`not installed: ${args.packages.join(", ")}`);
+      return carried([...repair, ...(present.length ? [{ action: "delete" as const, summary: `remove ${present.join(" ")}` }] : [])], present);
     },
   };
 }
@@ -65,24 +83,27 @@ export function aptModule(options: AptOptions = {}): Module<AptArgs> {
 function aptCommand(args: AptArgs, packages: string[], options: AptOptions): Command {
   const proxy = options.proxy;
   const targets = packages.map(shellQuote).join(" ");
+  // dpkg without a pty stays in the script's session, so ending the session ends it too.
   // The proxy (which may carry a password) reaches apt as a configuration file it reads from a
   // pipe (-c /dev/fd/4), anew for each apt-get: never a file on the host that a killed run
   // could leave behind, never an argument.
-  const run = `DEBIAN_FRONTEND=noninteractive apt-get -q -y${proxy ? " -c /dev/fd/4" : ""} -o DPkg::Lock::Timeout=120 -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "$@"`;
+  const run = `DEBIAN_FRONTEND=noninteractive apt-get -q -y${proxy ? " -c /dev/fd/4" : ""} -o DPkg::Lock::Timeout=120 -o Dpkg::Use-Pty=0 -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "$@"`;
   const proxyConfig = `Acquire::http::Proxy "${proxy}";\nAcquire::https::Proxy "${proxy}";\n`;
   const setup = ["pgprov_apt_get() {", proxy ? withDataOnFd(proxyConfig, 4, run) : run, "}"];
   const aptGet = "pgprov_apt_get";
   if (args.state === "absent") {
-    return { script: [...setup, `${aptGet} remove ${targets}`].join("\n"), display: `apt-get remove ${targets}`, timeoutMs: INSTALL_TIMEOUT_MS };
+    const remove = targets ? [`${aptGet} remove ${targets}`] : [];
+    return { script: [...setup, DPKG_REPAIR, ...remove].join("\n"), display: `apt-get remove ${targets}`, timeoutMs: INSTALL_TIMEOUT_MS, letFinish: true };
   }
   const install = `${aptGet} install ${args.install_recommends ? "" : "--no-install-recommends "}${targets}`;
   const stale = `[ -z "$(ls /var/lib/apt/lists/ | grep _Packages)" ] || [ $(( $(date +%s) - $(stat -c %Y /var/lib/apt/lists/*_Packages | sort -n | tail -1) )) -gt ${args.cache_valid_time} ]`;
   return {
     // Refresh first when the lists are missing or stale; refresh and retry once when apt
     // cannot find a package in lists that looked fresh enough.
-    script: [...setup, `if ${stale}; then ${aptGet} update; fi`, `${install} || { ${aptGet} update && ${install}; }`].join("\n"),
+    script: [...setup, DPKG_REPAIR, ...(targets ? [`if ${stale}; then ${aptGet} update; fi`, `${install} || { ${aptGet} update && ${install}; }`] : [])].join("\n"),
     display: `apt-get install ${args.install_recommends ? "" : "--no-install-recommends "}${targets}${proxy ? " (through the inventory's apt proxy)" : ""}`,
     timeoutMs: INSTALL_TIMEOUT_MS,
+    letFinish: true,
   };
 }
 

@@ -7,8 +7,10 @@
  * - missing or empty directory, a partial clone pgprov left, or a freshly initialised cluster
  *   with no user database or table: cloned, without asking;
  * - anything else (another cluster's data): refused, unless the user passed --reclone HOST.
- * The clone goes into a directory next to the data directory and is swapped in only once it is
- * complete, so a clone that fails halfway never leaves the host without its old data.
+ * The clone goes into a directory next to the data directory while the server runs on with its
+ * data, and is swapped in only once it is complete: the server stops only for the swap, so a clone
+ * that fails, runs out of time or is interrupted never leaves the host without its server and its
+ * old data. A side directory such a clone left is removed by the next run.
  */
 import { z } from "zod";
 import {
@@ -91,6 +93,18 @@ export const pgStandby: Module<StandbyArgs> = {
           `${args.data_directory} holds this cluster's data but is not a standby (no standby.signal): it may have been promoted and written to (a former primary, say). Refusing to touch it; see \`pgprov status\`. To bring a former primary back as a standby, run \`pgprov rejoin INVENTORY ${args.host}\` (pg_rewind); to replace its data with a fresh clone, rerun with --reclone ${args.host}`,
         );
       }
+      if (d.partialClone) {
+        const clone = shellQuote(`${args.data_directory}${CLONE_SUFFIX}`);
+        return {
+          changes: [
+            {
+              action: "delete",
+              summary: `remove ${args.data_directory}${CLONE_SUFFIX}, a clone an interrupted run left (this host is already a standby of this cluster)`,
+              commands: [{ script: `rm -rf ${clone}`, display: `rm -rf ${clone}` }],
+            },
+          ],
+        };
+      }
       return noChange(`already a standby of this cluster (system identifier ${primary}, timeline ${d.timeline ?? "?"})`);
     }
     if (!d.exists || d.entries === 0) return { changes: [{ action: "create", summary: `clone ${from} into ${args.data_directory} (${d.exists ? "empty" : "missing"})`, commands: [cloneCommand(args)] }] };
@@ -128,14 +142,20 @@ function cloneCommand(args: StandbyArgs): Command {
     .join(" ");
   return {
     script: [
-      `systemctl stop ${shellQuote(args.service)}`,
       `rm -rf ${clone}`,
       // Made by postgres, in postgres's directory: root never changes the owner of what a name there points to.
       `runuser -u postgres -- mkdir -m 0700 -- ${clone}`,
+      // However the clone ends before the swap (it fails, runs out of time, is interrupted, or
+      // its connection is lost), the side directory goes; the server never stopped.
+      `trap 'rm -rf ${clone}' EXIT`,
+      `trap 'exit 143' TERM INT HUP`,
       // The password comes from the passfile, never from an argument or the environment.
-      // A failed clone leaves the data as it was, and the server running again.
-      `runuser -u postgres -- env PGPASSFILE=${shellQuote(args.passfile)} ${basebackup} || { rc=$?; rm -rf ${clone}; systemctl start ${shellQuote(args.service)} || true; exit $rc; }`,
+      `runuser -u postgres -- env PGPASSFILE=${shellQuote(args.passfile)} ${basebackup}`,
       `runuser -u postgres -- touch ${clone}/standby.signal`,
+      // The swap does not stop halfway: the server is stopped only for it, and runs again after.
+      `trap - EXIT`,
+      `trap '' TERM INT HUP`,
+      `systemctl stop ${shellQuote(args.service)}`,
       // -T: a name there that is a link to a directory is replaced, never moved into.
       `if [ -e ${data} ]; then mv -T ${data} ${old}; fi`,
       `mv -T ${clone} ${data}`,

@@ -16,6 +16,8 @@ export interface PostgresTarget {
 
 export type Row = Record<string, unknown>;
 
+const CLOSE_TIMEOUT_MS = 5_000;
+
 export class HostPostgres {
   private constructor(private readonly host: string, private readonly client: Client) {}
 
@@ -61,8 +63,12 @@ export class HostPostgres {
     }
   }
 
+  /** Bounded: on a connection already lost, pg's end() may wait for an end that never comes. */
   async close(): Promise<void> {
-    await this.client.end().catch(() => {});
+    let timer: NodeJS.Timeout | undefined;
+    const bound = new Promise<void>((resolvePromise) => (timer = setTimeout(resolvePromise, CLOSE_TIMEOUT_MS)));
+    await Promise.race([this.client.end().catch(() => {}), bound]);
+    clearTimeout(timer);
   }
 }
 

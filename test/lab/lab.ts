@@ -463,6 +463,20 @@ export async function labBoot(host: string, opts: { log?: (l: string) => void } 
   await waitUntilUp(h, opts.log ?? quiet);
 }
 
+/**
+ * Cut a host off the network (its veth's bridge end down), as a pulled cable or a dead switch
+ * port would: the host runs on, and every connection to it goes silent. labMend puts it back.
+ */
+export async function labCut(host: string): Promise<void> {
+  assertLinuxRoot();
+  await run("ip", ["link", "set", recordedHost(host).h.veth, "down"]);
+}
+
+export async function labMend(host: string): Promise<void> {
+  assertLinuxRoot();
+  await run("ip", ["link", "set", recordedHost(host).h.veth, "up"]);
+}
+
 /** For `status`: whether the lab's apt-cacher-ng runs. */
 export function labAptProxyRunning(): boolean {
   return isAlive(readState()?.aptCacher);

@@ -1,4 +1,4 @@
-import { spawnSync } from "node:child_process";
+import { execFileSync, spawnSync } from "node:child_process";
 import { mkdtempSync, readdirSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -64,6 +64,22 @@ describe("batch", () => {
     const results = parseBatch(runLocally(buildBatch(sections, nonce), { ...process.env, TMPDIR: tmp }), nonce, 2);
     expect(results[0]).toEqual({ ran: true, code: 0, stdout: "secret-in-a-timed-section\n", stderr: "" });
     expect(results[1]).toMatchObject({ ran: true, code: 0, stdout: "fd 3 closed\n" });
+    expect(readdirSync(tmp)).toEqual([]);
+  });
+
+  it("issue 8 item 13: a batch ended by TERM, as the host ends a dead run's script, leaves no file behind", async () => {
+    const nonce = newNonce();
+    const tmp = mkdtempSync(join(tmpdir(), "pgprov-batch-term-"));
+    const { spawn } = await import("node:child_process");
+    // In a session of its own, as the host's remote shell runs each script.
+    const shell = spawn("sh", ["-c", 'eval "$(cat)"'], { stdio: ["pipe", "pipe", "ignore"], detached: true, env: { ...process.env, TMPDIR: tmp } });
+    let stdout = "";
+    shell.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
+    shell.stdin.end(buildBatch([{ script: "echo started; sleep 30", timeoutSeconds: 60 }], nonce));
+    while (!stdout.includes("started")) await new Promise((r) => setTimeout(r, 20));
+    // As the host's remote shell does: TERM to every process of the script's session.
+    execFileSync("pkill", ["-TERM", "-s", String(shell.pid)]);
+    await new Promise((r) => shell.on("close", r));
     expect(readdirSync(tmp)).toEqual([]);
   });
 

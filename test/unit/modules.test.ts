@@ -37,6 +37,24 @@ describe("apt", () => {
     const d = apt.decide(aptArgs.parse({ packages: "cron", state: "absent" }), out("pkg=cron installed 3.0\n"), context);
     expect(plannedOf(d)).toEqual([{ action: "delete", summary: "remove cron" }]);
   });
+  it("issue 8 item 13: finishes what an interrupted dpkg left before installing, even when every package looks installed", () => {
+    const d = apt.decide(args, out("pkg=cron installed 3.0\npkg=postgresql-15 half-configured 15.8\ndpkg_interrupted=yes\n"), context);
+    expect(d.changes.map((c) => c.summary)).toEqual(["finish the package changes an interrupted run left (dpkg --configure -a)", "install postgresql-15"]);
+    // One command, the repair first, carried by the first change.
+    expect(d.changes.map((c) => c.commands.length)).toEqual([1, 0]);
+    const s = script(commandsOf(d)[0]);
+    expect(s.indexOf("dpkg --force-confdef --force-confold --configure -a")).toBeGreaterThan(-1);
+    expect(s.indexOf("dpkg --force-confdef --force-confold --configure -a")).toBeLessThan(s.indexOf("install --no-install-recommends"));
+    const repairOnly = apt.decide(args, out("pkg=cron installed 3.0\npkg=postgresql-15 installed 15.8\ndpkg_interrupted=yes\n"), context);
+    expect(repairOnly.changes.map((c) => c.action)).toEqual(["run"]);
+    expect(script(commandsOf(repairOnly)[0])).not.toMatch(/pgprov_apt_get (install|update|remove)/);
+    const probe = apt.probe(args, context) as SharedProbe<unknown>;
+    expect(probe.reader.script([probe.item])).toContain("dpkg --audit");
+    // A lost connection lets dpkg finish rather than cut it short; dpkg stays in apt's session, so
+    // that ending the script (its time limit) reaches it.
+    expect(commandsOf(d)[0]).toMatchObject({ letFinish: true });
+    expect(s).toContain("-o Dpkg::Use-Pty=0");
+  });
   it("rejects a package name that could smuggle shell", () => {
     expect(aptArgs.safeParse({ packages: ["cron; rm -rf /"] }).success).toBe(false);
   });

@@ -126,6 +126,24 @@ describe("pg_standby: when a clone may replace what is there", () => {
     const data = cluster("7000000000000000999").replace("user_relations=0", "user_relations=3");
     expect(() => decide(data, { primary_system_identifier: "" })).toThrow(/cannot tell whether it is this cluster's/);
   });
+  it("issue 8 item 4: removes the side directory an interrupted clone left beside a standby of this cluster", () => {
+    const d = decide(cluster("7000000000000000001", "standby_signal=yes\nrunning=yes\npartial_clone=yes"));
+    expect(d.changes).toMatchObject([{ action: "delete", summary: expect.stringMatching(/^remove \/var\/lib\/postgresql\/15\/main\.pgprov-clone, a clone an interrupted run left/) }]);
+    const [cmd] = d.changes[0]!.commands;
+    expect(cmd!.script).toBe("rm -rf /var/lib/postgresql/15/main.pgprov-clone");
+  });
+  it("issue 8 item 4: clones while the server runs on its data; stops it only for the swap, which signals cannot cut short", () => {
+    const [cmd] = decide("").changes[0]!.commands;
+    const script = cmd!.script;
+    const at = (text: string) => script.indexOf(text);
+    expect(at("systemctl stop")).toBeGreaterThan(at("pg_basebackup"));
+    // Whatever ends the clone, its side directory goes.
+    expect(at("trap 'rm -rf /var/lib/postgresql/15/main.pgprov-clone' EXIT")).toBeLessThan(at("pg_basebackup"));
+    expect(at("trap 'exit 143' TERM INT HUP")).toBeLessThan(at("pg_basebackup"));
+    expect(at("trap - EXIT")).toBeGreaterThan(at("pg_basebackup"));
+    expect(at("trap '' TERM INT HUP")).toBeLessThan(at("systemctl stop"));
+    expect(script).not.toMatch(/systemctl start[^\n]*\n[\s\S]*pg_basebackup/);
+  });
   it("clones into a directory beside the data, reads the password from the passfile, and swaps last", () => {
     const [cmd] = decide("").changes[0]!.commands;
     const script = cmd!.script;
