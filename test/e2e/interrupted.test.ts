@@ -271,11 +271,21 @@ describe("interrupted runs", () => {
   });
 
   it("issue 8 item 14: a standby's network cut during a run that changes nothing fails only that host, clearly; once mended, the next apply converges", async () => {
-    const run = apply();
-    await eventually("the run to read every host", async () => run.events().some((e) => e.type === "play" && e.play === "PostgreSQL packages"), 60_000);
-    const r = await cutUntilEnd(run, "pg3");
+    // A converged run reads every host in one round trip of well under a second: to cut pg3 in
+    // the middle of it, pg3 is made slow to answer (its systemctl, which the probes call, waits
+    // first), and the cut comes while that wait runs.
+    const SLOW = "/usr/local/bin/systemctl";
+    await labExec(pg3, `printf '#!/bin/sh\\nsleep 6.5\\nexec /usr/bin/systemctl "$@"\\n' > ${SLOW} && chmod 755 ${SLOW}`);
+    let r: CliResult;
+    try {
+      const run = apply();
+      await whenRunning(run, "[s]leep 6.5", [pg3], 60_000);
+      r = await cutUntilEnd(run, "pg3");
+    } finally {
+      await labExec(pg3, `rm -f ${SLOW}`);
+    }
     noStackTrace(r);
-    expect(r.code).toBe(1);
+    expect(r.code, r.stdout + r.stderr).toBe(1);
     expect(failures(r).find((f) => f.host === "pg3")?.message).toMatch(/pg3.*connection.*lost/);
     expect(failures(r).every((f) => f.host === "pg3")).toBe(true);
 
