@@ -82,14 +82,14 @@ afterAll(async () => {
 });
 
 describe("the bundled CLI", () => {
-  it("issue 9 item 3: --version and --help read the entry file only: no command, no listr2, pg, diff, ssh2 or zod", async () => {
+  it("issue 9 item 3: --version and --help read the entry file only (with the masking printer): no command, no listr2, pg, diff, ssh2 or zod", async () => {
     for (const args of [["--version"], ["--help"], ["plan", "--help"]]) {
       const r = await loadedBy(args);
       expect(r.code, r.stderr).toBe(0);
       // Everything comes from the bundle: node resolves nothing in node_modules.
       expect(r.files.filter((f) => !f.startsWith("dist/")), args.join(" ")).toEqual(["bin/pgprov.js"]);
       expect(r.sources).toContain("src/cli/main.ts");
-      expect(r.sources.filter((s) => s.startsWith("src/")).sort(), args.join(" ")).toEqual(["src/cli/main.ts", "src/errors.ts", "src/paths.ts"]);
+      expect(r.sources.filter((s) => s.startsWith("src/")).sort(), args.join(" ")).toEqual(["src/cli/main.ts", "src/cli/print.ts", "src/engine/redact.ts", "src/errors.ts", "src/paths.ts"]);
       for (const heavy of ["listr2", "pg", "diff", "ssh2", "zod", "handlebars", "yaml"]) expect(packages(r), args.join(" ")).not.toContain(heavy);
     }
   });

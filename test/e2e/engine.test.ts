@@ -152,14 +152,15 @@ describe("engine", () => {
     expect(r.stdout).toMatch(/FAILED on pg1 play "Slow", task "hangs".*\n  a command of the task timed out after 1 s and was killed\n  command:   sleep 30\n  exit code: 124/);
   });
 
-  it("refuses a second run that would change a host while a first one does", async () => {
+  it("a second run that would change a host waits for the first, saying exactly what holds it (issue 8 item 13)", async () => {
     const playbook = join(dirname(inventory), "long.yml");
     writeFileSync(playbook, `- name: Long\n  hosts: pg1\n  tasks:\n    - name: takes a while\n      command: { cmd: "sleep 4", creates: /nonexistent }\n`);
     const first = pgprov(["apply", inventory, "--playbook", playbook]);
     await new Promise((r) => setTimeout(r, 1500));
     const second = await pgprov(["apply", inventory, "--playbook", playbook]);
-    expect(second.code).toBe(1);
-    expect(second.stdout).toContain("host pg1: another pgprov run is changing this host (it holds /run/lock/pgprov.lock); wait for it to finish");
+    // Not refused, not run alongside: it waited (bounded), naming the holder, then ran.
+    expect(second.stderr).toMatch(/host pg1: waiting for pgprov PID \d+ on this machine \([^)]*; it still runs\), now running .*: \d+ s of at most \d+ s/);
+    expect(second.code, second.stdout).toBe(0);
     // Reads need no lock: check mode and status go on.
     expect((await pgprov(["apply", inventory, "--playbook", playbook, "--check"])).code).toBe(2);
     expect((await first).code).toBe(0);
