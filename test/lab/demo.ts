@@ -2,7 +2,7 @@
  * `npm run demo`: pgprov's main job on real hosts, on this machine. Boots 3 bare Debian servers
  * (systemd, sshd, each with its own address), makes them a PostgreSQL primary with two streaming
  * hot standbys, writes a row on the primary and reads it on a standby, shows `pgprov status`,
- * and reruns apply to show that a healthy cluster costs about a second and changes nothing.
+ * and reruns apply to show that a healthy cluster changes nothing (in about a second on an idle machine).
  * The hosts stay up afterwards so you can try pgprov yourself; `npm run lab -- down` removes them.
  */
 import { spawnSync } from "node:child_process";
