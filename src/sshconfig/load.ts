@@ -4,7 +4,7 @@
  * it will apply to a host, as OpenSSH checks them: bad input stops a run before anything
  * connects, with the file and line. Which lines apply to a host is lookup.ts's business.
  */
-import { readdirSync, readFileSync, statSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { homedir, userInfo } from "node:os";
 import { isAbsolute, join } from "node:path";
 import { FileError, PgprovError, type SourceProblem } from "../errors.js";
@@ -345,14 +345,7 @@ export function glob(pattern: string): string[] {
     }
     paths = next;
   }
-  return paths.filter((p) => {
-    try {
-      statSync(p);
-      return true;
-    } catch {
-      return false;
-    }
-  });
+  return paths.filter((p) => existsSync(p));
 }
 
 function globComponent(part: string): RegExp {

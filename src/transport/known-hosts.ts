@@ -7,6 +7,7 @@
 import { createHash, createHmac, randomBytes } from "node:crypto";
 import { appendFileSync, existsSync, mkdirSync, readFileSync } from "node:fs";
 import { dirname } from "node:path";
+import { matchPatternList } from "../sshconfig/patterns.js";
 
 export interface KnownHostEntry {
   line: number;
@@ -47,20 +48,8 @@ export function entryMatches(entry: KnownHostEntry, name: string): boolean {
     if (!salt || !hash) return false;
     return createHmac("sha1", Buffer.from(salt, "base64")).update(host).digest("base64") === hash;
   }
-  let matched = false;
-  for (const pattern of entry.hosts.toLowerCase().split(",")) {
-    const negated = pattern.startsWith("!");
-    if (globMatch(negated ? pattern.slice(1) : pattern, host)) {
-      if (negated) return false;
-      matched = true;
-    }
-  }
-  return matched;
-}
-
-function globMatch(pattern: string, text: string): boolean {
-  const re = pattern.replace(/[.+^${}()|[\]\\]/g, "\\$&").replace(/\*/g, ".*").replace(/\?/g, ".");
-  return new RegExp(`^${re}$`).test(text);
+  // The same comma-separated list with `!` negation as ssh_config's Host lines: OpenSSH matches both with match_hostname.
+  return matchPatternList(host, entry.hosts, true) === 1;
 }
 
 /** Decides whether `key` (the raw SSH key blob the server presented) is the one known for `name`. */
