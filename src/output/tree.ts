@@ -2,17 +2,27 @@
  * The progress tree on a terminal (listr2): a play, under it its hosts working in parallel, each
  * showing the task it is on and, below, what changed. Failures and the recap print after the
  * tree, as plain lines, so that they stay readable and can be copied.
+ *
+ * A play that is already over when its turn to be drawn comes (every play of a converged run,
+ * which reads them all in one round trip) prints at once as the finished tree would look: a live
+ * tree costs a few frames of drawing per play, which made a no-op on a terminal seconds slower
+ * than the same run piped. listr2 is loaded only when a play is still going.
  */
-import { Listr, type ListrTaskWrapper } from "listr2";
+import type { ListrTaskWrapper } from "listr2";
 import type { ClusterEvent } from "../cluster/events.js";
 import type { HostRecap } from "../engine/events.js";
 import { changeLine, COLOR, diffLines, failureLines, PLAIN, recapLines, replicationLines } from "./format.js";
 import type { Renderer, RendererOptions } from "./renderer.js";
 
+/** How long a play may take to finish before it is drawn live rather than printed when done. */
+const LIVE_AFTER_MS = 150;
+
 interface HostView {
   title: string;
   lines: string[];
   done: Promise<void>;
+  /** Set when the host's play is over: failed or not. */
+  failed?: boolean;
   finish: (failed: boolean) => void;
   // eslint-disable-next-line @typescript-eslint/no-explicit-any
   task?: ListrTaskWrapper<any, any, any>;
@@ -40,39 +50,17 @@ export class TreeRenderer implements Renderer {
       case "play": {
         const views = new Map<string, HostView>();
         for (const host of e.hosts) {
-          let finish!: (failed: boolean) => void;
+          let settle!: (failed: boolean) => void;
           const done = new Promise<void>((resolve, reject) => {
-            finish = (failed) => (failed ? reject(new Error(`${host}: failed`)) : resolve());
+            settle = (failed) => (failed ? reject(new Error(`${host}: failed`)) : resolve());
           });
           done.catch(() => {});
-          views.set(host, { title: host, lines: [], done, finish });
+          const view: HostView = { title: host, lines: [], done, finish: (failed) => ((view.failed = failed), settle(failed)) };
+          views.set(host, view);
         }
         this.views = views;
-        const list = new Listr(
-          [
-            {
-              title: `${e.play}`,
-              task: (_ctx, playTask) =>
-                playTask.newListr(
-                  e.hosts.map((host) => ({
-                    title: host,
-                    rendererOptions: { outputBar: Infinity, persistentOutput: true },
-                    task: (_c: unknown, t: ListrTaskWrapper<unknown, never, never>) => {
-                      const view = views.get(host)!;
-                      view.task = t;
-                      t.title = view.title;
-                      if (view.lines.length) t.output = view.lines.join("\n");
-                      return view.done;
-                    },
-                  })),
-                  { concurrent: true, exitOnError: false },
-                ),
-            },
-          ],
-          { exitOnError: false, registerSignalListeners: false, rendererOptions: { collapseSubtasks: false, collapseErrors: false } },
-        );
         // One play's tree at a time: the next starts when this one is drawn to the end.
-        this.shown = this.shown.then(() => list.run().catch(() => {}));
+        this.shown = this.shown.then(() => this.show(e.play, views));
         break;
       }
       case "task": {
@@ -106,6 +94,59 @@ export class TreeRenderer implements Renderer {
         this.recap = e.hosts;
         break;
     }
+  }
+
+  /** A play over by its turn (or within LIVE_AFTER_MS) prints as finished lines; else it is drawn live. */
+  private async show(play: string, views: Map<string, HostView>): Promise<void> {
+    const over = () => [...views.values()].every((v) => v.failed !== undefined);
+    if (!over()) {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        Promise.allSettled([...views.values()].map((v) => v.done)),
+        new Promise((resolve) => (timer = setTimeout(resolve, LIVE_AFTER_MS))),
+      ]);
+      clearTimeout(timer);
+    }
+    if (over()) return this.printFinished(play, views);
+    return this.drawLive(play, views);
+  }
+
+  private printFinished(play: string, views: Map<string, HostView>): void {
+    const s = this.style;
+    const mark = (failed: boolean | undefined) => (failed ? s.red("✖") : s.green("✔"));
+    const out = [`${mark([...views.values()].some((v) => v.failed))} ${play}`];
+    for (const view of views.values()) {
+      out.push(`  ${mark(view.failed)} ${view.title}`);
+      for (const line of view.lines) out.push(`    ${line}`);
+    }
+    this.options.write(`${out.join("\n")}\n`);
+  }
+
+  private async drawLive(play: string, views: Map<string, HostView>): Promise<void> {
+    const { Listr } = await import("listr2");
+    const list = new Listr(
+      [
+        {
+          title: play,
+          task: (_ctx, playTask) =>
+            playTask.newListr(
+              [...views.entries()].map(([host, view]) => ({
+                title: host,
+                rendererOptions: { outputBar: Infinity, persistentOutput: true },
+                task: (_c: unknown, t: ListrTaskWrapper<unknown, never, never>) => {
+                  view.task = t;
+                  t.title = view.title;
+                  if (view.lines.length) t.output = view.lines.join("\n");
+                  return view.done;
+                },
+              })),
+              { concurrent: true, exitOnError: false },
+            ),
+        },
+      ],
+      { exitOnError: false, registerSignalListeners: false, rendererOptions: { collapseSubtasks: false, collapseErrors: false } },
+    );
+    await list.run().catch(() => {});
   }
 
   private setTitle(view: HostView, title: string): void {
