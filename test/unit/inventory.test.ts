@@ -14,7 +14,10 @@ describe("inventory", () => {
     const inv = loadInventory(
       write(`ssh:\n  private_key: ./id_test\n  known_hosts: ./kh\nhosts:\n  pg1: { address: 10.0.0.11, role: primary }\n  pg2: { address: 10.0.0.12, role: standby }\n`),
     );
-    expect(inv.ssh).toEqual({ user: "root", port: 22, privateKey: join(dir, "id_test"), knownHosts: join(dir, "kh"), connectTimeoutMs: 10_000 });
+    const c = inv.hosts[0]!.connection;
+    expect([c.user.value, c.port.value, c.connectTimeout.value]).toEqual(["root", 22, 10]);
+    expect(c.identityFiles[0]!.value).toBe(join(dir, "id_test"));
+    expect(c.userKnownHostsFiles.value).toEqual([join(dir, "kh")]);
     expect(inv.hosts.map((h) => h.name)).toEqual(["pg1", "pg2"]);
     expect(inv.primary.name).toBe("pg1");
     expect(inv.standbys.map((h) => h.name)).toEqual(["pg2"]);
