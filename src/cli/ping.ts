@@ -14,8 +14,8 @@ export async function pingCommand(inventoryPath: string, options: { acceptNewHos
   } else {
     const rows = results.map((r) =>
       r.reachable
-        ? [r.host.name, r.host.address, "ok", r.path, `as ${r.user} with ${r.identity}`, r.os, `systemd ${r.systemd}`, `rtt ${r.rttMs.toFixed(1)} ms`]
-        : [r.host.name, r.host.address, "UNREACHABLE", r.path, r.message],
+        ? [r.host.name, r.host.address, "ok", r.os, `systemd ${r.systemd}`, `rtt ${r.rttMs.toFixed(1)} ms`, r.path, `as ${r.user} with ${r.identity}`]
+        : [r.host.name, r.host.address, "UNREACHABLE", r.path === "direct" ? r.message : `${r.path}: ${r.message}`],
     );
     for (const line of formatTable(rows)) print(`${line}\n`);
     for (const r of results) {

@@ -143,9 +143,9 @@ export class KnownHosts {
     this.files = [...userFiles, ...globalFiles].map((f) => new KnownHostsFile(f));
   }
 
-  /** The files, for messages. */
+  /** The files, for messages: the user's, and the system's that exist. */
   describe(): string {
-    return [...this.userFiles, ...this.globalFiles].join(", ");
+    return [...this.userFiles, ...this.globalFiles.filter((f) => existsSync(f))].join(", ");
   }
 
   check(name: string, key: Buffer): HostKeyCheck {
