@@ -183,10 +183,9 @@ function sshAccess(file: string, parsed: InventoryFile, scope: SecretScope): { s
   const connections: Record<string, Connection> = {};
   for (const name of Object.keys(parsed.hosts)) {
     const connection = resolveConnection({ name, inventoryFile: file, hosts, ssh: shared, ...(config ? { config } : {}), local });
-    for (const endpoint of [...connection.via, connection]) {
-      if (!UNIX_USER.test(endpoint.user.value)) {
-        throw new PgprovError(`${endpoint.user.from.where}: "${endpoint.user.value}" is not a user name pgprov can use (letters, digits, _ and -) (host ${endpoint.name})`);
-      }
+    // A jump host's user goes nowhere but the SSH handshake; the host's own goes into pg_ident.conf.
+    if (!UNIX_USER.test(connection.user.value)) {
+      throw new PgprovError(`${connection.user.from.where}: "${connection.user.value}" is not a user name pgprov can use (letters, digits, _ and -) (host ${name})`);
     }
     warnings.push(...connection.warnings);
     connections[name] = connection;

@@ -8,6 +8,7 @@
  * does in batch mode.
  */
 import { readFileSync } from "node:fs";
+import { connect } from "node:net";
 import { utils, type ParsedKey } from "ssh2";
 import { PgprovError } from "../common/errors.js";
 import type { Secret } from "../common/secret.js";
@@ -33,12 +34,20 @@ type Loaded = { file: string; key: ParsedKey } | { file: string; skipped: string
 
 export class Identities {
   private readonly loaded = new Map<string, Loaded>();
+  /** Each agent socket, and why it cannot be used ("" when it can). */
+  private readonly agents = new Map<string, string>();
 
   constructor(private readonly unlocking: Unlocking = {}) {}
 
   /** Reads every key file these endpoints may offer, one at a time (a terminal asks one question at a time). */
   async load(endpoints: Endpoint[]): Promise<void> {
-    for (const e of endpoints) for (const file of e.identityFiles) if (!this.loaded.has(file.value)) this.loaded.set(file.value, await this.read(file));
+    for (const e of endpoints) {
+      for (const file of e.identityFiles) if (!this.loaded.has(file.value)) this.loaded.set(file.value, await this.read(file));
+      const agent = e.identityAgent.value;
+      // ssh2 fails the whole connection when the agent cannot be reached (a stale SSH_AUTH_SOCK);
+      // OpenSSH goes on without it, and so does pgprov.
+      if (agent && !this.agents.has(agent)) this.agents.set(agent, await agentProblem(agent));
+    }
   }
 
   /** The methods to offer `endpoint`, in order, and the keys skipped (for the message when all fail). */
@@ -46,7 +55,11 @@ export class Identities {
     const methods: AuthMethod[] = [];
     const skipped: string[] = [];
     const agent = endpoint.identityAgent.value;
-    if (agent && !endpoint.identitiesOnly.value) methods.push({ type: "agent", socket: agent });
+    if (agent && !endpoint.identitiesOnly.value) {
+      const problem = this.agents.get(agent);
+      if (problem) skipped.push(`the agent at ${agent} (${problem})`);
+      else methods.push({ type: "agent", socket: agent });
+    }
     for (const f of endpoint.identityFiles) {
       const loaded = this.loaded.get(f.value);
       if (!loaded) throw new Error(`key ${f.value} was not loaded before connecting`);
@@ -92,6 +105,21 @@ export class Identities {
     }
     return { file: path, skipped: "protected by a passphrase, and none given" };
   }
+}
+
+/** Why the agent at `socket` cannot be used, or "" when it answers a connection (within 2 s). */
+function agentProblem(socket: string): Promise<string> {
+  return new Promise((resolvePromise) => {
+    const conn = connect(socket);
+    const done = (problem: string) => {
+      clearTimeout(timer);
+      conn.destroy();
+      resolvePromise(problem);
+    };
+    const timer = setTimeout(() => done("no answer within 2 s"), 2_000);
+    conn.once("connect", () => done(""));
+    conn.once("error", (e: NodeJS.ErrnoException) => done(e.code ?? e.message));
+  });
 }
 
 function firstKey(parsed: ParsedKey | ParsedKey[] | Error): ParsedKey | Error {

@@ -7,6 +7,8 @@
  */
 import { execFileSync } from "node:child_process";
 import { chmodSync, readFileSync, writeFileSync } from "node:fs";
+import { once } from "node:events";
+import { createServer } from "node:net";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { Secret } from "../../src/common/secret.js";
@@ -110,12 +112,27 @@ describe("issue 13: keys", { timeout: 60_000 }, () => {
 
   it("the agent is offered together with key files, agent first; missing default keys are skipped quietly", async () => {
     const plain = keyPair("plain");
+    const socket = join(dir, "agent.sock");
+    const server = createServer(() => {}).listen(socket);
+    await once(server, "listening");
+    try {
+      const ids = new Identities();
+      const e = endpoint([{ value: plain, kind: "inventory" }, { value: join(dir, "no_such_id_rsa"), kind: "default" }], socket);
+      await ids.load([e]);
+      const { methods, skipped } = ids.methods(e);
+      expect(methods.map((m) => (m.type === "agent" ? `agent ${m.socket}` : `key ${m.file}`))).toEqual([`agent ${socket}`, `key ${plain}`]);
+      expect(skipped).toEqual([]);
+    } finally {
+      server.close();
+    }
+  });
+
+  it("a stale agent socket (SSH_AUTH_SOCK of an agent that is gone) is skipped, as OpenSSH skips it, not a failure of every host", async () => {
+    const plain = keyPair("plain2");
     const ids = new Identities();
-    const e = endpoint([{ value: plain, kind: "inventory" }, { value: join(dir, "no_such_id_rsa"), kind: "default" }], "/run/agent.sock");
+    const e = endpoint([{ value: plain, kind: "inventory" }], join(dir, "gone.sock"));
     await ids.load([e]);
-    const { methods, skipped } = ids.methods(e);
-    expect(methods.map((m) => (m.type === "agent" ? `agent ${m.socket}` : `key ${m.file}`))).toEqual(["agent /run/agent.sock", `key ${plain}`]);
-    expect(skipped).toEqual([]);
+    expect(ids.methods(e)).toEqual({ methods: [expect.objectContaining({ type: "publickey", file: plain })], skipped: [`the agent at ${join(dir, "gone.sock")} (ENOENT)`] });
   });
 
   it("a passphrase from the inventory unlocks the key; a wrong one is an error naming the key file, never 'unreachable'", async () => {
