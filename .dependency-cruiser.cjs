@@ -16,8 +16,8 @@ const LAYERS = {
   engine: ["common", "playbook", "transport"],
   modules: ["common", "engine"],
   postgres: ["common", "engine", "modules"],
-  // transport for the type of its ssh settings only.
-  inventory: ["common", "yaml", "transport", "postgres"],
+  // sshconfig to resolve each host's connection; transport for unlocking keys.
+  inventory: ["common", "yaml", "sshconfig", "transport", "postgres"],
   cluster: ["common", "yaml", "sshconfig", "transport", "tls", "playbook", "engine", "modules", "postgres", "inventory"],
   output: ["common", "engine", "cluster"],
   cli: ["common", "yaml", "sshconfig", "transport", "tls", "playbook", "engine", "modules", "postgres", "inventory", "cluster", "output"],

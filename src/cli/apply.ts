@@ -1,4 +1,4 @@
-import { loadInventory } from "../inventory/inventory.js";
+import { loadInventoryWarning } from "./inventory.js";
 import { applyCluster } from "../cluster/apply.js";
 import { loadClusterPlaybook } from "../cluster/playbook.js";
 import { JsonRenderer } from "../output/json.js";
@@ -25,7 +25,7 @@ export interface ApplyArgs {
 
 /** Exit codes: 0 done (or nothing to change under --check), 1 failed, 2 changes pending under --check. */
 export async function applyCommand(args: ApplyArgs): Promise<number> {
-  const inventory = loadInventory(args.inventory);
+  const inventory = loadInventoryWarning(args.inventory);
   for (const [flag, names] of [["--limit", args.limit], ["--reclone", args.reclone]] as const) {
     for (const name of names ?? []) {
       if (!inventory.hosts.some((h) => h.name === name)) throw new PgprovError(`${flag}: no host named "${name}" in ${args.inventory}`);

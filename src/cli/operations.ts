@@ -3,7 +3,8 @@ import { failover } from "../cluster/failover.js";
 import { rejoin } from "../cluster/rejoin.js";
 import { switchover } from "../cluster/switchover.js";
 import { type ClusterPlaybook, loadClusterPlaybook } from "../cluster/playbook.js";
-import { loadInventory, type Inventory } from "../inventory/inventory.js";
+import type { Inventory } from "../inventory/inventory.js";
+import { loadInventoryWarning } from "./inventory.js";
 import { PgprovError } from "../common/errors.js";
 import { PlainRenderer } from "../output/plain.js";
 import { print } from "./print.js";
@@ -29,7 +30,7 @@ export function parseByteSize(text: string, option: string): number {
 }
 
 function prepare(args: Common): { inventory: Inventory; playbook: ClusterPlaybook; log: (l: string) => void; renderer: PlainRenderer } {
-  const inventory = loadInventory(args.inventory);
+  const inventory = loadInventoryWarning(args.inventory);
   const playbook = loadClusterPlaybook(args.playbook, inventory);
   const write = print;
   const renderer = new PlainRenderer({ diff: false, verbose: false, color: process.stdout.isTTY === true && !process.env.NO_COLOR, write });

@@ -1,10 +1,10 @@
-import { loadInventory } from "../inventory/inventory.js";
+import { loadInventoryWarning } from "./inventory.js";
 import { ping } from "../cluster/ping.js";
 import { formatTable } from "../output/table.js";
 import { print, printJson } from "./print.js";
 
 export async function pingCommand(inventoryPath: string, options: { acceptNewHostKeys: boolean; json: boolean }): Promise<number> {
-  const inventory = loadInventory(inventoryPath);
+  const inventory = loadInventoryWarning(inventoryPath);
   const results = await ping(inventory, { acceptNewHostKeys: options.acceptNewHostKeys });
   if (options.json) {
     for (const r of results) {
@@ -14,8 +14,8 @@ export async function pingCommand(inventoryPath: string, options: { acceptNewHos
   } else {
     const rows = results.map((r) =>
       r.reachable
-        ? [r.host.name, r.host.address, "ok", r.os, `systemd ${r.systemd}`, `rtt ${r.rttMs.toFixed(1)} ms`]
-        : [r.host.name, r.host.address, "UNREACHABLE", r.message],
+        ? [r.host.name, r.host.address, "ok", r.os, `systemd ${r.systemd}`, `rtt ${r.rttMs.toFixed(1)} ms`, r.path, `as ${r.user} with ${r.identity}`]
+        : [r.host.name, r.host.address, "UNREACHABLE", r.path === "direct" ? r.message : `${r.path}: ${r.message}`],
     );
     for (const line of formatTable(rows)) print(`${line}\n`);
     for (const r of results) {

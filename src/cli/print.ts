@@ -20,3 +20,4 @@ export function printJson(value: unknown): void {
 export function printError(text: string): void {
   process.stderr.write(loadedSecrets.text(text));
 }
+

@@ -1,12 +1,12 @@
 import { clusterStatus } from "../cluster/status.js";
-import { loadInventory } from "../inventory/inventory.js";
+import { loadInventoryWarning } from "./inventory.js";
 import { formatBytes } from "../output/format.js";
 import { formatTable } from "../output/table.js";
 import { print, printJson } from "./print.js";
 
 /** Exit codes: 0 every host answers as the inventory says, 1 otherwise (unreachable, stopped, two primaries...). */
 export async function statusCommand(inventoryPath: string, options: { json: boolean; acceptNewHostKeys: boolean }): Promise<number> {
-  const inventory = loadInventory(inventoryPath);
+  const inventory = loadInventoryWarning(inventoryPath);
   const status = await clusterStatus(inventory, { acceptNewHostKeys: options.acceptNewHostKeys });
   const write = (line: string) => print(`${line}\n`);
   if (options.json) {

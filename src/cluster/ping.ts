@@ -3,6 +3,7 @@
  * all hosts in parallel.
  */
 import type { Host, Inventory } from "../inventory/inventory.js";
+import { describePath } from "../sshconfig/connection.js";
 import { closeAll, connectAll, type FleetOptions } from "../transport/fleet.js";
 import { type ConnectFailure, RemoteError } from "../transport/ssh.js";
 
@@ -15,9 +16,14 @@ export type PingResult =
       systemd: string;
       /** Round trip of one minimal remote command on the open connection. */
       rttMs: number;
+      /** `direct`, or `via user@bastion:port`. */
+      path: string;
+      user: string;
+      /** The key file or agent the host accepted. */
+      identity: string;
       learnedHostKey?: string;
     }
-  | { host: Host; reachable: false; reason: ConnectFailure | "command"; message: string };
+  | { host: Host; reachable: false; reason: ConnectFailure | "command"; message: string; path: string };
 
 /** Prints key=value lines; parsed by parsePingFacts. */
 export const PING_SCRIPT = [
@@ -35,17 +41,17 @@ export async function ping(inventory: Inventory, options: FleetOptions = {}): Pr
   try {
     return await Promise.all(
       reached.map(async (r): Promise<PingResult> => {
-        if ("error" in r) return { host: r.host, reachable: false, reason: r.error.reason, message: r.error.detail };
+        if ("error" in r) return { host: r.host, reachable: false, reason: r.error.reason, message: r.error.detail, path: describePath(r.host.connection) };
         let facts;
         try {
           facts = await r.connection.run(PING_SCRIPT, { timeoutMs: 15_000, purpose: "the ping facts" });
         } catch (e) {
           // Reached, but cannot run commands (sudo wants a password, the shell is broken, ...).
-          if (e instanceof RemoteError) return { host: r.host, reachable: false, reason: "command", message: e.message.replace(/^host \S+: /, "") };
+          if (e instanceof RemoteError) return { host: r.host, reachable: false, reason: "command", message: e.message.replace(/^host \S+: /, ""), path: r.connection.path };
           throw e;
         }
         if (facts.code !== 0) {
-          return { host: r.host, reachable: false, reason: "command", message: `the facts script exited ${facts.code}: ${facts.stderr.trim()}` };
+          return { host: r.host, reachable: false, reason: "command", message: `the facts script exited ${facts.code}: ${facts.stderr.trim()}`, path: r.connection.path };
         }
         const rtt = await r.connection.run(":", { timeoutMs: 15_000, purpose: "a round trip" });
         return {
@@ -53,6 +59,9 @@ export async function ping(inventory: Inventory, options: FleetOptions = {}): Pr
           reachable: true,
           ...parsePingFacts(facts.stdout),
           rttMs: rtt.ms,
+          path: r.connection.path,
+          user: r.host.connection.user.value,
+          identity: r.connection.identity,
           ...(r.connection.learnedHostKey ? { learnedHostKey: r.connection.learnedHostKey } : {}),
         };
       }),

@@ -68,7 +68,8 @@ export function hostVariables(
       slots: inventory.replication.slots,
       passfile: "/var/lib/postgresql/.pgprov.pgpass",
     },
-    ssh_user: inventory.ssh.user,
+    // The user sshd runs the pg client's socket forward as, mapped to postgres by pg_ident.conf.
+    ssh_user: host.connection.user.value,
     cluster: {
       slots: inventory.replication.slots ? inventory.standbys.map((h) => slotName(h.name)) : [],
       slot: inventory.replication.slots && host.role === "standby" ? slotName(host.name) : "",

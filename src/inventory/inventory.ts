@@ -4,16 +4,24 @@
  */
 import { randomBytes } from "node:crypto";
 import { accessSync, constants, existsSync, mkdirSync, writeFileSync } from "node:fs";
-import { homedir } from "node:os";
 import { basename, dirname, extname, join, resolve } from "node:path";
 import { FileError, PgprovError, type SourceProblem } from "../common/errors.js";
-import type { SshSettings } from "../transport/target.js";
+import { type Connection, type InventoryHost, type InventorySsh, resolveConnection } from "../sshconfig/connection.js";
+import { localContext } from "../sshconfig/expand.js";
+import { loadDefaultSshConfig, loadSshConfigFile, type SshConfig } from "../sshconfig/load.js";
+import { type Passphrase, terminalAsk, type Unlocking } from "../transport/identities.js";
 import { YamlSource, type YamlPath } from "../yaml/source.js";
-import { inventorySchema } from "./schema.js";
+import { inventorySchema, type InventoryFile } from "./schema.js";
 import { Secret } from "../common/secret.js";
 import { readSecret, secretSource } from "./secret.js";
 
-export type { SshSettings };
+/** How pgprov unlocks keys, and what it read but does not honour (printed as warnings). */
+export interface SshAccess extends Unlocking {
+  warnings: SourceProblem[];
+}
+
+/** A user name as pg_ident.conf gets it (`ssh_user`): whatever its origin, nothing else. */
+const UNIX_USER = /^[a-z_][a-z0-9_-]*\$?$/;
 
 export type Role = "primary" | "standby";
 
@@ -21,6 +29,8 @@ export interface Host {
   name: string;
   address: string;
   role: Role;
+  /** How pgprov reaches it: user, port, keys, jump hosts, each with where it came from. */
+  connection: Connection;
   /** This host's template variables; they override the inventory's `vars`. */
   vars: Record<string, unknown>;
 }
@@ -47,7 +57,7 @@ export interface Inventory {
   file: string;
   /** Directory of the inventory file: relative paths and pgprov's state files live here. */
   dir: string;
-  ssh: SshSettings;
+  ssh: SshAccess;
   aptProxy?: string;
   /** Template variables for every host. A `{ secret: { env | file } }` value is a Secret here. */
   vars: Record<string, unknown>;
@@ -66,26 +76,17 @@ export function loadInventory(file: string): Inventory {
   const parsed = source.validate(inventorySchema);
   const dir = dirname(resolve(file));
 
-  const privateKey = parsed.ssh.private_key ? resolve(dir, parsed.ssh.private_key) : undefined;
-  if (privateKey) {
-    try {
-      accessSync(privateKey, constants.R_OK);
-    } catch (e) {
-      throw new FileError([
-        source.problem(["ssh", "private_key"], `ssh.private_key: cannot read ${privateKey} (${(e as NodeJS.ErrnoException).code})`),
-      ]);
-    }
-  }
-
   const secrets: Secret[] = [];
   const problems: SourceProblem[] = [];
   const withSecrets = (value: Record<string, unknown>, path: YamlPath) =>
     resolveSecrets(value, path, { source, dir, secrets, problems }) as Record<string, unknown>;
   const vars = withSecrets(parsed.vars, ["vars"]);
+  const access = sshAccess(file, parsed, { source, dir, secrets, problems });
   const hosts: Host[] = Object.entries(parsed.hosts).map(([name, h]) => ({
     name,
     address: h.address,
     role: h.role,
+    connection: access.connections[name]!,
     vars: withSecrets(h.vars, ["hosts", name, "vars"]),
   }));
   if (parsed.apt.proxy) {
@@ -106,13 +107,7 @@ export function loadInventory(file: string): Inventory {
   return {
     file: resolve(file),
     dir,
-    ssh: {
-      user: parsed.ssh.user,
-      port: parsed.ssh.port,
-      privateKey,
-      knownHosts: parsed.ssh.known_hosts ? resolve(dir, parsed.ssh.known_hosts) : resolve(homedir(), ".ssh/known_hosts"),
-      connectTimeoutMs: parsed.ssh.connect_timeout * 1000,
-    },
+    ssh: access.ssh,
     ...(parsed.apt.proxy ? { aptProxy: parsed.apt.proxy } : {}),
     vars,
     secrets,
@@ -128,6 +123,81 @@ export function loadInventory(file: string): Inventory {
     primary: hosts.find((h) => h.role === "primary")!,
     standbys: hosts.filter((h) => h.role === "standby"),
   };
+}
+
+/**
+ * Each host's connection, resolved before anything connects: the inventory's keys (paths against
+ * its directory), then ssh's configuration, then defaults. A key file the inventory names must be
+ * readable, and its passphrase is read here; a ProxyJump cycle, a bad line of ssh's
+ * configuration or a user name pg_ident.conf cannot take stops here, naming where it is written.
+ */
+function sshAccess(file: string, parsed: InventoryFile, scope: SecretScope): { ssh: SshAccess; connections: Record<string, Connection> } {
+  const { source, dir, problems } = scope;
+  const passphrases = new Map<string, Passphrase>();
+  const keys = (section: InventoryFile["ssh"] | NonNullable<InventoryFile["hosts"][string]["ssh"]>, path: YamlPath): InventorySsh => {
+    const out: InventorySsh = {};
+    if (section.user !== undefined) out.user = section.user;
+    if (section.port !== undefined) out.port = section.port;
+    if (section.proxy_jump !== undefined) out.proxy_jump = section.proxy_jump;
+    if (section.private_key !== undefined) {
+      out.private_key = resolve(dir, section.private_key);
+      try {
+        accessSync(out.private_key, constants.R_OK);
+      } catch (e) {
+        problems.push(source.problem([...path, "private_key"], `${path.join(".")}.private_key: cannot read ${out.private_key} (${(e as NodeJS.ErrnoException).code})`));
+      }
+    }
+    if (section.passphrase !== undefined) {
+      const where = `${file}: ${path.join(".")}.passphrase`;
+      if (out.private_key === undefined) {
+        problems.push(source.problem([...path, "passphrase"], `${path.join(".")}.passphrase unlocks ${path.join(".")}.private_key, which is not set`));
+      } else {
+        try {
+          const secret = readSecret(section.passphrase, (p) => resolve(dir, p));
+          scope.secrets.push(secret);
+          passphrases.set(out.private_key, { secret, where });
+        } catch (e) {
+          problems.push(source.problem([...path, "passphrase"], `${path.join(".")}.passphrase: ${(e as Error).message}`));
+        }
+      }
+    }
+    return out;
+  };
+  const shared = keys(parsed.ssh, ["ssh"]);
+  if (parsed.ssh.known_hosts !== undefined) shared.known_hosts = resolve(dir, parsed.ssh.known_hosts);
+  if (parsed.ssh.connect_timeout !== undefined) shared.connect_timeout = parsed.ssh.connect_timeout;
+  const hosts: Record<string, InventoryHost> = Object.fromEntries(
+    Object.entries(parsed.hosts).map(([name, h]) => [name, { address: h.address, ...(h.ssh ? { ssh: keys(h.ssh, ["hosts", name, "ssh"]) } : {}) }]),
+  );
+  if (problems.length) throw new FileError(problems);
+
+  let config: SshConfig | undefined;
+  if (parsed.ssh.config === undefined) config = loadDefaultSshConfig();
+  else if (parsed.ssh.config !== false) {
+    const path = resolve(dir, parsed.ssh.config);
+    if (!existsSync(path)) throw new FileError([source.problem(["ssh", "config"], `ssh.config: ${path} does not exist`)]);
+    config = loadSshConfigFile(path);
+  }
+  const local = localContext();
+  const warnings: SourceProblem[] = [...(config?.warnings ?? [])];
+  const connections: Record<string, Connection> = {};
+  for (const name of Object.keys(parsed.hosts)) {
+    const connection = resolveConnection({ name, inventoryFile: file, hosts, ssh: shared, ...(config ? { config } : {}), local });
+    // A jump host's user goes nowhere but the SSH handshake; the host's own goes into pg_ident.conf.
+    if (!UNIX_USER.test(connection.user.value)) {
+      throw new PgprovError(`${connection.user.from.where}: "${connection.user.value}" is not a user name pgprov can use (letters, digits, _ and -) (host ${name})`);
+    }
+    warnings.push(...connection.warnings);
+    connections[name] = connection;
+  }
+  // One warning per line, however many hosts it applies to.
+  const seen = new Set<string>();
+  const unique = warnings.filter((w) => {
+    const key = `${w.file}:${w.line}`;
+    return !seen.has(key) && (seen.add(key), true);
+  });
+  const ask = terminalAsk();
+  return { ssh: { passphrases, warnings: unique, ...(ask ? { ask } : {}) }, connections };
 }
 
 interface SecretScope {

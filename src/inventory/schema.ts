@@ -10,6 +10,7 @@ import { closest } from "../yaml/suggest.js";
 import { SETTINGS_BY_VERSION } from "../postgres/settings.js";
 import { secretSource } from "./secret.js";
 import { slotName } from "../postgres/slot-names.js";
+import { parseProxyJump } from "../sshconfig/jump.js";
 
 export const hostName = z
   .string()
@@ -31,9 +32,30 @@ const address = z
 /** Template variables; names must be usable in `{{ name }}`. */
 export const variables = z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, "a variable name: letters, digits and _"), z.unknown());
 
+/**
+ * How to reach a host, for one host (`hosts.NAME.ssh`) or for all (`ssh`). No key has a default
+ * here: a key not set lets the next place decide (the inventory's `ssh`, then ssh's
+ * configuration, then defaults: see sshconfig/connection.ts).
+ */
+const hostSshShape = {
+  user: z.string().regex(/^[a-z_][a-z0-9_-]*\$?$/, "a Unix user name").optional(),
+  port: z.number().int().min(1).max(65535).optional(),
+  private_key: z.string().min(1).optional(),
+  /** Unlocks private_key (of the same section) when it is protected by a passphrase. */
+  passphrase: secretSource.optional(),
+  /** `[user@]host[:port]`, comma-separated for a chain, or `none`. */
+  proxy_jump: z.string().superRefine((v, ctx) => {
+    const hops = parseProxyJump(v);
+    if (typeof hops === "string") ctx.addIssue({ code: "custom", message: hops });
+  }).optional(),
+};
+
+export const hostSshSchema = z.strictObject(hostSshShape);
+
 export const hostSchema = z.strictObject({
   address,
   role: z.enum(["primary", "standby"]),
+  ssh: hostSshSchema.optional(),
   vars: variables.default({}),
 });
 
@@ -69,11 +91,11 @@ export const aptSchema = z.strictObject({
 });
 
 export const sshSchema = z.strictObject({
-  user: z.string().regex(/^[a-z_][a-z0-9_-]*\$?$/, "a Unix user name").default("root"),
-  port: z.number().int().min(1).max(65535).default(22),
-  private_key: z.string().min(1).optional(),
+  ...hostSshShape,
   known_hosts: z.string().min(1).optional(),
-  connect_timeout: z.number().positive().max(300).default(10).describe("seconds"),
+  connect_timeout: z.number().positive().max(300).optional().describe("seconds"),
+  /** OpenSSH's client configuration: a file (like `ssh -F`), or false for none; default ~/.ssh/config and /etc/ssh/ssh_config. */
+  config: z.union([z.string().min(1), z.literal(false)]).optional(),
 });
 
 /** Settings pgprov derives itself: set by hand they would break replication or be overwritten. */
@@ -132,7 +154,7 @@ export const replicationSchema = z.strictObject({
 
 export const inventorySchema = z
   .strictObject({
-    ssh: sshSchema.default(sshSchema.parse({})),
+    ssh: sshSchema.default({}),
     apt: aptSchema.default({}),
     postgresql: postgresqlSchema.default(postgresqlSchema.parse({})),
     replication: replicationSchema.default(replicationSchema.parse({})),

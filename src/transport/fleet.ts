@@ -1,10 +1,15 @@
 /**
  * Connecting to many hosts at once. A host that cannot be reached is a value (its ConnectError),
- * not an exception, so the caller decides whether the others go on.
+ * not an exception, so the caller decides whether the others go on. Every key file is unlocked
+ * before the first connection (a wrong passphrase is an error of its own, not every host
+ * failing), and a jump host's connection is shared by all the hosts behind it.
  */
-import { KnownHostsFile } from "./known-hosts.js";
+import type { Endpoint } from "../sshconfig/connection.js";
+import { JumpHosts } from "./endpoint.js";
+import { Identities, type Unlocking } from "./identities.js";
+import { KnownHosts } from "./known-hosts.js";
 import { ConnectError, HostConnection } from "./ssh.js";
-import type { SshHost, SshSettings } from "./target.js";
+import type { SshHost } from "./target.js";
 
 export interface FleetOptions {
   acceptNewHostKeys?: boolean;
@@ -15,17 +20,24 @@ export interface FleetOptions {
 /** A host as the caller gave it, with its connection or why there is none. */
 export type Reached<H extends SshHost = SshHost> = { host: H; connection: HostConnection } | { host: H; error: ConnectError };
 
-export async function connectAll<H extends SshHost>(hosts: H[], settings: SshSettings, options: FleetOptions = {}): Promise<Reached<H>[]> {
-  // One KnownHostsFile for all hosts: keys accepted in parallel are appended in turn, never lost.
-  const knownHosts = new KnownHostsFile(settings.knownHosts);
+export async function connectAll<H extends SshHost>(hosts: H[], unlocking: Unlocking, options: FleetOptions = {}): Promise<Reached<H>[]> {
+  const endpoints = hosts.flatMap((h) => [...h.connection.via, h.connection]);
+  const identities = new Identities(unlocking);
+  await identities.load(endpoints);
+  // One KnownHosts per set of files for all hosts: keys accepted in parallel are appended in turn, never lost.
+  const files = new Map<string, KnownHosts>();
+  const knownHosts = (e: Endpoint) => {
+    const key = JSON.stringify([e.userKnownHostsFiles.value, e.globalKnownHostsFiles.value]);
+    let kh = files.get(key);
+    if (!kh) files.set(key, (kh = new KnownHosts(e.userKnownHostsFiles.value, e.globalKnownHostsFiles.value)));
+    return kh;
+  };
+  const endpointOptions = { knownHosts, identities, acceptNewHostKeys: options.acceptNewHostKeys ?? false };
+  const jumps = new JumpHosts(endpointOptions);
   return Promise.all(
     hosts.map(async (host): Promise<Reached<H>> => {
       try {
-        const connection = await HostConnection.open(host, settings, {
-          knownHosts,
-          acceptNewHostKeys: options.acceptNewHostKeys ?? false,
-          exclusive: options.exclusive ?? false,
-        });
+        const connection = await HostConnection.open(host, { ...endpointOptions, jumps, exclusive: options.exclusive ?? false });
         return { host, connection };
       } catch (e) {
         if (e instanceof ConnectError) return { host, error: e };

@@ -2,7 +2,9 @@
  * Host key verification against an OpenSSH known_hosts file. ssh2 accepts any key unless told
  * otherwise and reads no known_hosts itself, so this is what stands between pgprov and a
  * man-in-the-middle. Supports plain and hashed (`|1|salt|hash`) host fields, `[host]:port`,
- * wildcards, negation, and the @revoked marker.
+ * wildcards, negation, and the @revoked marker. The user's files and the system's
+ * (/etc/ssh/ssh_known_hosts) are read together, as OpenSSH reads them; a new key goes to the
+ * user's first file.
  */
 import { createHash, createHmac, randomBytes } from "node:crypto";
 import { appendFileSync, existsSync, mkdirSync, readFileSync } from "node:fs";
@@ -95,6 +97,11 @@ export class KnownHostsFile {
     return knownKeyTypes(this.entries, name);
   }
 
+  /** Lines of `@cert-authority` entries that apply to `name`. */
+  authoritiesFor(name: string): number[] {
+    return this.entries.filter((e) => e.marker === "@cert-authority" && entryMatches(e, name)).map((e) => e.line);
+  }
+
   /**
    * Records a newly accepted key, hashed like OpenSSH's HashKnownHosts (Debian's default), so the
    * file does not list the fleet's addresses in clear. Synchronous: parallel hosts append in turn.
@@ -108,5 +115,56 @@ export class KnownHostsFile {
     const prefix = current && !current.endsWith("\n") ? "\n" : "";
     appendFileSync(this.path, `${prefix}${hosts} ${keyTypeOf(key)} ${key.toString("base64")}\n`, { mode: 0o600 });
     this.entries.push({ line: this.entries.length + 1, hosts, keyType: keyTypeOf(key), key });
+  }
+}
+
+/** Where a known_hosts line is, for messages: `FILE:LINE`. */
+export interface KnownHostsLine {
+  file: string;
+  line: number;
+}
+
+export type HostKeyCheck =
+  | { kind: "known" }
+  | { kind: "unknown"; /** @cert-authority lines for this host: ssh2 cannot check certificates (see message). */ authorities: KnownHostsLine[] }
+  | { kind: "changed"; lines: KnownHostsLine[] }
+  | { kind: "revoked"; at: KnownHostsLine };
+
+/**
+ * The user's known_hosts files and the system's, checked together as OpenSSH checks them: a key
+ * revoked in any is refused, a key listed in any is known, and a host listed with other keys
+ * only is a changed host.
+ */
+export class KnownHosts {
+  private readonly files: KnownHostsFile[];
+
+  /** `userFiles[0]` is where accepted keys are recorded. */
+  constructor(readonly userFiles: string[], readonly globalFiles: string[]) {
+    this.files = [...userFiles, ...globalFiles].map((f) => new KnownHostsFile(f));
+  }
+
+  /** The files, for messages: the user's, and the system's that exist. */
+  describe(): string {
+    return [...this.userFiles, ...this.globalFiles.filter((f) => existsSync(f))].join(", ");
+  }
+
+  check(name: string, key: Buffer): HostKeyCheck {
+    const verdicts = this.files.map((f) => ({ file: f.path, verdict: f.verify(name, key) }));
+    const revoked = verdicts.find((v) => v.verdict.kind === "revoked");
+    if (revoked?.verdict.kind === "revoked") return { kind: "revoked", at: { file: revoked.file, line: revoked.verdict.line } };
+    if (verdicts.some((v) => v.verdict.kind === "known")) return { kind: "known" };
+    const changed = verdicts.flatMap((v) => (v.verdict.kind === "changed" ? v.verdict.lines.map((line) => ({ file: v.file, line })) : []));
+    if (changed.length > 0) return { kind: "changed", lines: changed };
+    return { kind: "unknown", authorities: this.files.flatMap((f) => f.authoritiesFor(name).map((line) => ({ file: f.path, line }))) };
+  }
+
+  knownKeyTypes(name: string): string[] {
+    return [...new Set(this.files.flatMap((f) => f.knownKeyTypes(name)))];
+  }
+
+  add(name: string, key: Buffer): void {
+    const first = this.files[0];
+    if (!first) throw new Error("no known_hosts file to record a key in");
+    first.add(name, key);
   }
 }

@@ -12,26 +12,19 @@
  * remote work of a run from this machine that is gone.
  */
 import { randomBytes } from "node:crypto";
-import { existsSync, readFileSync } from "node:fs";
-import { homedir, hostname } from "node:os";
-import { join, resolve } from "node:path";
-import { type Config, NodeSSH } from "node-ssh";
+import { readFileSync } from "node:fs";
+import { hostname } from "node:os";
+import { join } from "node:path";
+import type { NodeSSH } from "node-ssh";
 import type { ClientChannel } from "ssh2";
 import { PgprovError } from "../common/errors.js";
-import type { SshHost, SshSettings } from "./target.js";
+import type { SshHost } from "./target.js";
 import { PACKAGE_ROOT } from "../common/paths.js";
-import { fingerprint, type HostKeyVerdict, keyTypeOf, KnownHostsFile, knownHostsName } from "./known-hosts.js";
+import { describePath } from "../sshconfig/connection.js";
+import { type ConnectFailure, EndpointError, type EndpointOptions, type JumpHosts, KEEPALIVE_COUNT_MAX, KEEPALIVE_INTERVAL_MS, openEndpoint, type Opened } from "./endpoint.js";
 
-export type ConnectFailure =
-  | "refused"
-  | "timeout"
-  | "unreachable"
-  | "dns"
-  | "auth"
-  | "host-key-unknown"
-  | "host-key-changed"
-  | "host-key-revoked"
-  | "error";
+export type { ConnectFailure };
+export { preferKnownTypes } from "./endpoint.js";
 
 export class ConnectError extends PgprovError {
   override readonly name = "ConnectError";
@@ -65,15 +58,14 @@ export interface RunResult {
   ms: number;
 }
 
-export interface OpenOptions {
-  knownHosts: KnownHostsFile;
+export interface OpenOptions extends EndpointOptions {
+  /** The run's jump hosts, shared by every host behind them. */
+  jumps: JumpHosts;
   /**
    * Hold the host's pgprov lock for the whole run: a second pgprov run that would change the
    * same host is refused instead of acting alongside this one. Reads (ping, status) need none.
    */
   exclusive?: boolean;
-  /** Like OpenSSH's StrictHostKeyChecking=accept-new: record an unknown key; a changed key is still refused. */
-  acceptNewHostKeys?: boolean;
   /** Bound on waiting for another pgprov run that holds the host (default 120 s). */
   lockWaitMs?: number;
   /** Progress while waiting for a host (default: a line on stderr). */
@@ -85,8 +77,6 @@ const DEFAULT_LOCK_WAIT_MS = 120_000;
 /** Between two attempts to take a host's lock, and between two progress lines while waiting. */
 const LOCK_RETRY_MS = 2_000;
 const LOCK_PROGRESS_MS = 10_000;
-const KEEPALIVE_INTERVAL_MS = 5_000;
-const KEEPALIVE_COUNT_MAX = 3;
 
 /** This pgprov process, as the hosts it holds record it. */
 const SELF = {
@@ -123,6 +113,8 @@ export class HostConnection {
   commands = 0;
   /** Set when this connection recorded the host's key in known_hosts. */
   learnedHostKey?: string;
+  /** The key or agent the host accepted, for `pgprov ping`. */
+  readonly identity: string;
   private shell?: Promise<RemoteShell>;
   /** Scripts run one after another: the remote shell runs one at a time. */
   private queue: Promise<unknown> = Promise.resolve();
@@ -134,15 +126,22 @@ export class HostConnection {
   /** How the next shell starts: with the lock, or ending the remote work of a run that is gone first. */
   private nextMode?: string;
 
+  private readonly ssh: NodeSSH;
+
   private constructor(
     readonly host: SshHost,
-    private readonly ssh: NodeSSH,
+    opened: Opened,
+    /** Lets go of the jump hosts this connection goes through. */
+    private readonly release: () => void,
     private readonly sudo: boolean,
     private readonly exclusive: boolean,
     private readonly lockWaitMs: number,
     private readonly log: (line: string) => void,
   ) {
-    const client = ssh.connection!;
+    this.ssh = opened.ssh;
+    this.identity = opened.identity;
+    if (opened.learnedHostKey) this.learnedHostKey = opened.learnedHostKey;
+    const client = opened.ssh.connection!;
     // Without these, a lost connection (a keepalive timeout, a reset) is an unhandled 'error'
     // event, which ends the whole process; it must fail this host only.
     client.on("error", (e: Error & { level?: string }) => this.connectionLost(describeLoss(e, host)));
@@ -150,44 +149,34 @@ export class HostConnection {
     live.add(this);
   }
 
-  static async open(host: SshHost, settings: SshSettings, options: OpenOptions): Promise<HostConnection> {
-    const name = knownHostsName(host.address, settings.port);
-    let verdict: HostKeyVerdict | undefined;
-    let presented: Buffer | undefined;
-    const ssh = new NodeSSH();
-    const config: Config = {
-      host: host.address,
-      port: settings.port,
-      username: settings.user,
-      readyTimeout: settings.connectTimeoutMs,
-      keepaliveInterval: KEEPALIVE_INTERVAL_MS,
-      keepaliveCountMax: KEEPALIVE_COUNT_MAX,
-      ...credentials(settings),
-      algorithms: { serverHostKey: preferKnownTypes(options.knownHosts.knownKeyTypes(name)) },
-      hostVerifier: (key: Buffer) => {
-        presented = key;
-        verdict = options.knownHosts.verify(name, key);
-        return verdict.kind === "known" || (verdict.kind === "unknown" && options.acceptNewHostKeys === true);
-      },
-    };
+  /** Connects to `host` the way its resolved connection says: directly, or through its jump hosts. */
+  static async open(host: SshHost, options: OpenOptions): Promise<HostConnection> {
+    const c = host.connection;
+    let release = () => {};
+    let opened: Opened;
     try {
-      await ssh.connect(config);
+      let sock;
+      if (c.via.length > 0) ({ sock, release } = await options.jumps.tunnel(c.via, c));
+      opened = await openEndpoint(c, sock, options);
     } catch (e) {
-      throw classifyConnectError(host, settings, e as Error & { code?: string; level?: string }, verdict, presented);
+      release();
+      if (e instanceof EndpointError) throw new ConnectError(host, e.reason, e.detail);
+      throw e;
     }
-    const connection = new HostConnection(
+    return new HostConnection(
       host,
-      ssh,
-      settings.user !== "root",
+      opened,
+      release,
+      c.user.value !== "root",
       options.exclusive ?? false,
       options.lockWaitMs ?? DEFAULT_LOCK_WAIT_MS,
       options.log ?? ((line) => process.stderr.write(`pgprov: ${line}\n`)),
     );
-    if (verdict?.kind === "unknown" && presented) {
-      options.knownHosts.add(name, presented);
-      connection.learnedHostKey = `${keyTypeOf(presented)} ${fingerprint(presented)}`;
-    }
-    return connection;
+  }
+
+  /** `direct`, or `via root@bastion:22`, for `pgprov ping` and messages. */
+  get path(): string {
+    return describePath(this.host.connection);
   }
 
   /**
@@ -229,6 +218,7 @@ export class HostConnection {
     live.delete(this);
     void this.shell?.then((s) => s.close()).catch(() => {});
     this.ssh.dispose();
+    this.release();
   }
 
   /**
@@ -318,8 +308,9 @@ export class HostConnection {
   }
 
   private lostError(purpose: string): RemoteError {
+    const via = this.host.connection.via.length > 0 ? ` (${this.path})` : "";
     return new RemoteError(
-      `host ${this.host.name}: the SSH connection to ${this.host.address} was lost while running ${purpose} (${this.lost}); ` +
+      `host ${this.host.name}: the SSH connection to ${this.host.address}${via} was lost while running ${purpose} (${this.lost}); ` +
         `what it was doing there ends when the host notices, or the next run ends it`,
     );
   }
@@ -521,7 +512,11 @@ class RemoteShell {
 
 /** What ended a connection, for the message of the host's failure. */
 function describeLoss(e: Error & { level?: string; code?: string }, host: SshHost): string {
-  if (e.level === "client-timeout") return `no answer from ${host.address} for ${(KEEPALIVE_INTERVAL_MS * KEEPALIVE_COUNT_MAX) / 1000} s`;
+  if (e.level === "client-timeout") {
+    const c = host.connection;
+    const silentMs = c.serverAliveInterval.value > 0 ? c.serverAliveInterval.value * 1000 * c.serverAliveCountMax.value : KEEPALIVE_INTERVAL_MS * KEEPALIVE_COUNT_MAX;
+    return `no answer from ${host.address} for ${silentMs / 1000} s`;
+  }
   return e.code ? `${e.code}: ${e.message}` : e.message;
 }
 
@@ -554,61 +549,3 @@ function machineId(): string {
   return hostname().replace(/[^A-Za-z0-9._-]/g, "_") || "unknown";
 }
 
-function credentials(settings: SshSettings): { privateKey?: string; agent?: string } {
-  if (settings.privateKey) return { privateKey: readFileSync(settings.privateKey, "utf8") };
-  if (process.env.SSH_AUTH_SOCK) return { agent: process.env.SSH_AUTH_SOCK };
-  for (const name of ["id_ed25519", "id_ecdsa", "id_rsa"]) {
-    const path = resolve(homedir(), ".ssh", name);
-    if (existsSync(path)) return { privateKey: readFileSync(path, "utf8") };
-  }
-  return {};
-}
-
-const HOST_KEY_ALGORITHMS = [
-  "ssh-ed25519",
-  "ecdsa-sha2-nistp256",
-  "ecdsa-sha2-nistp384",
-  "ecdsa-sha2-nistp521",
-  "rsa-sha2-512",
-  "rsa-sha2-256",
-  "ssh-rsa",
-] as const;
-type HostKeyAlgorithm = (typeof HOST_KEY_ALGORITHMS)[number];
-
-/** Ask the server for a key type we already know for it, as OpenSSH does, so a host known only by
- * its RSA key is not mistaken for a changed host because it offers ed25519 first. */
-export function preferKnownTypes(known: string[]): HostKeyAlgorithm[] {
-  const isKnown = (alg: HostKeyAlgorithm) => known.includes(alg.startsWith("rsa-sha2-") ? "ssh-rsa" : alg);
-  return [...HOST_KEY_ALGORITHMS.filter(isKnown), ...HOST_KEY_ALGORITHMS.filter((a) => !isKnown(a))];
-}
-
-function classifyConnectError(
-  host: SshHost,
-  settings: SshSettings,
-  e: Error & { code?: string; level?: string },
-  verdict: HostKeyVerdict | undefined,
-  presented: Buffer | undefined,
-): ConnectError {
-  const target = `${host.address}:${settings.port}`;
-  if (verdict && presented && verdict.kind !== "known") {
-    const fp = `${keyTypeOf(presented)} ${fingerprint(presented)}`;
-    switch (verdict.kind) {
-      case "unknown":
-        return new ConnectError(host, "host-key-unknown",
-          `unknown host key ${fp}, not in ${settings.knownHosts}; if this is the right server, rerun with --accept-new-host-keys to record it`);
-      case "changed":
-        return new ConnectError(host, "host-key-changed",
-          `host key mismatch: the server presented ${fp}, which differs from the key recorded in ${settings.knownHosts} (line ${verdict.lines.join(", ")}); refusing to connect. If the server was really reinstalled, remove the old line and rerun with --accept-new-host-keys`);
-      case "revoked":
-        return new ConnectError(host, "host-key-revoked", `host key ${fp} is marked @revoked in ${settings.knownHosts} (line ${verdict.line})`);
-    }
-  }
-  if (e.code === "ECONNREFUSED") return new ConnectError(host, "refused", `connection refused at ${target} (is sshd running?)`);
-  if (e.code === "ENOTFOUND" || e.code === "EAI_AGAIN") return new ConnectError(host, "dns", `cannot resolve ${host.address}`);
-  if (e.code === "EHOSTUNREACH" || e.code === "ENETUNREACH") return new ConnectError(host, "unreachable", `no route to ${target}`);
-  if (e.level === "client-timeout" || e.code === "ETIMEDOUT")
-    return new ConnectError(host, "timeout", `timed out after ${settings.connectTimeoutMs / 1000} s connecting to ${target}`);
-  if (e.level === "client-authentication")
-    return new ConnectError(host, "auth", `authentication failed for user ${settings.user}${settings.privateKey ? ` with key ${settings.privateKey}` : ""}`);
-  return new ConnectError(host, "error", `cannot connect to ${target}: ${e.message}`);
-}

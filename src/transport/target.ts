@@ -1,20 +1,13 @@
 /**
  * What transport needs to reach a host: its own types, so SSH knows nothing of inventories. The
- * cluster layer hands it the inventory's hosts and settings, which fit these shapes.
+ * cluster layer hands it the inventory's hosts, each with its connection resolved (see
+ * sshconfig/connection.ts: the inventory's keys, then ssh's configuration, then defaults).
  */
+import type { Connection } from "../sshconfig/connection.js";
 
-/** A host to connect to: a name for messages, an address for the network. */
+/** A host to connect to: a name for messages, an address for the network, how to reach it. */
 export interface SshHost {
   name: string;
   address: string;
-}
-
-export interface SshSettings {
-  user: string;
-  port: number;
-  /** Absolute path; undefined means: the SSH agent, then ~/.ssh/id_ed25519, id_ecdsa, id_rsa. */
-  privateKey?: string;
-  /** Absolute path; need not exist yet (then every host is unknown). */
-  knownHosts: string;
-  connectTimeoutMs: number;
+  connection: Connection;
 }

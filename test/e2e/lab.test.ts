@@ -27,7 +27,7 @@ describe("lab and transport", () => {
     const lines = r.stdout.trim().split("\n");
     expect(lines).toHaveLength(2);
     for (const [i, line] of lines.entries()) {
-      expect(line).toMatch(new RegExp(`^pg${i + 1} +${lab.hosts[i]!.address.replace(/\./g, "\\.")} +ok +Debian GNU/Linux 12 \\(bookworm\\) +systemd running +rtt [0-9.]+ ms$`));
+      expect(line).toMatch(new RegExp(`^pg${i + 1} +${lab.hosts[i]!.address.replace(/\./g, "\\.")} +ok +Debian GNU/Linux 12 \\(bookworm\\) +systemd running +rtt [0-9.]+ ms +direct +as root with .+$`));
     }
   });
 

@@ -14,7 +14,10 @@ describe("inventory", () => {
     const inv = loadInventory(
       write(`ssh:\n  private_key: ./id_test\n  known_hosts: ./kh\nhosts:\n  pg1: { address: 10.0.0.11, role: primary }\n  pg2: { address: 10.0.0.12, role: standby }\n`),
     );
-    expect(inv.ssh).toEqual({ user: "root", port: 22, privateKey: join(dir, "id_test"), knownHosts: join(dir, "kh"), connectTimeoutMs: 10_000 });
+    const c = inv.hosts[0]!.connection;
+    expect([c.user.value, c.port.value, c.connectTimeout.value]).toEqual(["root", 22, 10]);
+    expect(c.identityFiles[0]!.value).toBe(join(dir, "id_test"));
+    expect(c.userKnownHostsFiles.value).toEqual([join(dir, "kh")]);
     expect(inv.hosts.map((h) => h.name)).toEqual(["pg1", "pg2"]);
     expect(inv.primary.name).toBe("pg1");
     expect(inv.standbys.map((h) => h.name)).toEqual(["pg2"]);
@@ -85,6 +88,9 @@ describe("inventory", () => {
     const copy = join(mkdtempSync(join(tmpdir(), "pgprov-example-")), "inventory.yml");
     copyFileSync(join(import.meta.dirname, "../../inventory.example.yml"), copy);
     writeFileSync(join(dirname(copy), "id_ed25519"), "not read until connecting");
+    writeFileSync(join(dirname(copy), "pg1_key"), "not read until connecting");
+    writeFileSync(join(dirname(copy), "ssh_config"), "Host pg*\n  ServerAliveInterval 15\n", { mode: 0o600 });
+    process.env.PGPROV_KEY_PASSPHRASE = "example-key-passphrase";
     process.env.APP_TOKEN = "example-token";
     process.env.PGPROV_REPLICATION_PASSWORD = "example-replication-password";
     const inv = loadInventory(copy);
@@ -92,6 +98,9 @@ describe("inventory", () => {
     expect(inv.aptProxy).toBe("http://10.0.0.1:3142/"); // its normal form
     expect(inv.postgresql).toMatchObject({ version: 15, port: 5432, clients: ["10.0.0.0/24"] });
     expect(inv.replication.password?.reveal()).toBe("example-replication-password");
+    const [pg1, pg2] = inv.hosts.map((h) => h.connection);
+    expect([pg1!.user.value, pg1!.port.value, pg1!.via.length, pg2!.user.value, pg2!.via[0]!.hostname.value]).toEqual(["dba", 2222, 0, "root", "bastion.example"]);
+    expect(pg2!.serverAliveInterval.value).toBe(15);
   });
 
   it("names a missing file", () => {

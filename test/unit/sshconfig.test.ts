@@ -14,6 +14,7 @@ import { parseProxyJump } from "../../src/sshconfig/jump.js";
 import { splitLine } from "../../src/sshconfig/lexer.js";
 import { glob, loadDefaultSshConfig, loadSshConfigFile, parseSshConfig, type SshConfig } from "../../src/sshconfig/load.js";
 import { lookupHost } from "../../src/sshconfig/lookup.js";
+import { thrown } from "./yaml-files.js";
 
 const home = mkdtempSync(join(tmpdir(), "pgprov-sshconfig-home-"));
 mkdirSync(join(home, ".ssh"), { mode: 0o700 });
@@ -35,14 +36,6 @@ function connect(config: SshConfig | undefined, name: string, extra: { hosts?: R
   return resolveConnection(input);
 }
 
-function thrown(f: () => unknown): string {
-  try {
-    f();
-  } catch (e) {
-    return (e as Error).message;
-  }
-  throw new Error("expected an error");
-}
 
 describe("issue 13: ssh config lines are split as OpenSSH splits them", () => {
   it("keyword and arguments: = or spaces, quotes, escapes, comments only at a word's start", () => {

@@ -26,3 +26,13 @@ export function yamlFiles(kind: string, load: (file: string) => unknown) {
   };
   return { dir, write, problems };
 }
+
+/** The message `f` throws; fails the test when it throws nothing. */
+export function thrown(f: () => unknown): string {
+  try {
+    f();
+  } catch (e) {
+    return (e as Error).message;
+  }
+  throw new Error("expected an error");
+}
