@@ -9,6 +9,9 @@ export default defineConfig({
         test: {
           name: "unit",
           include: ["test/unit/**/*.test.ts"],
+          // A few unit tests run real processes (the remote shell's loop, openssl, ssh -G) and wait
+          // up to 15 s for them: on 2 cores that e2e labs load, vitest's 5 s default is too short.
+          testTimeout: 30_000,
         },
       },
       {
