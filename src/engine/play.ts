@@ -100,13 +100,22 @@ export class PlayOnHost {
       }
       const decision = this.decide(p);
       let stdout = typeof decision.value === "string" ? decision.value : "";
-      if (decision.changes.length > 0 && !check) {
+      const changed = decision.changes.length > 0;
+      if (changed) {
+        for (const handler of p.task.notify) {
+          notified.add(handler);
+          // Remembered before the act: an act that fails half-way (or loses its connection) may
+          // have changed the host all the same, and the next run, finding nothing to change,
+          // would never notify again.
+          if (!check) this.run.state.addPendingHandler(this.playKey, this.host, handler);
+        }
+      }
+      if (changed && !check) {
         const later = [...checked.entries()].filter(([j, q]) => j > i && q.probe !== undefined);
         const { output, outputs } = await this.act(p, decision, later.map(([, q]) => q));
         stdout = output;
         later.forEach(([j, q], k) => checked.set(j, { ...q, output: outputs[k]! }));
       }
-      const changed = decision.changes.length > 0;
       report(changed ? "changed" : "ok", decision);
       if (decision.value !== undefined) this.run.results.record(p.task.module, this.host, decision.value);
       this.register(p.task, {
@@ -116,13 +125,6 @@ export class PlayOnHost {
         changes: decision.changes.map((c) => c.summary),
         ...(decision.value !== undefined && typeof decision.value !== "string" ? { value: decision.value } : {}),
       });
-      if (changed) {
-        for (const handler of p.task.notify) {
-          notified.add(handler);
-          // Remembered before anything else can fail, so a later failure cannot lose it.
-          if (!check) this.run.state.addPendingHandler(this.playKey, this.host, handler);
-        }
-      }
       if (handlers && !check) this.run.state.handlerDone(this.playKey, this.host, p.task.name);
     }
   }

@@ -115,11 +115,16 @@ interface Setup {
 }
 
 /** A playbook (YAML) over fake hosts h1 (group "first") and h2; runs of one directory share a state file. */
-function setup(yaml: string, hosts: Record<string, FakeHost> = { h1: new FakeHost(), h2: new FakeHost() }, dir = mkdtempSync(join(tmpdir(), "pgprov-engine-"))): Setup {
+function setup(
+  yaml: string,
+  hosts: Record<string, FakeHost> = { h1: new FakeHost(), h2: new FakeHost() },
+  dir = mkdtempSync(join(tmpdir(), "pgprov-engine-")),
+  extraModules: Record<string, Module> = {},
+): Setup {
   const file = join(dir, `playbook.yml`);
   writeFileSync(file, yaml);
   const targets: Target[] = Object.keys(hosts).map((name, i) => ({ name, address: `10.0.0.${i + 1}`, groups: i === 0 ? ["first"] : [] }));
-  const playbook = loadPlaybook<Module>(file, { modules, hostNames: Object.keys(hosts), groups: ["first"], variables: ["host"], factKeys: [] });
+  const playbook = loadPlaybook<Module>(file, { modules: { ...modules, ...extraModules }, hostNames: Object.keys(hosts), groups: ["first"], variables: ["host"], factKeys: [] });
   const events: RunEvent[] = [];
   return {
     dir,
@@ -324,5 +329,38 @@ describe("the facts script", () => {
     expect(facts.hostname).toBe(readFileSync("/proc/sys/kernel/hostname", "utf8").trim());
     expect(facts.memory_mb).toBeGreaterThan(0);
     expect(facts.cpus).toBeGreaterThan(0);
+  });
+});
+
+describe("engine on a fake host: the second reader's findings", () => {
+  it("issue 9 item 5: a handler notified by a task whose act failed half-way runs in the next run", async () => {
+    // The first command of the act (the file written) took effect, the second failed: the host
+    // already holds what the task wanted, so the next run sees no change and would never notify.
+    const halfWay: Module<z.output<typeof kvArgs>, string> = {
+      ...kv,
+      name: "half_way",
+      decide(args, state) {
+        const d = kv.decide(args, state, { playbookDir: "", render: (t) => t });
+        return d.changes.length ? { ...d, changes: d.changes.map((c) => ({ ...c, commands: [...c.commands, { script: "fail" }] })) } : d;
+      },
+    };
+    const s = setup(
+      `
+- name: p
+  hosts: first
+  tasks:
+    - { name: change, half_way: { key: k, value: "1" }, notify: h }
+  handlers:
+    - { name: h, kv: { key: handled, value: "yes" } }
+`,
+      undefined,
+      undefined,
+      { half_way: halfWay },
+    );
+    expect((await s.run()).failed).toBe(true);
+    expect(s.hosts.h1!.values).toEqual({ k: "1" });
+    await s.run();
+    expect(taskEvents(s.events)).toEqual(["h1 change ok", "h1 h changed"]);
+    expect(s.hosts.h1!.values.handled).toBe("yes");
   });
 });
