@@ -177,9 +177,10 @@ export class PlayOnHost {
         return [];
       }
     });
+    const mark = this.run.readAheadMark();
     const read = await readProbes(this.session.io, probes, { facts: true, purpose: `the checks of play "${this.play.name}" and, read ahead, of the plays after it` });
     if (read.facts && !sameFacts(this.session.facts, read.facts)) this.setFacts(read.facts);
-    else this.run.setReadAhead(this.host, read.outputs);
+    else this.run.setReadAhead(this.host, read.outputs, mark);
   }
 
   /**

@@ -364,3 +364,43 @@ describe("engine on a fake host: the second reader's findings", () => {
     expect(s.hosts.h1!.values.handled).toBe("yes");
   });
 });
+
+describe("engine on a fake host: reading ahead while another host acts", () => {
+  it("issue 9 item 1: a read-ahead that comes back after another host's act is not used in later plays", async () => {
+    // Two hosts that see one state (as a primary sees its standbys): h2 changes it in play one
+    // while h1's read-ahead is on its way back, with what it read before the change.
+    const shared: Record<string, string> = { k: "0" };
+    let release = () => {};
+    const acted = new Promise<void>((resolve) => (release = resolve));
+    class Slow extends FakeHost {
+      override async run(sections: Section[]): Promise<SectionResult[]> {
+        const results = await super.run(sections);
+        if (sections.some((s) => s.script.startsWith("get k"))) await acted; // the read-ahead's reply
+        return results;
+      }
+    }
+    class Acting extends FakeHost {
+      override async run(sections: Section[]): Promise<SectionResult[]> {
+        const results = await super.run(sections);
+        if (sections.some((s) => s.script.startsWith("set"))) release();
+        return results;
+      }
+    }
+    const s = setup(
+      `
+- name: one
+  hosts: all
+  tasks:
+    - { name: set k on h2, kv: { key: k, value: "1" }, when: "{{ eq host.name 'h2' }}" }
+- name: two
+  hosts: first
+  tasks:
+    - { name: k, read: { key: k } }
+`,
+      { h1: new Slow(shared), h2: new Acting(shared) },
+    );
+    const summary = await s.run();
+    expect(shared.k).toBe("1");
+    expect(summary.results.of(read).get("h1")).toBe("1");
+  });
+});
