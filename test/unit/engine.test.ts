@@ -404,3 +404,37 @@ describe("engine on a fake host: reading ahead while another host acts", () => {
     expect(summary.results.of(read).get("h1")).toBe("1");
   });
 });
+
+describe("engine on a fake host: a template file's variables", () => {
+  /** Like the template module: `prepare` renders a file of the playbook's directory with the host's variables. */
+  const templateArgs = z.strictObject({ key: z.string(), src: z.string(), value: z.string().optional() });
+  const fileTemplate: Module<z.output<typeof templateArgs>, string> = {
+    name: "template",
+    args: templateArgs,
+    prepare: (args, context) => ({ ...args, value: context.render(readFileSync(join(context.playbookDir, args.src), "utf8"), args.src) }),
+    probe: (args) => `get ${args.key}`,
+    decide: (args, state, context) => kv.decide({ key: args.key, value: args.value! }, state, context),
+  };
+
+  it("issue 9 item 5: a task whose template file reads a value registered in its own play waits for it (a batch break)", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "pgprov-engine-"));
+    writeFileSync(join(dir, "b.hbs"), "{{ got.stdout }}");
+    const s = setup(
+      `
+- name: p
+  hosts: first
+  tasks:
+    - { name: a, read: { key: a }, register: got }
+    - { name: b, template: { key: b, src: b.hbs } }
+`,
+      undefined,
+      dir,
+      { template: fileTemplate },
+    );
+    s.hosts.h1!.values.a = "x";
+    const summary = await s.run();
+    expect(s.events.filter((e) => e.type === "failure")).toEqual([]);
+    expect(summary.failed).toBe(false);
+    expect(s.hosts.h1!.values.b).toBe("x");
+  });
+});
