@@ -3,7 +3,7 @@
  * streaming verification around it. The checks find what they need by module, typed (see
  * engine/results.ts), whatever the playbook registers:
  * - before anything connects, a playbook that clones (pg_standby) must read every member's data
- *   directory (pg_data_directory) in an earlier play of read-only tasks;
+ *   directory (pg_data_directory) in plays of read-only tasks before any play that may change a host;
  * - after each play that reads data directories, the rules of safety.ts decide whether the run
  *   may go on (never two writable servers), before the next play changes anything;
  * - after the run, the primary's pg_replication read says which standbys do not stream yet: they
@@ -126,22 +126,24 @@ export function safetyGate(inventory: Inventory, members: Host[], reclone: strin
 
 /**
  * The rules that keep two primaries from existing rest on reading every member's data directory
- * before anything is cloned: a playbook that clones (pg_standby) without such reads in an earlier
- * play of read-only tasks (which run on all their hosts, whatever --limit and --tags say) is
- * refused before anything connects.
+ * before anything changes: a playbook that clones (pg_standby) without such reads in plays of
+ * read-only tasks (which run on all their hosts, whatever --limit and --tags say) before its first
+ * play that may change a host is refused before anything connects. Reads after a change would
+ * come too late: that change (a restart, a reload) could already have touched a second primary.
  */
 export function requireSafetyReads(playbook: ClusterPlaybook, targets: ReturnType<typeof targetOf>[], members: Host[]): void {
   const cloneAt = playbook.plays.findIndex((p) => [...p.tasks, ...p.handlers].some((t) => t.module === pgStandby));
   if (cloneAt < 0) return;
-  const reads = playbook.plays.slice(0, cloneAt).filter((p) => isReadOnly(p) && p.tasks.some((t) => t.module === pgDataDirectory));
+  const firstChange = playbook.plays.findIndex((p) => !isReadOnly(p));
+  const reads = playbook.plays.slice(0, firstChange).filter((p) => p.tasks.some((t) => t.module === pgDataDirectory));
   const unread = members.filter((h) => !reads.some((p) => selectTargets(p, targets).some((t) => t.host === h)));
   if (unread.length === 0) return;
   const clone = playbook.plays[cloneAt]!;
   const where = [...clone.tasks, ...clone.handlers].find((t) => t.module === pgStandby)!.where;
   throw new PgprovError(
     `${where}: refusing a playbook that clones (pg_standby) without first reading the data directory of ${unread.map((h) => h.name).join(", ")}: ` +
-      `add, before this play, a play of read-only tasks on all hosts with a pg_data_directory task (as the bundled playbooks/cluster.yml does); ` +
-      `the checks that keep two servers from accepting writes rest on those reads`,
+      `add, before play "${playbook.plays[firstChange]!.name}" (the first that may change a host), a play of read-only tasks on all hosts with a pg_data_directory task ` +
+      `(as the bundled playbooks/cluster.yml does); the checks that keep two servers from accepting writes rest on those reads`,
   );
 }
 

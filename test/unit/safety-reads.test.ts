@@ -46,6 +46,16 @@ describe("issue 9 item 6: safety as a type", () => {
     expect(() => requireSafetyReads(primaryOnly, targets, inventory.hosts)).toThrow(/data directory of pg2, pg3/);
   });
 
+  it("issue 9 item 6: refuses a playbook that clones and changes a host before it has read every data directory", () => {
+    // The reads moved after the configuration plays: those would change hosts (a reload, a
+    // restart of a server the gate has not seen) before the gate could stop the run.
+    const readsLate = bundledWith((t) => {
+      const reads = /- name: Cluster state\n[\s\S]*?register: pgprov_data_directory\n/.exec(t)![0];
+      return t.replace(reads, "").replace("- name: Standbys\n", `${reads}\n- name: Standbys\n`);
+    });
+    expect(() => requireSafetyReads(readsLate, targets, inventory.hosts)).toThrow(/without first reading the data directory of pg1, pg2, pg3/);
+  });
+
   it("gates on what pg_data_directory read, whatever it was registered as: two writable servers stop the run", () => {
     const playbook = bundledWith((t) => t.replace("      register: pgprov_data_directory\n", ""));
     const gate = safetyGate(inventory, inventory.hosts, []);
