@@ -96,6 +96,9 @@ export class PlayOnHost {
       if (p.skip !== undefined) {
         report("skipped");
         this.register(p.task, { changed: false, skipped: true, stdout: "" });
+        // Its `when` decided, as for a handler that ran: left pending, it would run in whichever
+        // later run its `when` first holds, long after the change that notified it.
+        if (handlers && !check) this.run.state.handlerDone(this.playKey, this.host, p.task.name);
         continue;
       }
       const decision = this.decide(p);

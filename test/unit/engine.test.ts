@@ -438,3 +438,24 @@ describe("engine on a fake host: a template file's variables", () => {
     expect(s.hosts.h1!.values.b).toBe("x");
   });
 });
+
+describe("engine on a fake host: a handler its `when` skips", () => {
+  it("issue 9 item 5: a notified handler that its when skips is done with, not left pending for a later run", async () => {
+    // Left pending, it would run in whichever later run its `when` first holds: a restart long
+    // after the change that asked for it, on a host whose role has changed since.
+    const s = setup(`
+- name: p
+  hosts: first
+  tasks:
+    - { name: change, kv: { key: k, value: "1" }, notify: h }
+  handlers:
+    - { name: h, kv: { key: handled, value: "yes" }, when: "{{ eq host.role 'primary' }}" }
+`);
+    const as = (role: string): Partial<RunOptions> => ({ variables: (t) => ({ host: { name: t.name, role } }) });
+    await s.run(as("standby"));
+    expect(taskEvents(s.events)).toEqual(["h1 change changed", "h1 h skipped"]);
+    await s.run(as("primary"));
+    expect(taskEvents(s.events)).toEqual(["h1 change ok"]);
+    expect(s.hosts.h1!.values.handled).toBeUndefined();
+  });
+});
