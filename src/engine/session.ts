@@ -69,7 +69,7 @@ export class Run {
   ) {
     this.redactor = new Redactor(options.secrets);
     this.emit = (event) => options.emit(this.redactor.value(event));
-    this.state = new RunState(options.statePath);
+    this.state = new RunState(options.statePath, options.check ?? false);
   }
 
   readAheadOf(host: string): ReadonlyMap<string, ProbeOutput> | undefined {

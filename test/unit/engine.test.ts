@@ -459,3 +459,37 @@ describe("engine on a fake host: a handler its `when` skips", () => {
     expect(s.hosts.h1!.values.handled).toBeUndefined();
   });
 });
+
+describe("engine on a fake host: a --check run beside a run that changes", () => {
+  it("issue 9 item 5: a --check run that ends after a failed run does not lose the handler that run left pending", async () => {
+    // --check takes no lock (a drift check from cron, say), so it may run beside an apply; it read
+    // the state file before the apply wrote the pending handler, and must not write it back without.
+    const play = (second: string) => `
+- name: p
+  hosts: first
+  tasks:
+    - { name: change, kv: { key: k, value: "1" }, notify: h }
+    - { name: second, ${second} }
+  handlers:
+    - { name: h, kv: { key: handled, value: "yes" } }
+`;
+    let release = () => {};
+    const released = new Promise<void>((resolve) => (release = resolve));
+    class Held extends FakeHost {
+      override async run(sections: Section[]): Promise<SectionResult[]> {
+        await released;
+        return super.run(sections);
+      }
+    }
+    const values: Record<string, string> = {};
+    const checking = setup(play(`kv: { key: k, value: "1" }`), { h1: new Held(values) });
+    const check = checking.run({ check: true });
+    const failing = setup(play(`run: { script: fail }`), { h1: new FakeHost(values) }, checking.dir);
+    expect((await failing.run()).failed).toBe(true);
+    release();
+    await check;
+    const fixed = setup(play(`kv: { key: k, value: "1" }`), { h1: new FakeHost(values) }, checking.dir);
+    await fixed.run();
+    expect(taskEvents(fixed.events)).toEqual(["h1 change ok", "h1 second ok", "h1 h changed"]);
+  });
+});
