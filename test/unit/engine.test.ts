@@ -158,6 +158,17 @@ const READ_THEN_CHANGE = `
     - { name: untagged, kv: { key: u, value: "1" } }
 `;
 
+/** A task that notifies, then a second task (one that fails, or not). */
+const notifyThen = (second: string) => `
+- name: p
+  hosts: first
+  tasks:
+    - { name: change, kv: { key: k, value: "1" }, notify: h }
+    - { name: second, ${second} }
+  handlers:
+    - { name: h, kv: { key: handled, value: "yes" } }
+`;
+
 const taskEvents = (events: RunEvent[]) => events.flatMap((e) => (e.type === "task" ? [`${e.host} ${e.task} ${e.status}`] : []));
 
 describe("engine on a fake host", () => {
@@ -194,21 +205,12 @@ describe("engine on a fake host", () => {
   });
 
   it("issue 9 item 5: a handler notified before a run failed runs in the next run", async () => {
-    const play = (second: string) => `
-- name: p
-  hosts: first
-  tasks:
-    - { name: change, kv: { key: k, value: "1" }, notify: h }
-    - { name: second, ${second} }
-  handlers:
-    - { name: h, kv: { key: handled, value: "yes" } }
-`;
-    const failing = setup(play(`run: { script: fail }`));
+    const failing = setup(notifyThen(`run: { script: fail }`));
     const summary = await failing.run();
     expect(summary.failed).toBe(true);
     expect(failing.hosts.h1!.values).toEqual({ k: "1" });
     // The same hosts and state file, the failing task fixed: the handler runs, though nothing changes now.
-    const fixed = setup(play(`kv: { key: k, value: "1" }`), failing.hosts, failing.dir);
+    const fixed = setup(notifyThen(`kv: { key: k, value: "1" }`), failing.hosts, failing.dir);
     await fixed.run();
     expect(taskEvents(fixed.events)).toEqual(["h1 change ok", "h1 second ok", "h1 h changed"]);
     expect(fixed.hosts.h1!.values.handled).toBe("yes");
@@ -464,15 +466,6 @@ describe("engine on a fake host: a --check run beside a run that changes", () =>
   it("issue 9 item 5: a --check run that ends after a failed run does not lose the handler that run left pending", async () => {
     // --check takes no lock (a drift check from cron, say), so it may run beside an apply; it read
     // the state file before the apply wrote the pending handler, and must not write it back without.
-    const play = (second: string) => `
-- name: p
-  hosts: first
-  tasks:
-    - { name: change, kv: { key: k, value: "1" }, notify: h }
-    - { name: second, ${second} }
-  handlers:
-    - { name: h, kv: { key: handled, value: "yes" } }
-`;
     let release = () => {};
     const released = new Promise<void>((resolve) => (release = resolve));
     class Held extends FakeHost {
@@ -482,13 +475,13 @@ describe("engine on a fake host: a --check run beside a run that changes", () =>
       }
     }
     const values: Record<string, string> = {};
-    const checking = setup(play(`kv: { key: k, value: "1" }`), { h1: new Held(values) });
+    const checking = setup(notifyThen(`kv: { key: k, value: "1" }`), { h1: new Held(values) });
     const check = checking.run({ check: true });
-    const failing = setup(play(`run: { script: fail }`), { h1: new FakeHost(values) }, checking.dir);
+    const failing = setup(notifyThen(`run: { script: fail }`), { h1: new FakeHost(values) }, checking.dir);
     expect((await failing.run()).failed).toBe(true);
     release();
     await check;
-    const fixed = setup(play(`kv: { key: k, value: "1" }`), { h1: new FakeHost(values) }, checking.dir);
+    const fixed = setup(notifyThen(`kv: { key: k, value: "1" }`), { h1: new FakeHost(values) }, checking.dir);
     await fixed.run();
     expect(taskEvents(fixed.events)).toEqual(["h1 change ok", "h1 second ok", "h1 h changed"]);
   });
