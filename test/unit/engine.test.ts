@@ -486,3 +486,14 @@ describe("engine on a fake host: a --check run beside a run that changes", () =>
     expect(taskEvents(fixed.events)).toEqual(["h1 change ok", "h1 second ok", "h1 h changed"]);
   });
 });
+
+describe("engine on a fake host: the gate after a play no host takes part in", () => {
+  it("issue 9 item 5: afterPlay is called after every play, also one no host is left for (the gate may have waited for it)", async () => {
+    // The safety gate judges reads split over read-only plays after the last of them; if that one
+    // had no host (every standby excluded, say) and the gate were not called, nothing would be judged.
+    const s = setup(READ_THEN_CHANGE.replace("- name: changes\n  hosts: all", "- name: only h2\n  hosts: h2\n  tasks:\n    - { name: read b, read: { key: b } }\n- name: changes\n  hosts: all"));
+    const after: string[] = [];
+    await s.run({ exclude: ["h2"], afterPlay: (play) => void after.push(play.name) });
+    expect(after).toEqual(["reads", "only h2", "changes"]);
+  });
+});
