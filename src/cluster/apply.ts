@@ -76,7 +76,7 @@ export async function applyCluster(inventory: Inventory, playbook: ClusterPlaybo
         return hostVariables(inventory, host, facts, { reclone, ...(id ? { primarySystemIdentifier: id } : {}) });
       },
       emit,
-      afterPlay: safetyGate(inventory, members, reclone),
+      afterPlay: safetyGate(playbook, inventory, members, reclone),
     });
     const replication = summary.results.of(pgReplication).get(inventory.primary.name);
     if (replication && !summary.failed) {
@@ -110,11 +110,20 @@ export async function applyCluster(inventory: Inventory, playbook: ClusterPlaybo
 
 /**
  * After a play that reads data directories (pg_data_directory, whatever it registers), the rules
- * of safety.ts on what every member's read: a refusal stops the run before the next play.
+ * of safety.ts on what every member's read: a refusal stops the run before the next play. Reads
+ * split over several read-only plays (the primary's, then the standbys') are judged together,
+ * after the last of them: the next play changes nothing, so judging can wait for it.
  */
-export function safetyGate(inventory: Inventory, members: Host[], reclone: string[]): NonNullable<RunOptions["afterPlay"]> {
+export function safetyGate(playbook: ClusterPlaybook, inventory: Inventory, members: Host[], reclone: string[]): NonNullable<RunOptions["afterPlay"]> {
+  const readsDataDirectory = (p: ClusterPlaybook["plays"][number]) => p.tasks.some((t) => t.module === pgDataDirectory);
   return (play, results) => {
-    if (!play.tasks.some((t) => t.module === pgDataDirectory)) return;
+    const at = playbook.plays.indexOf(play);
+    const next = playbook.plays[at + 1];
+    if (next && isReadOnly(next)) return;
+    // This play, and the read-only plays just before it (whose judging waited for it).
+    let from = at;
+    while (from > 0 && isReadOnly(playbook.plays[from - 1]!) && isReadOnly(playbook.plays[from]!)) from--;
+    if (!playbook.plays.slice(from, at + 1).some(readsDataDirectory)) return;
     // Fail closed: a host whose data directory was not read could be a second primary.
     const read = results.of(pgDataDirectory);
     const unread = members.filter((h) => !read.has(h.name));
