@@ -3,7 +3,7 @@
  * streaming verification around it. The checks find what they need by module, typed (see
  * engine/results.ts), whatever the playbook registers:
  * - before anything connects, a playbook that clones (pg_standby) must read every member's data
- *   directory (pg_data_directory) in an earlier play of read-only tasks;
+ *   directory (pg_data_directory) in plays of read-only tasks before any play that may change a host;
  * - after each play that reads data directories, the rules of safety.ts decide whether the run
  *   may go on (never two writable servers), before the next play changes anything;
  * - after the run, the primary's pg_replication read says which standbys do not stream yet: they
@@ -76,7 +76,7 @@ export async function applyCluster(inventory: Inventory, playbook: ClusterPlaybo
         return hostVariables(inventory, host, facts, { reclone, ...(id ? { primarySystemIdentifier: id } : {}) });
       },
       emit,
-      afterPlay: safetyGate(inventory, members, reclone),
+      afterPlay: safetyGate(playbook, inventory, members, reclone),
     });
     const replication = summary.results.of(pgReplication).get(inventory.primary.name);
     if (replication && !summary.failed) {
@@ -110,11 +110,20 @@ export async function applyCluster(inventory: Inventory, playbook: ClusterPlaybo
 
 /**
  * After a play that reads data directories (pg_data_directory, whatever it registers), the rules
- * of safety.ts on what every member's read: a refusal stops the run before the next play.
+ * of safety.ts on what every member's read: a refusal stops the run before the next play. Reads
+ * split over several read-only plays (the primary's, then the standbys') are judged together,
+ * after the last of them: the next play changes nothing, so judging can wait for it.
  */
-export function safetyGate(inventory: Inventory, members: Host[], reclone: string[]): NonNullable<RunOptions["afterPlay"]> {
+export function safetyGate(playbook: ClusterPlaybook, inventory: Inventory, members: Host[], reclone: string[]): NonNullable<RunOptions["afterPlay"]> {
+  const readsDataDirectory = (p: ClusterPlaybook["plays"][number]) => p.tasks.some((t) => t.module === pgDataDirectory);
   return (play, results) => {
-    if (!play.tasks.some((t) => t.module === pgDataDirectory)) return;
+    const at = playbook.plays.indexOf(play);
+    const next = playbook.plays[at + 1];
+    if (next && isReadOnly(next)) return;
+    // This play, and the read-only plays just before it (whose judging waited for it).
+    let from = at;
+    while (from > 0 && isReadOnly(playbook.plays[from - 1]!) && isReadOnly(playbook.plays[from]!)) from--;
+    if (!playbook.plays.slice(from, at + 1).some(readsDataDirectory)) return;
     // Fail closed: a host whose data directory was not read could be a second primary.
     const read = results.of(pgDataDirectory);
     const unread = members.filter((h) => !read.has(h.name));
@@ -126,22 +135,24 @@ export function safetyGate(inventory: Inventory, members: Host[], reclone: strin
 
 /**
  * The rules that keep two primaries from existing rest on reading every member's data directory
- * before anything is cloned: a playbook that clones (pg_standby) without such reads in an earlier
- * play of read-only tasks (which run on all their hosts, whatever --limit and --tags say) is
- * refused before anything connects.
+ * before anything changes: a playbook that clones (pg_standby) without such reads in plays of
+ * read-only tasks (which run on all their hosts, whatever --limit and --tags say) before its first
+ * play that may change a host is refused before anything connects. Reads after a change would
+ * come too late: that change (a restart, a reload) could already have touched a second primary.
  */
 export function requireSafetyReads(playbook: ClusterPlaybook, targets: ReturnType<typeof targetOf>[], members: Host[]): void {
   const cloneAt = playbook.plays.findIndex((p) => [...p.tasks, ...p.handlers].some((t) => t.module === pgStandby));
   if (cloneAt < 0) return;
-  const reads = playbook.plays.slice(0, cloneAt).filter((p) => isReadOnly(p) && p.tasks.some((t) => t.module === pgDataDirectory));
+  const firstChange = playbook.plays.findIndex((p) => !isReadOnly(p));
+  const reads = playbook.plays.slice(0, firstChange).filter((p) => p.tasks.some((t) => t.module === pgDataDirectory));
   const unread = members.filter((h) => !reads.some((p) => selectTargets(p, targets).some((t) => t.host === h)));
   if (unread.length === 0) return;
   const clone = playbook.plays[cloneAt]!;
   const where = [...clone.tasks, ...clone.handlers].find((t) => t.module === pgStandby)!.where;
   throw new PgprovError(
     `${where}: refusing a playbook that clones (pg_standby) without first reading the data directory of ${unread.map((h) => h.name).join(", ")}: ` +
-      `add, before this play, a play of read-only tasks on all hosts with a pg_data_directory task (as the bundled playbooks/cluster.yml does); ` +
-      `the checks that keep two servers from accepting writes rest on those reads`,
+      `add, before play "${playbook.plays[firstChange]!.name}" (the first that may change a host), a play of read-only tasks on all hosts with a pg_data_directory task ` +
+      `(as the bundled playbooks/cluster.yml does); the checks that keep two servers from accepting writes rest on those reads`,
   );
 }
 

@@ -96,17 +96,29 @@ export class PlayOnHost {
       if (p.skip !== undefined) {
         report("skipped");
         this.register(p.task, { changed: false, skipped: true, stdout: "" });
+        // Its `when` decided, as for a handler that ran: left pending, it would run in whichever
+        // later run its `when` first holds, long after the change that notified it.
+        if (handlers && !check) this.run.state.handlerDone(this.playKey, this.host, p.task.name);
         continue;
       }
       const decision = this.decide(p);
       let stdout = typeof decision.value === "string" ? decision.value : "";
-      if (decision.changes.length > 0 && !check) {
+      const changed = decision.changes.length > 0;
+      if (changed) {
+        for (const handler of p.task.notify) {
+          notified.add(handler);
+          // Remembered before the act: an act that fails half-way (or loses its connection) may
+          // have changed the host all the same, and the next run, finding nothing to change,
+          // would never notify again.
+          if (!check) this.run.state.addPendingHandler(this.playKey, this.host, handler);
+        }
+      }
+      if (changed && !check) {
         const later = [...checked.entries()].filter(([j, q]) => j > i && q.probe !== undefined);
         const { output, outputs } = await this.act(p, decision, later.map(([, q]) => q));
         stdout = output;
         later.forEach(([j, q], k) => checked.set(j, { ...q, output: outputs[k]! }));
       }
-      const changed = decision.changes.length > 0;
       report(changed ? "changed" : "ok", decision);
       if (decision.value !== undefined) this.run.results.record(p.task.module, this.host, decision.value);
       this.register(p.task, {
@@ -116,13 +128,6 @@ export class PlayOnHost {
         changes: decision.changes.map((c) => c.summary),
         ...(decision.value !== undefined && typeof decision.value !== "string" ? { value: decision.value } : {}),
       });
-      if (changed) {
-        for (const handler of p.task.notify) {
-          notified.add(handler);
-          // Remembered before anything else can fail, so a later failure cannot lose it.
-          if (!check) this.run.state.addPendingHandler(this.playKey, this.host, handler);
-        }
-      }
       if (handlers && !check) this.run.state.handlerDone(this.playKey, this.host, p.task.name);
     }
   }
@@ -175,9 +180,10 @@ export class PlayOnHost {
         return [];
       }
     });
+    const mark = this.run.readAheadMark();
     const read = await readProbes(this.session.io, probes, { facts: true, purpose: `the checks of play "${this.play.name}" and, read ahead, of the plays after it` });
     if (read.facts && !sameFacts(this.session.facts, read.facts)) this.setFacts(read.facts);
-    else this.run.setReadAhead(this.host, read.outputs);
+    else this.run.setReadAhead(this.host, read.outputs, mark);
   }
 
   /**

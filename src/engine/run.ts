@@ -73,7 +73,8 @@ export async function runPlaybook(playbook: Playbook<Module>, options: RunOption
       await forEachLimited(targets, options.forks ?? targets.length, (session) => new PlayOnHost(run, play, index, session).perform());
     }
     if ([...sessions.values()].some((s) => s.failed)) break;
-    if (targets.length > 0 && options.afterPlay) {
+    // Also after a play no host was left for: a gate may have waited for it to judge.
+    if (options.afterPlay) {
       try {
         await options.afterPlay(play, run.results, targets.map((s) => s.target.name));
       } catch (e) {

@@ -60,6 +60,8 @@ export class Run {
   readonly sessions = new Map<string, HostSession>();
   /** Probe outputs read ahead, per host, by probe key; dropped at the first change anywhere. */
   private readonly readAhead = new Map<string, Map<string, ProbeOutput>>();
+  /** How many times something changed (or was about to): a read from before a change is stale. */
+  private changes = 0;
 
   constructor(
     readonly playbook: Playbook<Module>,
@@ -67,19 +69,29 @@ export class Run {
   ) {
     this.redactor = new Redactor(options.secrets);
     this.emit = (event) => options.emit(this.redactor.value(event));
-    this.state = new RunState(options.statePath);
+    this.state = new RunState(options.statePath, options.check ?? false);
   }
 
   readAheadOf(host: string): ReadonlyMap<string, ProbeOutput> | undefined {
     return this.readAhead.get(host);
   }
 
-  setReadAhead(host: string, outputs: Map<string, ProbeOutput>): void {
-    this.readAhead.set(host, outputs);
+  /** A mark to pass to setReadAhead, taken before the read is sent. */
+  readAheadMark(): number {
+    return this.changes;
+  }
+
+  /**
+   * Keeps what a host read ahead, unless something changed on any host since `mark`: hosts act
+   * in parallel, and a reply that arrives after another host's act may hold what was read before it.
+   */
+  setReadAhead(host: string, outputs: Map<string, ProbeOutput>, mark: number): void {
+    if (mark === this.changes) this.readAhead.set(host, outputs);
   }
 
   /** Something changed (or is about to): nothing read before can stand for a probe now. */
   dropReadAhead(): void {
+    this.changes++;
     this.readAhead.clear();
   }
 

@@ -20,7 +20,15 @@ interface StateFile {
 export class RunState {
   private data: StateFile;
 
-  constructor(readonly path: string) {
+  /**
+   * `readOnly` for a --check run: it takes no lock on the hosts, so it may run beside a run that
+   * changes them; writing back what it read at its start would undo what that run recorded since
+   * (a pending handler). What it learns serves the rest of its own run only.
+   */
+  constructor(
+    readonly path: string,
+    private readonly readOnly = false,
+  ) {
     const read = existsSync(path) ? (JSON.parse(readFileSync(path, "utf8")) as Partial<StateFile>) : {};
     this.data = { facts: read.facts ?? {}, pendingHandlers: read.pendingHandlers ?? {}, registered: read.registered ?? {} };
   }
@@ -71,6 +79,7 @@ export class RunState {
   }
 
   private save(): void {
+    if (this.readOnly) return;
     mkdirSync(join(this.path, ".."), { recursive: true, mode: 0o700 });
     const tmp = `${this.path}.${process.pid}.tmp`;
     writeFileSync(tmp, `${JSON.stringify(this.data, null, 2)}\n`, { mode: 0o600 });

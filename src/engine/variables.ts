@@ -4,7 +4,7 @@
  * the values earlier tasks registered on top.
  */
 import { z } from "zod";
-import { isTruthy, renderValue, templateVariables } from "../playbook/template.js";
+import { isTruthy, renderValue } from "../playbook/template.js";
 import type { Task } from "../playbook/playbook.js";
 import { type Module, type ModuleContext, type Probe, type ProbeOutput, TaskFailure } from "./module.js";
 
@@ -42,24 +42,6 @@ export function renderName(task: Task<Module>, vars: Record<string, unknown>): s
   }
 }
 
-const readCache = new WeakMap<Task<Module>, Set<string>>();
-
-/** The top-level variable names a task's templates read. */
-export function variablesRead(task: Task<Module>): Set<string> {
-  let names = readCache.get(task);
-  if (!names) {
-    names = new Set<string>();
-    const walk = (v: unknown) => {
-      if (typeof v === "string") for (const path of templateVariables(v)) names!.add(path.split(".")[0]!);
-      else if (Array.isArray(v)) v.forEach(walk);
-      else if (v && typeof v === "object") Object.values(v).forEach(walk);
-    };
-    walk([task.args, task.when]);
-    readCache.set(task, names);
-  }
-  return names;
-}
-
 /**
  * Tasks from `from` on that can be rendered together: up to the first that reads a value a task
  * between them registers (its check must wait for that value).
@@ -68,7 +50,7 @@ export function batchFrom(tasks: Task<Module>[], from: number): number[] {
   const registeredHere = new Set<string>();
   const batch: number[] = [];
   for (let i = from; i < tasks.length; i++) {
-    if (i > from && [...variablesRead(tasks[i]!)].some((v) => registeredHere.has(v))) break;
+    if (i > from && tasks[i]!.reads.some((v) => registeredHere.has(v))) break;
     batch.push(i);
     if (tasks[i]!.register) registeredHere.add(tasks[i]!.register!);
   }

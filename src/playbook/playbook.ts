@@ -65,6 +65,11 @@ export interface Task<M extends TaskModule = TaskModule> {
   notify: string[];
   tags: string[];
   register?: string;
+  /**
+   * The top-level variables its `when`, its arguments and its template file read: a task that
+   * reads a value registered earlier in its own play is rendered only once that value is there.
+   */
+  reads: string[];
   /** `file:line:col` of the task, for messages. */
   where: string;
 }
@@ -131,7 +136,8 @@ export function loadPlaybook<M extends TaskModule>(file: string, scope: Playbook
       const module = modules[moduleName]!;
       const args = (raw as Record<string, unknown>)[moduleName];
       problems.push(...checkArgs(source, module, args, [...path, moduleName]));
-      problems.push(...checkVariables(source, raw, path, scope, registered, dir, moduleName));
+      const variables = checkVariables(source, raw, path, scope, registered, dir, moduleName);
+      problems.push(...variables.problems);
       for (const [i, name] of (raw.notify ?? []).entries()) {
         if (!handlerNames.includes(name)) {
           const notifyPath = Array.isArray(raw.notify) ? [...path, "notify", i] : [...path, "notify"];
@@ -152,6 +158,7 @@ export function loadPlaybook<M extends TaskModule>(file: string, scope: Playbook
         notify: raw.notify ?? [],
         tags: raw.tags ?? [],
         ...(raw.register ? { register: raw.register } : {}),
+        reads: variables.reads,
         where: where(path),
       };
     };
@@ -194,7 +201,10 @@ function leadsToPlaceholder(value: unknown, path: YamlPath): boolean {
   return v === TEMPLATE_PLACEHOLDER;
 }
 
-/** Every variable a task's templates read must exist: in the scope, or registered by an earlier task. */
+/**
+ * Every variable a task's templates read must exist: in the scope, or registered by an earlier
+ * task. Also says which top-level variables its `when`, arguments and template file read (`reads`).
+ */
 function checkVariables(
   source: YamlSource,
   task: Record<string, unknown>,
@@ -203,10 +213,11 @@ function checkVariables(
   registered: Set<string>,
   dir: string,
   moduleName: string,
-): SourceProblem[] {
+): { problems: SourceProblem[]; reads: string[] } {
   const problems: SourceProblem[] = [];
+  const reads = new Set<string>();
   const known = new Set([...scope.variables, ...registered]);
-  const check = (text: string, at: YamlPath, label: string) => {
+  const check = (text: string, at: YamlPath, label: string, read = true) => {
     let variables: string[];
     try {
       variables = templateVariables(text);
@@ -216,13 +227,15 @@ function checkVariables(
     }
     for (const v of variables) {
       const [head, second] = v.split(".");
+      if (read) reads.add(head!);
       if (!known.has(head!)) problems.push(source.problem(at, `${label}: unknown variable "${head}"${didYouMean(head!, known)}`));
       else if (head === "facts" && second && !scope.factKeys.includes(second))
         problems.push(source.problem(at, `${label}: unknown fact "${second}"${didYouMean(second, scope.factKeys)}`));
     }
   };
   const walk = (value: unknown, at: YamlPath) => {
-    if (typeof value === "string" && isTemplate(value)) check(value, at, at.slice(path.length).join("."));
+    // A name that cannot be rendered yet is shown as written: it need not wait for a value.
+    if (typeof value === "string" && isTemplate(value)) check(value, at, at.slice(path.length).join("."), at[path.length] !== "name");
     else if (Array.isArray(value)) value.forEach((v, i) => walk(v, [...at, i]));
     else if (value && typeof value === "object") Object.entries(value).forEach(([k, v]) => walk(v, [...at, k]));
   };
@@ -235,5 +248,5 @@ function checkVariables(
     if (!existsSync(file)) problems.push(source.problem([...path, moduleName, "src"], `template.src: no such file ${file}`));
     else check(readFileSync(file, "utf8"), [...path, moduleName, "src"], `template ${src}`);
   }
-  return problems;
+  return { problems, reads: [...reads] };
 }

@@ -115,11 +115,16 @@ interface Setup {
 }
 
 /** A playbook (YAML) over fake hosts h1 (group "first") and h2; runs of one directory share a state file. */
-function setup(yaml: string, hosts: Record<string, FakeHost> = { h1: new FakeHost(), h2: new FakeHost() }, dir = mkdtempSync(join(tmpdir(), "pgprov-engine-"))): Setup {
+function setup(
+  yaml: string,
+  hosts: Record<string, FakeHost> = { h1: new FakeHost(), h2: new FakeHost() },
+  dir = mkdtempSync(join(tmpdir(), "pgprov-engine-")),
+  extraModules: Record<string, Module> = {},
+): Setup {
   const file = join(dir, `playbook.yml`);
   writeFileSync(file, yaml);
   const targets: Target[] = Object.keys(hosts).map((name, i) => ({ name, address: `10.0.0.${i + 1}`, groups: i === 0 ? ["first"] : [] }));
-  const playbook = loadPlaybook<Module>(file, { modules, hostNames: Object.keys(hosts), groups: ["first"], variables: ["host"], factKeys: [] });
+  const playbook = loadPlaybook<Module>(file, { modules: { ...modules, ...extraModules }, hostNames: Object.keys(hosts), groups: ["first"], variables: ["host"], factKeys: [] });
   const events: RunEvent[] = [];
   return {
     dir,
@@ -151,6 +156,17 @@ const READ_THEN_CHANGE = `
   tasks:
     - { name: tagged, kv: { key: t, value: "1" }, tags: [t] }
     - { name: untagged, kv: { key: u, value: "1" } }
+`;
+
+/** A task that notifies, then a second task (one that fails, or not). */
+const notifyThen = (second: string) => `
+- name: p
+  hosts: first
+  tasks:
+    - { name: change, kv: { key: k, value: "1" }, notify: h }
+    - { name: second, ${second} }
+  handlers:
+    - { name: h, kv: { key: handled, value: "yes" } }
 `;
 
 const taskEvents = (events: RunEvent[]) => events.flatMap((e) => (e.type === "task" ? [`${e.host} ${e.task} ${e.status}`] : []));
@@ -189,21 +205,12 @@ describe("engine on a fake host", () => {
   });
 
   it("issue 9 item 5: a handler notified before a run failed runs in the next run", async () => {
-    const play = (second: string) => `
-- name: p
-  hosts: first
-  tasks:
-    - { name: change, kv: { key: k, value: "1" }, notify: h }
-    - { name: second, ${second} }
-  handlers:
-    - { name: h, kv: { key: handled, value: "yes" } }
-`;
-    const failing = setup(play(`run: { script: fail }`));
+    const failing = setup(notifyThen(`run: { script: fail }`));
     const summary = await failing.run();
     expect(summary.failed).toBe(true);
     expect(failing.hosts.h1!.values).toEqual({ k: "1" });
     // The same hosts and state file, the failing task fixed: the handler runs, though nothing changes now.
-    const fixed = setup(play(`kv: { key: k, value: "1" }`), failing.hosts, failing.dir);
+    const fixed = setup(notifyThen(`kv: { key: k, value: "1" }`), failing.hosts, failing.dir);
     await fixed.run();
     expect(taskEvents(fixed.events)).toEqual(["h1 change ok", "h1 second ok", "h1 h changed"]);
     expect(fixed.hosts.h1!.values.handled).toBe("yes");
@@ -324,5 +331,169 @@ describe("the facts script", () => {
     expect(facts.hostname).toBe(readFileSync("/proc/sys/kernel/hostname", "utf8").trim());
     expect(facts.memory_mb).toBeGreaterThan(0);
     expect(facts.cpus).toBeGreaterThan(0);
+  });
+});
+
+describe("engine on a fake host: the second reader's findings", () => {
+  it("issue 9 item 5: a handler notified by a task whose act failed half-way runs in the next run", async () => {
+    // The first command of the act (the file written) took effect, the second failed: the host
+    // already holds what the task wanted, so the next run sees no change and would never notify.
+    const halfWay: Module<z.output<typeof kvArgs>, string> = {
+      ...kv,
+      name: "half_way",
+      decide(args, state) {
+        const d = kv.decide(args, state, { playbookDir: "", render: (t) => t });
+        return d.changes.length ? { ...d, changes: d.changes.map((c) => ({ ...c, commands: [...c.commands, { script: "fail" }] })) } : d;
+      },
+    };
+    const s = setup(
+      `
+- name: p
+  hosts: first
+  tasks:
+    - { name: change, half_way: { key: k, value: "1" }, notify: h }
+  handlers:
+    - { name: h, kv: { key: handled, value: "yes" } }
+`,
+      undefined,
+      undefined,
+      { half_way: halfWay },
+    );
+    expect((await s.run()).failed).toBe(true);
+    expect(s.hosts.h1!.values).toEqual({ k: "1" });
+    await s.run();
+    expect(taskEvents(s.events)).toEqual(["h1 change ok", "h1 h changed"]);
+    expect(s.hosts.h1!.values.handled).toBe("yes");
+  });
+});
+
+describe("engine on a fake host: reading ahead while another host acts", () => {
+  it("issue 9 item 1: a read-ahead that comes back after another host's act is not used in later plays", async () => {
+    // Two hosts that see one state (as a primary sees its standbys): h2 changes it in play one
+    // while h1's read-ahead is on its way back, with what it read before the change.
+    const shared: Record<string, string> = { k: "0" };
+    let release = () => {};
+    const acted = new Promise<void>((resolve) => (release = resolve));
+    class Slow extends FakeHost {
+      override async run(sections: Section[]): Promise<SectionResult[]> {
+        const results = await super.run(sections);
+        if (sections.some((s) => s.script.startsWith("get k"))) await acted; // the read-ahead's reply
+        return results;
+      }
+    }
+    class Acting extends FakeHost {
+      override async run(sections: Section[]): Promise<SectionResult[]> {
+        const results = await super.run(sections);
+        if (sections.some((s) => s.script.startsWith("set"))) release();
+        return results;
+      }
+    }
+    const s = setup(
+      `
+- name: one
+  hosts: all
+  tasks:
+    - { name: set k on h2, kv: { key: k, value: "1" }, when: "{{ eq host.name 'h2' }}" }
+- name: two
+  hosts: first
+  tasks:
+    - { name: k, read: { key: k } }
+`,
+      { h1: new Slow(shared), h2: new Acting(shared) },
+    );
+    const summary = await s.run();
+    expect(shared.k).toBe("1");
+    expect(summary.results.of(read).get("h1")).toBe("1");
+  });
+});
+
+describe("engine on a fake host: a template file's variables", () => {
+  /** Like the template module: `prepare` renders a file of the playbook's directory with the host's variables. */
+  const templateArgs = z.strictObject({ key: z.string(), src: z.string(), value: z.string().optional() });
+  const fileTemplate: Module<z.output<typeof templateArgs>, string> = {
+    name: "template",
+    args: templateArgs,
+    prepare: (args, context) => ({ ...args, value: context.render(readFileSync(join(context.playbookDir, args.src), "utf8"), args.src) }),
+    probe: (args) => `get ${args.key}`,
+    decide: (args, state, context) => kv.decide({ key: args.key, value: args.value! }, state, context),
+  };
+
+  it("issue 9 item 5: a task whose template file reads a value registered in its own play waits for it (a batch break)", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "pgprov-engine-"));
+    writeFileSync(join(dir, "b.hbs"), "{{ got.stdout }}");
+    const s = setup(
+      `
+- name: p
+  hosts: first
+  tasks:
+    - { name: a, read: { key: a }, register: got }
+    - { name: b, template: { key: b, src: b.hbs } }
+`,
+      undefined,
+      dir,
+      { template: fileTemplate },
+    );
+    s.hosts.h1!.values.a = "x";
+    const summary = await s.run();
+    expect(s.events.filter((e) => e.type === "failure")).toEqual([]);
+    expect(summary.failed).toBe(false);
+    expect(s.hosts.h1!.values.b).toBe("x");
+  });
+});
+
+describe("engine on a fake host: a handler its `when` skips", () => {
+  it("issue 9 item 5: a notified handler that its when skips is done with, not left pending for a later run", async () => {
+    // Left pending, it would run in whichever later run its `when` first holds: a restart long
+    // after the change that asked for it, on a host whose role has changed since.
+    const s = setup(`
+- name: p
+  hosts: first
+  tasks:
+    - { name: change, kv: { key: k, value: "1" }, notify: h }
+  handlers:
+    - { name: h, kv: { key: handled, value: "yes" }, when: "{{ eq host.role 'primary' }}" }
+`);
+    const as = (role: string): Partial<RunOptions> => ({ variables: (t) => ({ host: { name: t.name, role } }) });
+    await s.run(as("standby"));
+    expect(taskEvents(s.events)).toEqual(["h1 change changed", "h1 h skipped"]);
+    await s.run(as("primary"));
+    expect(taskEvents(s.events)).toEqual(["h1 change ok"]);
+    expect(s.hosts.h1!.values.handled).toBeUndefined();
+  });
+});
+
+describe("engine on a fake host: a --check run beside a run that changes", () => {
+  it("issue 9 item 5: a --check run that ends after a failed run does not lose the handler that run left pending", async () => {
+    // --check takes no lock (a drift check from cron, say), so it may run beside an apply; it read
+    // the state file before the apply wrote the pending handler, and must not write it back without.
+    let release = () => {};
+    const released = new Promise<void>((resolve) => (release = resolve));
+    class Held extends FakeHost {
+      override async run(sections: Section[]): Promise<SectionResult[]> {
+        await released;
+        return super.run(sections);
+      }
+    }
+    const values: Record<string, string> = {};
+    const checking = setup(notifyThen(`kv: { key: k, value: "1" }`), { h1: new Held(values) });
+    const check = checking.run({ check: true });
+    const failing = setup(notifyThen(`run: { script: fail }`), { h1: new FakeHost(values) }, checking.dir);
+    expect((await failing.run()).failed).toBe(true);
+    release();
+    await check;
+    const fixed = setup(notifyThen(`kv: { key: k, value: "1" }`), { h1: new FakeHost(values) }, checking.dir);
+    await fixed.run();
+    expect(taskEvents(fixed.events)).toEqual(["h1 change ok", "h1 second ok", "h1 h changed"]);
+  });
+});
+
+describe("engine on a fake host: the gate after a play no host takes part in", () => {
+  it("issue 9 item 5: afterPlay is called after every play, also one no host is left for (the gate may have waited for it)", async () => {
+    // The safety gate judges reads split over read-only plays after the last of them; if that one
+    // had no host (every standby excluded, say) and the gate were not called, nothing would be judged.
+    const s = setup(READ_THEN_CHANGE.replace("- name: changes\n  hosts: all", "- name: only h2\n  hosts: h2\n  tasks:\n    - { name: read b, read: { key: b } }\n- name: changes\n  hosts: all"));
+    const after: string[] = [];
+    await s.run({ exclude: ["h2"], afterPlay: (play) => void after.push(play.name) });
+    expect(after).toEqual(["reads", "only h2", "changes"]);
   });
 });

@@ -46,9 +46,19 @@ describe("issue 9 item 6: safety as a type", () => {
     expect(() => requireSafetyReads(primaryOnly, targets, inventory.hosts)).toThrow(/data directory of pg2, pg3/);
   });
 
+  it("issue 9 item 6: refuses a playbook that clones and changes a host before it has read every data directory", () => {
+    // The reads moved after the configuration plays: those would change hosts (a reload, a
+    // restart of a server the gate has not seen) before the gate could stop the run.
+    const readsLate = bundledWith((t) => {
+      const reads = /- name: Cluster state\n[\s\S]*?register: pgprov_data_directory\n/.exec(t)![0];
+      return t.replace(reads, "").replace("- name: Standbys\n", `${reads}\n- name: Standbys\n`);
+    });
+    expect(() => requireSafetyReads(readsLate, targets, inventory.hosts)).toThrow(/without first reading the data directory of pg1, pg2, pg3/);
+  });
+
   it("gates on what pg_data_directory read, whatever it was registered as: two writable servers stop the run", () => {
     const playbook = bundledWith((t) => t.replace("      register: pgprov_data_directory\n", ""));
-    const gate = safetyGate(inventory, inventory.hosts, []);
+    const gate = safetyGate(playbook, inventory, inventory.hosts, []);
     const results = new RunResults();
     results.record(pgDataDirectory, "pg1", writable("1"));
     results.record(pgDataDirectory, "pg2", writable("2"));
@@ -61,5 +71,25 @@ describe("issue 9 item 6: safety as a type", () => {
     expect(() => gate(playbook.plays[0]!, partial, ["pg1"])).toThrow(/the data directory of pg2, pg3 could not be read/);
     // Plays that read no data directory are not gated.
     expect(() => gate(playbook.plays[1]!, partial, ["pg1"])).not.toThrow();
+  });
+
+  it("issue 9 item 6: judges reads split over several read-only plays together, before the first play that may change a host", () => {
+    const split = bundledWith((t) =>
+      t.replace(
+        /- name: Cluster state\n  hosts: all\n([\s\S]*?register: pgprov_data_directory\n)/,
+        "- name: Cluster state of the primary\n  hosts: primary\n$1\n- name: Cluster state of the standbys\n  hosts: standbys\n$1",
+      ),
+    );
+    expect(() => requireSafetyReads(split, targets, inventory.hosts)).not.toThrow();
+    const gate = safetyGate(split, inventory, inventory.hosts, []);
+    const results = new RunResults();
+    results.record(pgDataDirectory, "pg1", writable("1"));
+    // After the primary's read, the standbys' is still to come: nothing to judge yet.
+    expect(() => gate(split.plays[0]!, results, ["pg1"])).not.toThrow();
+    results.record(pgDataDirectory, "pg2", writable("2"));
+    // After the standbys' read (pg3 not read), before the first play that may change a host: judged.
+    expect(() => gate(split.plays[1]!, results, ["pg2", "pg3"])).toThrow(/the data directory of pg3 could not be read/);
+    results.record(pgDataDirectory, "pg3", { ...writable("1"), running: false, standbySignal: true });
+    expect(() => gate(split.plays[1]!, results, ["pg2", "pg3"])).toThrow(/more than one server accepts writes: pg1 \(timeline 1\), pg2/);
   });
 });
