@@ -3,6 +3,7 @@
  * lock held), SQL through the pg client, shell that must succeed, bounded waits that say what
  * they waited for, and timed steps printed as they happen.
  */
+import { lastLines } from "../common/text.js";
 import { PgprovError } from "../common/errors.js";
 import { FACTS_SCRIPT, parseFacts } from "../engine/facts.js";
 import { debianCluster, postgresVersion } from "../postgres/debian.js";
@@ -82,7 +83,7 @@ export class ClusterOperation {
   async shell(host: Host, script: string, purpose: string, timeoutMs = 120_000): Promise<string> {
     const r = await this.connection(host).run(script, { timeoutMs, purpose });
     if (r.code !== 0) {
-      throw new PgprovError(`host ${host.name}: ${purpose} failed (exit ${r.code})\n  command: ${script.split("\n")[0]}\n  stderr: ${r.stderr.trim().split("\n").slice(-5).join("\n          ")}`);
+      throw new PgprovError(`host ${host.name}: ${purpose} failed (exit ${r.code})\n  command: ${script.split("\n")[0]}\n  stderr: ${lastLines(r.stderr.trim(), 5).join("\n          ")}`);
     }
     return r.stdout;
   }

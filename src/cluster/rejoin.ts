@@ -7,6 +7,7 @@
  * them only with --discard-diverged. If the histories parted elsewhere, or the rewind cannot
  * work, rejoin stops, and --reclone replaces the data with a fresh clone instead.
  */
+import { lastLines } from "../common/text.js";
 import type { ClusterEmit as Emit } from "./events.js";
 import { PgprovError } from "../common/errors.js";
 import { conninfoAuth } from "../postgres/debian.js";
@@ -100,7 +101,7 @@ export async function rejoin(inventory: Inventory, playbook: Playbook, hostName:
         { timeoutMs: 3_600_000, purpose: `pg_rewind of ${host.name}` },
       );
       if (rewind.code !== 0) {
-        const why = rewind.stderr.trim().split("\n").slice(-3).join(" / ");
+        const why = lastLines(rewind.stderr.trim(), 3).join(" / ");
         throw new PgprovError(`pg_rewind of ${host.name} failed (exit ${rewind.code}): ${why}. Its data is as it was; rerun with --reclone to replace it with a clone`);
       }
       rewound = true;

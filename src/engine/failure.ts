@@ -1,7 +1,7 @@
 /** Failures: one ends its host's run (the others finish the play), and is reported with host, play, task and command. */
 import { PgprovError } from "../common/errors.js";
 import type { RunEvent } from "./events.js";
-import { tail } from "./host-io.js";
+import { lastLines } from "../common/text.js";
 import { type Module, TaskFailure } from "./module.js";
 import type { Task } from "../playbook/playbook.js";
 
@@ -25,6 +25,6 @@ export function failureEvent(host: string, play: string, p: { task: Task<Module>
     message: e.message,
     ...(detail.command !== undefined ? { command: detail.command } : {}),
     ...(detail.code !== undefined ? { code: detail.code } : {}),
-    ...(detail.stderr ? { stderr: tail(detail.stderr, 20) } : {}),
+    ...(detail.stderr ? { stderr: lastLines(detail.stderr, 20).join("\n") } : {}),
   };
 }

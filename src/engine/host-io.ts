@@ -3,6 +3,7 @@
  * and count the round trips. Unit tests give the engine a fake host; a run gives it this, over the
  * host's SSH connection and its one remote shell.
  */
+import { lastLines } from "../common/text.js";
 import { type HostConnection, RemoteError } from "../transport/ssh.js";
 import { buildBatch, newNonce, parseBatch, type Section, type SectionResult } from "./batch.js";
 
@@ -34,12 +35,8 @@ export class SshHostIO implements HostIO {
     const parsed = parseBatch(result, nonce, sections.length);
     if (result.code !== 0 && parsed.every((r) => r.code === 0 || !r.ran)) {
       // The batch itself failed (no shell, a syntax error, killed): not any one task's fault.
-      throw new RemoteError(`host ${this.connection.host.name}: the remote shell failed (exit ${result.code}) while running ${options.purpose}: ${tail(result.stderr)}`);
+      throw new RemoteError(`host ${this.connection.host.name}: the remote shell failed (exit ${result.code}) while running ${options.purpose}: ${lastLines(result.stderr, 5).join("\n")}`);
     }
     return parsed;
   }
-}
-
-export function tail(text: string, lines = 5): string {
-  return text.trimEnd().split("\n").slice(-lines).join("\n");
 }

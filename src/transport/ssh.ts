@@ -11,6 +11,7 @@
  * the host records who holds it, so the next run can say exactly what holds a host, and end the
  * remote work of a run from this machine that is gone.
  */
+import { lastLines } from "../common/text.js";
 import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { hostname } from "node:os";
@@ -272,7 +273,7 @@ export class HostConnection {
             `host ${this.host.name}: sudo asks for a password; pgprov needs passwordless sudo for this user (a sudoers line with NOPASSWD)`,
           );
         }
-        throw new RemoteError(`host ${this.host.name}: the remote shell ended while running ${purpose}${e.stderr.trim() ? `: ${e.stderr.trim().split("\n").slice(-3).join(" / ")}` : ""}`);
+        throw new RemoteError(`host ${this.host.name}: the remote shell ended while running ${purpose}${e.stderr.trim() ? `: ${lastLines(e.stderr.trim(), 3).join(" / ")}` : ""}`);
       }
     }
   }
