@@ -31,6 +31,12 @@ describe("lab and transport", () => {
     }
   });
 
+  it("leaves the machine room for many hosts' systemd: inotify instances are not Debian's 128", () => {
+    // At 128 (Debian's default, shared by every host: all run as the machine's root), about 40
+    // hosts of labs side by side spent them, and the next host's systemd exited at boot, silently.
+    expect(Number(readFileSync("/proc/sys/fs/inotify/max_user_instances", "utf8"))).toBeGreaterThanOrEqual(8192);
+  });
+
   it("gives each host its own name, and the hosts reach each other", async () => {
     const [pg1, pg2] = lab.hosts;
     expect((await labExec(pg1!, "hostname")).stdout.trim()).toBe("pg1");

@@ -85,6 +85,22 @@ const seconds = (since: number) => `${((Date.now() - since) / 1000).toFixed(1)} 
 // ---- up ----------------------------------------------------------------------------------------
 
 /** Clear whatever a previous lab left, then boot `hosts` fresh hosts (default 3) and wait for them. */
+/**
+ * Every host's systemd (and its journald and udevd) takes inotify instances, and all hosts run as
+ * the machine's root: Debian's limit of 128 per user is spent by about 40 hosts, and then a host's
+ * systemd exits at boot without a word on its console (seen with e2e runs and engineers' labs side
+ * by side). Raised once, machine-wide, to a number no lab of this machine reaches.
+ */
+const INOTIFY_INSTANCES = 8192;
+const INOTIFY_LIMIT = "/proc/sys/fs/inotify/max_user_instances";
+
+function ensureInotifyInstances(log: (l: string) => void): void {
+  const now = Number(readFileSync(INOTIFY_LIMIT, "utf8").trim());
+  if (now >= INOTIFY_INSTANCES) return;
+  writeFileSync(INOTIFY_LIMIT, `${INOTIFY_INSTANCES}\n`);
+  log(`fs.inotify.max_user_instances: ${now} -> ${INOTIFY_INSTANCES} (every host's systemd needs a few)`);
+}
+
 export async function labUp(opts: LabOptions = {}): Promise<Lab> {
   const log = opts.log ?? quiet;
   const count = opts.hosts ?? DEFAULT_HOSTS;
@@ -134,6 +150,7 @@ export async function labUp(opts: LabOptions = {}): Promise<Lab> {
     }),
   );
   log(`booting ${count} ${os} host${count === 1 ? "" : "s"}: ${state.hosts.map((h) => `${h.name} ${h.address}`).join(", ")}`);
+  ensureInotifyInstances(log);
   try {
     await allOrReport(state.hosts.map((h) => launch(h)));
     writeState(state);
