@@ -12,6 +12,7 @@ import { YamlSource, type YamlPath } from "../yaml/source.js";
 import { inventorySchema } from "./schema.js";
 import { Secret } from "../common/secret.js";
 import { readSecret, secretSource } from "./secret.js";
+import type { SynchronousSettings } from "./topology.js";
 
 export type { SshSettings };
 
@@ -21,6 +22,10 @@ export interface Host {
   name: string;
   address: string;
   role: Role;
+  /** The host it streams from while a standby; the primary when undefined (see topology.ts). */
+  upstream?: string;
+  /** recovery_min_apply_delay of a delayed standby ("1h"). */
+  applyDelay?: string;
   /** This host's template variables; they override the inventory's `vars`. */
   vars: Record<string, unknown>;
 }
@@ -41,6 +46,8 @@ export interface ReplicationSettings {
   /** Undefined until ensureReplicationPassword() has generated or read the stored one. */
   password?: Secret;
   slots: boolean;
+  /** synchronous_standby_names; undefined: asynchronous. */
+  synchronous?: SynchronousSettings;
 }
 
 export interface Inventory {
@@ -86,6 +93,8 @@ export function loadInventory(file: string): Inventory {
     name,
     address: h.address,
     role: h.role,
+    ...(h.upstream !== undefined ? { upstream: h.upstream } : {}),
+    ...(h.apply_delay !== undefined ? { applyDelay: h.apply_delay } : {}),
     vars: withSecrets(h.vars, ["hosts", name, "vars"]),
   }));
   if (parsed.apt.proxy) {
@@ -123,7 +132,12 @@ export function loadInventory(file: string): Inventory {
       clients: parsed.postgresql.clients,
       ...(parsed.postgresql.archive_directory ? { archiveDirectory: parsed.postgresql.archive_directory } : {}),
     },
-    replication: { user: parsed.replication.user, ...(password ? { password } : {}), slots: parsed.replication.slots },
+    replication: {
+      user: parsed.replication.user,
+      ...(password ? { password } : {}),
+      slots: parsed.replication.slots,
+      ...(parsed.replication.synchronous ? { synchronous: parsed.replication.synchronous } : {}),
+    },
     hosts,
     primary: hosts.find((h) => h.role === "primary")!,
     standbys: hosts.filter((h) => h.role === "standby"),
