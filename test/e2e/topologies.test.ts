@@ -2,8 +2,8 @@
  * Issue 12: replication topologies on 4 bookworm hosts: pg1 the primary, pg2 its synchronous
  * standby (ANY 1), pg3 cascading from pg2, pg4 delayed by 1 minute. Rows, a commit waiting for
  * its synchronous standby, the tree each server streams to, a switchover under a writing client,
- * changes that converge with one apply and no clone, and a failover that loses no acknowledged
- * commit.
+ * changes that converge with one apply and no clone (pg1 then leaves the inventory), and a
+ * failover that loses no acknowledged commit.
  */
 import { readFileSync, writeFileSync } from "node:fs";
 import { parseDocument } from "yaml";
@@ -171,7 +171,22 @@ describe("issue 12: replication topologies", () => {
     await markersIntact(["pg1", "pg3", "pg4"]);
   });
 
-  it("issue 12: failover with ANY 1 over pg1 and pg3: both read, so no acknowledged commit is lost, and it says so", async () => {
+  it("issue 12: removing pg4's upstream pg1 from the inventory repoints pg4 to the primary, without a clone", async () => {
+    editInventory((doc) => {
+      doc.deleteIn(["hosts", "pg1"]);
+      doc.deleteIn(["hosts", "pg4", "upstream"]);
+    });
+    const plan = await pgprov(["plan", inventory]);
+    expect(plan.stdout).toContain("create physical replication slot pgprov_pg4");
+    await applyOnce();
+    // pg4 has no delay any more: it is eligible, beside pg3.
+    await eventually("pg3 and pg4 streaming from pg2", async () => (await downstreams("pg2")) === "pg3:quorum,pg4:quorum", 30_000);
+    expect((await psql(byName("pg2"), "select string_agg(slot_name, ',' order by slot_name) from pg_replication_slots")).out).toBe("pgprov_pg3,pgprov_pg4");
+    expect((await psql(byName("pg2"), "show synchronous_standby_names")).out).toBe(`ANY 1 ("pg3", "pg4")`);
+    await markersIntact(["pg3", "pg4"]);
+  });
+
+  it("issue 12: failover with ANY 1 over pg3 and pg4: both read, so no acknowledged commit is lost, and it says so", async () => {
     const client = new CommittingClient(() => hosts, APP_PASSWORD);
     client.start();
     await eventually("the client to commit", async () => client.committed.length > 20, 60_000);
@@ -188,10 +203,10 @@ describe("issue 12: replication topologies", () => {
       },
       150_000,
     );
-    expect(out).toMatch(/no committed transaction is lost: with ANY 1 of 2 \(pg1, pg3\), every committed transaction is on at least 1 of them; 2 were read/);
+    expect(out).toMatch(/no committed transaction is lost: with ANY 1 of 2 \(pg3, pg4\), every committed transaction is on at least 1 of them; 2 were read/);
     expect(out).toContain("committed transactions: none lost");
     const promoted = Object.entries(inventoryRoles(inventory)).find(([, role]) => role === "primary")![0];
-    expect(["pg1", "pg3"]).toContain(promoted);
+    expect(["pg3", "pg4"]).toContain(promoted);
     await eventually("the client to commit on the new primary", async () => client.committed.length > 40, 90_000).catch(() => {});
     await client.stop();
     const present = new Set((await psql(byName(promoted), "select string_agg(n::text, ',') from numbered")).out.split(",").map(Number));
