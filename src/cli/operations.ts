@@ -63,6 +63,7 @@ export async function failoverCommand(args: Common & { to?: string; force: boole
     emit: (e) => renderer.event(e),
   });
   log(`\nfailover: ${r.promoted} is the primary${r.failed ? ", but the cluster playbook FAILED (see above)" : ""}`);
+  log(`committed transactions: ${r.committedTransactionsSafe ? "none lost (proven by the synchronous standbys read)" : "may be lost (see above)"}`);
   log(`inventory rewritten: ${r.inventoryChanges.join(", ")}`);
   return r.failed ? 1 : 0;
 }

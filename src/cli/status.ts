@@ -1,4 +1,4 @@
-import { clusterStatus } from "../cluster/status.js";
+import { clusterStatus, replicationTree } from "../cluster/status.js";
 import { loadInventoryWarning } from "./inventory.js";
 import { formatBytes } from "../output/format.js";
 import { formatTable } from "../output/table.js";
@@ -27,6 +27,8 @@ export async function statusCommand(inventoryPath: string, options: { json: bool
       ]);
     }
     for (const line of formatTable(rows)) write(line);
+    write("");
+    for (const line of replicationTree(status.hosts)) write(line);
     for (const w of status.warnings) write(`WARNING: ${w}`);
     write("");
     write(`writes:        ${status.connectionStrings.readWrite}`);

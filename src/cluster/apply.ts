@@ -20,11 +20,12 @@ import { pgDataDirectory, REPLICATION_QUERY, standbyReplication } from "../postg
 import { pgStandby } from "../postgres/standby.js";
 import { closeAll, connectAll, type Reached } from "../transport/fleet.js";
 import { HostPostgres, type Row } from "../transport/postgres.js";
-import type { HostConnection } from "../transport/ssh.js";
+import { RemoteError } from "../transport/ssh.js";
+import { topologyWarnings, upstreamOf } from "../inventory/topology.js";
 import type { ClusterEmit } from "./events.js";
 import { type ClusterPlaybook, targetOf } from "./playbook.js";
 import { assessCluster } from "./safety.js";
-import { hostVariables } from "./variables.js";
+import { hostVariables, topologyOf } from "./variables.js";
 import { askStandby } from "./standby-report.js";
 
 export interface ApplyOptions extends Pick<RunOptions, "check" | "limit" | "exclude" | "tags" | "forks"> {
@@ -50,6 +51,7 @@ export async function applyCluster(inventory: Inventory, playbook: ClusterPlaybo
   const targets = inventory.hosts.map(targetOf);
   requireSafetyReads(playbook, targets, members);
   const { pg_control: pgControl, pg_replication: pgReplication } = playbook.modules;
+  for (const message of topologyWarnings(inventory.hosts, inventory.replication.synchronous)) emit({ type: "warning", message });
 
   // Connections a cluster operation already holds (with their locks) are used, and left open;
   // otherwise exactly the hosts the run touches are connected.
@@ -73,19 +75,23 @@ export async function applyCluster(inventory: Inventory, playbook: ClusterPlaybo
       variables: (target, facts, results) => {
         const id = primarySystemIdentifier(results);
         const host = inventory.hosts.find((h) => h.name === target.name)!;
-        return hostVariables(inventory, host, facts, { reclone, ...(id ? { primarySystemIdentifier: id } : {}) });
+        return hostVariables(inventory, host, facts, { reclone, excluded: options.exclude ?? [], ...(id ? { primarySystemIdentifier: id } : {}) });
       },
       emit,
       afterPlay: safetyGate(playbook, inventory, members, reclone),
     });
-    const replication = summary.results.of(pgReplication).get(inventory.primary.name);
-    if (replication && !summary.failed) {
-      const primary = reached.find((r) => r.host === inventory.primary);
-      const standbys = inventory.standbys.filter((h) => members.includes(h)).map((h) => h.name);
-      const rows = options.check || !primary || !("connection" in primary)
-        ? replication
-        : await waitForStreaming(primary.connection, inventory, standbys, replication, options.streamingTimeoutMs ?? 120_000);
-      const report = standbys.map((name) => standbyReplication(name, rows));
+    const replication = summary.results.of(pgReplication);
+    if (replication.has(inventory.primary.name) && !summary.failed) {
+      // Each standby as its upstream sees it: a cascading standby streams from a standby.
+      const topology = topologyOf(inventory, options.exclude);
+      const standbys = inventory.standbys.filter((h) => members.includes(h));
+      const upstream = new Map(standbys.map((h) => [h.name, upstreamOf(topology, h)!.name]));
+      const first = new Map([...replication.entries()]);
+      const rows = options.check ? first : await waitForStreaming(reached, inventory, upstream, first, options.streamingTimeoutMs ?? 120_000);
+      const report = standbys.map((h) => {
+        const from = upstream.get(h.name)!;
+        return { ...standbyReplication(h.name, rows.get(from) ?? []), ...(from !== inventory.primary.name ? { upstream: from } : {}) };
+      });
       emit({ type: "replication", primary: inventory.primary.name, standbys: report });
       for (const s of report) {
         if (s.state !== "streaming" && !options.check) {
@@ -96,7 +102,7 @@ export async function applyCluster(inventory: Inventory, playbook: ClusterPlaybo
           emit({
             type: "failure",
             host: s.host,
-            message: `${s.host} does not stream from ${inventory.primary.name} (${s.state}) after waiting ${(options.streamingTimeoutMs ?? 120_000) / 1000} s: ${says}`,
+            message: `${s.host} does not stream from ${upstream.get(s.host)} (${s.state}) after waiting ${(options.streamingTimeoutMs ?? 120_000) / 1000} s: ${says}`,
           });
         }
       }
@@ -156,22 +162,37 @@ export function requireSafetyReads(playbook: ClusterPlaybook, targets: ReturnTyp
   );
 }
 
-/** Polls the primary until every standby streams, or the bound is reached. */
-async function waitForStreaming(connection: HostConnection, inventory: Inventory, standbys: string[], first: Row[], timeoutMs: number): Promise<Row[]> {
-  const streaming = (rows: Row[]) => standbys.every((name) => rows.some((r) => r.application_name === name && r.state === "streaming"));
-  if (streaming(first)) return first;
-  const postgres = await HostPostgres.connect(connection, { port: inventory.postgresql.port });
+/** Polls each upstream until every standby streams from it, or the bound is reached. */
+async function waitForStreaming(
+  reached: Reached<Host>[],
+  inventory: Inventory,
+  upstream: Map<string, string>,
+  first: Map<string, Row[]>,
+  timeoutMs: number,
+): Promise<Map<string, Row[]>> {
+  const rows = new Map(first);
+  const pending = () => [...upstream].filter(([name, from]) => !(rows.get(from) ?? []).some((r) => r.application_name === name && r.state === "streaming"));
+  if (pending().length === 0) return rows;
+  const clients = new Map<string, Promise<HostPostgres>>();
   try {
     const deadline = Date.now() + timeoutMs;
-    let rows = first;
-    while (Date.now() < deadline) {
+    while (Date.now() < deadline && pending().length) {
       await new Promise((r) => setTimeout(r, 500));
-      rows = await postgres.query(REPLICATION_QUERY);
-      if (streaming(rows)) return rows;
+      for (const from of new Set(pending().map(([, f]) => f))) {
+        const host = reached.find((r) => r.host.name === from);
+        if (!host || !("connection" in host)) continue;
+        if (!clients.has(from)) clients.set(from, HostPostgres.connect(host.connection, { port: inventory.postgresql.port }));
+        try {
+          rows.set(from, await (await clients.get(from)!).query(REPLICATION_QUERY));
+        } catch (e) {
+          // An upstream that is still starting (just cloned): asked again on the next round.
+          if (!(e instanceof RemoteError)) throw e;
+          clients.delete(from);
+        }
+      }
     }
     return rows;
   } finally {
-    await postgres.close();
+    await Promise.all([...clients.values()].map((c) => c.then((p) => p.close()).catch(() => {})));
   }
 }
-

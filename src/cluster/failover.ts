@@ -17,6 +17,8 @@ import { ClusterOperation } from "./operations.js";
 import { reconfigure } from "./switchover.js";
 import { lsnValue } from "../common/lsn.js";
 import type { EndOfWal } from "./timeline.js";
+import { type CommitVerdict, committedTransactionsSafe, parseSynchronousStandbyNames } from "./commit-rule.js";
+import { topologyProblems, withPrimary } from "../inventory/topology.js";
 
 export interface FailoverOptions {
   to?: string;
@@ -30,6 +32,8 @@ export interface FailoverResult {
   promoted: string;
   /** WAL the old primary had beyond what the new one received (at least, after a crash); undefined when unknowable. */
   possibleLossBytes?: number;
+  /** True when the synchronous standbys read prove that no acknowledged commit is lost (commit-rule.ts). */
+  committedTransactionsSafe: boolean;
   inventoryChanges: string[];
   failed: boolean;
 }
@@ -50,9 +54,13 @@ export async function failover(inventory: Inventory, playbook: Playbook, options
     // 2. What each standby's WAL receiver hears, and how much WAL it has.
     const receivers: ReceiverEvidence[] = [];
     const candidates: { host: Host; lsn: string; received: bigint }[] = [];
+    // Every standby whose received WAL was read, candidate or not: the commit rule counts them all.
+    const read: { name: string; received: bigint }[] = [];
+    const settings: { synchronousStandbyNames: string; synchronousCommit: string }[] = [];
     // Fenced by an earlier failover and not rejoined: its WAL is of a timeline the cluster left,
     // so neither a candidate nor a standby the new primary can take as it is.
     const fenced: Host[] = [];
+    const delayed: Host[] = [];
     for (const h of inventory.standbys) {
       if (!op.reachable(h)) {
         receivers.push({ standby: h.name, read: false, reason: op.unreachableReason(h) });
@@ -78,6 +86,13 @@ export async function failover(inventory: Inventory, playbook: Playbook, options
         receiverTimeoutSeconds: Number(r.timeout_ms) / 1000,
       });
       if (r.in_recovery !== true || !r.lsn) continue;
+      read.push({ name: h.name, received: lsnValue(String(r.lsn)) });
+      settings.push({ synchronousStandbyNames: String(r.sync_names ?? ""), synchronousCommit: String(r.sync_commit ?? "") });
+      // A delayed standby replays an hour (say) behind on purpose: promoted only when named.
+      if (h.applyDelay !== undefined && options.to !== h.name) {
+        delayed.push(h);
+        continue;
+      }
       candidates.push({ host: h, lsn: String(r.lsn), received: lsnValue(String(r.lsn)) });
     }
     const notDown = whyNotProvenDown(oldPrimary, oldEvidence, receivers, inventory.hosts);
@@ -93,11 +108,21 @@ export async function failover(inventory: Inventory, playbook: Playbook, options
     }
 
     if (fenced.length) op.step(`not a candidate: ${fenced.map((h) => h.name).join(", ")}, fenced by an earlier failover (\`pgprov rejoin\` brings it back)`);
-    if (candidates.length === 0) throw new PgprovError("no standby can be promoted: none is reachable, in recovery and not fenced");
-    candidates.sort((a, b) => (b.received > a.received ? 1 : b.received < a.received ? -1 : 0));
+    if (delayed.length) op.step(`not a candidate: ${delayed.map((h) => `${h.name} (apply_delay ${h.applyDelay})`).join(", ")}, a delayed standby (promoted only when named with --to)`);
+    if (candidates.length === 0) throw new PgprovError("no standby can be promoted: none is reachable, in recovery, not fenced and not delayed");
+    // What the standbys run with is what the old primary ran with (the same rendered file).
+    const sync = agreedSettings(settings);
+    const synchronous = sync && typeof sync.list === "object" ? sync.list.standbys : [];
+    rankCandidates(candidates, synchronous);
     const chosen = options.to ? candidates.find((c) => c.host.name === options.to) : candidates[0];
     if (!chosen) throw new PgprovError(`--to ${options.to}: not a reachable standby in recovery (candidates: ${candidates.map((c) => c.host.name).join(", ")})`);
-    op.step(`standbys by WAL received: ${candidates.map((c) => `${c.host.name} ${c.lsn}`).join(", ")}; promoting ${chosen.host.name}`);
+    op.step(
+      `standbys by WAL received: ${candidates.map((c) => `${c.host.name} ${c.lsn}${synchronous.includes(c.host.name) ? " (synchronous)" : ""}`).join(", ")}; promoting ${chosen.host.name}`,
+    );
+    const commits = commitVerdict(sync, read, chosen.host.name, chosen.received);
+    op.step(commits.line);
+    const after = topologyProblems(withPrimary(inventory.hosts, chosen.host.name), inventory.replication.synchronous);
+    if (after.length) op.step(`the inventory, with ${chosen.host.name} the primary, will need a change: ${after.map((p) => p.message).join("; ")}`);
 
     // 3. Fence the old primary where it can be reached: stopped, and marked a standby so that
     //    however it starts again (a reboot) it comes back read-only.
@@ -126,7 +151,14 @@ export async function failover(inventory: Inventory, playbook: Playbook, options
     const summary = await reconfigure(inventory, playbook, op, options.emit, [oldPrimary, ...fenced]);
     const rejoinCommands = [oldPrimary, ...fenced].map((h) => `\`pgprov rejoin ${inventory.file} ${h.name}\``).join(", ");
     op.step(summary.failed ? "the cluster playbook failed: see above" : `the other standbys stream from ${chosen.host.name}; bring back with ${rejoinCommands}`);
-    return { promoted: chosen.host.name, ...(possibleLossBytes !== undefined ? { possibleLossBytes } : {}), inventoryChanges, failed: summary.failed };
+    return {
+      promoted: chosen.host.name,
+      ...(possibleLossBytes !== undefined ? { possibleLossBytes } : {}),
+      // Proven by the synchronous standbys, or by the old primary's WAL, read to its clean end.
+      committedTransactionsSafe: commits.safe || (loss.atLeast === false && loss.bytes === 0),
+      inventoryChanges,
+      failed: summary.failed,
+    };
   } finally {
     await op.close();
   }
@@ -161,8 +193,32 @@ export function lossEstimate(oldName: string, chosenName: string, end: EndOfWal 
 const STANDBY_QUERY = `select pg_is_in_recovery() as in_recovery,
   coalesce(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn())::text as lsn,
   r.status, r.sender_host, extract(epoch from now() - r.last_msg_receipt_time)::float8 as age,
-  (select setting::bigint from pg_settings where name = 'wal_receiver_timeout') as timeout_ms
+  (select setting::bigint from pg_settings where name = 'wal_receiver_timeout') as timeout_ms,
+  current_setting('synchronous_standby_names') as sync_names, current_setting('synchronous_commit') as sync_commit
 from (select 1) as one left join pg_stat_wal_receiver as r on true`;
+
+/**
+ * The most advanced first: it holds every other candidate's WAL, so they can all follow it.
+ * Among equally advanced ones, a synchronous standby first.
+ */
+export function rankCandidates(candidates: { host: { name: string }; received: bigint }[], synchronous: string[]): void {
+  const sync = (c: { host: { name: string } }) => (synchronous.includes(c.host.name) ? 1 : 0);
+  candidates.sort((a, b) => (b.received > a.received ? 1 : b.received < a.received ? -1 : sync(b) - sync(a)));
+}
+
+/** The synchronous settings every standby read runs with; undefined when they disagree (a change applied to some only). */
+function agreedSettings(settings: { synchronousStandbyNames: string; synchronousCommit: string }[]) {
+  const first = settings[0];
+  if (!first || settings.some((s) => s.synchronousStandbyNames !== first.synchronousStandbyNames || s.synchronousCommit !== first.synchronousCommit)) return undefined;
+  return { list: parseSynchronousStandbyNames(first.synchronousStandbyNames), synchronousCommit: first.synchronousCommit };
+}
+
+function commitVerdict(sync: ReturnType<typeof agreedSettings>, read: { name: string; received: bigint }[], chosen: string, received: bigint): CommitVerdict {
+  if (!sync) return { safe: false, line: "the standbys read do not agree on synchronous_standby_names or synchronous_commit: whether committed transactions may be lost cannot be told" };
+  if (sync.list === "asynchronous") return { safe: false, line: "replication is asynchronous (no replication.synchronous): transactions committed after what the promoted standby received are lost" };
+  if (!sync.list) return { safe: false, line: "synchronous_standby_names is in a form pgprov cannot judge: committed transactions may be lost" };
+  return committedTransactionsSafe(sync.list, sync.synchronousCommit, read, { name: chosen, received });
+}
 
 /** Whether an earlier failover fenced the host (FENCE_MARKER); false when its files cannot be read. */
 async function isFenced(op: ClusterOperation, host: Host): Promise<boolean> {

@@ -10,6 +10,8 @@ import { REPLICATION_QUERY, standbyReplication } from "../postgres/read.js";
 import { closeAll, connectAll } from "../transport/fleet.js";
 import { HostPostgres, type Row } from "../transport/postgres.js";
 import { RemoteError } from "../transport/ssh.js";
+import { upstreamOf } from "../inventory/topology.js";
+import { topologyOf } from "./variables.js";
 
 export interface HostStatus {
   host: string;
@@ -30,6 +32,14 @@ export interface HostStatus {
   slotActive?: boolean;
   /** A standby's WAL receiver ("streaming", ...), or for the primary how many standbys stream. */
   streaming?: string;
+  /** The server a standby streams from, as that server's pg_stat_replication shows it. */
+  upstream?: string;
+  /** The upstream the inventory gives a standby (the primary when it names none). */
+  expectedUpstream?: string;
+  /** pg_stat_replication's sync_state on its upstream: async, potential, sync, quorum. */
+  syncState?: string;
+  /** recovery_min_apply_delay of a delayed standby. */
+  applyDelay?: string;
 }
 
 export interface ClusterStatus {
@@ -45,7 +55,8 @@ const HOST_QUERY = `select pg_is_in_recovery() as in_recovery,
   case when pg_is_in_recovery() then coalesce((select received_tli from pg_stat_wal_receiver), (select timeline_id from pg_control_checkpoint()))
        else ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int end as timeline,
   (case when pg_is_in_recovery() then pg_last_wal_replay_lsn() else pg_current_wal_lsn() end)::text as lsn,
-  (select status from pg_stat_wal_receiver) as receiver`;
+  (select status from pg_stat_wal_receiver) as receiver,
+  current_setting('recovery_min_apply_delay') as apply_delay`;
 
 export async function clusterStatus(inventory: Inventory, options: { acceptNewHostKeys?: boolean } = {}): Promise<ClusterStatus> {
   const reached = await connectAll(inventory.hosts, inventory.ssh, { acceptNewHostKeys: options.acceptNewHostKeys ?? false });
@@ -66,8 +77,10 @@ export async function clusterStatus(inventory: Inventory, options: { acceptNewHo
             timeline: Number(row!.timeline),
             lsn: String(row!.lsn),
             ...(primary ? {} : { streaming: row!.receiver ? String(row!.receiver) : "not streaming" }),
+            ...(!primary && row!.apply_delay && row!.apply_delay !== "0" ? { applyDelay: String(row!.apply_delay) } : {}),
           };
-          return primary ? { status, replication: await pg.query(REPLICATION_QUERY) } : { status };
+          // Every server's downstreams: a standby streams to its cascading standbys.
+          return { status, replication: await pg.query(REPLICATION_QUERY) };
         } catch (e) {
           if (!(e instanceof RemoteError)) throw e;
           return { status: { ...base, role: "stopped", reason: e.message.replace(/^host \S+: /, "") } };
@@ -77,13 +90,21 @@ export async function clusterStatus(inventory: Inventory, options: { acceptNewHo
       }),
     );
     const hosts = rows.map((r) => r.status);
+    const warnings: string[] = [];
     const writable = hosts.filter((h) => h.role === "primary");
-    const live = rows.find((r) => r.status.host === inventory.primary.name && r.replication) ?? rows.find((r) => r.replication);
+    const topology = topologyOf(inventory);
     for (const standby of hosts.filter((h) => h.role === "standby")) {
-      const seen = standbyReplication(standby.host, live?.replication ?? []);
-      if (seen.state !== "absent") {
+      const host = inventory.hosts.find((h) => h.name === standby.host)!;
+      const expected = upstreamOf(topology, host);
+      if (expected) standby.expectedUpstream = expected.name;
+      // The server whose pg_stat_replication lists it: its upstream, seen from there.
+      const from = rows.find((r) => r.replication?.some((x) => x.application_name === standby.host));
+      const seen = standbyReplication(standby.host, from?.replication ?? []);
+      if (from && seen.state !== "absent") {
+        standby.upstream = from.status.host;
         standby.lagBytes = seen.lagBytes;
         standby.lagSeconds = seen.lagSeconds;
+        if (seen.syncState) standby.syncState = seen.syncState;
         if (seen.slot) standby.slot = seen.slot;
         standby.slotActive = seen.slotActive === true;
       } else if (inventory.replication.slots) {
@@ -94,7 +115,11 @@ export async function clusterStatus(inventory: Inventory, options: { acceptNewHo
       const rep = rows.find((r) => r.status === p)?.replication ?? [];
       p.streaming = `${rep.filter((x) => x.state === "streaming").length} standby(s) streaming`;
     }
-    const warnings: string[] = [];
+    for (const h of hosts) {
+      if (h.upstream && h.expectedUpstream && h.upstream !== h.expectedUpstream) {
+        warnings.push(`${h.host} streams from ${h.upstream}, but the inventory says from ${h.expectedUpstream}: \`pgprov apply\` repoints it`);
+      }
+    }
     if (writable.length > 1) warnings.push(`more than one server accepts writes: ${writable.map((h) => h.host).join(", ")}`);
     if (writable.length === 1 && writable[0]!.host !== inventory.primary.name) {
       warnings.push(`the writable server is ${writable[0]!.host}, but the inventory says the primary is ${inventory.primary.name}`);
@@ -103,6 +128,39 @@ export async function clusterStatus(inventory: Inventory, options: { acceptNewHo
   } finally {
     closeAll(reached);
   }
+}
+
+/**
+ * The replication tree, as the servers show it: each server with the standbys that stream from
+ * it, their sync_state and apply delay; a standby no server lists is shown apart.
+ */
+export function replicationTree(hosts: HostStatus[]): string[] {
+  const lines: string[] = [];
+  const label = (h: HostStatus) => {
+    const notes = [
+      h.role === "standby" ? h.syncState ?? h.streaming : h.role,
+      h.applyDelay ? `apply delay ${h.applyDelay}` : "",
+      h.expectedUpstream && h.upstream && h.expectedUpstream !== h.upstream ? `inventory: from ${h.expectedUpstream}` : "",
+    ].filter(Boolean);
+    return `${h.host} (${notes.join(", ")})`;
+  };
+  const below = (name: string, prefix: string, seen: Set<string>) => {
+    const children = hosts.filter((h) => h.upstream === name && !seen.has(h.host));
+    children.forEach((c, i) => {
+      const last = i === children.length - 1;
+      seen.add(c.host);
+      lines.push(`${prefix}${last ? "└── " : "├── "}${label(c)}`);
+      below(c.host, `${prefix}${last ? "    " : "│   "}`, seen);
+    });
+  };
+  const seen = new Set<string>();
+  for (const root of hosts.filter((h) => h.role === "primary")) {
+    seen.add(root.host);
+    lines.push(label(root));
+    below(root.host, "", seen);
+  }
+  for (const h of hosts.filter((x) => !seen.has(x.host))) lines.push(`${label(h)}: streams from no server reached${h.reason ? ` (${h.reason})` : ""}`);
+  return lines;
 }
 
 /**

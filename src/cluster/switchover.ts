@@ -14,6 +14,9 @@ import type { ClusterPlaybook as Playbook } from "./playbook.js";
 import { applyCluster } from "./apply.js";
 import { ClusterOperation, crashPoint } from "./operations.js";
 import { assessCluster } from "./safety.js";
+import { topologyProblems, upstreamOf, withPrimary } from "../inventory/topology.js";
+import { lsnValue } from "../common/lsn.js";
+import { sqlLiteral } from "../common/sql.js";
 
 export interface SwitchoverOptions {
   to: string;
@@ -49,17 +52,28 @@ export async function switchover(inventory: Inventory, playbook: Playbook, optio
     const { problems } = assessCluster(inventory, states);
     if (problems.length) throw new PgprovError(`refusing to switch over: ${problems.join("\n")}`);
 
-    // 1. The target streams, and is close enough to catch up at once.
-    const [primaryRow] = await op.sql(oldPrimary, "select pg_is_in_recovery() as in_recovery");
+    // The inventory the switchover leaves must be one pgprov accepts (no cascade of two levels, a
+    // synchronous count the new primary's standbys can meet).
+    const after = topologyProblems(withPrimary(inventory.hosts, target.name), inventory.replication.synchronous);
+    if (after.length) throw new PgprovError(`refusing to switch over: with ${target.name} the primary, the inventory would be wrong: ${after.map((p) => p.message).join("; ")}. Nothing was changed`);
+
+    // 1. The target streams (from its upstream: a cascading standby from a standby), and is close
+    //    enough to catch up at once.
+    const [primaryRow] = await op.sql(oldPrimary, "select pg_is_in_recovery() as in_recovery, pg_current_wal_lsn()::text as lsn");
     if (primaryRow?.in_recovery !== false) throw new PgprovError(`${oldPrimary.name}, the inventory's primary, is not a writable primary; see \`pgprov status\``);
-    const seen = await op.sql(
-      oldPrimary,
-      `select state, pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)::bigint as lag from pg_stat_replication where application_name = '${target.name}'`,
-    );
-    if (seen[0]?.state !== "streaming") throw new PgprovError(`${target.name} does not stream from ${oldPrimary.name} (${String(seen[0]?.state ?? "not connected")}); refusing to switch over`);
-    const lag = Number(seen[0].lag ?? 0);
+    const upstream = upstreamOf(inventory.hosts, target)!;
+    const seen = await op.sql(upstream, `select state, sync_state, replay_lsn::text as replay from pg_stat_replication where application_name = ${sqlLiteral(target.name)}`);
+    if (seen[0]?.state !== "streaming") throw new PgprovError(`${target.name} does not stream from ${upstream.name} (${String(seen[0]?.state ?? "not connected")}); refusing to switch over`);
+    const replayed = lsnValue(String(seen[0].replay ?? "0/0"));
+    const lag = Math.max(0, Number(lsnValue(String(primaryRow.lsn)) - replayed));
     if (lag > options.maxLagBytes) throw new PgprovError(`${target.name} is ${lag} bytes behind ${oldPrimary.name}, more than the ${options.maxLagBytes} allowed (--max-lag); try again when it has caught up`);
-    op.step(`${target.name} streams from ${oldPrimary.name}, ${lag} bytes behind`);
+    op.step(`${target.name} streams from ${upstream.name}, ${lag} bytes behind ${oldPrimary.name}`);
+    if (inventory.replication.synchronous && seen[0].sync_state !== "sync" && seen[0].sync_state !== "quorum") {
+      op.step(
+        `${target.name} is an asynchronous standby (sync_state ${String(seen[0].sync_state)}${upstream !== oldPrimary ? `, cascading from ${upstream.name}` : ""}): ` +
+          `the switchover waits until it has everything, so nothing is lost, but it was not one of the standbys commits waited for`,
+      );
+    }
 
     // 2. The old primary shuts down cleanly: from here, no server accepts writes. It is marked a
     //    standby before anything is promoted, so that if pgprov dies from here on, however it

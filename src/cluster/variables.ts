@@ -10,6 +10,7 @@ import { FACT_KEYS, type Facts } from "../engine/facts.js";
 import type { Host, Inventory } from "../inventory/inventory.js";
 import { conninfoAuth, debianCluster, postgresVersion } from "../postgres/debian.js";
 import { slotName } from "../postgres/slot-names.js";
+import { downstreamsOf, isCascading, synchronousStandbyNames, upstreamOf } from "../inventory/topology.js";
 
 export const BUILTIN_VARIABLES = ["host", "hosts", "primary", "standbys", "facts", "postgresql", "replication", "ssh_user", "cluster"] as const;
 
@@ -19,6 +20,11 @@ export interface ClusterContext {
   primarySystemIdentifier?: string;
   /** Hosts whose data the user agreed to replace (--reclone). */
   reclone: string[];
+  /**
+   * Members left out of this run (a failed primary failover fenced, or could not reach): a
+   * standby whose upstream is one of them streams from the primary meanwhile.
+   */
+  excluded?: string[];
 }
 
 function describe(host: Host) {
@@ -41,6 +47,9 @@ function postgresqlVariables(inventory: Inventory, facts: Facts | undefined) {
     // pg_basebackup -X stream holds two WAL senders while it runs: every standby can clone at
     // once, and every standby can stream, with room for a few more. Rounded up to a multiple
     // of 16: both need a restart to change, and adding a standby should not restart the others.
+    // The same on every host, counting every standby: a host's downstreams (cascading standbys
+    // clone and stream from it) are at most all of them, a standby's max_wal_senders may not be
+    // below its primary's, and any host may become the primary.
     max_wal_senders: roundUp(3 * standbys + 4, 16),
     max_replication_slots: roundUp(standbys + 4, 16),
   };
@@ -52,6 +61,7 @@ export function hostVariables(
   facts: Facts | undefined,
   cluster: ClusterContext = { reclone: [] },
 ): Record<string, unknown> {
+  const topology = topologyOf(inventory, cluster.excluded);
   return {
     ...(reveal(inventory.vars) as Record<string, unknown>),
     ...(reveal(host.vars) as Record<string, unknown>),
@@ -71,12 +81,24 @@ export function hostVariables(
     // The user sshd runs the pg client's socket forward as, mapped to postgres by pg_ident.conf.
     ssh_user: host.connection.user.value,
     cluster: {
-      slots: inventory.replication.slots ? inventory.standbys.map((h) => slotName(h.name)) : [],
+      // The slots of the standbys that stream from this host: a cascading standby's lives on its upstream.
+      slots: inventory.replication.slots ? downstreamsOf(topology, host).map((h) => slotName(h.name)) : [],
       slot: inventory.replication.slots && host.role === "standby" ? slotName(host.name) : "",
+      /** Where this host streams and clones from: its upstream, or the primary (the primary: itself). */
+      upstream: describe(upstreamOf(topology, host) ?? host),
+      /** Streams from a standby: cloned after the standbys of the primary. */
+      cascading: isCascading(topology, host),
+      synchronous_standby_names: synchronousStandbyNames(inventory.hosts, inventory.replication.synchronous),
+      apply_delay: host.applyDelay ?? "",
       primary_system_identifier: cluster.primarySystemIdentifier ?? "",
       reclone: cluster.reclone.includes(host.name),
     },
   };
+}
+
+/** The hosts streaming is arranged among: all but those a cluster operation left out. */
+export function topologyOf(inventory: Inventory, excluded: string[] = []): Host[] {
+  return inventory.hosts.filter((h) => !excluded.includes(h.name));
 }
 
 /** Names every host's templates can use, for checking a playbook before connecting. */

@@ -14,6 +14,7 @@ import { YamlSource, type YamlPath } from "../yaml/source.js";
 import { inventorySchema, type InventoryFile } from "./schema.js";
 import { Secret } from "../common/secret.js";
 import { readSecret, secretSource } from "./secret.js";
+import type { SynchronousSettings } from "./topology.js";
 
 /** How pgprov unlocks keys, and what it read but does not honour (printed as warnings). */
 export interface SshAccess extends Unlocking {
@@ -31,6 +32,10 @@ export interface Host {
   role: Role;
   /** How pgprov reaches it: user, port, keys, jump hosts, each with where it came from. */
   connection: Connection;
+  /** The host it streams from while a standby; the primary when undefined (see topology.ts). */
+  upstream?: string;
+  /** recovery_min_apply_delay of a delayed standby ("1h"). */
+  applyDelay?: string;
   /** This host's template variables; they override the inventory's `vars`. */
   vars: Record<string, unknown>;
 }
@@ -51,6 +56,8 @@ export interface ReplicationSettings {
   /** Undefined until ensureReplicationPassword() has generated or read the stored one. */
   password?: Secret;
   slots: boolean;
+  /** synchronous_standby_names; undefined: asynchronous. */
+  synchronous?: SynchronousSettings;
 }
 
 export interface Inventory {
@@ -87,6 +94,8 @@ export function loadInventory(file: string): Inventory {
     address: h.address,
     role: h.role,
     connection: access.connections[name]!,
+    ...(h.upstream !== undefined ? { upstream: h.upstream } : {}),
+    ...(h.apply_delay !== undefined ? { applyDelay: h.apply_delay } : {}),
     vars: withSecrets(h.vars, ["hosts", name, "vars"]),
   }));
   if (parsed.apt.proxy) {
@@ -118,7 +127,12 @@ export function loadInventory(file: string): Inventory {
       clients: parsed.postgresql.clients,
       ...(parsed.postgresql.archive_directory ? { archiveDirectory: parsed.postgresql.archive_directory } : {}),
     },
-    replication: { user: parsed.replication.user, ...(password ? { password } : {}), slots: parsed.replication.slots },
+    replication: {
+      user: parsed.replication.user,
+      ...(password ? { password } : {}),
+      slots: parsed.replication.slots,
+      ...(parsed.replication.synchronous ? { synchronous: parsed.replication.synchronous } : {}),
+    },
     hosts,
     primary: hosts.find((h) => h.role === "primary")!,
     standbys: hosts.filter((h) => h.role === "standby"),

@@ -11,6 +11,7 @@ import { SETTINGS_BY_VERSION } from "../postgres/settings.js";
 import { secretSource } from "./secret.js";
 import { slotName } from "../postgres/slot-names.js";
 import { parseProxyJump } from "../sshconfig/jump.js";
+import { delayProblem, topologyProblems } from "./topology.js";
 
 export const hostName = z
   .string()
@@ -56,6 +57,10 @@ export const hostSchema = z.strictObject({
   address,
   role: z.enum(["primary", "standby"]),
   ssh: hostSshSchema.optional(),
+  /** The host it streams from while a standby (cascading); the primary by default. */
+  upstream: hostName.optional(),
+  /** A delayed standby: recovery_min_apply_delay, in PostgreSQL's units ("1h"). */
+  apply_delay: z.string().refine((d) => delayProblem(d) === undefined, { error: (i) => delayProblem(String(i.input)) ?? "" }).optional(),
   vars: variables.default({}),
 });
 
@@ -108,6 +113,8 @@ export const MANAGED_SETTINGS = new Set([
   "max_replication_slots",
   "primary_conninfo",
   "primary_slot_name",
+  "synchronous_standby_names",
+  "recovery_min_apply_delay",
   "wal_log_hints",
   "hba_file",
   "ident_file",
@@ -150,6 +157,14 @@ export const replicationSchema = z.strictObject({
   /** Default: generated once and kept next to the inventory (mode 0600). */
   password: secretSource.optional(),
   slots: z.boolean().default(true),
+  /** Synchronous or quorum commit: synchronous_standby_names (see inventory/topology.ts). */
+  synchronous: z
+    .strictObject({
+      mode: z.enum(["quorum", "priority"]).default("quorum"),
+      count: z.number().int(),
+      standbys: z.array(hostName).optional(),
+    })
+    .optional(),
 });
 
 export const inventorySchema = z
@@ -204,6 +219,8 @@ export const inventorySchema = z
       if (other) ctx.addIssue({ code: "custom", path: ["hosts", name], message: `hosts ${other} and ${name} would share the replication slot ${slot}; rename one` });
       slots.set(slot, name);
     }
+    const topology = Object.entries(inv.hosts).map(([name, h]) => ({ name, role: h.role, upstream: h.upstream, applyDelay: h.apply_delay }));
+    for (const p of topologyProblems(topology, inv.replication.synchronous)) ctx.addIssue({ code: "custom", path: p.path, message: p.message });
     const seen = new Map<string, string>();
     for (const name of names) {
       const a = inv.hosts[name]!.address;

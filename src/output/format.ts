@@ -65,7 +65,7 @@ export function taskStatusText(status: string, check: boolean, style: Style): st
 
 export function replicationLines(e: Extract<ClusterEvent, { type: "replication" }>, style: Style): string[] {
   const rows = e.standbys.map((s) => [
-    s.host,
+    s.upstream ? `${s.host} (from ${s.upstream})` : s.host,
     s.state === "streaming" ? style.green(s.state) : style.red(s.state),
     s.lagBytes !== undefined ? `replay lag ${formatBytes(s.lagBytes)}, ${s.lagSeconds!.toFixed(1)} s` : "",
     s.slot ? `slot ${s.slot}${s.slotActive ? " (active)" : " (inactive)"}` : "",

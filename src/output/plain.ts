@@ -42,6 +42,9 @@ export class PlainRenderer implements Renderer {
         out("");
         for (const l of failureLines(e, s)) out(l);
         break;
+      case "warning":
+        out(s.yellow(`WARNING: ${e.message}`));
+        break;
       case "replication":
         out("");
         for (const l of replicationLines(e, s)) out(l);

@@ -13,6 +13,12 @@ export type Row = Record<string, unknown>;
 /** Bounds every wait: connecting, and each statement. */
 const CONNECT_TIMEOUT_S = 10;
 const STATEMENT_TIMEOUT = "15s";
+/**
+ * pgprov's own writes (the replication role) never wait for synchronous standbys: on a bootstrap
+ * none exists yet (it needs that role to clone), and with them down, apply is how they come back.
+ * statement_timeout does not bound that wait. A rerun puts back a change a failover lost.
+ */
+const SESSION_OPTIONS = `-c statement_timeout=${STATEMENT_TIMEOUT} -c synchronous_commit=local`;
 
 export interface Sql {
   /** A query whose rows are the probe's state (read them with `rowsOf`). */
@@ -27,7 +33,7 @@ export function psql(port: number): Sql {
     // The newest installed psql itself: Debian's /usr/bin/psql is a Perl wrapper that costs
     // three times as much as the query. Any version's psql talks to any server.
     `for psql in /usr/lib/postgresql/*/bin/psql; do :; done; [ -x "$psql" ] || psql=psql\n` +
-    `runuser -u postgres -- env PGCONNECT_TIMEOUT=${CONNECT_TIMEOUT_S} PGOPTIONS=${shellQuote(`-c statement_timeout=${STATEMENT_TIMEOUT}`)} ` +
+    `runuser -u postgres -- env PGCONNECT_TIMEOUT=${CONNECT_TIMEOUT_S} PGOPTIONS=${shellQuote(SESSION_OPTIONS)} ` +
     `"$psql" -XAtq -p ${port} -v ON_ERROR_STOP=${stopOnError ? 1 : 0}`;
   const reader: ProbeReader<string> = {
     name: `psql:${port}`,

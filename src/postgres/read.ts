@@ -31,8 +31,12 @@ export const pgDataDirectory: Module<z.output<typeof dataDirectoryArgs>, DataDir
   },
 };
 
+/**
+ * The standbys a server streams to (a standby too, to its cascading standbys), lag counted from
+ * what that server has: its current WAL, or a standby's received WAL.
+ */
 export const REPLICATION_QUERY = `select r.application_name, r.state, r.sync_state,
-  pg_wal_lsn_diff(pg_current_wal_lsn(), r.replay_lsn)::bigint as lag_bytes,
+  pg_wal_lsn_diff(case when pg_is_in_recovery() then pg_last_wal_receive_lsn() else pg_current_wal_lsn() end, r.replay_lsn)::bigint as lag_bytes,
   coalesce(extract(epoch from r.replay_lag), 0)::float8 as lag_seconds,
   s.slot_name, s.active as slot_active
   from pg_stat_replication r left join pg_replication_slots s on s.active_pid = r.pid
@@ -43,10 +47,14 @@ export interface StandbyReplication {
   host: string;
   /** "streaming", "catchup", ...; "absent" when the primary does not see it at all. */
   state: string;
+  /** pg_stat_replication's sync_state: async, potential, sync or quorum. */
+  syncState?: string;
   lagBytes?: number;
   lagSeconds?: number;
   slot?: string;
   slotActive?: boolean;
+  /** The standby it streams from, when it is not the primary (cascading). */
+  upstream?: string;
 }
 
 /** One standby in the rows of REPLICATION_QUERY: "absent" when the primary does not see it. */
@@ -56,6 +64,7 @@ export function standbyReplication(name: string, rows: Row[]): StandbyReplicatio
   return {
     host: name,
     state: String(row.state),
+    ...(row.sync_state ? { syncState: String(row.sync_state) } : {}),
     lagBytes: Number(row.lag_bytes ?? 0),
     lagSeconds: Number(row.lag_seconds ?? 0),
     ...(row.slot_name ? { slot: String(row.slot_name), slotActive: row.slot_active === true } : {}),

@@ -3,6 +3,7 @@ import { spawn } from "node:child_process";
 import { copyFileSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import pg from "pg";
 import { parseDocument } from "yaml";
 import type { ClusterEvent } from "../../src/cluster/events.js";
 import type { HostRecap } from "../../src/engine/events.js";
@@ -82,13 +83,15 @@ export async function eventually(what: string, check: () => Promise<boolean>, ti
 
 /**
  * A private inventory of the lab's hosts (through its apt proxy; clients allowed from the lab's
- * network), bootstrapped by `pgprov apply`: pg1 the primary, the others its streaming standbys.
+ * network), bootstrapped by `pgprov apply`: pg1 the primary, the others its streaming standbys
+ * (or as `edit` makes the inventory).
  */
-export async function bootstrapCluster(lab: Lab): Promise<string> {
+export async function bootstrapCluster(lab: Lab, edit?: (doc: ReturnType<typeof parseDocument>) => void): Promise<string> {
   const inventory = inventoryCopy(lab, (doc) => {
     doc.set("apt", { proxy: lab.aptProxy });
     // Test clients run on this machine (the bridge address) and, for psql, on the hosts.
     doc.set("postgresql", { clients: [lab.subnet] });
+    edit?.(doc);
   });
   const r = await pgprov(["apply", inventory]);
   if (r.code !== 0) throw new Error(`the bootstrap failed (exit ${r.code}):\n${r.stdout}\n${r.stderr}`);
@@ -105,4 +108,77 @@ export async function liveRoles(hosts: LabHost[]): Promise<Record<string, string
   const out: Record<string, string> = {};
   for (const h of hosts) out[h.name] = (await psql(h, "select pg_is_in_recovery()")).out === "f" ? "primary" : "standby";
   return out;
+}
+
+/** A client that commits numbered rows, one at a time, to whichever server accepts writes. */
+export class CommittingClient {
+  readonly committed: number[] = [];
+  private stopped = false;
+  private done?: Promise<void>;
+  errors = 0;
+
+  constructor(
+    private readonly hosts: () => LabHost[],
+    private readonly password: string,
+  ) {}
+
+  start(): void {
+    this.done = this.loop();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    await this.done;
+  }
+
+  private async writable(): Promise<pg.Client | undefined> {
+    // What target_session_attrs=read-write does in libpq: try each host, keep the writable one.
+    for (const h of this.hosts()) {
+      const client = new pg.Client({ host: h.address, port: 5432, user: "app", password: this.password, database: "postgres", connectionTimeoutMillis: 1000, query_timeout: 2000 });
+      client.on("error", () => {});
+      try {
+        await client.connect();
+        const r = await client.query("select pg_is_in_recovery() as r");
+        if (r.rows[0].r === false) return client;
+      } catch {
+        // not this one
+      }
+      await client.end().catch(() => {});
+    }
+    return undefined;
+  }
+
+  private async loop(): Promise<void> {
+    let n = 1;
+    let client: pg.Client | undefined;
+    while (!this.stopped) {
+      client ??= await this.writable();
+      if (!client) {
+        await new Promise((r) => setTimeout(r, 100));
+        continue;
+      }
+      try {
+        await client.query("insert into numbered (n) values ($1)", [n]);
+        this.committed.push(n);
+        n++;
+      } catch {
+        // A failed commit is not counted: it may be retried with the same number.
+        this.errors++;
+        await client.end().catch(() => {});
+        client = undefined;
+        const exists = await this.writable().then(async (c) => {
+          if (!c) return false;
+          const r = await c.query("select count(*)::int as c from numbered where n = $1", [n]);
+          await c.end();
+          return r.rows[0].c === 1;
+        });
+        if (exists) {
+          // The commit reached the server before the connection broke: it counts.
+          this.committed.push(n);
+          n++;
+        }
+      }
+    }
+    await client?.end().catch(() => {});
+  }
 }

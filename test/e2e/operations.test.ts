@@ -4,85 +4,16 @@
  * names rejoin; rejoin makes it a standby), and a standby removed from the inventory.
  */
 import { readFileSync, writeFileSync } from "node:fs";
-import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadInventory } from "../../src/inventory/inventory.js";
 import { type Lab, type LabHost, labBoot, labDown, labExec, labKill, labUp } from "../lab/lab.js";
-import { bootstrapCluster, eventually, inventoryRoles, liveRoles as liveRolesOf, pgprov, psql } from "./helpers.js";
+import { bootstrapCluster, CommittingClient, eventually, inventoryRoles, liveRoles as liveRolesOf, pgprov, psql } from "./helpers.js";
 
 let lab: Lab;
 let inventory: string;
 let hosts: LabHost[];
 const APP_PASSWORD = "app-test-only-pw";
 const byName = (name: string) => hosts.find((h) => h.name === name)!;
-
-/** A client that commits numbered rows, one at a time, to whichever server accepts writes. */
-class CommittingClient {
-  readonly committed: number[] = [];
-  private stopped = false;
-  private done?: Promise<void>;
-  errors = 0;
-
-  start(): void {
-    this.done = this.loop();
-  }
-
-  async stop(): Promise<void> {
-    this.stopped = true;
-    await this.done;
-  }
-
-  private async writable(): Promise<pg.Client | undefined> {
-    // What target_session_attrs=read-write does in libpq: try each host, keep the writable one.
-    for (const h of hosts) {
-      const client = new pg.Client({ host: h.address, port: 5432, user: "app", password: APP_PASSWORD, database: "postgres", connectionTimeoutMillis: 1000, query_timeout: 2000 });
-      client.on("error", () => {});
-      try {
-        await client.connect();
-        const r = await client.query("select pg_is_in_recovery() as r");
-        if (r.rows[0].r === false) return client;
-      } catch {
-        // not this one
-      }
-      await client.end().catch(() => {});
-    }
-    return undefined;
-  }
-
-  private async loop(): Promise<void> {
-    let n = 1;
-    let client: pg.Client | undefined;
-    while (!this.stopped) {
-      client ??= await this.writable();
-      if (!client) {
-        await new Promise((r) => setTimeout(r, 100));
-        continue;
-      }
-      try {
-        await client.query("insert into numbered (n) values ($1)", [n]);
-        this.committed.push(n);
-        n++;
-      } catch {
-        // A failed commit is not counted: it may be retried with the same number.
-        this.errors++;
-        await client.end().catch(() => {});
-        client = undefined;
-        const exists = await this.writable().then(async (c) => {
-          if (!c) return false;
-          const r = await c.query("select count(*)::int as c from numbered where n = $1", [n]);
-          await c.end();
-          return r.rows[0].c === 1;
-        });
-        if (exists) {
-          // The commit reached the server before the connection broke: it counts.
-          this.committed.push(n);
-          n++;
-        }
-      }
-    }
-    await client?.end().catch(() => {});
-  }
-}
 
 async function roles(): Promise<Record<string, string>> {
   return inventoryRoles(inventory);
@@ -111,7 +42,7 @@ afterAll(async () => {
 });
 
 describe("day-2 operations", () => {
-  const client = new CommittingClient();
+  const client = new CommittingClient(() => hosts, APP_PASSWORD);
 
   it("switches over to a standby and back while a client commits, losing no committed row", async () => {
     client.start();

@@ -94,7 +94,9 @@ describe("inventory", () => {
     process.env.APP_TOKEN = "example-token";
     process.env.PGPROV_REPLICATION_PASSWORD = "example-replication-password";
     const inv = loadInventory(copy);
-    expect(inv.hosts.map((h) => h.role)).toEqual(["primary", "standby", "standby"]);
+    expect(inv.hosts.map((h) => h.role)).toEqual(["primary", "standby", "standby", "standby", "standby"]);
+    expect(inv.hosts.map((h) => [h.upstream, h.applyDelay])).toEqual([[undefined, undefined], [undefined, undefined], [undefined, undefined], ["pg3", undefined], [undefined, "1h"]]);
+    expect(inv.replication.synchronous).toEqual({ mode: "quorum", count: 1, standbys: ["pg2", "pg3"] });
     expect(inv.aptProxy).toBe("http://10.0.0.1:3142/"); // its normal form
     expect(inv.postgresql).toMatchObject({ version: 15, port: 5432, clients: ["10.0.0.0/24"] });
     expect(inv.replication.password?.reveal()).toBe("example-replication-password");
