@@ -9,7 +9,7 @@ import { basename, dirname, extname, join, resolve } from "node:path";
 import { FileError, PgprovError, type SourceProblem } from "../common/errors.js";
 import type { SshSettings } from "../transport/target.js";
 import { YamlSource, type YamlPath } from "../yaml/source.js";
-import { inventorySchema } from "./schema.js";
+import { type CheckThresholds, inventorySchema } from "./schema.js";
 import { Secret } from "../common/secret.js";
 import { readSecret, secretSource } from "./secret.js";
 
@@ -55,6 +55,8 @@ export interface Inventory {
   secrets: Secret[];
   postgresql: PostgresSettings;
   replication: ReplicationSettings;
+  /** `pgprov check`'s thresholds, defaults filled in. */
+  checks: CheckThresholds;
   /** In file order. */
   hosts: Host[];
   primary: Host;
@@ -124,6 +126,7 @@ export function loadInventory(file: string): Inventory {
       ...(parsed.postgresql.archive_directory ? { archiveDirectory: parsed.postgresql.archive_directory } : {}),
     },
     replication: { user: parsed.replication.user, ...(password ? { password } : {}), slots: parsed.replication.slots },
+    checks: parsed.checks,
     hosts,
     primary: hosts.find((h) => h.role === "primary")!,
     standbys: hosts.filter((h) => h.role === "standby"),
