@@ -65,46 +65,49 @@ export interface Inventory {
 
 export function loadInventory(file: string): Inventory {
   const source = YamlSource.read(file);
-  const parsed = source.validate(inventorySchema);
+  // Every problem in one run: the schema's, and those of the key file and the secrets wherever
+  // the file names them well enough to look, even when the schema found others.
+  const checked = source.check(inventorySchema);
+  const problems: SourceProblem[] = "problems" in checked ? [...checked.problems] : [];
+  const parsed = "data" in checked ? checked.data : undefined;
+  const raw = objectAt(checked.raw, []);
   const dir = dirname(resolve(file));
 
-  const privateKey = parsed.ssh.private_key ? resolve(dir, parsed.ssh.private_key) : undefined;
+  const keyFile = parsed ? parsed.ssh.private_key : objectAt(raw, ["ssh"])?.private_key;
+  const privateKey = typeof keyFile === "string" && keyFile ? resolve(dir, keyFile) : undefined;
   if (privateKey) {
     try {
       accessSync(privateKey, constants.R_OK);
     } catch (e) {
-      throw new FileError([
-        source.problem(["ssh", "private_key"], `ssh.private_key: cannot read ${privateKey} (${(e as NodeJS.ErrnoException).code})`),
-      ]);
+      problems.push(source.problem(["ssh", "private_key"], `ssh.private_key: cannot read ${privateKey} (${(e as NodeJS.ErrnoException).code})`));
     }
   }
 
   const secrets: Secret[] = [];
-  const problems: SourceProblem[] = [];
-  const withSecrets = (value: Record<string, unknown>, path: YamlPath) =>
-    resolveSecrets(value, path, { source, dir, secrets, problems }) as Record<string, unknown>;
-  const vars = withSecrets(parsed.vars, ["vars"]);
-  const hosts: Host[] = Object.entries(parsed.hosts).map(([name, h]) => ({
-    name,
-    address: h.address,
-    role: h.role,
-    vars: withSecrets(h.vars, ["hosts", name, "vars"]),
-  }));
-  if (parsed.apt.proxy) {
-    // A proxy's password is masked in all output like any other secret.
-    const proxyPassword = new URL(parsed.apt.proxy).password;
-    if (proxyPassword) secrets.push(new Secret(proxyPassword, "apt.proxy"), new Secret(percentDecoded(proxyPassword), "apt.proxy"));
-  }
+  const withSecrets = (value: unknown, path: YamlPath) => (resolveSecrets(value ?? {}, path, { source, dir, secrets, problems }) ?? {}) as Record<string, unknown>;
+  const vars = withSecrets(parsed ? parsed.vars : raw?.vars, ["vars"]);
+  const hostVars = Object.fromEntries(
+    Object.entries(parsed ? parsed.hosts : (objectAt(raw, ["hosts"]) ?? {})).map(([name, h]) => [name, withSecrets(objectAt(h, [])?.vars, ["hosts", name, "vars"])]),
+  );
   let password: Secret | undefined;
-  if (parsed.replication.password) {
+  const passwordSource = secretSource.safeParse(parsed ? parsed.replication.password : objectAt(raw, ["replication"])?.password);
+  if (passwordSource.success && passwordSource.data) {
     try {
-      password = readSecret(parsed.replication.password, (p) => resolve(dir, p));
+      password = readSecret(passwordSource.data, (p) => resolve(dir, p));
       secrets.push(password);
     } catch (e) {
       problems.push(source.problem(["replication", "password"], `replication.password: ${(e as Error).message}`));
     }
   }
-  if (problems.length) throw new FileError(problems);
+  if (problems.length || !parsed) {
+    throw new FileError([...new Map(problems.map((p) => [`${p.line}:${p.col}:${p.message}`, p])).values()]);
+  }
+  const hosts: Host[] = Object.entries(parsed.hosts).map(([name, h]) => ({ name, address: h.address, role: h.role, vars: hostVars[name]! }));
+  if (parsed.apt.proxy) {
+    // A proxy's password is masked in all output like any other secret.
+    const proxyPassword = new URL(parsed.apt.proxy).password;
+    if (proxyPassword) secrets.push(new Secret(proxyPassword, "apt.proxy"), new Secret(percentDecoded(proxyPassword), "apt.proxy"));
+  }
   return {
     file: resolve(file),
     dir,
@@ -138,6 +141,13 @@ interface SecretScope {
   dir: string;
   secrets: Secret[];
   problems: SourceProblem[];
+}
+
+/** The mapping at `path` of a value parsed from YAML, or undefined when there is none. */
+function objectAt(value: unknown, path: string[]): Record<string, unknown> | undefined {
+  let v = value;
+  for (const key of path) v = v && typeof v === "object" && !Array.isArray(v) ? (v as Record<string, unknown>)[key] : undefined;
+  return v && typeof v === "object" && !Array.isArray(v) ? (v as Record<string, unknown>) : undefined;
 }
 
 /** Replaces every `{ secret: { env: NAME } }` or `{ secret: { file: PATH } }` with its Secret. */
