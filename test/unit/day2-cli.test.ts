@@ -33,3 +33,20 @@ describe("issue 14: the small things", () => {
     expect(render(false, { type: "step", operation: "failover", seconds: 1.5, message: "promoted pg2" })).toBe("[  1.50 s] promoted pg2\n");
   });
 });
+
+describe("issue 14: confirmation", () => {
+  it("issue 14: without a terminal and without --yes, a confirmation refuses naming --yes; --yes and --dry-run ask nothing", async () => {
+    const { confirmation } = await import("../../src/cli/confirm.js");
+    const tty = process.stdin.isTTY;
+    try {
+      process.stdin.isTTY = false;
+      expect(() => confirmation("failover", { yes: false, dryRun: false })).toThrow(/failover asks for confirmation, and stdin is not a terminal: pass --yes .*nothing was changed/);
+      expect(confirmation("failover", { yes: true, dryRun: false })).toBeUndefined();
+      expect(confirmation("failover", { yes: false, dryRun: true })).toBeUndefined();
+      process.stdin.isTTY = true;
+      expect(confirmation("failover", { yes: false, dryRun: false })).toBeTypeOf("function");
+    } finally {
+      process.stdin.isTTY = tty;
+    }
+  });
+});
