@@ -5,6 +5,8 @@ import { JsonRenderer } from "../output/json.js";
 import { PlainRenderer } from "../output/plain.js";
 import type { Renderer } from "../output/renderer.js";
 import { PgprovError } from "../common/errors.js";
+import { matchHosts } from "../inventory/select.js";
+import { confirmation } from "./confirm.js";
 import { print, printJson } from "./print.js";
 
 export interface ApplyArgs {
@@ -17,6 +19,8 @@ export interface ApplyArgs {
   forks?: number;
   json: boolean;
   verbose: boolean;
+  /** No confirmation for --reclone. */
+  yes: boolean;
   acceptNewHostKeys: boolean;
   reclone?: string[];
   /** Bound on waiting for the standbys to stream, after the playbook. */
@@ -26,22 +30,25 @@ export interface ApplyArgs {
 /** Exit codes: 0 done (or nothing to change under --check), 1 failed, 2 changes pending under --check. */
 export async function applyCommand(args: ApplyArgs): Promise<number> {
   const inventory = loadInventoryWarning(args.inventory);
-  for (const [flag, names] of [["--limit", args.limit], ["--reclone", args.reclone]] as const) {
-    for (const name of names ?? []) {
-      if (!inventory.hosts.some((h) => h.name === name)) throw new PgprovError(`${flag}: no host named "${name}" in ${args.inventory}`);
-    }
-  }
-  for (const name of args.reclone ?? []) {
+  const names = inventory.hosts.map((h) => h.name);
+  const limit = args.limit ? matchHosts(args.limit, names, "--limit") : undefined;
+  const reclone = args.reclone ? matchHosts(args.reclone, names, "--reclone") : undefined;
+  for (const name of reclone ?? []) {
     if (name === inventory.primary.name) throw new PgprovError(`--reclone: ${name} is the primary; pgprov never replaces the primary's data`);
   }
   const playbook = loadClusterPlaybook(args.playbook, inventory);
+  if (reclone && !args.check) {
+    const ask = confirmation("apply --reclone", { yes: args.yes });
+    const question = `apply may replace the data of ${reclone.join(", ")} with a fresh clone of ${inventory.primary.name} (where it is not the primary's), losing what is there: go on?`;
+    if (ask && !(await ask(question))) throw new PgprovError("apply --reclone not confirmed: nothing was changed");
+  }
   const renderer = await pickRenderer(args);
   const summary = await applyCluster(inventory, playbook, {
     check: args.check,
-    ...(args.limit ? { limit: args.limit } : {}),
+    ...(limit ? { limit } : {}),
     ...(args.tags ? { tags: args.tags } : {}),
     ...(args.forks ? { forks: args.forks } : {}),
-    ...(args.reclone ? { reclone: args.reclone } : {}),
+    ...(reclone ? { reclone } : {}),
     ...(args.streamingTimeoutMs ? { streamingTimeoutMs: args.streamingTimeoutMs } : {}),
     acceptNewHostKeys: args.acceptNewHostKeys,
     emit: (e) => renderer.event(e),

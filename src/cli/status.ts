@@ -1,17 +1,56 @@
-import { clusterStatus, replicationTree } from "../cluster/status.js";
+import { type ClusterStatus, replicationTree, StatusReader } from "../cluster/status.js";
 import { loadInventoryWarning } from "./inventory.js";
 import { formatBytes } from "../output/format.js";
 import { formatTable } from "../output/table.js";
 import { print, printJson } from "./print.js";
 
-/** Exit codes: 0 every host answers as the inventory says, 1 otherwise (unreachable, stopped, two primaries...). */
-export async function statusCommand(inventoryPath: string, options: { json: boolean; acceptNewHostKeys: boolean }): Promise<number> {
+export interface StatusOptions {
+  json: boolean;
+  acceptNewHostKeys: boolean;
+  /** `--watch`: read again every this many seconds, until `stop`. */
+  watchSeconds?: number;
+  stop?: AbortSignal;
+}
+
+/**
+ * Exit codes: 0 every host answers as the inventory says, 1 otherwise (unreachable, stopped, two
+ * primaries...). Watching, 0 when stopped by Ctrl-C: the state is on screen, not in the code.
+ */
+export async function statusCommand(inventoryPath: string, options: StatusOptions): Promise<number> {
   const inventory = loadInventoryWarning(inventoryPath);
-  const status = await clusterStatus(inventory, { acceptNewHostKeys: options.acceptNewHostKeys });
+  const reader = await StatusReader.open(inventory, { acceptNewHostKeys: options.acceptNewHostKeys });
+  try {
+    if (options.watchSeconds === undefined) return show(await reader.read(), options.json);
+    // On a terminal the screen is redrawn in place; in a log, each reading follows the last.
+    const redraw = process.stdout.isTTY === true && !options.json;
+    while (!options.stop?.aborted) {
+      const status = await reader.read();
+      if (options.stop?.aborted) break;
+      if (redraw) print("\x1b[H\x1b[2J");
+      if (!options.json) print(`-- ${new Date().toTimeString().slice(0, 8)}  every ${options.watchSeconds} s; Ctrl-C stops\n`);
+      show(status, options.json);
+      if (!redraw && !options.json) print("\n");
+      await pause(options.watchSeconds * 1000, options.stop);
+    }
+    return 0;
+  } finally {
+    await reader.close();
+  }
+}
+
+function pause(ms: number, stop?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, ms);
+    stop?.addEventListener("abort", () => (clearTimeout(timer), resolve()), { once: true });
+  });
+}
+
+/** Prints one reading; its exit code. */
+function show(status: ClusterStatus, json: boolean): number {
   const write = (line: string) => print(`${line}\n`);
-  if (options.json) {
+  if (json) {
     for (const h of status.hosts) printJson({ type: "status", ...h });
-    printJson({ type: "cluster", warnings: status.warnings, connection_strings: status.connectionStrings });
+    printJson({ type: "cluster", warnings: status.warnings, connectionStrings: status.connectionStrings });
   } else {
     const rows = [["host", "role", "version", "timeline", "lsn", "lag", "slot", "streaming"]];
     for (const h of status.hosts) {

@@ -7,40 +7,42 @@
  * its own boot check (templates/boot-fence.sh.hbs) if it comes back and reaches the new primary.
  */
 import { hostname } from "node:os";
-import type { ClusterEmit as Emit } from "./events.js";
 import { PgprovError } from "../common/errors.js";
 import { rewriteRoles } from "../inventory/edit.js";
 import type { Host, Inventory } from "../inventory/inventory.js";
 import type { ClusterPlaybook as Playbook } from "./playbook.js";
 import { FENCE_MARKER } from "../postgres/data-directory.js";
-import { ClusterOperation } from "./operations.js";
+import { ClusterOperation, type OperationOptions } from "./operations.js";
 import { reconfigure } from "./switchover.js";
 import { lsnValue } from "../common/lsn.js";
 import type { EndOfWal } from "./timeline.js";
 import { type CommitVerdict, committedTransactionsSafe, parseSynchronousStandbyNames } from "./commit-rule.js";
 import { topologyProblems, withPrimary } from "../inventory/topology.js";
 
-export interface FailoverOptions {
+export interface FailoverOptions extends OperationOptions {
   to?: string;
   force: boolean;
-  acceptNewHostKeys?: boolean;
-  log: (line: string) => void;
-  emit: Emit;
 }
 
 export interface FailoverResult {
-  promoted: string;
+  newPrimary: string;
+  oldPrimary: string;
   /** WAL the old primary had beyond what the new one received (at least, after a crash); undefined when unknowable. */
   possibleLossBytes?: number;
   /** True when the synchronous standbys read prove that no acknowledged commit is lost (commit-rule.ts). */
   committedTransactionsSafe: boolean;
+  /** possibleLossBytes is a lower bound (the old primary had crashed). */
+  possibleLossAtLeast?: boolean;
+  /** Hosts left out until `pgprov rejoin`: the old primary, and standbys an earlier failover fenced. */
+  toRejoin: string[];
   inventoryChanges: string[];
   failed: boolean;
 }
 
-export async function failover(inventory: Inventory, playbook: Playbook, options: FailoverOptions): Promise<FailoverResult> {
+/** Undefined after a dry run: every check passed, and nothing was changed. */
+export async function failover(inventory: Inventory, playbook: Playbook, options: FailoverOptions): Promise<FailoverResult | undefined> {
   const oldPrimary = inventory.primary;
-  const op = await ClusterOperation.open(inventory, options);
+  const op = await ClusterOperation.open(inventory, "failover", options);
   try {
     // 1. Is the primary really gone? Its own host, where it can be reached, and every standby's
     //    WAL receiver must agree; "cannot reach" alone is no proof.
@@ -123,6 +125,30 @@ export async function failover(inventory: Inventory, playbook: Playbook, options
     op.step(commits.line);
     const after = topologyProblems(withPrimary(inventory.hosts, chosen.host.name), inventory.replication.synchronous);
     if (after.length) op.step(`the inventory, with ${chosen.host.name} the primary, will need a change: ${after.map((p) => p.message).join("; ")}`);
+    const others = inventory.standbys.filter((h) => h !== chosen.host && !fenced.includes(h)).map((h) => h.name);
+    const toRejoin = [oldPrimary, ...fenced];
+    const proceed = await op.proceed(
+      {
+        oldPrimary: oldPrimary.name,
+        oldPrimaryReachable: oldEvidence.reachable,
+        ...(notDown.reasons.length ? { forcedPast: notDown.reasons } : {}),
+        candidates: candidates.map((c) => `${c.host.name} ${c.lsn}`),
+        promote: chosen.host.name,
+        promoteLsn: chosen.lsn,
+        toRejoin: toRejoin.map((h) => h.name),
+        committedTransactions: commits.line,
+      },
+      [
+        oldEvidence.reachable
+          ? `fence ${oldPrimary.name}: stop PostgreSQL, mark it a standby (standby.signal) and fenced (${FENCE_MARKER}) until \`pgprov rejoin\``
+          : `leave ${oldPrimary.name} as it is: it cannot be reached (its boot check fences it if it comes back and reaches ${chosen.host.name})`,
+        `promote ${chosen.host.name}, which has received WAL up to ${chosen.lsn}`,
+        `say how much of ${oldPrimary.name}'s WAL ${chosen.host.name} did not receive`,
+        `rewrite the inventory's roles: ${oldPrimary.name} standby, ${chosen.host.name} primary`,
+        `run the cluster playbook: ${others.length ? `${others.join(", ")} follow${others.length === 1 ? "s" : ""} ${chosen.host.name}` : `${chosen.host.name} alone`}; ${toRejoin.map((h) => h.name).join(", ")} left out until \`pgprov rejoin\``,
+      ],
+    );
+    if (!proceed) return undefined;
 
     // 3. Fence the old primary where it can be reached: stopped, and marked a standby so that
     //    however it starts again (a reboot) it comes back read-only.
@@ -142,18 +168,19 @@ export async function failover(inventory: Inventory, playbook: Playbook, options
 
     const loss = lossEstimate(oldPrimary.name, chosen.host.name, oldEnd, chosen.received);
     op.step(loss.line);
-    const possibleLossBytes = loss.bytes;
 
     // 5. The inventory follows; the others are pointed at the new primary. The old primary
     //    stays out of it until `pgprov rejoin` brings it back.
     const inventoryChanges = rewriteRoles(inventory, { [chosen.host.name]: "primary", [oldPrimary.name]: "standby" });
     op.step(`inventory ${inventory.file}: ${inventoryChanges.join(", ")}`);
-    const summary = await reconfigure(inventory, playbook, op, options.emit, [oldPrimary, ...fenced]);
-    const rejoinCommands = [oldPrimary, ...fenced].map((h) => `\`pgprov rejoin ${inventory.file} ${h.name}\``).join(", ");
+    const summary = await reconfigure(inventory, playbook, op, options.emit, toRejoin);
+    const rejoinCommands = toRejoin.map((h) => `\`pgprov rejoin ${inventory.file} ${h.name}\``).join(", ");
     op.step(summary.failed ? "the cluster playbook failed: see above" : `the other standbys stream from ${chosen.host.name}; bring back with ${rejoinCommands}`);
     return {
-      promoted: chosen.host.name,
-      ...(possibleLossBytes !== undefined ? { possibleLossBytes } : {}),
+      newPrimary: chosen.host.name,
+      oldPrimary: oldPrimary.name,
+      ...(loss.bytes !== undefined ? { possibleLossBytes: loss.bytes, possibleLossAtLeast: loss.atLeast === true } : {}),
+      toRejoin: toRejoin.map((h) => h.name),
       // Proven by the synchronous standbys, or by the old primary's WAL, read to its clean end.
       committedTransactionsSafe: commits.safe || (loss.atLeast === false && loss.bytes === 0),
       inventoryChanges,

@@ -14,6 +14,7 @@ import { HostPostgres, type Row } from "../transport/postgres.js";
 import { type HostConnection, RemoteError } from "../transport/ssh.js";
 import { type DataDirectory, dataDirectoryProbe, FENCE_MARKER, parseDataDirectory } from "../postgres/data-directory.js";
 import type { EndOfWal } from "./timeline.js";
+import type { ClusterEmit, OperationName, OperationPlan } from "./events.js";
 
 export type Paths = ReturnType<typeof debianCluster>;
 
@@ -29,8 +30,15 @@ export function crashPoint(point: string): void {
 
 export interface OperationOptions {
   acceptNewHostKeys?: boolean;
-  /** Prints one line per step. */
-  log: (line: string) => void;
+  /** Every check runs, and the plan they chose is reported; nothing changes, and no lock is taken. */
+  dryRun?: boolean;
+  /**
+   * Asked once the checks have chosen the plan, before anything changes (the CLI asks a person
+   * at a terminal); false stops the operation with nothing changed. Undefined: no question.
+   */
+  confirm?: (plan: OperationPlan) => Promise<boolean>;
+  /** Steps, the plan, and the cluster playbook's events. */
+  emit: ClusterEmit;
 }
 
 export class ClusterOperation {
@@ -41,17 +49,36 @@ export class ClusterOperation {
   private constructor(
     readonly inventory: Inventory,
     private readonly reached: Reached<Host>[],
-    private readonly log: (line: string) => void,
+    private readonly name: OperationName | undefined,
+    private readonly options: Omit<OperationOptions, "acceptNewHostKeys">,
   ) {}
 
-  static async open(inventory: Inventory, options: OperationOptions): Promise<ClusterOperation> {
-    const reached = await connectAll(inventory.hosts, inventory.ssh, { acceptNewHostKeys: options.acceptNewHostKeys ?? false, exclusive: true });
-    return new ClusterOperation(inventory, reached, options.log);
+  /**
+   * Connects to every host; an operation that changes them (not a dry run) holds each host's lock.
+   * `name` undefined: hosts only read (check), no steps reported.
+   */
+  static async open(inventory: Inventory, name: OperationName | undefined, options: OperationOptions): Promise<ClusterOperation> {
+    const exclusive = name !== undefined && !options.dryRun;
+    const reached = await connectAll(inventory.hosts, inventory.ssh, { acceptNewHostKeys: options.acceptNewHostKeys ?? false, exclusive });
+    return new ClusterOperation(inventory, reached, name, options);
   }
 
-  /** Prints a step with the time since the operation started. */
+  /** Reports a step with the time since the operation started. */
   step(message: string): void {
-    this.log(`[${this.elapsed().toFixed(2).padStart(6)} s] ${message}`);
+    if (this.name) this.options.emit({ type: "step", operation: this.name, seconds: Math.round(this.elapsed() * 100) / 100, message });
+  }
+
+  /**
+   * The checks have run and chosen the steps: they are reported, with the facts they were chosen
+   * by. A dry run ends here (false); otherwise the caller carries them out, once confirmed when
+   * a confirmation is asked for.
+   */
+  async proceed(facts: OperationPlan["facts"], steps: string[]): Promise<boolean> {
+    const plan: OperationPlan = { operation: this.name!, facts, steps };
+    this.options.emit({ type: "plan", dryRun: this.options.dryRun === true, ...plan });
+    if (this.options.dryRun) return false;
+    if (this.options.confirm && !(await this.options.confirm(plan))) throw new PgprovError(`${plan.operation} not confirmed: nothing was changed`);
+    return true;
   }
 
   elapsed(): number {

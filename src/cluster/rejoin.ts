@@ -8,7 +8,6 @@
  * work, rejoin stops, and --reclone replaces the data with a fresh clone instead.
  */
 import { lastLines } from "../common/text.js";
-import type { ClusterEmit as Emit } from "./events.js";
 import { PgprovError } from "../common/errors.js";
 import { conninfoAuth } from "../postgres/debian.js";
 import type { Inventory } from "../inventory/inventory.js";
@@ -16,24 +15,25 @@ import { shellQuote } from "../common/shell.js";
 import type { ClusterPlaybook as Playbook } from "./playbook.js";
 import { applyCluster } from "./apply.js";
 import { FENCE_MARKER, wasWritable } from "../postgres/data-directory.js";
-import { ClusterOperation } from "./operations.js";
+import { ClusterOperation, type OperationOptions } from "./operations.js";
 import { judgeRejoin, type RejoinVerdict } from "./timeline.js";
 
-export interface RejoinOptions {
+export interface RejoinOptions extends OperationOptions {
   reclone: boolean;
   /** Consent to a rewind that undoes WAL the host wrote after the primary's history left its timeline. */
   discardDiverged?: boolean;
-  acceptNewHostKeys?: boolean;
-  log: (line: string) => void;
-  emit: Emit;
 }
 
-export async function rejoin(inventory: Inventory, playbook: Playbook, hostName: string, options: RejoinOptions): Promise<{ failed: boolean; rewound: boolean }> {
+/** How rejoin brings the host back: its data rewound, replaced by a clone, or kept (a standby already). */
+export type RejoinMethod = "rewind" | "clone" | "configure";
+
+/** Undefined after a dry run: every check passed, and nothing was changed. */
+export async function rejoin(inventory: Inventory, playbook: Playbook, hostName: string, options: RejoinOptions): Promise<{ host: string; primary: string; method: RejoinMethod; failed: boolean } | undefined> {
   const host = inventory.hosts.find((h) => h.name === hostName);
   if (!host) throw new PgprovError(`no host named "${hostName}" in ${inventory.file}`);
   if (host.role !== "standby") throw new PgprovError(`${host.name} is the inventory's primary; rejoin brings a former primary back as a standby`);
   const primary = inventory.primary;
-  const op = await ClusterOperation.open(inventory, options);
+  const op = await ClusterOperation.open(inventory, "rejoin", options);
   try {
     const [p] = (await op.trySql(primary, "select pg_is_in_recovery() as in_recovery, system_identifier::text as sysid from pg_control_system()")) ?? [];
     if (p?.in_recovery !== false) throw new PgprovError(`${primary.name}, the inventory's primary, is not a running primary; see \`pgprov status\``);
@@ -41,7 +41,6 @@ export async function rejoin(inventory: Inventory, playbook: Playbook, hostName:
     const data = await op.dataDirectory(host);
     op.step(`${host.name}: system identifier ${data.systemIdentifier ?? "none"}, timeline ${data.timeline ?? "?"}; ${primary.name}: timeline ${primaryData.timeline ?? "?"}`);
 
-    let rewound = false;
     // A host that ran as a primary (or runs now) is rewound; a stopped standby only reconfigured.
     // A fenced one ran as a primary, though it may have run read-only since (a reboot).
     const formerPrimary = wasWritable(data) || data.fenced !== undefined;
@@ -58,8 +57,11 @@ export async function rejoin(inventory: Inventory, playbook: Playbook, hostName:
       );
       op.step(verdict.ok ? verdict.detail : `${host.name} is not behind on ${primary.name}'s history: ${verdict.reason}`);
     }
+    let method: RejoinMethod;
+    let why: string;
     if (data.systemIdentifier !== p.sysid) {
       if (!options.reclone) throw new PgprovError(`${host.name} does not hold this cluster's data (system identifier ${data.systemIdentifier ?? "none"}, ${primary.name}'s is ${String(p.sysid)}); pg_rewind cannot help. Rerun with --reclone to replace it with a clone`);
+      [method, why] = ["clone", `replace ${host.name}'s data (another cluster's) with a clone of ${primary.name}, as --reclone asked`];
     } else if (verdict && !verdict.ok && !(verdict.discardAllowed && options.discardDiverged && !options.reclone)) {
       if (!verdict.recloneAllowed) throw new PgprovError(verdict.reason);
       if (!options.reclone) {
@@ -70,11 +72,25 @@ export async function rejoin(inventory: Inventory, playbook: Playbook, hostName:
               : `Save what only ${host.name} holds, then rerun with --reclone to replace its data with a clone of ${primary.name}`),
         );
       }
-      op.step(`replacing ${host.name}'s data with a clone of ${primary.name}, as --reclone asked`);
+      [method, why] = ["clone", `replace ${host.name}'s data with a clone of ${primary.name}, as --reclone asked`];
     } else if (mustRewind && options.reclone) {
       // The clone (pg_standby, in the cluster playbook) replaces the data, the fence with it.
-      op.step(`replacing ${host.name}'s data with a clone of ${primary.name} instead of rewinding it, as --reclone asked`);
+      [method, why] = ["clone", `replace ${host.name}'s data with a clone of ${primary.name} instead of rewinding it, as --reclone asked`];
     } else if (mustRewind || (verdict && !verdict.ok)) {
+      const discarding = verdict && !verdict.ok ? `, although it undoes what ${host.name} wrote after the fork, as --discard-diverged asked` : "";
+      [method, why] = ["rewind", `${data.running ? `stop ${host.name}, then ` : ""}rewind it onto ${primary.name} with pg_rewind${discarding}`];
+    } else {
+      [method, why] = ["configure", `keep ${host.name}'s data: it is already a standby of this cluster`];
+    }
+    const proceed = await op.proceed(
+      { host: host.name, primary: primary.name, method, running: data.running, fenced: data.fenced !== undefined, ...(data.timeline !== undefined ? { timeline: data.timeline } : {}) },
+      [why, `run the cluster playbook: ${host.name} configured as a standby of ${primary.name}${method === "clone" ? " (its data replaced by a clone)" : ""}, started, and checked to stream`],
+    );
+    if (!proceed) return undefined;
+
+    if (method === "clone") {
+      op.step(`replacing ${host.name}'s data with a clone of ${primary.name}, as --reclone asked`);
+    } else if (method === "rewind") {
       if (verdict && !verdict.ok) op.step(`rewinding ${host.name} although it undoes what it wrote after the fork, as --discard-diverged asked`);
       // It came back writable (or is stopped as a primary): stop it, then rewind onto the primary.
       if (data.running) {
@@ -104,7 +120,6 @@ export async function rejoin(inventory: Inventory, playbook: Playbook, hostName:
         const why = lastLines(rewind.stderr.trim(), 3).join(" / ");
         throw new PgprovError(`pg_rewind of ${host.name} failed (exit ${rewind.code}): ${why}. Its data is as it was; rerun with --reclone to replace it with a clone`);
       }
-      rewound = true;
       op.step(`rewound ${host.name} onto ${primary.name}: ${rewind.stdout.trim().split("\n").at(-1) ?? "done"}`);
     } else {
       op.step(`${host.name} is already a standby of this cluster`);
@@ -113,11 +128,11 @@ export async function rejoin(inventory: Inventory, playbook: Playbook, hostName:
     // The cluster playbook configures it as a standby, starts (and enables) it, and checks it streams.
     const summary = await applyCluster(inventory, playbook, {
       reached: op.connections,
-      ...(options.reclone && !rewound ? { reclone: [host.name] } : {}),
+      ...(method === "clone" || (options.reclone && method === "configure") ? { reclone: [host.name] } : {}),
       emit: options.emit,
     });
     op.step(summary.failed ? "the cluster playbook failed: see above" : `${host.name} streams from ${primary.name}`);
-    return { failed: summary.failed, rewound };
+    return { host: host.name, primary: primary.name, method, failed: summary.failed };
   } finally {
     await op.close();
   }

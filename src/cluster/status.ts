@@ -7,7 +7,7 @@
 import type { Host, Inventory } from "../inventory/inventory.js";
 import { slotName } from "../postgres/slot-names.js";
 import { REPLICATION_QUERY, standbyReplication } from "../postgres/read.js";
-import { closeAll, connectAll } from "../transport/fleet.js";
+import { closeAll, connectAll, type Reached } from "../transport/fleet.js";
 import { HostPostgres, type Row } from "../transport/postgres.js";
 import { RemoteError } from "../transport/ssh.js";
 import { upstreamOf } from "../inventory/topology.js";
@@ -59,15 +59,42 @@ const HOST_QUERY = `select pg_is_in_recovery() as in_recovery,
   current_setting('recovery_min_apply_delay') as apply_delay`;
 
 export async function clusterStatus(inventory: Inventory, options: { acceptNewHostKeys?: boolean } = {}): Promise<ClusterStatus> {
-  const reached = await connectAll(inventory.hosts, inventory.ssh, { acceptNewHostKeys: options.acceptNewHostKeys ?? false });
+  const reader = await StatusReader.open(inventory, options);
   try {
+    return await reader.read();
+  } finally {
+    await reader.close();
+  }
+}
+
+/**
+ * Reads the cluster's status as often as asked (`status --watch`) on one SSH connection per host,
+ * and one SQL session per server, opened again only when lost.
+ */
+export class StatusReader {
+  private readonly sessions = new Map<string, HostPostgres>();
+
+  private constructor(
+    private readonly inventory: Inventory,
+    private readonly reached: Reached<Host>[],
+  ) {}
+
+  static async open(inventory: Inventory, options: { acceptNewHostKeys?: boolean } = {}): Promise<StatusReader> {
+    return new StatusReader(inventory, await connectAll(inventory.hosts, inventory.ssh, { acceptNewHostKeys: options.acceptNewHostKeys ?? false }));
+  }
+
+  async read(): Promise<ClusterStatus> {
+    const inventory = this.inventory;
     const rows = await Promise.all(
-      reached.map(async (r): Promise<{ status: HostStatus; replication?: Row[] }> => {
+      this.reached.map(async (r): Promise<{ status: HostStatus; replication?: Row[] }> => {
         const base = { host: r.host.name, address: r.host.address, expectedRole: r.host.role };
         if ("error" in r) return { status: { ...base, role: "unreachable", reason: r.error.detail } };
-        let pg: HostPostgres | undefined;
         try {
-          pg = await HostPostgres.connect(r.connection, { port: inventory.postgresql.port, timeoutMs: 10_000 });
+          let pg = this.sessions.get(r.host.name);
+          if (!pg) {
+            pg = await HostPostgres.connect(r.connection, { port: inventory.postgresql.port, timeoutMs: 10_000 });
+            this.sessions.set(r.host.name, pg);
+          }
           const [row] = await pg.query(HOST_QUERY);
           const primary = row!.in_recovery === false;
           const status: HostStatus = {
@@ -83,9 +110,10 @@ export async function clusterStatus(inventory: Inventory, options: { acceptNewHo
           return { status, replication: await pg.query(REPLICATION_QUERY) };
         } catch (e) {
           if (!(e instanceof RemoteError)) throw e;
+          // The next read connects again: the server may be back.
+          await this.sessions.get(r.host.name)?.close();
+          this.sessions.delete(r.host.name);
           return { status: { ...base, role: "stopped", reason: e.message.replace(/^host \S+: /, "") } };
-        } finally {
-          await pg?.close();
         }
       }),
     );
@@ -125,8 +153,11 @@ export async function clusterStatus(inventory: Inventory, options: { acceptNewHo
       warnings.push(`the writable server is ${writable[0]!.host}, but the inventory says the primary is ${inventory.primary.name}`);
     }
     return { hosts, warnings, connectionStrings: connectionStrings(inventory.hosts, inventory.postgresql.port) };
-  } finally {
-    closeAll(reached);
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([...this.sessions.values()].map((pg) => pg.close()));
+    closeAll(this.reached);
   }
 }
 

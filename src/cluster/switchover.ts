@@ -12,37 +12,37 @@ import { rewriteRoles } from "../inventory/edit.js";
 import type { Host, Inventory } from "../inventory/inventory.js";
 import type { ClusterPlaybook as Playbook } from "./playbook.js";
 import { applyCluster } from "./apply.js";
-import { ClusterOperation, crashPoint } from "./operations.js";
+import { ClusterOperation, crashPoint, type OperationOptions } from "./operations.js";
 import { assessCluster } from "./safety.js";
 import { topologyProblems, upstreamOf, withPrimary } from "../inventory/topology.js";
 import { lsnValue } from "../common/lsn.js";
 import { sqlLiteral } from "../common/sql.js";
 
-export interface SwitchoverOptions {
+export interface SwitchoverOptions extends OperationOptions {
   to: string;
   /** How far behind the target may be when the switchover starts (bytes of WAL). */
   maxLagBytes: number;
   /** Bound on waiting for the target to receive the old primary's last WAL. */
   catchUpTimeoutMs: number;
-  acceptNewHostKeys?: boolean;
-  log: (line: string) => void;
-  emit: Emit;
 }
 
 export interface SwitchoverResult {
+  newPrimary: string;
+  oldPrimary: string;
   /** Seconds during which no server accepted writes. */
   writeWindowSeconds: number;
   inventoryChanges: string[];
   failed: boolean;
 }
 
-export async function switchover(inventory: Inventory, playbook: Playbook, options: SwitchoverOptions): Promise<SwitchoverResult> {
+/** Undefined after a dry run: every check passed, and nothing was changed. */
+export async function switchover(inventory: Inventory, playbook: Playbook, options: SwitchoverOptions): Promise<SwitchoverResult | undefined> {
   const oldPrimary = inventory.primary;
   const target = inventory.hosts.find((h) => h.name === options.to);
   if (!target) throw new PgprovError(`--to: no host named "${options.to}" in the inventory`);
   if (target === oldPrimary) throw new PgprovError(`${target.name} is already the primary`);
 
-  const op = await ClusterOperation.open(inventory, options);
+  const op = await ClusterOperation.open(inventory, "switchover", options);
   try {
     for (const h of inventory.hosts) {
       if (!op.reachable(h)) throw new PgprovError(`a switchover needs every server: ${h.name} cannot be reached (${op.unreachableReason(h)}); if the primary is gone, that is a failover`);
@@ -74,6 +74,14 @@ export async function switchover(inventory: Inventory, playbook: Playbook, optio
           `the switchover waits until it has everything, so nothing is lost, but it was not one of the standbys commits waited for`,
       );
     }
+    const proceed = await op.proceed({ oldPrimary: oldPrimary.name, target: target.name, targetLagBytes: lag, maxLagBytes: options.maxLagBytes }, [
+      `stop ${oldPrimary.name} cleanly and mark it a standby (standby.signal): from here no server accepts writes`,
+      `wait (at most ${options.catchUpTimeoutMs / 1000} s) until ${target.name} has received ${oldPrimary.name}'s WAL up to its shutdown checkpoint; if it does not, start ${oldPrimary.name} again as the primary, changing nothing`,
+      `promote ${target.name}: writes are accepted again`,
+      `rewrite the inventory's roles: ${oldPrimary.name} standby, ${target.name} primary`,
+      `run the cluster playbook: every standby follows ${target.name}, slots follow, all must stream`,
+    ]);
+    if (!proceed) return undefined;
 
     // 2. The old primary shuts down cleanly: from here, no server accepts writes. It is marked a
     //    standby before anything is promoted, so that if pgprov dies from here on, however it
@@ -116,7 +124,7 @@ export async function switchover(inventory: Inventory, playbook: Playbook, optio
     // 6-8. Every standby points at the new primary, slots follow, and all must stream.
     const summary = await reconfigure(inventory, playbook, op, options.emit);
     op.step(summary.failed ? "the cluster playbook failed: see above" : "every standby streams from the new primary");
-    return { writeWindowSeconds: window, inventoryChanges, failed: summary.failed };
+    return { newPrimary: target.name, oldPrimary: oldPrimary.name, writeWindowSeconds: window, inventoryChanges, failed: summary.failed };
   } finally {
     await op.close();
   }

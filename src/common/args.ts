@@ -4,6 +4,7 @@
  * string "false" as true.
  */
 import { z } from "zod";
+import { PgprovError } from "./errors.js";
 
 const TRUE = new Set(["true", "yes", "on", "1"]);
 const FALSE = new Set(["false", "no", "off", "0"]);
@@ -31,3 +32,30 @@ export const absolutePath = z
 export const unitName = z.string().regex(/^[A-Za-z0-9@:_\\][A-Za-z0-9@:._\\-]*$/, "a systemd unit name");
 
 export const wholeNumber = z.preprocess((v) => (typeof v === "string" && /^\s*\d+\s*$/.test(v) ? Number(v) : v), z.number().int().nonnegative());
+
+/** PostgreSQL's memory units (multiples of 1024, spelt as PostgreSQL spells them). */
+const BYTE_UNITS: Record<string, number> = { B: 1, kB: 1024, MB: 1024 ** 2, GB: 1024 ** 3, TB: 1024 ** 4 };
+const BYTE_SIZE = /^\s*(\d+)\s*(B|kB|MB|GB|TB)?\s*$/;
+const BYTE_SIZE_EXPECTED = "a whole number of bytes, or one with a unit (kB, MB, GB, TB), such as 16MB";
+
+function byteSize(text: string): number {
+  const m = BYTE_SIZE.exec(text);
+  return m ? Number(m[1]) * BYTE_UNITS[m[2] ?? "B"]! : Number.NaN;
+}
+
+/** "16MB", "512kB", "2 GB", or a whole number of bytes; anything else is refused, naming `option`. */
+export function parseByteSize(text: string, option: string): number {
+  const bytes = byteSize(text);
+  if (!Number.isSafeInteger(bytes)) throw new PgprovError(`${option}: expected ${BYTE_SIZE_EXPECTED}; found "${text}"`);
+  return bytes;
+}
+
+/** The same in a file the user wrote: a number is bytes. */
+export const byteSizeArg = z.union([z.number().int().nonnegative(), z.string()]).transform((v, ctx) => {
+  const bytes = typeof v === "number" ? v : byteSize(v);
+  if (!Number.isSafeInteger(bytes)) {
+    ctx.addIssue({ code: "custom", message: `expected ${BYTE_SIZE_EXPECTED}` });
+    return z.NEVER;
+  }
+  return bytes;
+});

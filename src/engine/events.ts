@@ -31,6 +31,8 @@ export type RunEvent =
       changes: PlannedChange[];
       reason?: string;
       ms: number;
+      /** The round trip that read its state (shared with other checks: one per host and play, or the read ahead). */
+      probe?: { ms: number; checks: number };
     }
   | {
       type: "host";

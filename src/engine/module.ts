@@ -20,6 +20,8 @@ export interface ProbeOutput {
   stdout: string;
   stderr: string;
   code: number;
+  /** The round trip that read it (`-v` shows it): its time, and how many checks shared it. */
+  roundTrip?: { ms: number; checks: number };
 }
 
 /**

@@ -90,6 +90,7 @@ export class PlayOnHost {
           changes: planned(this.maskRemovedLines(p, decision?.changes ?? [])),
           ...(p.skip ?? decision?.reason ? { reason: p.skip ?? decision?.reason } : {}),
           ms: Math.round(performance.now() - started),
+          ...(p.output?.roundTrip ? { probe: p.output.roundTrip } : {}),
         });
       };
 

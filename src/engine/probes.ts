@@ -58,17 +58,19 @@ export async function readProbes(io: HostIO, probes: Probe[], options: ReadOptio
 
   if (before.length === 0 && parts.length === 0 && !options.facts) return { outputs: new Map(), before: [] };
   const head = options.facts ? [{ script: FACTS_SCRIPT }] : [];
+  const started = performance.now();
   const results = await io.run([...before, ...head, ...parts.map((p) => p.section)], {
     timeoutMs: options.timeoutMs ?? PROBE_TIMEOUT_MS,
     purpose: options.purpose,
     ...(options.graceSeconds ? { graceSeconds: options.graceSeconds } : {}),
   });
+  const roundTrip = { ms: Math.round(performance.now() - started), checks: unique.size };
   const outputs = new Map<string, ProbeOutput>();
   parts.forEach((part, n) => {
     const r = results[before.length + head.length + n]!;
     if (!r.ran) return;
     const split = part.split({ stdout: r.stdout, stderr: r.stderr, code: r.code });
-    part.keys.forEach((key, k) => outputs.set(key, split[k]!));
+    part.keys.forEach((key, k) => outputs.set(key, { ...split[k]!, roundTrip }));
   });
   const factsResult = options.facts ? results[before.length] : undefined;
   return {

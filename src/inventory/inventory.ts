@@ -11,7 +11,7 @@ import { localContext } from "../sshconfig/expand.js";
 import { loadDefaultSshConfig, loadSshConfigFile, type SshConfig } from "../sshconfig/load.js";
 import { type Passphrase, terminalAsk, type Unlocking } from "../transport/identities.js";
 import { YamlSource, type YamlPath } from "../yaml/source.js";
-import { inventorySchema, type InventoryFile } from "./schema.js";
+import { type CheckThresholds, inventorySchema, type InventoryFile } from "./schema.js";
 import { Secret } from "../common/secret.js";
 import { readSecret, secretSource } from "./secret.js";
 import type { SynchronousSettings } from "./topology.js";
@@ -72,6 +72,8 @@ export interface Inventory {
   secrets: Secret[];
   postgresql: PostgresSettings;
   replication: ReplicationSettings;
+  /** `pgprov check`'s thresholds, defaults filled in. */
+  checks: CheckThresholds;
   /** In file order. */
   hosts: Host[];
   primary: Host;
@@ -80,15 +82,38 @@ export interface Inventory {
 
 export function loadInventory(file: string): Inventory {
   const source = YamlSource.read(file);
-  const parsed = source.validate(inventorySchema);
+  // Every problem in one run: the schema's, and those of the key files and the secrets wherever
+  // the file names them well enough to look, even when the schema found others.
+  const checked = source.check(inventorySchema);
+  const problems: SourceProblem[] = "problems" in checked ? [...checked.problems] : [];
+  const parsed = "data" in checked ? checked.data : undefined;
+  const raw = objectAt(checked.raw, []);
   const dir = dirname(resolve(file));
 
   const secrets: Secret[] = [];
-  const problems: SourceProblem[] = [];
-  const withSecrets = (value: Record<string, unknown>, path: YamlPath) =>
-    resolveSecrets(value, path, { source, dir, secrets, problems }) as Record<string, unknown>;
-  const vars = withSecrets(parsed.vars, ["vars"]);
-  const access = sshAccess(file, parsed, { source, dir, secrets, problems });
+  const scope = { source, dir, secrets, problems };
+  if (!parsed) unreadableKeyFile(objectAt(raw, ["ssh"])?.private_key, scope);
+  const withSecrets = (value: unknown, path: YamlPath) => (resolveSecrets(value ?? {}, path, scope) ?? {}) as Record<string, unknown>;
+  const vars = withSecrets(parsed ? parsed.vars : raw?.vars, ["vars"]);
+  const hostVars = Object.fromEntries(
+    Object.entries(parsed ? parsed.hosts : (objectAt(raw, ["hosts"]) ?? {})).map(([name, h]) => [name, withSecrets(objectAt(h, [])?.vars, ["hosts", name, "vars"])]),
+  );
+  let password: Secret | undefined;
+  const passwordSource = secretSource.safeParse(parsed ? parsed.replication.password : objectAt(raw, ["replication"])?.password);
+  if (passwordSource.success && passwordSource.data) {
+    try {
+      password = readSecret(passwordSource.data, (p) => resolve(dir, p));
+      secrets.push(password);
+    } catch (e) {
+      problems.push(source.problem(["replication", "password"], `replication.password: ${(e as Error).message}`));
+    }
+  }
+  // The key files and passphrases: all of them when the schema holds (sshAccess throws every
+  // problem so far with its own), else the inventory-wide key as far as the file names it.
+  const access = parsed ? sshAccess(file, parsed, scope) : undefined;
+  if (problems.length || !parsed || !access) {
+    throw new FileError([...new Map(problems.map((p) => [`${p.line}:${p.col}:${p.message}`, p])).values()]);
+  }
   const hosts: Host[] = Object.entries(parsed.hosts).map(([name, h]) => ({
     name,
     address: h.address,
@@ -96,23 +121,13 @@ export function loadInventory(file: string): Inventory {
     connection: access.connections[name]!,
     ...(h.upstream !== undefined ? { upstream: h.upstream } : {}),
     ...(h.apply_delay !== undefined ? { applyDelay: h.apply_delay } : {}),
-    vars: withSecrets(h.vars, ["hosts", name, "vars"]),
+    vars: hostVars[name]!,
   }));
   if (parsed.apt.proxy) {
     // A proxy's password is masked in all output like any other secret.
     const proxyPassword = new URL(parsed.apt.proxy).password;
     if (proxyPassword) secrets.push(new Secret(proxyPassword, "apt.proxy"), new Secret(percentDecoded(proxyPassword), "apt.proxy"));
   }
-  let password: Secret | undefined;
-  if (parsed.replication.password) {
-    try {
-      password = readSecret(parsed.replication.password, (p) => resolve(dir, p));
-      secrets.push(password);
-    } catch (e) {
-      problems.push(source.problem(["replication", "password"], `replication.password: ${(e as Error).message}`));
-    }
-  }
-  if (problems.length) throw new FileError(problems);
   return {
     file: resolve(file),
     dir,
@@ -133,10 +148,22 @@ export function loadInventory(file: string): Inventory {
       slots: parsed.replication.slots,
       ...(parsed.replication.synchronous ? { synchronous: parsed.replication.synchronous } : {}),
     },
+    checks: parsed.checks,
     hosts,
     primary: hosts.find((h) => h.role === "primary")!,
     standbys: hosts.filter((h) => h.role === "standby"),
   };
+}
+
+/** `ssh.private_key` read from a file the schema refused: a problem when it names a file pgprov cannot read. */
+function unreadableKeyFile(keyFile: unknown, { source, dir, problems }: SecretScope): void {
+  if (typeof keyFile !== "string" || !keyFile) return;
+  const path = resolve(dir, keyFile);
+  try {
+    accessSync(path, constants.R_OK);
+  } catch (e) {
+    problems.push(source.problem(["ssh", "private_key"], `ssh.private_key: cannot read ${path} (${(e as NodeJS.ErrnoException).code})`));
+  }
 }
 
 /**
@@ -219,6 +246,13 @@ interface SecretScope {
   dir: string;
   secrets: Secret[];
   problems: SourceProblem[];
+}
+
+/** The mapping at `path` of a value parsed from YAML, or undefined when there is none. */
+function objectAt(value: unknown, path: string[]): Record<string, unknown> | undefined {
+  let v = value;
+  for (const key of path) v = v && typeof v === "object" && !Array.isArray(v) ? (v as Record<string, unknown>)[key] : undefined;
+  return v && typeof v === "object" && !Array.isArray(v) ? (v as Record<string, unknown>) : undefined;
 }
 
 /** Replaces every `{ secret: { env: NAME } }` or `{ secret: { file: PATH } }` with its Secret. */

@@ -4,7 +4,7 @@
  */
 import { isIP } from "node:net";
 import { z } from "zod";
-import { absolutePath, CONTROL_CHARACTER } from "../common/args.js";
+import { absolutePath, byteSizeArg, CONTROL_CHARACTER } from "../common/args.js";
 import { secretValue } from "../yaml/source.js";
 import { closest } from "../yaml/suggest.js";
 import { SETTINGS_BY_VERSION } from "../postgres/settings.js";
@@ -167,6 +167,35 @@ export const replicationSchema = z.strictObject({
     .optional(),
 });
 
+/**
+ * `pgprov check`'s thresholds: a finding is a warning past `warning`, critical past `critical`.
+ * Sizes in bytes or with PostgreSQL's units (16MB); free space in percent, warning above critical.
+ */
+function thresholds<T extends z.ZodType<number, unknown>>(value: T, defaults: { warning: number; critical: number }, falling = false) {
+  return z
+    .strictObject({ warning: value.optional(), critical: value.optional() })
+    .transform((t) => ({ warning: t.warning ?? defaults.warning, critical: t.critical ?? defaults.critical }))
+    .refine((t) => (falling ? t.warning >= t.critical : t.warning <= t.critical), falling ? "warning must be at least critical (free space falls)" : "warning must not be above critical")
+    .default({ ...defaults });
+}
+
+const MB = 1024 ** 2;
+const GB = 1024 ** 3;
+const seconds = z.number().nonnegative();
+const percent = z.number().min(0).max(100);
+
+export const checksSchema = z.strictObject({
+  /** A standby's replay lag, as its primary sees it. */
+  replay_lag: thresholds(byteSizeArg, { warning: 16 * MB, critical: GB }),
+  replay_lag_seconds: thresholds(seconds, { warning: 60, critical: 300 }),
+  /** WAL a replication slot keeps on the primary (pg_current_wal_lsn() - restart_lsn). */
+  slot_retained_wal: thresholds(byteSizeArg, { warning: GB, critical: 10 * GB }),
+  /** Free space of the file systems holding the data directory and pg_wal. */
+  disk_free_percent: thresholds(percent, { warning: 20, critical: 10 }, true),
+});
+
+export type CheckThresholds = z.output<typeof checksSchema>;
+
 export const inventorySchema = z
   .strictObject({
     ssh: sshSchema.default({}),
@@ -174,6 +203,7 @@ export const inventorySchema = z
     postgresql: postgresqlSchema.default(postgresqlSchema.parse({})),
     replication: replicationSchema.default(replicationSchema.parse({})),
     vars: variables.default({}),
+    checks: checksSchema.default(checksSchema.parse({})),
     hosts: z.record(hostName, hostSchema).refine((h) => Object.keys(h).length > 0, "at least one host is required"),
   })
   .superRefine((inv, ctx) => {

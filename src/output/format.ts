@@ -84,3 +84,16 @@ export function formatBytes(n: number): string {
   }
   return `${v.toFixed(1)} ${units[i]}`;
 }
+
+/** A day-2 operation's step (with its time), or the plan its checks chose. Results are the CLI's to word. */
+export function operationLines(e: Extract<ClusterEvent, { type: "step" | "plan" }>, style: Style): string[] {
+  if (e.type === "step") return [`${style.dim(`[${e.seconds.toFixed(2).padStart(6)} s]`)} ${e.message}`];
+  const facts = Object.entries(e.facts).map(([k, v]) => `${k.replace(/([a-z0-9])([A-Z])/g, "$1 $2").toLowerCase()}: ${Array.isArray(v) ? v.join("; ") : String(v)}`);
+  const verb = e.dryRun ? "would" : "will";
+  return [style.bold(`${e.operation} plan`), ...facts.map((f) => `  ${f}`), ...e.steps.map((s, i) => `${verb}: ${i + 1}. ${s}`)];
+}
+
+/** `-v`: the round trip that read a task's state, which it shares with the other checks read with it. */
+export function probeNote(e: Extract<ClusterEvent, { type: "task" }>, style: Style): string {
+  return e.probe ? style.dim(`  [checked in ${e.probe.ms} ms${e.probe.checks > 1 ? `, one round trip for ${e.probe.checks} checks` : ""}]`) : "";
+}

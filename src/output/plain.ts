@@ -1,6 +1,6 @@
 /** Plain lines, for logs and CI: no cursor movement, every line final when printed. */
 import type { ClusterEvent } from "../cluster/events.js";
-import { changeLine, COLOR, diffLines, failureLines, PLAIN, recapLines, replicationLines, taskStatusText } from "./format.js";
+import { changeLine, COLOR, diffLines, failureLines, operationLines, PLAIN, probeNote, recapLines, replicationLines, taskStatusText } from "./format.js";
 import type { Renderer, RendererOptions } from "./renderer.js";
 
 export class PlainRenderer implements Renderer {
@@ -25,7 +25,7 @@ export class PlainRenderer implements Renderer {
       case "task": {
         if (e.status === "changed" || this.options.verbose) {
           const label = e.handler ? `handler ${e.task}` : e.task;
-          out(`  ${e.host}  ${taskStatusText(e.status, this.check, s)}  ${label}${e.reason && e.status !== "changed" ? s.dim(`  (${e.reason})`) : ""}`);
+          out(`  ${e.host}  ${taskStatusText(e.status, this.check, s)}  ${label}${e.reason && e.status !== "changed" ? s.dim(`  (${e.reason})`) : ""}${this.options.verbose ? probeNote(e, s) : ""}`);
           for (const change of e.changes) {
             out(`      ${changeLine(change, s)}`);
             if (this.options.diff && change.diff) for (const l of diffLines(change.diff, s)) out(`        ${l}`);
@@ -52,6 +52,10 @@ export class PlainRenderer implements Renderer {
       case "recap":
         out("");
         for (const l of recapLines(e.hosts, s)) out(l);
+        break;
+      case "step":
+      case "plan":
+        for (const l of operationLines(e, s)) out(l);
         break;
     }
   }

@@ -11,7 +11,7 @@
 import type { ListrTaskWrapper } from "listr2";
 import type { ClusterEvent } from "../cluster/events.js";
 import type { HostRecap } from "../engine/events.js";
-import { changeLine, COLOR, diffLines, failureLines, PLAIN, recapLines, replicationLines } from "./format.js";
+import { changeLine, probeNote, COLOR, diffLines, failureLines, PLAIN, recapLines, replicationLines } from "./format.js";
 import type { Renderer, RendererOptions } from "./renderer.js";
 
 /** How long a play may take to finish before it is drawn live rather than printed when done. */
@@ -69,7 +69,7 @@ export class TreeRenderer implements Renderer {
         if (!view) break;
         this.setTitle(view, `${e.host} ${s.dim(`· ${e.handler ? "handler " : ""}${e.task}`)}`);
         if (e.status === "changed" || this.options.verbose) {
-          view.lines.push(`${e.status === "changed" ? s.yellow(this.check ? "would change" : "changed") : e.status}: ${e.handler ? "handler " : ""}${e.task}`);
+          view.lines.push(`${e.status === "changed" ? s.yellow(this.check ? "would change" : "changed") : e.status}: ${e.handler ? "handler " : ""}${e.task}${this.options.verbose ? probeNote(e, s) : ""}`);
           for (const change of e.changes) {
             view.lines.push(`  ${changeLine(change, s)}`);
             if (this.options.diff && change.diff) view.lines.push(...diffLines(change.diff, s).map((l) => `    ${l}`));

@@ -102,10 +102,20 @@ export class YamlSource {
    * with its position, what was expected and what was found.
    */
   validate<S extends z.ZodType>(schema: S): z.output<S> {
+    const result = this.check(schema);
+    if ("data" in result) return result.data;
+    throw new FileError(result.problems);
+  }
+
+  /**
+   * validate's result without throwing, with the file's parsed value (`raw`), so that a caller can
+   * look for more problems in what the schema did not accept and report them all in one run.
+   */
+  check<S extends z.ZodType>(schema: S): ({ data: z.output<S> } | { problems: SourceProblem[] }) & { raw: unknown } {
     this.assertParsed();
-    const result = schema.safeParse(this.doc.toJS({ maxAliasCount: 100 }) ?? {});
-    if (result.success) return result.data;
-    throw new FileError(this.describeIssues(schema, result.error.issues));
+    const raw: unknown = this.doc.toJS({ maxAliasCount: 100 }) ?? {};
+    const result = schema.safeParse(raw);
+    return result.success ? { data: result.data, raw } : { problems: this.describeIssues(schema, result.error.issues), raw };
   }
 
   /**

@@ -210,7 +210,7 @@ describe("cluster on bookworm", () => {
       await labExec(pg3, "systemctl start postgresql@15-main");
       await untouched();
 
-      expect((await apply("--reclone", "pg3")).code).toBe(0);
+      expect((await apply("--reclone", "pg3", "--yes")).code).toBe(0);
       expect(await systemIdentifier(pg3)).toBe(await systemIdentifier(pg1));
       await expectStreaming(["pg2", "pg3"]);
       expect(await rowsOn(pg3)).toBe("1,2");
@@ -232,7 +232,7 @@ describe("cluster on bookworm", () => {
       // Stopped, pg2 is still ahead of the primary: it may hold the newest writes. Not even
       // --reclone makes pgprov throw them away; that is for a person to decide and do.
       await labExec(pg2, "systemctl stop postgresql@15-main");
-      for (const args of [[], ["--reclone", "pg2"]]) {
+      for (const args of [[], ["--reclone", "pg2", "--yes"]]) {
         const refused = await pgprov(["apply", inventory, ...args]);
         expect(refused.code).toBe(1);
         expect(refused.stdout).toContain("pg2 (timeline 2) is ahead of the inventory's primary pg1 (timeline 1)");

@@ -231,7 +231,7 @@ describe("interrupted runs", () => {
     expect(readFileSync(playbook, "utf8")).toContain("timeout: 8");
     await setCloneRate("32k");
 
-    const r = await pgprov(["apply", inventory, "--json", "--reclone", "pg3", "--playbook", playbook], { timeoutMs: 300_000 });
+    const r = await pgprov(["apply", inventory, "--json", "--reclone", "pg3", "--yes", "--playbook", playbook], { timeoutMs: 300_000 });
     noStackTrace(r);
     expect(r.code).toBe(1);
     expect(failures(r).find((f) => f.host === "pg3")?.message).toMatch(/timed out after 8 s/);
@@ -241,7 +241,7 @@ describe("interrupted runs", () => {
     // A side directory an interrupted run left behind (here on pg2, a member) is removed by the next run.
     await labExec(pg2, `install -d -o postgres -g postgres -m 0700 ${DATA}.pgprov-clone && touch ${DATA}.pgprov-clone/PG_VERSION`);
     await setCloneRate("16M");
-    const again = await pgprov(["apply", inventory, "--json", "--reclone", "pg3"], { timeoutMs: 600_000 });
+    const again = await pgprov(["apply", inventory, "--json", "--reclone", "pg3", "--yes"], { timeoutMs: 600_000 });
     expect(again.code, again.stdout + again.stderr).toBe(0);
     await expectStreaming();
     expect((await psql(pg3, "select count(*) from pg_class where relname = 'kept'")).out).toBe("0");

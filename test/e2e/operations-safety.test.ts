@@ -42,7 +42,7 @@ afterAll(async () => {
 describe("day-2 operations: safety", () => {
   it("issue 8 smaller defects: switchover, failover and rejoin honour --playbook", async () => {
     const missing = join(dirname(inventory), "no-such-playbook.yml");
-    for (const args of [["switchover", inventory, "--to", "pg2"], ["failover", inventory], ["rejoin", inventory, "pg2"]]) {
+    for (const args of [["switchover", inventory, "--to", "pg2"], ["failover", inventory, "--yes"], ["rejoin", inventory, "pg2", "--yes"]]) {
       const r = await pgprov([...args, "--playbook", missing]);
       expect(r.code, r.stderr).toBe(1);
       expect(r.stderr).toContain(missing);
@@ -55,7 +55,7 @@ describe("day-2 operations: safety", () => {
     // Only the SSH path is cut: pg1's PostgreSQL keeps running and streaming to both standbys.
     await labExec(pg1, "systemctl stop ssh");
     try {
-      const r = await pgprov(["failover", inventory]);
+      const r = await pgprov(["failover", inventory, "--yes"]);
       expect(r.code, r.stdout).toBe(1);
       expect(r.stdout).toContain("pg1 cannot be reached");
       expect(r.stderr).toMatch(/pg2's WAL receiver heard from pg1 \d+ s ago/);
@@ -78,7 +78,7 @@ describe("day-2 operations: safety", () => {
     const entry = (h: LabHost) => keys.split("\n").find((l) => l.split(" ")[0] === h.address)!;
     writeFileSync(knownHosts, keys.replace(entry(pg1), `${pg1.address}${entry(pg2).slice(pg2.address.length)}`));
     try {
-      const r = await pgprov(["failover", inventory]);
+      const r = await pgprov(["failover", inventory, "--yes"]);
       expect(r.code, r.stdout).toBe(1);
       expect(r.stdout).toMatch(/pg1 cannot be reached: .*host key/);
       expect(r.stderr).toMatch(/pg2's WAL receiver heard from pg1 \d+ s ago/);
@@ -109,7 +109,7 @@ describe("day-2 operations: safety", () => {
 
   it("issue 8 item 1, same class, and item 3 regression: apply refuses a primary fenced by failover at once, naming rejoin; it comes back read-only after a reboot; rejoin lifts the fence", async () => {
     const old = byName(loadInventory(inventory).primary.name);
-    const r = await pgprov(["failover", inventory, "--force"]);
+    const r = await pgprov(["failover", inventory, "--force", "--yes"]);
     expect(r.code, r.stdout + r.stderr).toBe(0);
     expect(r.stdout).toContain(`--force: failing over although ${old.name} is not proven down`);
     expect(r.stdout).toContain(`fenced ${old.name}`);
@@ -137,7 +137,7 @@ describe("day-2 operations: safety", () => {
     await eventually(`${old.name}'s server to answer after the reboot`, async () => (await psql(old, "select 1")).out === "1", 120_000);
     expect((await liveRoles([old]))[old.name]).toBe("standby");
 
-    const back = await pgprov(["rejoin", inventory, old.name]);
+    const back = await pgprov(["rejoin", inventory, old.name, "--yes"]);
     expect(back.code, back.stdout + back.stderr).toBe(0);
     expect((await labExec(old, `test -e ${FENCE}`)).code).not.toBe(0);
     expect((await psql(primary, `select state from pg_stat_replication where application_name = '${old.name}'`)).out).toBe("streaming");
@@ -145,12 +145,12 @@ describe("day-2 operations: safety", () => {
 
   it("issue 8 item 3, regression: rejoin --reclone clones a host fenced by failover, though standby.signal is there", async () => {
     const old = byName(loadInventory(inventory).primary.name);
-    const r = await pgprov(["failover", inventory, "--force"]);
+    const r = await pgprov(["failover", inventory, "--force", "--yes"]);
     expect(r.code, r.stdout + r.stderr).toBe(0);
     const primary = byName(loadInventory(inventory).primary.name);
     const inode = async () => (await labExec(old, `stat -c %i ${DATA}`)).stdout.trim();
     const before = await inode();
-    const back = await pgprov(["rejoin", inventory, old.name, "--reclone"]);
+    const back = await pgprov(["rejoin", inventory, old.name, "--reclone", "--yes"]);
     expect(back.code, back.stdout + back.stderr).toBe(0);
     expect(back.stdout).toContain("REPLACING data that ran as a primary");
     expect(await inode()).not.toBe(before);
@@ -173,7 +173,7 @@ describe("day-2 operations: safety", () => {
     setRoles({ [previous]: "standby", [writer.name]: "primary" });
     writeFileSync(inventory, readFileSync(inventory, "utf8").replace(new RegExp(`\\n  ${previous}: .*`), ""));
 
-    const r = await pgprov(["rejoin", inventory, other.name]);
+    const r = await pgprov(["rejoin", inventory, other.name, "--yes"]);
     expect(r.code, r.stdout).toBe(1);
     expect(r.stderr).toMatch(new RegExp(`${other.name} accepted writes on timeline \\d+, the timeline ${writer.name} is on`));
     expect(r.stderr).toContain("--reclone");

@@ -85,7 +85,7 @@ describe("day-2 operations", () => {
     const rowsBefore = await numbersOn(byName("pg1"));
     await labKill("pg1");
 
-    const r = await pgprov(["failover", inventory]);
+    const r = await pgprov(["failover", inventory, "--yes"]);
     expect(r.code, r.stdout).toBe(0);
     expect(r.stdout).toContain("pg1 cannot be reached");
     const promoted = (/promoting (pg\d)/.exec(r.stdout) ?? [])[1]!;
@@ -103,7 +103,7 @@ describe("day-2 operations", () => {
     const strings = await pgprov(["status", inventory, "--json"]);
     const cluster = strings.stdout.trim().split("\n").map((l) => JSON.parse(l)).find((x) => x.type === "cluster");
     await labExec(byName(other), `printf '*:*:*:app:${APP_PASSWORD}\\n' > /root/.pgpass && chmod 600 /root/.pgpass`);
-    const reached = await labExec(byName(other), `PGPASSFILE=/root/.pgpass PGCONNECT_TIMEOUT=3 psql -XAt "${cluster.connection_strings.readWrite.replace("/postgres?", "/postgres?user=app&")}" -c "select inet_server_addr()"`);
+    const reached = await labExec(byName(other), `PGPASSFILE=/root/.pgpass PGCONNECT_TIMEOUT=3 psql -XAt "${cluster.connection_strings.read_write.replace("/postgres?", "/postgres?user=app&")}" -c "select inet_server_addr()"`);
     expect(reached.stdout.trim()).toBe(byName(promoted).address);
   });
 
@@ -118,7 +118,7 @@ describe("day-2 operations", () => {
     expect(refused.code).toBe(1);
     expect(refused.stdout).toMatch(/pg1 \(timeline \d+\) was fenced by a failover \(fenced at boot.*run `pgprov rejoin .* pg1`/);
 
-    const r = await pgprov(["rejoin", inventory, "pg1"]);
+    const r = await pgprov(["rejoin", inventory, "pg1", "--yes"]);
     expect(r.code, r.stdout).toBe(0);
     expect(r.stdout).toContain("rewound pg1");
     const status = await pgprov(["status", inventory, "--json"]);

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { lsnValue } from "../../src/common/lsn.js";
-import { parseByteSize } from "../../src/cli/operations.js";
+import { parseByteSize } from "../../src/common/args.js";
 
 describe("LSNs", () => {
   it("compares as PostgreSQL does, across the 4 GiB boundary", () => {

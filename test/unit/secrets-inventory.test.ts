@@ -32,3 +32,28 @@ describe("issue 8 item 11: inventory errors never echo a secret", () => {
     expect(redactor.text("a 50%off%21 b 50%off! c")).toBe("a ******** b ******** c");
   });
 });
+
+describe("issue 14: every inventory problem in one run", () => {
+  const { problems } = yamlFiles("inventory", loadInventory);
+
+  it("issue 14: a schema error, an unreadable key file and an unset secret are reported together", () => {
+    delete process.env.PGPROV_TEST_UNSET_14;
+    const found = problems(
+      [
+        "ssh:",
+        "  private_key: ./no-such-key",
+        "replication:",
+        "  password: { env: PGPROV_TEST_UNSET_14 }",
+        "postgresql:",
+        "  prot: 5432",
+        "hosts:",
+        "  pg1: { address: 10.0.0.11, role: primary }",
+        "",
+      ].join("\n"),
+    );
+    expect(found).toHaveLength(3);
+    expect(found[0]).toMatch(/^6:3: .*prot.*port/);
+    expect(found[1]).toMatch(/^2:16: ssh.private_key: cannot read .*no-such-key \(ENOENT\)$/);
+    expect(found[2]).toMatch(/^4:13: replication.password: the environment variable PGPROV_TEST_UNSET_14 is not set$/);
+  });
+});

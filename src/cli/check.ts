@@ -1,0 +1,33 @@
+import { CHECK_EXIT, judgeHealth, overallStatus, readHealth } from "../cluster/check.js";
+import { PgprovError } from "../common/errors.js";
+import { loadInventory } from "../inventory/inventory.js";
+import { formatTable } from "../output/table.js";
+import { print, printJson } from "./print.js";
+
+/**
+ * Exit codes as Nagios reads them: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (a host that cannot be
+ * read, or check itself could not run: a bad inventory, say). The first line is the summary.
+ */
+export async function checkCommand(inventoryPath: string, options: { json: boolean; acceptNewHostKeys: boolean }): Promise<number> {
+  let findings;
+  let primary;
+  try {
+    const inventory = loadInventory(inventoryPath);
+    primary = inventory.primary.name;
+    findings = judgeHealth(await readHealth(inventory, { acceptNewHostKeys: options.acceptNewHostKeys }), inventory.checks, primary);
+  } catch (e) {
+    if (e instanceof PgprovError) throw new PgprovError(`UNKNOWN: ${e.message}`, CHECK_EXIT.unknown);
+    throw e;
+  }
+  const status = overallStatus(findings);
+  const counts = Object.fromEntries((["critical", "warning", "unknown", "ok"] as const).map((s) => [s, findings.filter((f) => f.status === s).length]));
+  if (options.json) {
+    for (const f of findings) printJson({ type: "finding", ...f });
+    printJson({ type: "check", status, exitCode: CHECK_EXIT[status], counts });
+  } else {
+    const worst = findings.filter((f) => f.status === status && status !== "ok").map((f) => `${f.host ? `${f.host} ` : ""}${f.check}`);
+    print(`${status.toUpperCase()}: ${Object.entries(counts).map(([s, n]) => `${n} ${s}`).join(", ")}${worst.length ? ` (${worst.join(", ")})` : ""}\n`);
+    for (const line of formatTable(findings.map((f) => [f.status.toUpperCase(), f.host ?? "cluster", f.check, f.message]))) print(`${line}\n`);
+  }
+  return CHECK_EXIT[status];
+}

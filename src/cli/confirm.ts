@@ -1,0 +1,27 @@
+/**
+ * Operations that can lose data or make a host unavailable (failover, rejoin, apply --reclone)
+ * ask a person at a terminal; a script says --yes. Without a terminal and without --yes they
+ * refuse before connecting to anything: a cron job never fails over because nobody answered.
+ */
+import { createInterface } from "node:readline/promises";
+import { PgprovError } from "../common/errors.js";
+import { print } from "./print.js";
+
+/** Undefined when no question is to be asked (--yes, or a dry run); refuses when nobody could answer. */
+export function confirmation(what: string, options: { yes: boolean; dryRun?: boolean }): ((question: string) => Promise<boolean>) | undefined {
+  if (options.yes || options.dryRun) return undefined;
+  if (!process.stdin.isTTY) {
+    throw new PgprovError(`${what} asks for confirmation, and stdin is not a terminal: pass --yes to go ahead without asking${options.dryRun === undefined ? "" : " (--dry-run shows what it would do)"}; nothing was changed`);
+  }
+  return ask;
+}
+
+async function ask(question: string): Promise<boolean> {
+  const rl = createInterface({ input: process.stdin, output: process.stdout });
+  try {
+    print("");
+    return /^y(es)?$/i.test((await rl.question(`${question} [y/N] `)).trim());
+  } finally {
+    rl.close();
+  }
+}

@@ -1,0 +1,326 @@
+/**
+ * `pgprov check`: is the cluster healthy, in a form monitoring understands. It reads each host
+ * (SQL through SSH, `df` for free space), without taking the hosts' lock, then judges what it
+ * read against the inventory's thresholds: each rule turns the reads into findings, one per host
+ * and thing checked, each OK, WARNING, CRITICAL or UNKNOWN (Nagios's states and exit codes).
+ * Reading and judging are apart so the judging is pure; a new check (a backup's age, a TLS
+ * certificate's expiry) is a field of HostHealth read in readHost and one more rule in RULES.
+ */
+import type { Host, Inventory, Role } from "../inventory/inventory.js";
+import type { CheckThresholds } from "../inventory/schema.js";
+import { PgprovError } from "../common/errors.js";
+import { shellQuote } from "../common/shell.js";
+import { REPLICATION_QUERY, type StandbyReplication, standbyReplication } from "../postgres/read.js";
+import { ClusterOperation } from "./operations.js";
+
+export type CheckStatus = "ok" | "warning" | "critical" | "unknown";
+
+/** Nagios's plugin exit codes. */
+export const CHECK_EXIT: Record<CheckStatus, number> = { ok: 0, warning: 1, critical: 2, unknown: 3 };
+
+/** Which status wins when findings are summed up: CRITICAL, then WARNING, then UNKNOWN, then OK. */
+const PRECEDENCE: CheckStatus[] = ["critical", "warning", "unknown", "ok"];
+
+export interface Finding {
+  status: CheckStatus;
+  /** What was checked: reachable, server, role, streaming, replay_lag, slot, archiving, disk_space, pending_restart, versions. */
+  check: string;
+  /** Undefined for a finding about the whole cluster. */
+  host?: string;
+  message: string;
+  /** The measured number the thresholds were applied to (bytes, seconds, percent). */
+  value?: number;
+}
+
+export interface SlotHealth {
+  name: string;
+  active: boolean;
+  /** WAL the slot keeps (from its restart_lsn to the current position); undefined when it reserves none. */
+  retainedBytes?: number;
+}
+
+export interface ArchiverHealth {
+  /** archive_mode is on (or always). */
+  enabled: boolean;
+  /** A failure after the last success. */
+  failing: boolean;
+  failedCount: number;
+  lastFailedWal?: string;
+  lastFailedTime?: string;
+  lastArchivedTime?: string;
+}
+
+export interface ServerHealth {
+  inRecovery: boolean;
+  /** "15.8". */
+  version: string;
+  /** A standby's WAL receiver status; undefined when none runs. */
+  receiver?: string;
+  pendingRestart: string[];
+  slots: SlotHealth[];
+  /** On a writable server: its standbys as it sees them, and its archiver. */
+  replication?: { rows: StandbyReplication[]; archiver: ArchiverHealth };
+}
+
+export interface DiskSpace {
+  /** The paths checked on this file system (the data directory, pg_wal). */
+  paths: string[];
+  mount: string;
+  availableBytes: number;
+  usedBytes: number;
+}
+
+/** What check read on one host. */
+export interface HostHealth {
+  host: string;
+  /** What the inventory says. */
+  role: Role;
+  /** Why the host could not be reached over SSH: none of its own checks ran. */
+  unreachable?: string;
+  server?: ServerHealth | { error: string };
+  disks?: DiskSpace[] | { error: string };
+}
+
+const SERVER_QUERY = `select pg_is_in_recovery() as in_recovery, current_setting('server_version') as version,
+  (select status from pg_stat_wal_receiver) as receiver,
+  (select string_agg(name, ',' order by name) from pg_settings where pending_restart) as pending_restart`;
+
+/** On a standby too: a slot there (a former primary's) holds WAL on it. */
+const SLOTS_QUERY = `select slot_name, active,
+  pg_wal_lsn_diff(case when pg_is_in_recovery() then pg_last_wal_replay_lsn() else pg_current_wal_lsn() end, restart_lsn)::bigint as retained_bytes
+  from pg_replication_slots order by slot_name`;
+
+const ARCHIVER_QUERY = `select current_setting('archive_mode') <> 'off' as enabled, failed_count,
+  last_failed_wal, last_failed_time::text as last_failed_time, last_archived_time::text as last_archived_time,
+  (last_failed_time is not null and (last_archived_time is null or last_failed_time > last_archived_time)) as failing
+  from pg_stat_archiver`;
+
+/** Reads every host in parallel; what cannot be read is a value, not an error. */
+export async function readHealth(inventory: Inventory, options: { acceptNewHostKeys?: boolean } = {}): Promise<HostHealth[]> {
+  const op = await ClusterOperation.open(inventory, undefined, { ...options, emit: () => {} });
+  try {
+    return await Promise.all(inventory.hosts.map((h) => readHost(op, h)));
+  } finally {
+    await op.close();
+  }
+}
+
+async function readHost(op: ClusterOperation, host: Host): Promise<HostHealth> {
+  const base = { host: host.name, role: host.role };
+  if (!op.reachable(host)) return { ...base, unreachable: op.unreachableReason(host) };
+  const [server, disks] = await Promise.all([readServer(op, host), readDisks(op, host)]);
+  return { ...base, server, disks };
+}
+
+async function readServer(op: ClusterOperation, host: Host): Promise<ServerHealth | { error: string }> {
+  const read = await op.trySqlResult(host, SERVER_QUERY);
+  if ("error" in read) return read;
+  const r = read.rows[0]!;
+  const slots = await op.trySqlResult(host, SLOTS_QUERY);
+  if ("error" in slots) return slots;
+  const server: ServerHealth = {
+    inRecovery: r.in_recovery === true,
+    version: String(r.version).split(" ")[0]!,
+    ...(r.receiver ? { receiver: String(r.receiver) } : {}),
+    pendingRestart: r.pending_restart ? String(r.pending_restart).split(",") : [],
+    slots: slots.rows.map((s) => ({
+      name: String(s.slot_name),
+      active: s.active === true,
+      ...(s.retained_bytes === null || s.retained_bytes === undefined ? {} : { retainedBytes: Number(s.retained_bytes) }),
+    })),
+  };
+  if (server.inRecovery) return server;
+  const [replication, archiver] = await Promise.all([op.trySqlResult(host, REPLICATION_QUERY), op.trySqlResult(host, ARCHIVER_QUERY)]);
+  for (const q of [replication, archiver]) if ("error" in q) return q;
+  const rows = "rows" in replication ? replication.rows : [];
+  const a = "rows" in archiver ? archiver.rows[0]! : {};
+  server.replication = {
+    rows: rows.map((row) => standbyReplication(String(row.application_name), rows)),
+    archiver: {
+      enabled: a.enabled === true,
+      failing: a.failing === true,
+      failedCount: Number(a.failed_count ?? 0),
+      ...(a.last_failed_wal ? { lastFailedWal: String(a.last_failed_wal) } : {}),
+      ...(a.last_failed_time ? { lastFailedTime: String(a.last_failed_time) } : {}),
+      ...(a.last_archived_time ? { lastArchivedTime: String(a.last_archived_time) } : {}),
+    },
+  };
+  return server;
+}
+
+/** Free space under the data directory and pg_wal (a link to another file system, maybe): from files, so read when the server is down too. */
+async function readDisks(op: ClusterOperation, host: Host): Promise<DiskSpace[] | { error: string }> {
+  try {
+    const data = (await op.pathsOf(host)).data_directory;
+    const paths = [data, `${data}/pg_wal/`];
+    const out = await op.shell(host, `LC_ALL=C df -P -B1 -- ${paths.map(shellQuote).join(" ")} | tail -n +2`, "reading free space (df)", 30_000);
+    return parseDf(out, [data, `${data}/pg_wal`]);
+  } catch (e) {
+    if (!(e instanceof PgprovError)) throw e;
+    return { error: e.message.replace(/^host \S+: /, "") };
+  }
+}
+
+/** `df -P -B1` lines, one per path in order; paths on one file system are reported together. */
+export function parseDf(out: string, paths: string[]): DiskSpace[] {
+  const byMount = new Map<string, DiskSpace>();
+  out
+    .trim()
+    .split("\n")
+    .forEach((line, i) => {
+      const f = line.trim().split(/\s+/);
+      if (f.length < 6 || paths[i] === undefined) return;
+      const mount = f.slice(5).join(" ");
+      const seen = byMount.get(mount);
+      if (seen) seen.paths.push(paths[i]!);
+      else byMount.set(mount, { paths: [paths[i]!], mount, usedBytes: Number(f[2]), availableBytes: Number(f[3]) });
+    });
+  return [...byMount.values()];
+}
+
+interface Judged {
+  hosts: HostHealth[];
+  thresholds: CheckThresholds;
+  /** The writable server the standbys should stream from: the inventory's primary when it is one. */
+  primary?: HostHealth & { server: ServerHealth };
+}
+
+type Rule = (c: Judged) => Finding[];
+
+const server = (h: HostHealth): ServerHealth | undefined => (h.server && !("error" in h.server) ? h.server : undefined);
+
+/** Above `warning`, above `critical`: the status of a measure that should stay low. */
+function rising(value: number, t: { warning: number; critical: number }): CheckStatus {
+  return value > t.critical ? "critical" : value > t.warning ? "warning" : "ok";
+}
+
+const reachable: Rule = ({ hosts }) =>
+  hosts.filter((h) => h.unreachable).map((h) => ({ status: "unknown", check: "reachable", host: h.host, message: `cannot be reached over SSH (${h.unreachable}): its own checks did not run` }));
+
+const serverAnswers: Rule = ({ hosts }) =>
+  hosts
+    .filter((h) => h.server)
+    .map((h) =>
+      h.server && "error" in h.server
+        ? { status: "critical", check: "server", host: h.host, message: `PostgreSQL does not answer: ${h.server.error}` }
+        : { status: "ok", check: "server", host: h.host, message: `PostgreSQL ${server(h)!.version} answers, ${server(h)!.inRecovery ? "in recovery" : "writable"}` },
+    );
+
+const roles: Rule = ({ hosts }) => {
+  const out: Finding[] = [];
+  const writable = hosts.filter((h) => server(h) && !server(h)!.inRecovery);
+  if (writable.length > 1) out.push({ status: "critical", check: "role", message: `more than one server accepts writes: ${writable.map((h) => h.host).join(", ")}` });
+  for (const h of hosts) {
+    const s = server(h);
+    if (!s) continue;
+    const actual: Role = s.inRecovery ? "standby" : "primary";
+    out.push(
+      actual === h.role
+        ? { status: "ok", check: "role", host: h.host, message: `${actual}, as the inventory says` }
+        : { status: "critical", check: "role", host: h.host, message: `runs as a ${actual}, but the inventory says ${h.role}` },
+    );
+  }
+  return out;
+};
+
+/** Each standby of the inventory streams: as its primary sees it, or, the primary unread, as it says itself. */
+const streaming: Rule = ({ hosts, primary }) => {
+  const out: Finding[] = [];
+  for (const h of hosts.filter((x) => x.role === "standby")) {
+    if (primary) {
+      const seen = primary.server.replication!.rows.find((r) => r.host === h.host) ?? { host: h.host, state: "absent" };
+      const status: CheckStatus = seen.state === "streaming" ? "ok" : seen.state === "catchup" || seen.state === "startup" ? "warning" : "critical";
+      out.push({ status, check: "streaming", host: h.host, message: seen.state === "absent" ? `not connected to ${primary.host}: does not stream` : `${seen.state} from ${primary.host}` });
+      continue;
+    }
+    const s = server(h);
+    if (!s || !s.inRecovery) continue; // said already: unreachable, down, or writable
+    out.push({
+      status: s.receiver === "streaming" ? "ok" : "critical",
+      check: "streaming",
+      host: h.host,
+      message: `its WAL receiver says ${s.receiver ?? "nothing (none runs)"} (the primary could not be read)`,
+    });
+  }
+  return out;
+};
+
+const replayLag: Rule = ({ primary, thresholds }) =>
+  (primary?.server.replication!.rows ?? [])
+    .filter((r) => r.lagBytes !== undefined)
+    .map((r) => {
+      const [byBytes, bySeconds] = [rising(r.lagBytes!, thresholds.replay_lag), rising(r.lagSeconds ?? 0, thresholds.replay_lag_seconds)];
+      const status = PRECEDENCE.find((s) => s === byBytes || s === bySeconds)!;
+      return { status, check: "replay_lag", host: r.host, value: r.lagBytes!, message: `replays ${r.lagBytes} bytes, ${(r.lagSeconds ?? 0).toFixed(1)} s behind ${primary!.host}` };
+    });
+
+const slots: Rule = ({ hosts, thresholds }) =>
+  hosts.flatMap((h) => (server(h)?.slots ?? []).map((s): Finding => {
+    const retained = s.retainedBytes ?? 0;
+    const byWal = rising(retained, thresholds.slot_retained_wal);
+    const status = s.active || byWal === "critical" ? byWal : "warning";
+    return {
+      status,
+      check: "slot",
+      host: h.host,
+      value: retained,
+      message: `slot ${s.name} (${s.active ? "active" : "inactive"}) retains ${retained} bytes of WAL${s.active ? "" : ": nothing consumes it, and the WAL it keeps grows"}`,
+    };
+  }));
+
+const archiving: Rule = ({ primary }) => {
+  const a = primary?.server.replication!.archiver;
+  if (!a?.enabled) return [];
+  return [
+    a.failing
+      ? {
+          status: "critical",
+          check: "archiving",
+          host: primary!.host,
+          message: `archiving fails: ${a.failedCount} failure(s), the last at ${a.lastFailedTime} (${a.lastFailedWal}), after the last success (${a.lastArchivedTime ?? "never"}); pg_wal grows until it succeeds`,
+        }
+      : { status: "ok", check: "archiving", host: primary!.host, message: `archiving works (last archived ${a.lastArchivedTime ?? "nothing yet"})` },
+  ];
+};
+
+const diskSpace: Rule = ({ hosts, thresholds }) =>
+  hosts.flatMap((h): Finding[] => {
+    if (!h.disks) return [];
+    if ("error" in h.disks) return [{ status: "unknown", check: "disk_space", host: h.host, message: `free space could not be read: ${h.disks.error}` }];
+    return h.disks.map((d) => {
+      const free = d.usedBytes + d.availableBytes > 0 ? (100 * d.availableBytes) / (d.usedBytes + d.availableBytes) : 0;
+      const t = thresholds.disk_free_percent;
+      const status: CheckStatus = free < t.critical ? "critical" : free < t.warning ? "warning" : "ok";
+      return { status, check: "disk_space", host: h.host, value: Math.floor(free * 10) / 10, message: `${free.toFixed(1)} % free (${d.availableBytes} bytes) on ${d.mount}, holding ${d.paths.join(" and ")}` };
+    });
+  });
+
+const pendingRestart: Rule = ({ hosts }) =>
+  hosts.flatMap((h): Finding[] => {
+    const s = server(h);
+    if (!s?.pendingRestart.length) return [];
+    return [{ status: "warning", check: "pending_restart", host: h.host, message: `settings changed that take effect only at a restart: ${s.pendingRestart.join(", ")} (\`pgprov apply\` restarts it)` }];
+  });
+
+const versions: Rule = ({ hosts }) => {
+  const read = hosts.filter((h) => server(h));
+  const distinct = new Set(read.map((h) => server(h)!.version));
+  if (distinct.size <= 1) return read.length ? [{ status: "ok", check: "versions", message: `every server runs PostgreSQL ${[...distinct][0]}` }] : [];
+  return [{ status: "warning", check: "versions", message: `servers run different PostgreSQL versions: ${read.map((h) => `${h.host} ${server(h)!.version}`).join(", ")}` }];
+};
+
+/** Each rule in turn; the findings come out in this order, then by status. */
+const RULES: Rule[] = [reachable, serverAnswers, roles, streaming, replayLag, slots, archiving, diskSpace, pendingRestart, versions];
+
+/** The findings from what was read, worst first. */
+export function judgeHealth(hosts: HostHealth[], thresholds: CheckThresholds, primaryName: string): Finding[] {
+  const writable = hosts.filter((h) => server(h) && !server(h)!.inRecovery);
+  const primary = (writable.find((h) => h.host === primaryName) ?? (writable.length === 1 ? writable[0] : undefined)) as Judged["primary"];
+  const findings = RULES.flatMap((rule) => rule({ hosts, thresholds, ...(primary ? { primary } : {}) }));
+  return findings.sort((a, b) => PRECEDENCE.indexOf(a.status) - PRECEDENCE.indexOf(b.status));
+}
+
+/** The status of the whole: the worst finding's, by PRECEDENCE. */
+export function overallStatus(findings: Finding[]): CheckStatus {
+  return PRECEDENCE.find((s) => findings.some((f) => f.status === s)) ?? "ok";
+}
