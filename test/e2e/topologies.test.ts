@@ -91,8 +91,8 @@ describe("issue 12: replication topologies", () => {
     expect(status.code, status.stdout).toBe(0);
     expect(status.stdout).toContain(["pg1 (primary)", "├── pg2 (quorum)", "│   └── pg3 (async)", "└── pg4 (async, apply delay 1min)"].join("\n"));
     const json = (await pgprov(["status", inventory, "--json"])).stdout.trim().split("\n").map((l) => JSON.parse(l));
-    expect(json.find((x) => x.host === "pg3")).toMatchObject({ upstream: "pg2", expectedUpstream: "pg2", syncState: "async", streaming: "streaming" });
-    expect(json.find((x) => x.host === "pg4")).toMatchObject({ upstream: "pg1", applyDelay: "1min" });
+    expect(json.find((x) => x.host === "pg3")).toMatchObject({ upstream: "pg2", expected_upstream: "pg2", sync_state: "async", streaming: "streaming" });
+    expect(json.find((x) => x.host === "pg4")).toMatchObject({ upstream: "pg1", apply_delay: "1min" });
   });
 
   it("issue 12: with count 1 and pg2 stopped, a commit on pg1 waits; starting pg2 releases it", async () => {
