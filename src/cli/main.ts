@@ -192,6 +192,18 @@ async function runCli(argv: string[]): Promise<number> {
       },
     )
     .command(
+      "ca <inventory>",
+      "write the cluster's CA certificate, which clients verify the servers with (sslrootcert)",
+      (y) =>
+        y
+          .positional("inventory", { type: "string", demandOption: true, describe: "inventory file (YAML)" })
+          .option("out", { type: "string", describe: "write it to this file instead of stdout (never over an existing one)" }),
+      async (args) => {
+        const { caCommand } = await import("./ca.js");
+        exitCode = caCommand(args.inventory, args.out);
+      },
+    )
+    .command(
       "switchover <inventory>",
       "planned change of primary, losing no committed transaction; rewrites the inventory's roles",
       (y) =>

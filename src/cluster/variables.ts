@@ -8,10 +8,11 @@ import { isIP } from "node:net";
 import { Secret } from "../common/secret.js";
 import { FACT_KEYS, type Facts } from "../engine/facts.js";
 import type { Host, Inventory } from "../inventory/inventory.js";
-import { conninfoAuth, debianCluster, postgresVersion } from "../postgres/debian.js";
+import { conninfoSecurity, debianCluster, postgresVersion, tlsFiles } from "../postgres/debian.js";
+import { serverNames } from "../tls/index.js";
 import { slotName } from "../postgres/slot-names.js";
 
-export const BUILTIN_VARIABLES = ["host", "hosts", "primary", "standbys", "facts", "postgresql", "replication", "ssh_user", "cluster"] as const;
+export const BUILTIN_VARIABLES = ["host", "hosts", "primary", "standbys", "facts", "postgresql", "replication", "ssh_user", "cluster", "tls"] as const;
 
 /** What pgprov knows of the cluster when a task is rendered, for the cluster playbook. */
 export interface ClusterContext {
@@ -36,8 +37,8 @@ function postgresqlVariables(inventory: Inventory, facts: Facts | undefined) {
     settings: inventory.postgresql.settings,
     clients: inventory.postgresql.clients,
     archive_directory: inventory.postgresql.archiveDirectory ?? `/var/lib/postgresql/${version}/wal-archive`,
-    /** Added to every connection string to the primary (primary_conninfo, pg_basebackup); see conninfoAuth. */
-    conninfo_auth: conninfoAuth(version),
+    /** Added to every connection string to another server (primary_conninfo, pg_basebackup, the boot check); see conninfoSecurity. */
+    conninfo_auth: conninfoSecurity(version, inventory.tls.enabled ? tlsFiles(debianCluster(version)).ca_file : undefined),
     // pg_basebackup -X stream holds two WAL senders while it runs: every standby can clone at
     // once, and every standby can stream, with room for a few more. Rounded up to a multiple
     // of 16: both need a restart to change, and adding a standby should not restart the others.
@@ -69,12 +70,29 @@ export function hostVariables(
       passfile: "/var/lib/postgresql/.pgprov.pgpass",
     },
     ssh_user: inventory.ssh.user,
+    tls: tlsVariables(inventory, host, facts),
     cluster: {
       slots: inventory.replication.slots ? inventory.standbys.map((h) => slotName(h.name)) : [],
       slot: inventory.replication.slots && host.role === "standby" ? slotName(host.name) : "",
       primary_system_identifier: cluster.primarySystemIdentifier ?? "",
       reclone: cluster.reclone.includes(host.name),
     },
+  };
+}
+
+/** TLS (issue 10): on or off, the files on the host, what this host's certificate names, and a certificate issued elsewhere. */
+function tlsVariables(inventory: Inventory, host: Host, facts: Facts | undefined) {
+  const { enabled, authority, given } = inventory.tls;
+  const names = serverNames(host.name, host.address);
+  return {
+    enabled,
+    /** The pg_hba.conf type of every line on a network address. */
+    hba: enabled ? "hostssl" : "host",
+    ...(facts || inventory.postgresql.version ? tlsFiles(debianCluster(postgresVersion(inventory.postgresql.version, facts))) : {}),
+    ca_certificate: authority?.certPem ?? "",
+    names: [...names.dnsNames, ...names.ipAddresses],
+    certificate: given[host.name]?.certPem ?? "",
+    private_key: given[host.name]?.keyPem.reveal() ?? "",
   };
 }
 

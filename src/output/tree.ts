@@ -26,6 +26,7 @@ export class TreeRenderer implements Renderer {
   private readonly failures: Extract<ClusterEvent, { type: "failure" }>[] = [];
   private recap?: Record<string, HostRecap>;
   private replication?: Extract<ClusterEvent, { type: "replication" }>;
+  private readonly warnings: string[] = [];
 
   constructor(private readonly options: RendererOptions) {
     this.style = options.color ? COLOR : PLAIN;
@@ -102,6 +103,9 @@ export class TreeRenderer implements Renderer {
       case "replication":
         this.replication = e;
         break;
+      case "warning":
+        this.warnings.push(e.message);
+        break;
       case "recap":
         this.recap = e.hosts;
         break;
@@ -116,6 +120,7 @@ export class TreeRenderer implements Renderer {
   async finish(): Promise<void> {
     await this.shown;
     const out = (line: string) => this.options.write(`${line}\n`);
+    for (const w of this.warnings) out(this.style.yellow(`WARNING: ${w}`));
     for (const f of this.failures) {
       out("");
       for (const l of failureLines(f, this.style)) out(l);
