@@ -110,7 +110,7 @@ export function tlsCertificate(authority: () => CertificateAuthority | undefined
             display: `make a new key beside ${args.key} and a signing request for it, on ${args.host}`,
             next: async (csr) => {
               const certPem = await signCsr(ca, csr, { ...names, days: args.days, host: args.host });
-              return [{ script: installCertificateScript(files, certPem), display: `install the new ${label} with its new key` }];
+              return [{ script: installCertificateScript(files, certPem), display: `install the new certificate of ${args.host} (${args.cert}) with its new key` }];
             },
           },
         ],

@@ -7,10 +7,9 @@ import { readFileSync, statSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { ClusterEvent } from "../../src/cluster/events.js";
-import { type Lab, type LabHost, labDown, labExec, labUp } from "../lab/lab.js";
-import { type CliResult, eventually, events, inventoryCopy, pgprov, psql, recapOf } from "./helpers.js";
+import { type LabHost, labDown, labExec } from "../lab/lab.js";
+import { type CliResult, eventually, events, labWithSpareHost, pgprov, psql, recapOf } from "./helpers.js";
 
-let lab: Lab;
 let inventory: string;
 let pg1: LabHost, pg2: LabHost, pg3: LabHost, pg4: LabHost;
 const DATA = "/var/lib/postgresql/15/main";
@@ -42,13 +41,8 @@ async function systemIdentifier(host: LabHost): Promise<string> {
 }
 
 beforeAll(async () => {
-  lab = await labUp({ hosts: 4 });
-  [pg1, pg2, pg3, pg4] = lab.hosts as [LabHost, LabHost, LabHost, LabHost];
   // pg4 waits outside the inventory until a standby is added.
-  inventory = inventoryCopy(lab, (doc) => {
-    doc.deleteIn(["hosts", "pg4"]);
-    doc.set("apt", { proxy: lab.aptProxy });
-  });
+  ({ hosts: [pg1, pg2, pg3, pg4], inventory } = await labWithSpareHost());
 });
 afterAll(async () => {
   await labDown();

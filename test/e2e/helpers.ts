@@ -7,7 +7,7 @@ import { parseDocument } from "yaml";
 import type { ClusterEvent } from "../../src/cluster/events.js";
 import type { HostRecap } from "../../src/engine/events.js";
 import { loadInventory } from "../../src/inventory/inventory.js";
-import { type Lab, type LabHost, labExec } from "../lab/lab.js";
+import { type Lab, type LabHost, labExec, labUp } from "../lab/lab.js";
 
 const BIN = join(import.meta.dirname, "../../bin/pgprov.js");
 
@@ -78,6 +78,20 @@ export async function eventually(what: string, check: () => Promise<boolean>, ti
     await new Promise((r) => setTimeout(r, 300));
   }
   throw new Error(`gave up after ${timeoutMs / 1000} s waiting for ${what}`);
+}
+
+/**
+ * Four lab hosts, and a private inventory (through the lab's apt proxy) of the first three: pg4
+ * waits outside it until a test adds a standby.
+ */
+export async function labWithSpareHost(edit?: (doc: ReturnType<typeof parseDocument>, lab: Lab) => void): Promise<{ lab: Lab; hosts: [LabHost, LabHost, LabHost, LabHost]; inventory: string }> {
+  const lab = await labUp({ hosts: 4 });
+  const inventory = inventoryCopy(lab, (doc) => {
+    doc.deleteIn(["hosts", "pg4"]);
+    doc.set("apt", { proxy: lab.aptProxy });
+    edit?.(doc, lab);
+  });
+  return { lab, hosts: lab.hosts as [LabHost, LabHost, LabHost, LabHost], inventory };
 }
 
 /**

@@ -4,6 +4,7 @@
  * names rejoin; rejoin makes it a standby), and a standby removed from the inventory.
  */
 import { readFileSync, writeFileSync } from "node:fs";
+import { dirname, join } from "node:path";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadInventory } from "../../src/inventory/inventory.js";
@@ -35,7 +36,9 @@ class CommittingClient {
   private async writable(): Promise<pg.Client | undefined> {
     // What target_session_attrs=read-write does in libpq: try each host, keep the writable one.
     for (const h of hosts) {
-      const client = new pg.Client({ host: h.address, port: 5432, user: "app", password: APP_PASSWORD, database: "postgres", connectionTimeoutMillis: 1000, query_timeout: 2000 });
+      // Over TLS, verified against the cluster's CA (issue 10): the servers take nothing else from the network.
+      const ssl = { ca: readFileSync(join(dirname(inventory), ".pgprov", "inventory.ca.crt"), "utf8") };
+      const client = new pg.Client({ host: h.address, port: 5432, user: "app", password: APP_PASSWORD, database: "postgres", ssl, connectionTimeoutMillis: 1000, query_timeout: 2000 });
       client.on("error", () => {});
       try {
         await client.connect();
