@@ -130,6 +130,8 @@ function filesOf(args: CertificateArgs): HostKeyFiles {
  * could put a link there; a new key is made instead, in a file only root has touched.
  */
 function keyProblem(args: CertificateArgs, probe: CertificateProbe, label: string): string | undefined {
+  // A killed renewal's temporary files may hold a key: the next renewal removes them first.
+  if (probe.leftovers) return `an interrupted renewal left ${probe.leftovers.join(", ")} beside ${label}`;
   const group = args.group ?? args.owner;
   if (probe.key !== "present" || (probe.keyMode === "600" && probe.keyOwner === args.owner && probe.keyGroup === group)) return undefined;
   return `the key of ${label} has mode ${probe.keyMode ?? "?"} and owner ${probe.keyOwner ?? "?"}:${probe.keyGroup ?? "?"}, not 600 ${args.owner}:${group}`;

@@ -108,7 +108,20 @@ export function installCertificateScript(files: HostKeyFiles, certPem: string): 
  * (mode 0600, from mktemp), removed on any exit unless renamed into place.
  */
 function newFileBeside(path: string, umask: string): string[] {
-  return ["set -e", `umask ${umask}`, `tmp=$(mktemp ${shellQuote(`${path}.XXXXXX`)})`, `trap 'rm -f -- "$tmp"' EXIT`];
+  return [
+    "set -e",
+    `umask ${umask}`,
+    // What a run killed here (SIGKILL: no trap runs) left beside it, a new key maybe: removed
+    // first, so that no key outlives the renewal it was made for (certificateProbeScript reports them).
+    `rm -f -- ${leftoverGlob(path)}`,
+    `tmp=$(mktemp ${shellQuote(`${path}.XXXXXX`)})`,
+    `trap 'rm -f -- "$tmp"' EXIT`,
+  ];
+}
+
+/** mktemp's names beside `path` (six characters after a dot; `.pending` has seven), as a shell glob. */
+function leftoverGlob(path: string): string {
+  return `${shellQuote(path)}.??????`;
 }
 
 function escapeForDoubleQuotes(s: string): string {
@@ -131,6 +144,7 @@ export function certificateProbeScript(files: HostKeyFiles): string {
     // That the key is the certificate's own, the install checked (installCertificateScript).
     `if [ ! -e ${key} ]; then echo "key=missing"; elif [ ! -f ${key} ]; then echo "key=unreadable"`,
     `else echo "key=present"; echo "key_stat=$(stat -c '%a %U %G' ${key})"; fi`,
+    `for f in ${leftoverGlob(f.certFile)} ${leftoverGlob(f.keyFile)}; do [ -e "$f" ] && echo "leftover=$f"; done`,
     `[ -r ${cert} ] && awk '`,
     `  /^-----BEGIN CERTIFICATE-----\\r?$/ { on = 1; buf = "-----BEGIN CERTIFICATE-----\\n"; next }`,
     `  on && /^-----END CERTIFICATE-----\\r?$/ { printf "%s-----END CERTIFICATE-----\\n", buf; on = 0; next }`,
@@ -151,6 +165,8 @@ export interface CertificateProbe {
   keyMode?: string;
   keyOwner?: string;
   keyGroup?: string;
+  /** Temporary files a killed run left beside the certificate or the key (a key, maybe). */
+  leftovers?: string[];
 }
 
 /** Reads the probe's output. Only CERTIFICATE and PUBLIC KEY blocks are ever taken from it. */
@@ -162,6 +178,8 @@ export function parseCertificateProbe(stdout: string): CertificateProbe {
   if (certPem) probe.certPem = certPem;
   const pub = stdout.match(/-----BEGIN PUBLIC KEY-----\n[A-Za-z0-9+/=\n]+?-----END PUBLIC KEY-----\n/)?.[0];
   if (pub) probe.keyPublicPem = pub;
+  const leftovers = [...stdout.matchAll(/^leftover=(.*)$/gm)].map((m) => m[1]!);
+  if (leftovers.length) probe.leftovers = leftovers;
   const [mode, owner, group] = (line("key_stat") ?? "").split(" ");
   if (mode) Object.assign(probe, { keyMode: mode, keyOwner: owner, keyGroup: group });
   return probe;

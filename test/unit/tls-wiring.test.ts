@@ -174,6 +174,9 @@ describe("issue 10: tls_certificate decides on the control machine, from the cer
     expect((await summaries(await issued(), "key=missing\n"))[0]).toMatch(/the key of the certificate of pg1 .* is missing$/);
     expect((await summaries(await issued(), "key=present\nkey_stat=644 postgres postgres\n"))[0]).toMatch(/has mode 644 and owner postgres:postgres, not 600 postgres:postgres$/);
     expect(await summaries(undefined)).toEqual([expect.stringMatching(/^create issue a certificate for pg1, 10\.0\.0\.11, .* is missing$/)]);
+    expect((await summaries(await issued(), "key=present\nkey_stat=600 postgres postgres\nleftover=/etc/pg/server.key.Ab12Cd\n"))[0]).toMatch(
+      /an interrupted renewal left \/etc\/pg\/server\.key\.Ab12Cd beside the certificate of pg1/,
+    );
   });
 
   it("issue 10: issuing makes the key and request on the host, signs here (next), installs; no command carries a key", async () => {
