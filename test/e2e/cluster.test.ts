@@ -94,8 +94,9 @@ describe("cluster on bookworm", () => {
     expect((await psql(pg1, "select pg_switch_wal() is not null")).out).toBe("t");
     await eventually("a WAL segment in the archive", async () => (await labExec(pg1, "ls /var/lib/postgresql/15/wal-archive | wc -l")).stdout.trim() !== "0");
     for (const h of [pg1, pg2, pg3]) {
-      const rules = await psql(h, "select string_agg(distinct auth_method, ',' order by auth_method) from pg_hba_file_rules where type <> 'local'");
-      expect(rules.out).toBe("scram-sha-256");
+      // Every line that lets a connection in asks for scram; the others (TLS's hostnossl lines, issue 10) reject.
+      const rules = await psql(h, "select string_agg(distinct type || ' ' || auth_method, ',' order by type || ' ' || auth_method) from pg_hba_file_rules where type <> 'local'");
+      expect(rules.out).toBe("hostnossl reject,hostssl scram-sha-256");
       expect((await psql(h, "select count(*) from pg_hba_file_rules where error is not null")).out).toBe("0");
     }
     expect((await psql(pg1, "select rolpassword like 'SCRAM-SHA-256$%' from pg_authid where rolname = 'replicator'")).out).toBe("t");

@@ -175,7 +175,12 @@ describe("day-2 operations", () => {
     const strings = await pgprov(["status", inventory, "--json"]);
     const cluster = strings.stdout.trim().split("\n").map((l) => JSON.parse(l)).find((x) => x.type === "cluster");
     await labExec(byName(other), `printf '*:*:*:app:${APP_PASSWORD}\\n' > /root/.pgpass && chmod 600 /root/.pgpass`);
-    const reached = await labExec(byName(other), `PGPASSFILE=/root/.pgpass PGCONNECT_TIMEOUT=3 psql -XAt "${cluster.connection_strings.readWrite.replace("/postgres?", "/postgres?user=app&")}" -c "select inet_server_addr()"`);
+    // It verifies the servers with the cluster's CA (issue 10): a client keeps its own copy (pgprov ca).
+    const caFile = join(dirname(inventory), ".pgprov", "inventory.ca.crt");
+    await labExec(byName(other), `cat > /root/cluster-ca.crt <<'EOF'\n${readFileSync(caFile, "utf8")}EOF`);
+    const url = cluster.connection_strings.readWrite.replace("/postgres?", "/postgres?user=app&").replace(encodeURIComponent(caFile), "/root/cluster-ca.crt");
+    expect(url).toContain("sslmode=verify-full&sslrootcert=/root/cluster-ca.crt");
+    const reached = await labExec(byName(other), `PGPASSFILE=/root/.pgpass PGCONNECT_TIMEOUT=3 psql -XAt "${url}" -c "select inet_server_addr()"`);
     expect(reached.stdout.trim()).toBe(byName(promoted).address);
   });
 
