@@ -46,7 +46,7 @@ export interface ReplicationSettings {
 
 export interface TlsSettings {
   enabled: boolean;
-  /** The CA's files: the inventory's tls.ca, or pgprov's own in .pgprov/ (see caFilesOf). */
+  /** The CA's files: the inventory's tls.ca, or pgprov's own in .pgprov/ (see ownCaFiles). */
   caFiles: CaFilesMaybeKey;
   /** Loaded with the inventory when its files exist; otherwise made by ensureCertificateAuthority. */
   authority?: CertificateAuthority;
