@@ -14,10 +14,12 @@ const LAYERS = {
   playbook: ["common", "yaml"],
   // engine imports transport only in host-io.ts, the real HostIO (see the rule below).
   engine: ["common", "playbook", "transport"],
-  modules: ["common", "engine"],
+  // tls for tls_certificate (a generic module: a certificate from a CA, for any server).
+  modules: ["common", "engine", "tls"],
   postgres: ["common", "engine", "modules"],
-  // sshconfig to resolve each host's connection; transport for unlocking keys.
-  inventory: ["common", "yaml", "sshconfig", "transport", "postgres"],
+  // sshconfig to resolve each host's connection; transport for unlocking keys; tls to check the CA
+  // and certificates it names.
+  inventory: ["common", "yaml", "sshconfig", "transport", "tls", "postgres"],
   cluster: ["common", "yaml", "sshconfig", "transport", "tls", "playbook", "engine", "modules", "postgres", "inventory"],
   output: ["common", "engine", "cluster"],
   cli: ["common", "yaml", "sshconfig", "transport", "tls", "playbook", "engine", "modules", "postgres", "inventory", "cluster", "output"],

@@ -260,6 +260,18 @@ async function runCli(argv: string[]): Promise<number> {
       },
     )
     .command(
+      "ca [inventory]",
+      "write the cluster's CA certificate, which clients verify the servers with (sslrootcert)",
+      (y) =>
+        y
+          .positional("inventory", { type: "string", describe: "inventory file (YAML); default: $PGPROV_INVENTORY" })
+          .option("out", { type: "string", describe: "write it to this file instead of stdout (never over an existing one)" }),
+      async (args) => {
+        const { caCommand } = await import("./ca.js");
+        exitCode = caCommand(inventoryOf(args), args.out);
+      },
+    )
+    .command(
       "switchover [inventory]",
       "planned change of primary, losing no committed transaction; rewrites the inventory's roles",
       (y) =>

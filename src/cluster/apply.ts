@@ -15,7 +15,7 @@ import type { RunResults } from "../engine/results.js";
 import { runPlaybook, type RunOptions, type RunSummary } from "../engine/run.js";
 import { SshHostIO } from "../engine/host-io.js";
 import { hostsUsed, isReadOnly, selectTargets } from "../engine/targets.js";
-import { ensureReplicationPassword, type Host, type Inventory, stateFile } from "../inventory/inventory.js";
+import { ensureCertificateAuthority, ensureReplicationPassword, type Host, type Inventory, stateFile } from "../inventory/inventory.js";
 import { pgDataDirectory, REPLICATION_QUERY, standbyReplication } from "../postgres/read.js";
 import { pgStandby } from "../postgres/standby.js";
 import { closeAll, connectAll, type Reached } from "../transport/fleet.js";
@@ -45,6 +45,14 @@ export async function applyCluster(inventory: Inventory, playbook: ClusterPlaybo
   const secrets = inventory.secrets.map((s) => s.reveal());
   const redactor = new Redactor(secrets);
   const emit: ClusterEmit = (e) => options.emit(redactor.value(e));
+  // Before anything connects: the CA is made once (plan makes one in memory only, and saves nothing).
+  await ensureCertificateAuthority(inventory, { save: !options.check });
+  if (!inventory.tls.enabled) {
+    emit({
+      type: "warning",
+      message: `TLS is off (tls.enabled: false in ${inventory.file}): the replication password's SCRAM exchange and every row cross the network in clear, and a standby trusts whatever answers at the primary's address`,
+    });
+  }
   // The cluster's members: every host but those a cluster operation excluded (a failed primary
   // it fenced or could not reach). The safety reads cover all of them, whatever --limit says.
   const members = inventory.hosts.filter((h) => !options.exclude?.includes(h.name));

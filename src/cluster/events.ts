@@ -25,7 +25,7 @@ export type OperationEvent =
 export type ClusterEvent =
   | RunEvent
   | { type: "replication"; primary: string; standbys: StandbyReplication[] }
-  /** Something that works but that a person should know before relying on it (a synchronous count every standby must meet). */
+  /** Something a person should know before relying on the cluster (a synchronous count every standby must meet, TLS turned off); changes nothing. */
   | { type: "warning"; message: string }
   | OperationEvent;
 

@@ -8,6 +8,7 @@ import { FACT_KEYS } from "../engine/facts.js";
 import type { Target } from "../engine/targets.js";
 import type { Host, Inventory } from "../inventory/inventory.js";
 import { genericModules } from "../modules/index.js";
+import { tlsCertificate } from "../modules/certificate.js";
 import { postgresModules } from "../postgres/index.js";
 import { loadPlaybook, type Playbook as PlaybookOf } from "../playbook/playbook.js";
 import { BUILTIN_VARIABLES, variableNames } from "./variables.js";
@@ -20,6 +21,8 @@ export function clusterModules(inventory: Inventory) {
   return {
     ...genericModules(inventory.aptProxy ? { apt: { proxy: inventory.aptProxy } } : {}),
     ...postgresModules({ port: inventory.postgresql.port }),
+    // The CA as the run has it: loaded with the inventory, or made when apply starts.
+    tls_certificate: tlsCertificate(() => inventory.tls.authority),
   };
 }
 

@@ -9,7 +9,7 @@
  */
 import { lastLines } from "../common/text.js";
 import { PgprovError } from "../common/errors.js";
-import { conninfoAuth } from "../postgres/debian.js";
+import { conninfoSecurity, tlsFiles } from "../postgres/debian.js";
 import type { Inventory } from "../inventory/inventory.js";
 import { shellQuote } from "../common/shell.js";
 import type { ClusterPlaybook as Playbook } from "./playbook.js";
@@ -102,7 +102,8 @@ export async function rejoin(inventory: Inventory, playbook: Playbook, hostName:
       await op.sql(primary, "checkpoint");
       op.step(`checkpoint on ${primary.name}, so that its pg_control shows its timeline`);
       const paths = await op.pathsOf(host);
-      const source = [`host=${primary.address} port=${inventory.postgresql.port} user=${inventory.replication.user} dbname=postgres`, conninfoAuth(paths.version)].filter(Boolean).join(" ");
+      const security = conninfoSecurity(paths.version, inventory.tls.enabled ? tlsFiles(paths).ca_file : undefined);
+      const source = [`host=${primary.address} port=${inventory.postgresql.port} user=${inventory.replication.user} dbname=postgres`, security].filter(Boolean).join(" ");
       // standby.signal in the same script as pg_rewind, not a round trip later: rewound data that
       // started without it would end recovery writable, on the primary's own timeline. Rewound
       // (or found with nothing to rewind), its data is on the primary's history: the fence goes.

@@ -152,7 +152,8 @@ export class StatusReader {
     if (writable.length === 1 && writable[0]!.host !== inventory.primary.name) {
       warnings.push(`the writable server is ${writable[0]!.host}, but the inventory says the primary is ${inventory.primary.name}`);
     }
-    return { hosts, warnings, connectionStrings: connectionStrings(inventory.hosts, inventory.postgresql.port) };
+    const caFile = inventory.tls.enabled ? inventory.tls.caFiles.cert : undefined;
+    return { hosts, warnings, connectionStrings: connectionStrings(inventory.hosts, inventory.postgresql.port, caFile) };
   }
 
   async close(): Promise<void> {
@@ -196,12 +197,15 @@ export function replicationTree(hosts: HostStatus[]): string[] {
 
 /**
  * libpq multi-host URIs: clients try each host and keep the one that fits, so they follow a
- * switchover without being reconfigured. prefer-standby needs libpq 14 or later.
+ * switchover without being reconfigured. prefer-standby needs libpq 14 or later. With TLS, they
+ * verify each server's certificate and name against the cluster's CA (`caFile`, the CA's
+ * certificate on this machine; `pgprov ca` writes it wherever clients need it).
  */
-export function connectionStrings(hosts: Host[], port: number): { readWrite: string; preferStandby: string } {
+export function connectionStrings(hosts: Host[], port: number, caFile?: string): { readWrite: string; preferStandby: string } {
   const list = hosts.map((h) => `${h.address.includes(":") ? `[${h.address}]` : h.address}:${port}`).join(",");
+  const tls = caFile ? `&sslmode=verify-full&sslrootcert=${encodeURIComponent(caFile)}` : "";
   return {
-    readWrite: `postgresql://${list}/postgres?target_session_attrs=read-write`,
-    preferStandby: `postgresql://${list}/postgres?target_session_attrs=prefer-standby`,
+    readWrite: `postgresql://${list}/postgres?target_session_attrs=read-write${tls}`,
+    preferStandby: `postgresql://${list}/postgres?target_session_attrs=prefer-standby${tls}`,
   };
 }

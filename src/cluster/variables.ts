@@ -8,11 +8,12 @@ import { isIP } from "node:net";
 import { Secret } from "../common/secret.js";
 import { FACT_KEYS, type Facts } from "../engine/facts.js";
 import type { Host, Inventory } from "../inventory/inventory.js";
-import { conninfoAuth, debianCluster, postgresVersion } from "../postgres/debian.js";
+import { conninfoSecurity, debianCluster, postgresVersion, tlsFiles } from "../postgres/debian.js";
+import { serverNames } from "../tls/index.js";
 import { slotName } from "../postgres/slot-names.js";
 import { downstreamsOf, isCascading, synchronousStandbyNames, upstreamOf } from "../inventory/topology.js";
 
-export const BUILTIN_VARIABLES = ["host", "hosts", "primary", "standbys", "facts", "postgresql", "replication", "ssh_user", "cluster"] as const;
+export const BUILTIN_VARIABLES = ["host", "hosts", "primary", "standbys", "facts", "postgresql", "replication", "ssh_user", "cluster", "tls"] as const;
 
 /** What pgprov knows of the cluster when a task is rendered, for the cluster playbook. */
 export interface ClusterContext {
@@ -42,8 +43,8 @@ function postgresqlVariables(inventory: Inventory, facts: Facts | undefined) {
     settings: inventory.postgresql.settings,
     clients: inventory.postgresql.clients,
     archive_directory: inventory.postgresql.archiveDirectory ?? `/var/lib/postgresql/${version}/wal-archive`,
-    /** Added to every connection string to the primary (primary_conninfo, pg_basebackup); see conninfoAuth. */
-    conninfo_auth: conninfoAuth(version),
+    /** Added to every connection string to another server (primary_conninfo, pg_basebackup, the boot check); see conninfoSecurity. */
+    conninfo_auth: conninfoSecurity(version, inventory.tls.enabled ? tlsFiles(debianCluster(version)).ca_file : undefined),
     // pg_basebackup -X stream holds two WAL senders while it runs: every standby can clone at
     // once, and every standby can stream, with room for a few more. Rounded up to a multiple
     // of 16: both need a restart to change, and adding a standby should not restart the others.
@@ -80,6 +81,7 @@ export function hostVariables(
     },
     // The user sshd runs the pg client's socket forward as, mapped to postgres by pg_ident.conf.
     ssh_user: host.connection.user.value,
+    tls: tlsVariables(inventory, host, facts),
     cluster: {
       // The slots of the standbys that stream from this host: a cascading standby's lives on its upstream.
       slots: inventory.replication.slots ? downstreamsOf(topology, host).map((h) => slotName(h.name)) : [],
@@ -99,6 +101,22 @@ export function hostVariables(
 /** The hosts streaming is arranged among: all but those a cluster operation left out. */
 export function topologyOf(inventory: Inventory, excluded: string[] = []): Host[] {
   return inventory.hosts.filter((h) => !excluded.includes(h.name));
+}
+
+/** TLS (issue 10): on or off, the files on the host, what this host's certificate names, and a certificate issued elsewhere. */
+function tlsVariables(inventory: Inventory, host: Host, facts: Facts | undefined) {
+  const { enabled, authority, given } = inventory.tls;
+  const names = serverNames(host.name, host.address);
+  return {
+    enabled,
+    /** The pg_hba.conf type of every line on a network address. */
+    hba: enabled ? "hostssl" : "host",
+    ...(facts || inventory.postgresql.version ? tlsFiles(debianCluster(postgresVersion(inventory.postgresql.version, facts))) : {}),
+    ca_certificate: authority?.certPem ?? "",
+    names: [...names.dnsNames, ...names.ipAddresses],
+    certificate: given[host.name]?.certPem ?? "",
+    private_key: given[host.name]?.keyPem.reveal() ?? "",
+  };
 }
 
 /** Names every host's templates can use, for checking a playbook before connecting. */

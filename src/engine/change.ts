@@ -29,6 +29,13 @@ export interface Command {
    * connection goes away, the host lets it finish, within its bound, instead of ending it.
    */
   letFinish?: boolean;
+  /**
+   * The commands that follow depend on what this one printed, and on work done on the control
+   * machine (a signing request to sign, say): the engine runs the commands up to this one, hands
+   * its stdout to `next`, and runs what it returns in another round trip. Checked by the same
+   * `decide`, so plan shows the change; only its carrying out takes the extra round trip.
+   */
+  next?: (stdout: string) => Promise<Command[]>;
 }
 
 export interface Change {

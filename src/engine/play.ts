@@ -8,7 +8,7 @@ import { maskRemovedLines } from "../common/redact.js";
 import type { Play, Task } from "../playbook/playbook.js";
 import { render } from "../playbook/template.js";
 import { TIMED_OUT } from "./batch.js";
-import { type Change, type Decision, planned } from "./change.js";
+import { type Change, type Command, type Decision, planned } from "./change.js";
 import type { RunEvent, TaskStatus } from "./events.js";
 import { FACTS_SCRIPT, parseFacts, sameFacts } from "./facts.js";
 import { HostFailure, failureEvent } from "./failure.js";
@@ -189,11 +189,33 @@ export class PlayOnHost {
 
   /**
    * The act step: the commands of one task's changes, then the probes of the later tasks of its
-   * batch (the act may have changed their state), in one round trip.
+   * batch (the act may have changed their state), in one round trip. A command with `next` ends
+   * a round trip of its own: what it printed gives the commands that follow (see Command.next).
    */
   private async act(p: Prepared, decision: Decision, later: Prepared[]): Promise<{ output: string; outputs: ProbeOutput[] }> {
     this.run.dropReadAhead();
-    const commands = decision.changes.flatMap((c) => c.commands);
+    let pending = decision.changes.flatMap((c) => c.commands);
+    let output = "";
+    for (;;) {
+      const cut = pending.findIndex((c) => c.next !== undefined);
+      const commands = cut < 0 ? pending : pending.slice(0, cut + 1);
+      const last = cut < 0;
+      const read = await this.runCommands(p, commands, last ? later : []);
+      output += read.before.map((r) => r.stdout).join("");
+      if (last) return { output, outputs: later.map((q) => read.outputs.get(probeKey(q.probe!))!) };
+      const step = commands[cut]!;
+      let more: Command[];
+      try {
+        more = await step.next!(read.before[cut]!.stdout);
+      } catch (e) {
+        throw new HostFailure(this.failure(p, e));
+      }
+      pending = [...more, ...pending.slice(cut + 1)];
+    }
+  }
+
+  /** One round trip: `commands`, stopping at the first that fails (which fails the task), then the probes of `later`. */
+  private async runCommands(p: Prepared, commands: Command[], later: Prepared[]) {
     const timeoutOf = (c: { timeoutMs?: number }) => c.timeoutMs ?? DEFAULT_ACT_TIMEOUT_MS;
     const read = await readProbes(this.session.io, later.map((q) => q.probe!), {
       facts: false,
@@ -216,7 +238,7 @@ export class PlayOnHost {
           : `a command of the task failed (exit ${r.code})`;
       throw new HostFailure(this.failure(p, new TaskFailure(why, { command: c.display ?? c.script, code: r.code, stderr: r.stderr })));
     }
-    return { output: read.before.map((r) => r.stdout).join(""), outputs: later.map((q) => read.outputs.get(probeKey(q.probe!))!) };
+    return read;
   }
 
   private async learnFacts(): Promise<void> {

@@ -15,6 +15,7 @@ import { type CheckThresholds, inventorySchema, type InventoryFile } from "./sch
 import { Secret } from "../common/secret.js";
 import { readSecret, secretSource } from "./secret.js";
 import type { SynchronousSettings } from "./topology.js";
+import { type CaFilesMaybeKey, type CertificateAuthority, checkGivenCertificate, createCa, ensureCa, loadCa, serverNames } from "../tls/index.js";
 
 /** How pgprov unlocks keys, and what it read but does not honour (printed as warnings). */
 export interface SshAccess extends Unlocking {
@@ -60,6 +61,16 @@ export interface ReplicationSettings {
   synchronous?: SynchronousSettings;
 }
 
+export interface TlsSettings {
+  enabled: boolean;
+  /** The CA's files: the inventory's tls.ca, or pgprov's own in .pgprov/ (see ownCaFiles). */
+  caFiles: CaFilesMaybeKey;
+  /** Loaded with the inventory when its files exist; otherwise made by ensureCertificateAuthority. */
+  authority?: CertificateAuthority;
+  /** Certificates issued elsewhere, checked when the inventory was loaded: by host. */
+  given: Record<string, { certPem: string; keyPem: Secret }>;
+}
+
 export interface Inventory {
   file: string;
   /** Directory of the inventory file: relative paths and pgprov's state files live here. */
@@ -74,6 +85,7 @@ export interface Inventory {
   replication: ReplicationSettings;
   /** `pgprov check`'s thresholds, defaults filled in. */
   checks: CheckThresholds;
+  tls: TlsSettings;
   /** In file order. */
   hosts: Host[];
   primary: Host;
@@ -128,6 +140,9 @@ export function loadInventory(file: string): Inventory {
     const proxyPassword = new URL(parsed.apt.proxy).password;
     if (proxyPassword) secrets.push(new Secret(proxyPassword, "apt.proxy"), new Secret(percentDecoded(proxyPassword), "apt.proxy"));
   }
+  // TLS once the hosts are known: a certificate issued elsewhere is checked against its host.
+  const tls = loadTls(parsed.tls, { source, file, dir, hosts, secrets, problems });
+  if (problems.length) throw new FileError(problems);
   return {
     file: resolve(file),
     dir,
@@ -149,6 +164,7 @@ export function loadInventory(file: string): Inventory {
       ...(parsed.replication.synchronous ? { synchronous: parsed.replication.synchronous } : {}),
     },
     checks: parsed.checks,
+    tls,
     hosts,
     primary: hosts.find((h) => h.role === "primary")!,
     standbys: hosts.filter((h) => h.role === "standby"),
@@ -239,6 +255,65 @@ function sshAccess(file: string, parsed: InventoryFile, scope: SecretScope): { s
   });
   const ask = terminalAsk();
   return { ssh: { passphrases, warnings: unique, ...(ask ? { ask } : {}) }, connections };
+}
+
+/**
+ * The tls section, checked before anything connects: the CA the inventory names (or pgprov's own,
+ * when it exists already) loaded, and each certificate issued elsewhere checked against it and its
+ * host. A problem names the inventory's line, the file and the host.
+ */
+function loadTls(
+  parsed: InventoryFile["tls"],
+  scope: { source: YamlSource; file: string; dir: string; hosts: Host[]; secrets: Secret[]; problems: SourceProblem[] },
+): TlsSettings {
+  const { source, dir, problems } = scope;
+  const caFiles = parsed.ca
+    ? { cert: resolve(dir, parsed.ca.cert), ...(parsed.ca.key ? { key: resolve(dir, parsed.ca.key) } : {}) }
+    : ownCaFiles({ file: resolve(scope.file), dir });
+  const tls: TlsSettings = { enabled: parsed.enabled, caFiles, given: {} };
+  if (!parsed.enabled) return tls;
+  try {
+    // pgprov's own is loaded once it exists; one of its files without the other is an error (loadCa names the missing one).
+    if (parsed.ca || existsSync(caFiles.cert) || existsSync(caFiles.key!)) tls.authority = loadCa(caFiles);
+  } catch (e) {
+    problems.push(source.problem(parsed.ca ? ["tls", "ca", "cert"] : ["tls"], `tls.ca: ${(e as Error).message}`));
+    return tls;
+  }
+  for (const [name, files] of Object.entries(parsed.certificates)) {
+    const host = scope.hosts.find((h) => h.name === name);
+    if (!host || !tls.authority) continue;
+    try {
+      const given = checkGivenCertificate(
+        { cert: resolve(dir, files.cert), key: resolve(dir, files.key) },
+        { host: name, ca: tls.authority, expectedNames: serverNames(host.name, host.address) },
+      );
+      const keyPem = new Secret(given.keyPem, `tls.certificates.${name}.key`);
+      scope.secrets.push(keyPem);
+      tls.given[name] = { certPem: given.certPem, keyPem };
+    } catch (e) {
+      problems.push(source.problem(["tls", "certificates", name], `tls.certificates.${name}: ${(e as Error).message}`));
+    }
+  }
+  return tls;
+}
+
+/** pgprov's own CA for an inventory: in .pgprov/ next to it (the directory 0700, the key 0600). */
+export function ownCaFiles(inventory: Pick<Inventory, "file" | "dir">): { cert: string; key: string } {
+  return { cert: stateFile(inventory, "ca.crt"), key: stateFile(inventory, "ca.key") };
+}
+
+/**
+ * The cluster's CA for a run: the one loaded with the inventory, or pgprov's own made now (and
+ * saved when `save`; plan makes one in memory only, so it changes nothing and still shows every
+ * certificate to issue). Undefined when TLS is off.
+ */
+export async function ensureCertificateAuthority(inventory: Inventory, { save }: { save: boolean }): Promise<CertificateAuthority | undefined> {
+  const tls = inventory.tls;
+  if (!tls.enabled) return undefined;
+  if (tls.authority) return tls.authority;
+  const options = { commonName: `pgprov CA of ${basename(inventory.file, extname(inventory.file))}`.slice(0, 64) };
+  tls.authority = save ? (await ensureCa(ownCaFiles(inventory), options)).ca : await createCa(options);
+  return tls.authority;
 }
 
 interface SecretScope {

@@ -6,7 +6,7 @@ import { isIP } from "node:net";
 import { z } from "zod";
 import { absolutePath, byteSizeArg, CONTROL_CHARACTER } from "../common/args.js";
 import { secretValue } from "../yaml/source.js";
-import { closest } from "../yaml/suggest.js";
+import { closest, didYouMean } from "../yaml/suggest.js";
 import { SETTINGS_BY_VERSION } from "../postgres/settings.js";
 import { secretSource } from "./secret.js";
 import { slotName } from "../postgres/slot-names.js";
@@ -196,12 +196,30 @@ export const checksSchema = z.strictObject({
 
 export type CheckThresholds = z.output<typeof checksSchema>;
 
+const tlsFile = z.string().min(1);
+
+/**
+ * TLS (issue 10), on by default: the cluster's own CA in .pgprov/ next to the inventory, or an
+ * existing one; certificates issued elsewhere only checked and installed.
+ */
+export const tlsSchema = z.strictObject({
+  /** false only for a lab or a network the user trusts: plan and apply warn on every run. */
+  enabled: z.boolean().default(true),
+  /** An existing CA; without `key` pgprov issues nothing, and every host needs `certificates`. */
+  ca: z.strictObject({ cert: tlsFile, key: tlsFile.optional() }).optional(),
+  certificates: z.record(hostName, z.strictObject({ cert: tlsFile, key: tlsFile })).default({}),
+});
+
+/** The server settings the inventory's tls section decides. */
+export const TLS_SETTINGS = new Set(["ssl", "ssl_cert_file", "ssl_key_file", "ssl_ca_file", "ssl_min_protocol_version"]);
+
 export const inventorySchema = z
   .strictObject({
     ssh: sshSchema.default({}),
     apt: aptSchema.default({}),
     postgresql: postgresqlSchema.default(postgresqlSchema.parse({})),
     replication: replicationSchema.default(replicationSchema.parse({})),
+    tls: tlsSchema.default(tlsSchema.parse({})),
     vars: variables.default({}),
     checks: checksSchema.default(checksSchema.parse({})),
     hosts: z.record(hostName, hostSchema).refine((h) => Object.keys(h).length > 0, "at least one host is required"),
@@ -232,6 +250,8 @@ export const inventorySchema = z
         });
       } else if (MANAGED_SETTINGS.has(lower)) {
         ctx.addIssue({ code: "custom", path, message: `${lower} is managed by pgprov (derived from the inventory); remove it here` });
+      } else if (inv.tls.enabled && TLS_SETTINGS.has(lower)) {
+        ctx.addIssue({ code: "custom", path, message: `${lower} is managed by pgprov while TLS is on (the inventory's tls section); remove it here` });
       } else if (!name.includes(".") && !known.has(lower)) {
         // Names with a dot belong to extensions (pg_stat_statements.max): PostgreSQL accepts them.
         const suggestion = closest(name, known);
@@ -239,6 +259,24 @@ export const inventorySchema = z
           code: "custom",
           path,
           message: `unknown PostgreSQL setting "${name}"${inv.postgresql.version ? ` (PostgreSQL ${inv.postgresql.version})` : ""}${suggestion ? ` (did you mean "${suggestion}"?)` : ""}`,
+        });
+      }
+    }
+    for (const name of Object.keys(inv.tls.certificates)) {
+      if (!inv.hosts[name]) {
+        ctx.addIssue({ code: "custom", path: ["tls", "certificates", name], message: `no host named "${name}" in hosts${didYouMean(name, names)}` });
+      }
+    }
+    if (inv.tls.enabled && Object.keys(inv.tls.certificates).length > 0 && !inv.tls.ca) {
+      ctx.addIssue({ code: "custom", path: ["tls", "certificates"], message: "certificates issued elsewhere need their CA: give its certificate as tls.ca.cert" });
+    }
+    if (inv.tls.enabled && inv.tls.ca && !inv.tls.ca.key) {
+      const without = names.filter((n) => !inv.tls.certificates[n]);
+      if (without.length) {
+        ctx.addIssue({
+          code: "custom",
+          path: ["tls", "ca"],
+          message: `without tls.ca.key pgprov cannot issue certificates, and ${without.join(", ")} ha${without.length === 1 ? "s" : "ve"} none in tls.certificates`,
         });
       }
     }
@@ -261,3 +299,4 @@ export const inventorySchema = z
   });
 
 export type InventoryFile = z.output<typeof inventorySchema>;
+

@@ -49,6 +49,9 @@ export class PlainRenderer implements Renderer {
         out("");
         for (const l of replicationLines(e, s)) out(l);
         break;
+      case "warning":
+        out(s.yellow(`WARNING: ${e.message}`));
+        break;
       case "recap":
         out("");
         for (const l of recapLines(e.hosts, s)) out(l);

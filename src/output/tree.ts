@@ -94,6 +94,9 @@ export class TreeRenderer implements Renderer {
       case "replication":
         this.replication = e;
         break;
+      case "warning":
+        this.warnings.push(e.message);
+        break;
       case "recap":
         this.recap = e.hosts;
         break;

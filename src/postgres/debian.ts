@@ -27,6 +27,28 @@ export function conninfoAuth(version: number): string {
   return version >= 16 ? "require_auth=scram-sha-256" : "";
 }
 
+/**
+ * What every connection string pgprov writes to another server of the cluster carries
+ * (primary_conninfo, pg_basebackup, pg_rewind, the boot check's questions): with TLS, the server
+ * must show a certificate from the cluster's CA for the very name or address asked for
+ * (verify-full), and SCRAM must be bound to that TLS channel (channel_binding=require), so a
+ * server without such a certificate gets no password, not even a SCRAM exchange it could relay.
+ * `caFile` is the CA's certificate on the host; undefined when TLS is off.
+ */
+export function conninfoSecurity(version: number, caFile: string | undefined): string {
+  const tls = caFile ? [`sslmode=verify-full`, `sslrootcert=${caFile}`, `channel_binding=require`] : [];
+  return [...tls, conninfoAuth(version)].filter(Boolean).join(" ");
+}
+
+/** Where pgprov keeps a server's TLS files: beside its configuration, which postgres owns. */
+export function tlsFiles(cluster: Pick<DebianCluster, "config_directory">) {
+  return {
+    ca_file: `${cluster.config_directory}/pgprov-ca.crt`,
+    cert_file: `${cluster.config_directory}/pgprov-server.crt`,
+    key_file: `${cluster.config_directory}/pgprov-server.key`,
+  };
+}
+
 /** Paths and names of the Debian cluster "main" of a version (postgresql-common's layout). */
 export function debianCluster(version: number) {
   return {

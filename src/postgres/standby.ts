@@ -37,8 +37,15 @@ export const standbyArgs = z.strictObject({
   /** Empty when the cluster uses no slots. */
   slot: z.string().default(""),
   passfile: z.string().regex(/^\//, "an absolute path"),
-  /** Connection options that keep the password from a server asking for it in cleartext (require_auth=...). */
-  conninfo_auth: z.string().regex(/^(require_auth=[a-z0-9-]+)?$/, "require_auth=METHOD or nothing").default(""),
+  /**
+   * Connection options that keep the password from any server but the primary: TLS verified
+   * against the cluster's CA, channel binding, require_auth (see postgres/debian.ts, conninfoSecurity).
+   * Words of letters, digits and path characters only: nothing pg_basebackup could read otherwise.
+   */
+  conninfo_auth: z
+    .string()
+    .regex(/^([a-z_]+=[A-Za-z0-9_./-]+( [a-z_]+=[A-Za-z0-9_./-]+)*)?$/, "connection options KEY=VALUE, separated by spaces, or nothing")
+    .default(""),
   data_directory: z.string().regex(/^\/.+/, "an absolute path"),
   bin_directory: z.string().regex(/^\/.+/, "an absolute path"),
   service: unitName,

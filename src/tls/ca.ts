@@ -17,19 +17,26 @@ export interface CaFiles {
   key: string;
 }
 
+/** A CA as an inventory may name it: without its key, it only checks certificates issued elsewhere. */
+export interface CaFilesMaybeKey {
+  cert: string;
+  key?: string | undefined;
+}
+
 const DAY_MS = 86_400_000;
 /** Certificates start an hour in the past, so a host whose clock is a little behind accepts them. */
 export const BACKDATE_MS = 3_600_000;
 
 export class CertificateAuthority {
-  readonly #key: KeyObject;
+  readonly #key: KeyObject | undefined;
   readonly cert: X509Certificate;
 
   constructor(
     readonly certPem: string,
-    key: KeyObject,
+    /** Undefined for a CA given without its key: it checks, it cannot sign. */
+    key: KeyObject | undefined,
     /** Where it was read from or saved to, for messages; undefined while only in memory. */
-    public files?: CaFiles,
+    public files?: CaFilesMaybeKey,
   ) {
     this.cert = new X509Certificate(certPem);
     this.#key = key;
@@ -48,8 +55,13 @@ export class CertificateAuthority {
     return this.files ? this.files.cert : `the new CA ${this.cert.subject.replace(/\n/g, ", ")}`;
   }
 
+  get canSign(): boolean {
+    return this.#key !== undefined;
+  }
+
   /** For signing (sign.ts) and saving only. */
   privateKey(): KeyObject {
+    if (!this.#key) throw new PgprovError(`${this.label}: pgprov has no key for this CA (tls.ca.key), so it cannot issue certificates`);
     return this.#key;
   }
 
@@ -178,7 +190,7 @@ export interface LoadCaOptions {
  * valid now; its key is not readable by others, readable by Node, and the certificate's own.
  * Every error names the file.
  */
-export function loadCa(files: CaFiles, { now = new Date() }: LoadCaOptions = {}): CertificateAuthority {
+export function loadCa(files: CaFilesMaybeKey, { now = new Date() }: LoadCaOptions = {}): CertificateAuthority {
   const certPem = readCaFile(files.cert, "CA certificate");
   if (/PRIVATE KEY-----/.test(certPem)) {
     throw new PgprovError(`${files.cert} holds a private key, not a CA certificate (are the CA's cert and key swapped?)`);
@@ -201,27 +213,8 @@ export function loadCa(files: CaFiles, { now = new Date() }: LoadCaOptions = {})
   const notAfter = new Date(cert.validTo);
   if (notAfter <= now) throw new PgprovError(`the CA certificate ${files.cert} (${subject}) expired on ${notAfter.toISOString()}`);
   if (notBefore > now) throw new PgprovError(`the CA certificate ${files.cert} (${subject}) is not valid before ${notBefore.toISOString()}`);
-
-  let mode: number;
-  try {
-    mode = statSync(files.key).mode;
-  } catch (e) {
-    throw new PgprovError(`cannot read the CA key ${files.key} (${(e as NodeJS.ErrnoException).code})`);
-  }
-  // Like ssh with a private key: a key others can read is refused, not silently used.
-  if (mode & 0o077) throw new PgprovError(`the CA key ${files.key} is readable by others (mode ${(mode & 0o777).toString(8)}); chmod 600 it`);
-  const keyPem = readCaFile(files.key, "CA key");
-  if (!/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(keyPem)) throw new PgprovError(`the CA key ${files.key} holds no PEM private key (-----BEGIN PRIVATE KEY-----)`);
-  if (/-----BEGIN ENCRYPTED PRIVATE KEY-----|^Proc-Type: 4,ENCRYPTED/m.test(keyPem)) {
-    throw new PgprovError(`the CA key ${files.key} is encrypted with a passphrase; pgprov needs it unencrypted, mode 0600`);
-  }
-  let key: KeyObject;
-  try {
-    key = createPrivateKey(keyPem);
-  } catch {
-    // The error's own message is never shown: it is OpenSSL's, and it need not stay silent about input.
-    throw new PgprovError(`the CA key ${files.key} is not a private key pgprov can read (PEM: PKCS#8, SEC1 or PKCS#1)`);
-  }
+  if (files.key === undefined) return new CertificateAuthority(pemText(blocks[0]!), undefined, files);
+  const key = readPrivateKey(files.key, "CA key");
   const type = key.asymmetricKeyType;
   if (type !== "ec" && type !== "ed25519" && type !== "rsa") {
     throw new PgprovError(`the CA key ${files.key} is a ${type} key; pgprov signs with ECDSA, Ed25519 or RSA keys`);
@@ -232,6 +225,34 @@ export function loadCa(files: CaFiles, { now = new Date() }: LoadCaOptions = {})
   }
   if (!cert.checkPrivateKey(key)) throw new PgprovError(`the CA key ${files.key} does not match the CA certificate ${files.cert}`);
   return new CertificateAuthority(pemText(blocks[0]!), key, files);
+}
+
+/**
+ * A private key file as pgprov accepts one: not readable by others, PEM, unencrypted, one Node
+ * reads. `what` names it in errors ("CA key", "key of pg1"); no error holds any of its content.
+ */
+export function readPrivateKey(path: string, what: string): KeyObject {
+  let mode: number;
+  try {
+    mode = statSync(path).mode;
+  } catch (e) {
+    throw new PgprovError(`cannot read the ${what} ${path} (${(e as NodeJS.ErrnoException).code})`);
+  }
+  // Like ssh with a private key: a key others can read is refused, not silently used.
+  if (mode & 0o077) throw new PgprovError(`the ${what} ${path} is readable by others (mode ${(mode & 0o777).toString(8)}); chmod 600 it`);
+  const keyPem = readCaFile(path, what);
+  if (!/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(keyPem)) throw new PgprovError(`the ${what} ${path} holds no PEM private key (-----BEGIN PRIVATE KEY-----)`);
+  if (/-----BEGIN ENCRYPTED PRIVATE KEY-----|^Proc-Type: 4,ENCRYPTED/m.test(keyPem)) {
+    throw new PgprovError(`the ${what} ${path} is encrypted with a passphrase; pgprov needs it unencrypted, mode 0600`);
+  }
+  let key: KeyObject;
+  try {
+    key = createPrivateKey(keyPem);
+  } catch {
+    // The error's own message is never shown: it is OpenSSL's, and it need not stay silent about input.
+    throw new PgprovError(`the ${what} ${path} is not a private key pgprov can read (PEM: PKCS#8, SEC1 or PKCS#1)`);
+  }
+  return key;
 }
 
 function readCaFile(path: string, what: string): string {

@@ -59,6 +59,22 @@ export function makeKeyAndCsrScript(files: HostKeyFiles, commonName: string): st
 }
 
 /**
+ * Puts a key issued elsewhere (the inventory's tls.certificates) at `KEY.pending`, as
+ * makeKeyAndCsrScript puts a new one there, for installCertificateScript to install with its
+ * certificate. The key travels in a heredoc on the shell's stdin, never in an argument.
+ */
+export function installGivenKeyScript(files: HostKeyFiles, keyPem: string): string {
+  const f = checkedFiles(files);
+  return [
+    ...newFileBeside(f.keyFile, "077"),
+    heredocBase64(keyPem, '"$tmp"'),
+    `chown ${shellQuote(`${f.owner}:${f.group}`)} "$tmp"`,
+    `chmod 0600 "$tmp"`,
+    `mv -f -- "$tmp" ${shellQuote(pendingKeyFile(f.keyFile))}`,
+  ].join("\n");
+}
+
+/**
  * Puts a signed certificate in place with its key: the pending key when there is one, else the
  * live key. It refuses a certificate that is not for that key (leaving everything as it was), so
  * the server can never be left with a pair that does not match.
@@ -92,7 +108,20 @@ export function installCertificateScript(files: HostKeyFiles, certPem: string): 
  * (mode 0600, from mktemp), removed on any exit unless renamed into place.
  */
 function newFileBeside(path: string, umask: string): string[] {
-  return ["set -e", `umask ${umask}`, `tmp=$(mktemp ${shellQuote(`${path}.XXXXXX`)})`, `trap 'rm -f -- "$tmp"' EXIT`];
+  return [
+    "set -e",
+    `umask ${umask}`,
+    // What a run killed here (SIGKILL: no trap runs) left beside it, a new key maybe: removed
+    // first, so that no key outlives the renewal it was made for (certificateProbeScript reports them).
+    `rm -f -- ${leftoverGlob(path)}`,
+    `tmp=$(mktemp ${shellQuote(`${path}.XXXXXX`)})`,
+    `trap 'rm -f -- "$tmp"' EXIT`,
+  ];
+}
+
+/** mktemp's names beside `path` (six characters after a dot; `.pending` has seven), as a shell glob. */
+function leftoverGlob(path: string): string {
+  return `${shellQuote(path)}.??????`;
 }
 
 function escapeForDoubleQuotes(s: string): string {
@@ -102,7 +131,8 @@ function escapeForDoubleQuotes(s: string): string {
 /**
  * Prints the server's certificate (its CERTIFICATE blocks only, complete ones: a file that also
  * holds a key, or a broken one, never has its key printed), and for its key only a state line and
- * the public half.
+ * its mode and owners. Two small processes (stat, awk) and no openssl: the certificate is checked
+ * on the control machine (check.ts), so a converged run pays next to nothing for TLS.
  */
 export function certificateProbeScript(files: HostKeyFiles): string {
   const f = checkedFiles(files);
@@ -110,9 +140,11 @@ export function certificateProbeScript(files: HostKeyFiles): string {
   const key = shellQuote(f.keyFile);
   return [
     `if [ ! -e ${cert} ]; then echo "cert=missing"; elif [ ! -r ${cert} ]; then echo "cert=unreadable"; else echo "cert=present"; fi`,
-    `if [ ! -e ${key} ]; then echo "key=missing"`,
-    `elif pub=$(openssl pkey -in ${key} -pubout 2>/dev/null); then echo "key=present"; echo "key_stat=$(stat -c '%a %U %G' ${key})"; printf '%s\\n' "$pub"`,
-    `else echo "key=unreadable"; fi`,
+    // The key's state and ownership only: no openssl per check (it runs on every apply and plan).
+    // That the key is the certificate's own, the install checked (installCertificateScript).
+    `if [ ! -e ${key} ]; then echo "key=missing"; elif [ ! -f ${key} ]; then echo "key=unreadable"`,
+    `else echo "key=present"; echo "key_stat=$(stat -c '%a %U %G' ${key})"; fi`,
+    `for f in ${leftoverGlob(f.certFile)} ${leftoverGlob(f.keyFile)}; do [ -e "$f" ] && echo "leftover=$f"; done`,
     `[ -r ${cert} ] && awk '`,
     `  /^-----BEGIN CERTIFICATE-----\\r?$/ { on = 1; buf = "-----BEGIN CERTIFICATE-----\\n"; next }`,
     `  on && /^-----END CERTIFICATE-----\\r?$/ { printf "%s-----END CERTIFICATE-----\\n", buf; on = 0; next }`,
@@ -128,11 +160,13 @@ export interface CertificateProbe {
   /** The first certificate of the file (the server's own; a chain may follow it). */
   certPem?: string;
   key: "present" | "missing" | "unreadable";
-  /** The public half of the key, for checkCertificate's keyPublicPem. */
+  /** The public half of the key, for checkCertificate's keyPublicPem, when a probe prints it. */
   keyPublicPem?: string;
   keyMode?: string;
   keyOwner?: string;
   keyGroup?: string;
+  /** Temporary files a killed run left beside the certificate or the key (a key, maybe). */
+  leftovers?: string[];
 }
 
 /** Reads the probe's output. Only CERTIFICATE and PUBLIC KEY blocks are ever taken from it. */
@@ -144,6 +178,8 @@ export function parseCertificateProbe(stdout: string): CertificateProbe {
   if (certPem) probe.certPem = certPem;
   const pub = stdout.match(/-----BEGIN PUBLIC KEY-----\n[A-Za-z0-9+/=\n]+?-----END PUBLIC KEY-----\n/)?.[0];
   if (pub) probe.keyPublicPem = pub;
+  const leftovers = [...stdout.matchAll(/^leftover=(.*)$/gm)].map((m) => m[1]!);
+  if (leftovers.length) probe.leftovers = leftovers;
   const [mode, owner, group] = (line("key_stat") ?? "").split(" ");
   if (mode) Object.assign(probe, { keyMode: mode, keyOwner: owner, keyGroup: group });
   return probe;

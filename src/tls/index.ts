@@ -31,16 +31,18 @@
  *   the right tool (Debian's postgresql-common depends on ssl-cert, which depends on openssl): the
  *   scripts of host.ts make the key and the request there, where the key stays.
  */
-export { CertificateAuthority, createCa, ensureCa, loadCa, saveCa, type CaFiles, type CreateCaOptions } from "./ca.js";
+export { CertificateAuthority, createCa, ensureCa, loadCa, saveCa, type CaFiles, type CaFilesMaybeKey, type CreateCaOptions } from "./ca.js";
+export { checkGivenCertificate, type GivenCertificate } from "./given.js";
 export { checkCertificate, type CertificateVerdict, type CheckOptions, type RenewReason, type RenewReasonKind } from "./check.js";
 export {
   certificateProbeScript,
   installCertificateScript,
+  installGivenKeyScript,
   makeKeyAndCsrScript,
   parseCertificateProbe,
   pendingKeyFile,
   type CertificateProbe,
   type HostKeyFiles,
 } from "./host.js";
-export { sanNames, type SanNames } from "./names.js";
+export { sanNames, serverNames, type SanNames } from "./names.js";
 export { signCsr, type SignOptions } from "./sign.js";

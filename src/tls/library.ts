@@ -15,7 +15,10 @@ export function x509(): Promise<X509> {
     // @peculiar/x509 registers its algorithms with tsyringe, which needs the Reflect metadata API
     // installed before the library's first line runs.
     await import("reflect-metadata");
-    const lib = await import("@peculiar/x509");
+    const module = await import("@peculiar/x509");
+    // In the bundle (esbuild, platform node) it is the library's CommonJS build, whose exports
+    // arrive as `default`; under node's own ESM loader, as named exports.
+    const lib = ("cryptoProvider" in module ? module : (module as unknown as { default: X509 }).default) as X509;
     // Node's own WebCrypto (OpenSSL underneath): the library only encodes and decodes; every
     // key generation, signature and verification is Node's.
     lib.cryptoProvider.set(webcrypto as unknown as Crypto);

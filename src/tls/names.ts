@@ -60,3 +60,12 @@ export function describeNameKey(key: string): string {
   const [kind, value] = [key.slice(0, colon), key.slice(colon + 1)];
   return `${kind === "dns" ? "DNS name" : kind === "ip" ? "IP address" : kind} ${value}`;
 }
+
+/**
+ * What a server of the cluster is reached by, for its certificate's SAN: its address (an IP
+ * address or a DNS name) and its name in the inventory when that is a DNS name (`pg1`), so
+ * verify-full passes whichever a client uses.
+ */
+export function serverNames(name: string, address: string): Required<SanNames> {
+  return sanNames([address, ...(isDnsName(name) ? [name] : [])]);
+}

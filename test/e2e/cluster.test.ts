@@ -7,10 +7,9 @@ import { readFileSync, statSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { ClusterEvent } from "../../src/cluster/events.js";
-import { type Lab, type LabHost, labDown, labExec, labUp } from "../lab/lab.js";
-import { type CliResult, eventually, events, inventoryCopy, pgprov, psql, recapOf } from "./helpers.js";
+import { type LabHost, labDown, labExec } from "../lab/lab.js";
+import { type CliResult, eventually, events, labWithSpareHost, pgprov, psql, recapOf } from "./helpers.js";
 
-let lab: Lab;
 let inventory: string;
 let pg1: LabHost, pg2: LabHost, pg3: LabHost, pg4: LabHost;
 const DATA = "/var/lib/postgresql/15/main";
@@ -42,13 +41,8 @@ async function systemIdentifier(host: LabHost): Promise<string> {
 }
 
 beforeAll(async () => {
-  lab = await labUp({ hosts: 4 });
-  [pg1, pg2, pg3, pg4] = lab.hosts as [LabHost, LabHost, LabHost, LabHost];
   // pg4 waits outside the inventory until a standby is added.
-  inventory = inventoryCopy(lab, (doc) => {
-    doc.deleteIn(["hosts", "pg4"]);
-    doc.set("apt", { proxy: lab.aptProxy });
-  });
+  ({ hosts: [pg1, pg2, pg3, pg4], inventory } = await labWithSpareHost());
 });
 afterAll(async () => {
   await labDown();
@@ -100,8 +94,9 @@ describe("cluster on bookworm", () => {
     expect((await psql(pg1, "select pg_switch_wal() is not null")).out).toBe("t");
     await eventually("a WAL segment in the archive", async () => (await labExec(pg1, "ls /var/lib/postgresql/15/wal-archive | wc -l")).stdout.trim() !== "0");
     for (const h of [pg1, pg2, pg3]) {
-      const rules = await psql(h, "select string_agg(distinct auth_method, ',' order by auth_method) from pg_hba_file_rules where type <> 'local'");
-      expect(rules.out).toBe("scram-sha-256");
+      // Every line that lets a connection in asks for scram; the others (TLS's hostnossl lines, issue 10) reject.
+      const rules = await psql(h, "select string_agg(distinct type || ' ' || auth_method, ',' order by type || ' ' || auth_method) from pg_hba_file_rules where type <> 'local'");
+      expect(rules.out).toBe("hostnossl reject,hostssl scram-sha-256");
       expect((await psql(h, "select count(*) from pg_hba_file_rules where error is not null")).out).toBe("0");
     }
     expect((await psql(pg1, "select rolpassword like 'SCRAM-SHA-256$%' from pg_authid where rolname = 'replicator'")).out).toBe("t");

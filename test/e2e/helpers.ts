@@ -1,14 +1,14 @@
 /** What the end-to-end tests share: running the real pgprov CLI and reading its --json events. */
 import { spawn } from "node:child_process";
-import { copyFileSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { copyFileSync, existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { basename, dirname, extname, join } from "node:path";
 import pg from "pg";
 import { parseDocument } from "yaml";
 import type { ClusterEvent } from "../../src/cluster/events.js";
 import type { HostRecap } from "../../src/engine/events.js";
 import { loadInventory } from "../../src/inventory/inventory.js";
-import { type Lab, type LabHost, labExec } from "../lab/lab.js";
+import { type Lab, type LabHost, labExec, labUp } from "../lab/lab.js";
 
 const BIN = join(import.meta.dirname, "../../bin/pgprov.js");
 
@@ -82,6 +82,20 @@ export async function eventually(what: string, check: () => Promise<boolean>, ti
 }
 
 /**
+ * Four lab hosts, and a private inventory (through the lab's apt proxy) of the first three: pg4
+ * waits outside it until a test adds a standby.
+ */
+export async function labWithSpareHost(edit?: (doc: ReturnType<typeof parseDocument>, lab: Lab) => void): Promise<{ lab: Lab; hosts: [LabHost, LabHost, LabHost, LabHost]; inventory: string }> {
+  const lab = await labUp({ hosts: 4 });
+  const inventory = inventoryCopy(lab, (doc) => {
+    doc.deleteIn(["hosts", "pg4"]);
+    doc.set("apt", { proxy: lab.aptProxy });
+    edit?.(doc, lab);
+  });
+  return { lab, hosts: lab.hosts as [LabHost, LabHost, LabHost, LabHost], inventory };
+}
+
+/**
  * A private inventory of the lab's hosts (through its apt proxy; clients allowed from the lab's
  * network), bootstrapped by `pgprov apply`: pg1 the primary, the others its streaming standbys
  * (or as `edit` makes the inventory).
@@ -117,10 +131,18 @@ export class CommittingClient {
   private done?: Promise<void>;
   errors = 0;
 
+  /** `inventory`: its cluster's CA (made by apply in .pgprov/) verifies the servers over TLS (issue 10). */
   constructor(
     private readonly hosts: () => LabHost[],
     private readonly password: string,
+    private readonly inventory?: string,
   ) {}
+
+  private ssl(): { ca: string } | undefined {
+    if (!this.inventory) return undefined;
+    const ca = join(dirname(this.inventory), ".pgprov", `${basename(this.inventory, extname(this.inventory))}.ca.crt`);
+    return existsSync(ca) ? { ca: readFileSync(ca, "utf8") } : undefined;
+  }
 
   start(): void {
     this.done = this.loop();
@@ -134,7 +156,8 @@ export class CommittingClient {
   private async writable(): Promise<pg.Client | undefined> {
     // What target_session_attrs=read-write does in libpq: try each host, keep the writable one.
     for (const h of this.hosts()) {
-      const client = new pg.Client({ host: h.address, port: 5432, user: "app", password: this.password, database: "postgres", connectionTimeoutMillis: 1000, query_timeout: 2000 });
+      const ssl = this.ssl();
+      const client = new pg.Client({ host: h.address, port: 5432, user: "app", password: this.password, database: "postgres", ...(ssl ? { ssl } : {}), connectionTimeoutMillis: 1000, query_timeout: 2000 });
       client.on("error", () => {});
       try {
         await client.connect();

@@ -4,6 +4,7 @@
  * names rejoin; rejoin makes it a standby), and a standby removed from the inventory.
  */
 import { readFileSync, writeFileSync } from "node:fs";
+import { dirname, join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadInventory } from "../../src/inventory/inventory.js";
 import { type Lab, type LabHost, labBoot, labDown, labExec, labKill, labUp } from "../lab/lab.js";
@@ -42,7 +43,7 @@ afterAll(async () => {
 });
 
 describe("day-2 operations", () => {
-  const client = new CommittingClient(() => hosts, APP_PASSWORD);
+  const client = new CommittingClient(() => hosts, APP_PASSWORD, inventory);
 
   it("switches over to a standby and back while a client commits, losing no committed row", async () => {
     client.start();
@@ -103,7 +104,12 @@ describe("day-2 operations", () => {
     const strings = await pgprov(["status", inventory, "--json"]);
     const cluster = strings.stdout.trim().split("\n").map((l) => JSON.parse(l)).find((x) => x.type === "cluster");
     await labExec(byName(other), `printf '*:*:*:app:${APP_PASSWORD}\\n' > /root/.pgpass && chmod 600 /root/.pgpass`);
-    const reached = await labExec(byName(other), `PGPASSFILE=/root/.pgpass PGCONNECT_TIMEOUT=3 psql -XAt "${cluster.connection_strings.read_write.replace("/postgres?", "/postgres?user=app&")}" -c "select inet_server_addr()"`);
+    // It verifies the servers with the cluster's CA (issue 10): a client keeps its own copy (pgprov ca).
+    const caFile = join(dirname(inventory), ".pgprov", "inventory.ca.crt");
+    await labExec(byName(other), `cat > /root/cluster-ca.crt <<'EOF'\n${readFileSync(caFile, "utf8")}EOF`);
+    const url = cluster.connection_strings.read_write.replace("/postgres?", "/postgres?user=app&").replace(encodeURIComponent(caFile), "/root/cluster-ca.crt");
+    expect(url).toContain("sslmode=verify-full&sslrootcert=/root/cluster-ca.crt");
+    const reached = await labExec(byName(other), `PGPASSFILE=/root/.pgpass PGCONNECT_TIMEOUT=3 psql -XAt "${url}" -c "select inet_server_addr()"`);
     expect(reached.stdout.trim()).toBe(byName(promoted).address);
   });
 

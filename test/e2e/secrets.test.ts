@@ -86,6 +86,7 @@ while (my $client = $server->accept) {
     my $head = readn($client, 4); last unless defined $head;
     my $body = readn($client, unpack('N', $head) - 4); last unless defined $body;
     my $code = unpack('N', $body);
+    if ($code == 80877103) { print $out "ssl-request\\n"; }
     if ($code == 80877103 || $code == 80877104) { syswrite($client, 'N'); next; }  # no SSL, no GSS
     print $out "startup\\n";
     syswrite($client, pack('a N N', 'R', 8, 3));
@@ -160,17 +161,19 @@ describe("secrets on the hosts", () => {
       expect((await labExec(pg1, "systemctl stop postgresql@17-main")).code).toBe(0);
       const started = await labExec(pg1, `systemd-run --unit=pgprov-test-fake-primary perl /root/fake-primary.pl ${pg1.address} 5432 /root/fake-primary.log`);
       expect(started.code, started.stderr).toBe(0);
+      // With TLS (on by default since issue 10) the standby asks for it first, and a server that
+      // cannot do TLS gets not even a startup message; require_auth stays as a second lock.
       await eventually(
         "the standby to connect to the fake server",
-        async () => /^startup$/m.test((await labExec(pg1, "cat /root/fake-primary.log")).stdout),
+        async () => /^ssl-request$/m.test((await labExec(pg1, "cat /root/fake-primary.log")).stdout),
         90_000,
       );
       const log = (await labExec(pg1, "cat /root/fake-primary.log")).stdout;
       expect(log).not.toMatch(/^received /m);
-      expect(log).toMatch(/^closed without answering$/m);
+      expect(log).not.toMatch(/^startup$/m);
       const standbyLog = await labExec(pg2, "tail -50 /var/log/postgresql/postgresql-17-main.log");
-      expect(standbyLog.stdout).toMatch(/server requested a cleartext password/);
-      expect((await psql(pg2, "show primary_conninfo")).out).toContain("require_auth=scram-sha-256");
+      expect(standbyLog.stdout).toMatch(/server does not support SSL, but SSL was required/);
+      expect((await psql(pg2, "show primary_conninfo")).out).toContain("sslmode=verify-full sslrootcert=/etc/postgresql/17/main/pgprov-ca.crt channel_binding=require require_auth=scram-sha-256");
     } finally {
       await labExec(pg1, "systemctl stop pgprov-test-fake-primary; systemctl start postgresql@17-main");
     }

@@ -181,7 +181,10 @@ describe("configuration templates", () => {
 
   it("gives a standby streaming settings with a passfile, never a password", () => {
     const conf = render(template("pgprov.conf.hbs"), vars("pg2"), "pgprov.conf.hbs");
-    expect(conf).toContain("primary_conninfo = 'host=10.0.0.11 port=5432 user=replicator passfile=/var/lib/postgresql/.pgprov.pgpass application_name=pg2'");
+    expect(conf).toContain(
+      "primary_conninfo = 'host=10.0.0.11 port=5432 user=replicator passfile=/var/lib/postgresql/.pgprov.pgpass application_name=pg2 " +
+        "sslmode=verify-full sslrootcert=/etc/postgresql/15/main/pgprov-ca.crt channel_binding=require'",
+    );
     expect(conf).toContain("primary_slot_name = 'pgprov_pg2'");
     expect(conf).not.toContain(inv.replication.password!.reveal());
     expect(conf).toMatch(/\nshared_buffers = '256MB'\nmax_connections = 200\njit = off\n/);
@@ -196,11 +199,13 @@ describe("configuration templates", () => {
     const hba = render(template("pg_hba.conf.hbs"), vars("pg1"), "pg_hba.conf.hbs");
     const rules = hba.split("\n").filter((l) => l && !l.startsWith("#"));
     expect(rules.filter((l) => l.includes("replication")).map((l) => l.split(/\s+/).slice(0, 5).join(" "))).toEqual([
-      "host replication replicator 10.0.0.11/32 scram-sha-256",
-      "host replication replicator 10.0.0.12/32 scram-sha-256",
-      "host replication replicator 10.0.0.13/32 scram-sha-256",
+      "hostnossl replication all 0.0.0.0/0 reject",
+      "hostnossl replication all ::/0 reject",
+      "hostssl replication replicator 10.0.0.11/32 scram-sha-256",
+      "hostssl replication replicator 10.0.0.12/32 scram-sha-256",
+      "hostssl replication replicator 10.0.0.13/32 scram-sha-256",
     ]);
-    expect(rules).toContainEqual(expect.stringMatching(/^host +all +all +10\.1\.0\.0\/16 +scram-sha-256$/));
+    expect(rules).toContainEqual(expect.stringMatching(/^hostssl +all +all +10\.1\.0\.0\/16 +scram-sha-256$/));
     expect(rules.filter((l) => /\btrust\b/.test(l))).toEqual([]);
   });
 

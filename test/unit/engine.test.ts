@@ -322,6 +322,74 @@ describe("engine on a fake host", () => {
   });
 });
 
+describe("issue 10: a change whose later commands depend on the control machine (Command.next)", () => {
+  // Reads `k`; to change it, the host prints a request, the control machine answers it, the host
+  // stores the answer: as a host makes a signing request that pgprov signs.
+  const signArgs = z.strictObject({ key: z.string() });
+  const sign = (answer: (request: string) => Promise<string>): Module<z.output<typeof signArgs>> => ({
+    name: "sign",
+    args: signArgs,
+    probe: (args) => `get ${args.key}`,
+    decide(args, state) {
+      if (state.stdout.trim() !== `${args.key}=`) return noChange("signed");
+      return {
+        changes: [
+          {
+            action: "create",
+            summary: `sign ${args.key}`,
+            commands: [{ script: "get request", next: async (request) => [{ script: `set ${args.key} ${await answer(request.trim().split("=")[1]!)}` }] }],
+          },
+        ],
+      };
+    },
+  });
+  const PLAY = `
+- name: p
+  hosts: all
+  tasks:
+    - { name: sign k, sign: { key: k } }
+    - { name: later, read: { key: k } }
+`;
+  const withSign = (module: Module) => {
+    const dir = mkdtempSync(join(tmpdir(), "pgprov-engine-"));
+    const file = join(dir, "playbook.yml");
+    writeFileSync(file, PLAY);
+    const host = new FakeHost({ request: "csr" });
+    const playbook = loadPlaybook<Module>(file, { modules: { ...modules, sign: module }, hostNames: ["h1"], groups: [], variables: ["host"], factKeys: [] });
+    const events: RunEvent[] = [];
+    const target: Target = { name: "h1", address: "10.0.0.1", groups: [] };
+    const go = () =>
+      runPlaybook(playbook, {
+        inventoryFile: join(dir, "inventory.yml"),
+        targets: [target],
+        reached: [{ name: "h1", io: host }],
+        variables: () => ({ host: { name: "h1" } }),
+        statePath: join(dir, "state.json"),
+        emit: (e) => events.push(e),
+      });
+    return { host, events, go };
+  };
+
+  it("issue 10: runs up to the command, hands its output to next, runs what it returns, then re-reads the later tasks", async () => {
+    const { host, go } = withSign(sign(async (request) => `signed-${request}`));
+    const summary = await go();
+    expect(summary.failed).toBe(false);
+    expect(host.values.k).toBe("signed-csr");
+    // The first run learns the facts first; then the check, the request, and the answer with the re-read.
+    expect(host.scripts()).toEqual([[FACTS_SCRIPT], [FACTS_SCRIPT, "get k"], ["get request"], ["set k signed-csr", "get k"]]);
+    expect(summary.results.of(read).get("h1")).toBe("signed-csr");
+  });
+
+  it("issue 10: a failure on the control machine fails the host, naming the task, and runs nothing more", async () => {
+    const { host, events, go } = withSign(sign(async () => { throw new PgprovError("the signing request from h1 does not verify"); }));
+    const summary = await go();
+    expect(summary.failed).toBe(true);
+    expect(host.values.k).toBeUndefined();
+    expect(host.scripts()).toEqual([[FACTS_SCRIPT], [FACTS_SCRIPT, "get k"], ["get request"]]);
+    const failure = events.find((e) => e.type === "failure");
+    expect(failure).toMatchObject({ host: "h1", task: "sign k", message: expect.stringContaining("the signing request from h1 does not verify") });
+  });
+});
 
 describe("the facts script", () => {
   it("issue 9 item 2: runs on shell builtins and exits 0 (cluster operations run it as a command that must succeed)", () => {

@@ -14,7 +14,8 @@ const context: ModuleContext = { playbookDir: "/", render: (t) => t };
 
 describe("issue 8 item 12: the replication password only by SCRAM, where libpq can demand it", () => {
   const dir = mkdtempSync(join(tmpdir(), "pgprov-conninfo-"));
-  writeFileSync(join(dir, "inventory.yml"), "hosts:\n  pg1: { address: 10.0.0.11, role: primary }\n  pg2: { address: 10.0.0.12, role: standby }\n");
+  // Without TLS (issue 10 adds it, on by default): what protects the password when the user turned it off.
+  writeFileSync(join(dir, "inventory.yml"), "tls: { enabled: false }\nhosts:\n  pg1: { address: 10.0.0.11, role: primary }\n  pg2: { address: 10.0.0.12, role: standby }\n");
   const inv = loadInventory(join(dir, "inventory.yml"));
   ensureReplicationPassword(inv);
   const template = readFileSync(join(import.meta.dirname, "../../templates/pgprov.conf.hbs"), "utf8");
