@@ -62,6 +62,14 @@ export async function applyCluster(inventory: Inventory, playbook: ClusterPlaybo
   const primarySystemIdentifier = (results: RunResults) =>
     results.of(pgControl).get(inventory.primary.name)?.system_identifier ?? results.of(pgDataDirectory).get(inventory.primary.name)?.systemIdentifier;
 
+  if (inventory.postgresql.clients.length) {
+    emit({
+      type: "warning",
+      message:
+        `postgresql.clients lets every role connect to every database from ${inventory.postgresql.clients.join(", ")}; ` +
+        `access rules (access:) say which role may reach which database from where`,
+    });
+  }
   try {
     const summary = await runPlaybook(playbook, {
       ...options,

@@ -10,6 +10,8 @@ import { FACT_KEYS, type Facts } from "../engine/facts.js";
 import type { Host, Inventory } from "../inventory/inventory.js";
 import { conninfoAuth, debianCluster, postgresVersion } from "../postgres/debian.js";
 import { slotName } from "../postgres/slot-names.js";
+import { preloadLibraries } from "../postgres/extensions.js";
+import { hbaLines } from "../postgres/hba.js";
 
 export const BUILTIN_VARIABLES = ["host", "hosts", "primary", "standbys", "facts", "postgresql", "replication", "ssh_user", "cluster"] as const;
 
@@ -33,8 +35,16 @@ function postgresqlVariables(inventory: Inventory, facts: Facts | undefined) {
   return {
     ...debianCluster(version),
     port: inventory.postgresql.port,
-    settings: inventory.postgresql.settings,
+    settings: withPreload(inventory),
     clients: inventory.postgresql.clients,
+    /** pg_hba.conf lines of the inventory's access rules, in order. */
+    access: hbaLines(inventory.access),
+    /** The server and client, and the packages the inventory adds (extensions outside contrib). */
+    packages: [`postgresql-${version}`, `postgresql-client-${version}`, ...inventory.postgresql.packages],
+    /** For pg_roles: passwords revealed here only (masked again in all output). */
+    roles: inventory.roles.map((r) => ({ ...r, password: r.password?.reveal() })),
+    databases: inventory.databases,
+    database_names: inventory.databases.map((d) => d.name),
     archive_directory: inventory.postgresql.archiveDirectory ?? `/var/lib/postgresql/${version}/wal-archive`,
     /** Added to every connection string to the primary (primary_conninfo, pg_basebackup); see conninfoAuth. */
     conninfo_auth: conninfoAuth(version),
@@ -92,6 +102,21 @@ function reveal(value: unknown): unknown {
   if (Array.isArray(value)) return value.map(reveal);
   if (value && typeof value === "object") return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, reveal(v)]));
   return value;
+}
+
+/**
+ * The inventory's settings, with the libraries its databases' extensions need (pg_stat_statements,
+ * say) added to shared_preload_libraries, after any the inventory lists itself.
+ */
+function withPreload(inventory: Inventory): Record<string, string | number | boolean> {
+  const settings = inventory.postgresql.settings;
+  const libraries = preloadLibraries(inventory.databases.flatMap((d) => d.extensions));
+  if (!libraries.length) return settings;
+  // PostgreSQL reads names in any case: the inventory's may be written SHARED_PRELOAD_LIBRARIES.
+  const key = Object.keys(settings).find((k) => k.toLowerCase() === "shared_preload_libraries");
+  const listed = key === undefined ? [] : String(settings[key]).split(",").map((l) => l.trim()).filter(Boolean);
+  const rest = Object.fromEntries(Object.entries(settings).filter(([k]) => k !== key));
+  return { ...rest, shared_preload_libraries: [...new Set([...listed, ...libraries])].join(",") };
 }
 
 function roundUp(n: number, step: number): number {

@@ -56,6 +56,8 @@ export type RunEvent =
       code?: number;
       stderr?: string;
     }
+  /** What a person should know and pgprov does not change; host and task when a task found it. */
+  | { type: "warning"; host?: string; play?: string; task?: string; message: string }
   | { type: "recap"; hosts: Record<string, HostRecap> };
 
 export type Emit = (event: RunEvent) => void;

@@ -108,6 +108,7 @@ export class PlayOnHost {
       }
       const changed = decision.changes.length > 0;
       report(changed ? "changed" : "ok", decision);
+      for (const message of decision.warnings ?? []) this.run.emit({ type: "warning", host: this.host, play: this.play.name, task: p.name, message });
       if (decision.value !== undefined) this.run.results.record(p.task.module, this.host, decision.value);
       this.register(p.task, {
         changed,

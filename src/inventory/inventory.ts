@@ -33,6 +33,8 @@ export interface PostgresSettings {
   settings: Record<string, string | number | boolean>;
   /** Networks allowed to connect with scram-sha-256. */
   clients: string[];
+  /** Debian packages installed beside the server (extensions outside contrib). */
+  packages: string[];
   archiveDirectory?: string;
 }
 
@@ -41,6 +43,46 @@ export interface ReplicationSettings {
   /** Undefined until ensureReplicationPassword() has generated or read the stored one. */
   password?: Secret;
   slots: boolean;
+}
+
+/** A role of the inventory's `roles`, in the form the pg_roles module takes (password revealed only there). */
+export interface RoleSettings {
+  name: string;
+  password?: Secret;
+  state: "present" | "absent";
+  login: boolean;
+  superuser: boolean;
+  createdb: boolean;
+  createrole: boolean;
+  connection_limit: number;
+  member_of: string[];
+  settings: Record<string, string | number | boolean>;
+}
+
+export interface DatabaseSettings {
+  name: string;
+  owner: string;
+  encoding?: string;
+  locale?: string;
+  template?: string;
+  extensions: string[];
+  settings: Record<string, string | number | boolean>;
+}
+
+/** One line of pg_hba.conf the inventory asks for, after pgprov's own. */
+export interface AccessRule {
+  database: string;
+  user: string;
+  /** A network, or one host (IP address or DNS name). */
+  from: string;
+  method: "scram-sha-256" | "cert" | "reject";
+}
+
+export interface PoolerSettings {
+  poolMode: "transaction" | "session";
+  defaultPoolSize: number;
+  maxClientConn: number;
+  port: number;
 }
 
 export interface Inventory {
@@ -55,6 +97,12 @@ export interface Inventory {
   secrets: Secret[];
   postgresql: PostgresSettings;
   replication: ReplicationSettings;
+  /** In file order, like databases and access rules. */
+  roles: RoleSettings[];
+  databases: DatabaseSettings[];
+  access: AccessRule[];
+  /** pgbouncer on every host, in front of its server. */
+  pooler?: PoolerSettings;
   /** In file order. */
   hosts: Host[];
   primary: Host;
@@ -102,6 +150,22 @@ export function loadInventory(file: string): Inventory {
       problems.push(source.problem(["replication", "password"], `replication.password: ${(e as Error).message}`));
     }
   }
+  const roles: RoleSettings[] = Object.entries(parsed.roles).map(([name, r]) => {
+    const { password: from, ...attributes } = r;
+    let secret: Secret | undefined;
+    if (from) {
+      const at = ["roles", name, "password"];
+      try {
+        secret = readSecret(from, (p) => resolve(dir, p));
+        secrets.push(secret);
+        // As the module takes it; said here, with the position, and never with the value.
+        if (secret.reveal().length < 8) problems.push(source.problem(at, `roles.${name}.password: a password of at least 8 characters`));
+      } catch (e) {
+        problems.push(source.problem(at, `roles.${name}.password: ${(e as Error).message}`));
+      }
+    }
+    return { name, ...attributes, ...(secret ? { password: secret } : {}) };
+  });
   if (problems.length) throw new FileError(problems);
   return {
     file: resolve(file),
@@ -121,9 +185,23 @@ export function loadInventory(file: string): Inventory {
       port: parsed.postgresql.port,
       settings: parsed.postgresql.settings,
       clients: parsed.postgresql.clients,
+      packages: parsed.postgresql.packages,
       ...(parsed.postgresql.archive_directory ? { archiveDirectory: parsed.postgresql.archive_directory } : {}),
     },
     replication: { user: parsed.replication.user, ...(password ? { password } : {}), slots: parsed.replication.slots },
+    roles,
+    databases: Object.entries(parsed.databases).map(([name, { state: _state, ...d }]) => ({ name, ...d })),
+    access: parsed.access.map((a) => ({ ...a, method: a.method as AccessRule["method"] })),
+    ...(parsed.pooler
+      ? {
+          pooler: {
+            poolMode: parsed.pooler.pool_mode,
+            defaultPoolSize: parsed.pooler.default_pool_size,
+            maxClientConn: parsed.pooler.max_client_conn,
+            port: parsed.pooler.port,
+          },
+        }
+      : {}),
     hosts,
     primary: hosts.find((h) => h.role === "primary")!,
     standbys: hosts.filter((h) => h.role === "standby"),

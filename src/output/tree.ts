@@ -6,7 +6,7 @@
 import { Listr, type ListrTaskWrapper } from "listr2";
 import type { ClusterEvent } from "../cluster/events.js";
 import type { HostRecap } from "../engine/events.js";
-import { changeLine, COLOR, diffLines, failureLines, PLAIN, recapLines, replicationLines } from "./format.js";
+import { changeLine, COLOR, warningLine, diffLines, failureLines, PLAIN, recapLines, replicationLines } from "./format.js";
 import type { Renderer, RendererOptions } from "./renderer.js";
 
 interface HostView {
@@ -24,6 +24,7 @@ export class TreeRenderer implements Renderer {
   private shown: Promise<unknown> = Promise.resolve();
   private views = new Map<string, HostView>();
   private readonly failures: Extract<ClusterEvent, { type: "failure" }>[] = [];
+  private readonly warnings: Extract<ClusterEvent, { type: "warning" }>[] = [];
   private recap?: Record<string, HostRecap>;
   private replication?: Extract<ClusterEvent, { type: "replication" }>;
 
@@ -96,6 +97,9 @@ export class TreeRenderer implements Renderer {
         view.finish(e.status === "failed");
         break;
       }
+      case "warning":
+        this.warnings.push(e);
+        break;
       case "failure":
         this.failures.push(e);
         break;
@@ -116,6 +120,8 @@ export class TreeRenderer implements Renderer {
   async finish(): Promise<void> {
     await this.shown;
     const out = (line: string) => this.options.write(`${line}\n`);
+    if (this.warnings.length) out("");
+    for (const w of this.warnings) out(warningLine(w, this.style));
     for (const f of this.failures) {
       out("");
       for (const l of failureLines(f, this.style)) out(l);
