@@ -15,7 +15,7 @@ import type { RunResults } from "../engine/results.js";
 import { runPlaybook, type RunOptions, type RunSummary } from "../engine/run.js";
 import { SshHostIO } from "../engine/host-io.js";
 import { hostsUsed, isReadOnly, selectTargets } from "../engine/targets.js";
-import { ensureReplicationPassword, type Host, type Inventory, stateFile } from "../inventory/inventory.js";
+import { ensurePoolerPassword, ensureReplicationPassword, type Host, type Inventory, stateFile } from "../inventory/inventory.js";
 import { pgDataDirectory, REPLICATION_QUERY, standbyReplication } from "../postgres/read.js";
 import { pgStandby } from "../postgres/standby.js";
 import { closeAll, connectAll, type Reached } from "../transport/fleet.js";
@@ -40,6 +40,7 @@ export interface ApplyOptions extends Pick<RunOptions, "check" | "limit" | "excl
 
 export async function applyCluster(inventory: Inventory, playbook: ClusterPlaybook, options: ApplyOptions): Promise<RunSummary> {
   ensureReplicationPassword(inventory);
+  ensurePoolerPassword(inventory);
   const reclone = options.reclone ?? [];
   const secrets = inventory.secrets.map((s) => s.reveal());
   const redactor = new Redactor(secrets);

@@ -99,7 +99,8 @@ export async function clusterStatus(inventory: Inventory, options: { acceptNewHo
     if (writable.length === 1 && writable[0]!.host !== inventory.primary.name) {
       warnings.push(`the writable server is ${writable[0]!.host}, but the inventory says the primary is ${inventory.primary.name}`);
     }
-    return { hosts, warnings, connectionStrings: connectionStrings(inventory.hosts, inventory.postgresql.port) };
+    // With a pooler, applications connect to it: target_session_attrs still finds the primary through it.
+    return { hosts, warnings, connectionStrings: connectionStrings(inventory.hosts, inventory.pooler?.port ?? inventory.postgresql.port) };
   } finally {
     closeAll(reached);
   }

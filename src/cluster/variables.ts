@@ -11,9 +11,10 @@ import type { Host, Inventory } from "../inventory/inventory.js";
 import { conninfoAuth, debianCluster, postgresVersion } from "../postgres/debian.js";
 import { slotName } from "../postgres/slot-names.js";
 import { preloadLibraries } from "../postgres/extensions.js";
-import { hbaLines } from "../postgres/hba.js";
+import { clientRules, hbaLines } from "../postgres/hba.js";
+import { LOOKUP_FUNCTION, POOLER_AUTH_USER } from "../postgres/pooler.js";
 
-export const BUILTIN_VARIABLES = ["host", "hosts", "primary", "standbys", "facts", "postgresql", "replication", "ssh_user", "cluster"] as const;
+export const BUILTIN_VARIABLES = ["host", "hosts", "primary", "standbys", "facts", "postgresql", "replication", "pooler", "ssh_user", "cluster"] as const;
 
 /** What pgprov knows of the cluster when a task is rendered, for the cluster playbook. */
 export interface ClusterContext {
@@ -40,9 +41,12 @@ function postgresqlVariables(inventory: Inventory, facts: Facts | undefined) {
     /** pg_hba.conf lines of the inventory's access rules, in order. */
     access: hbaLines(inventory.access),
     /** The server and client, and the packages the inventory adds (extensions outside contrib). */
-    packages: [`postgresql-${version}`, `postgresql-client-${version}`, ...inventory.postgresql.packages],
-    /** For pg_roles: passwords revealed here only (masked again in all output). */
-    roles: inventory.roles.map((r) => ({ ...r, password: r.password?.reveal() })),
+    packages: [`postgresql-${version}`, `postgresql-client-${version}`, ...inventory.postgresql.packages, ...(inventory.pooler ? ["pgbouncer"] : [])],
+    /** For pg_roles: passwords revealed here only (masked again in all output); pgbouncer's own role with them. */
+    roles: [
+      ...inventory.roles.map((r) => ({ ...r, password: r.password?.reveal() })),
+      ...(inventory.pooler ? [{ name: POOLER_AUTH_USER, password: inventory.pooler.password?.reveal() ?? "" }] : []),
+    ],
     databases: inventory.databases,
     database_names: inventory.databases.map((d) => d.name),
     archive_directory: inventory.postgresql.archiveDirectory ?? `/var/lib/postgresql/${version}/wal-archive`,
@@ -78,6 +82,7 @@ export function hostVariables(
       slots: inventory.replication.slots,
       passfile: "/var/lib/postgresql/.pgprov.pgpass",
     },
+    pooler: poolerVariables(inventory),
     ssh_user: inventory.ssh.user,
     cluster: {
       slots: inventory.replication.slots ? inventory.standbys.map((h) => slotName(h.name)) : [],
@@ -102,6 +107,24 @@ function reveal(value: unknown): unknown {
   if (Array.isArray(value)) return value.map(reveal);
   if (value && typeof value === "object") return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, reveal(v)]));
   return value;
+}
+
+function poolerVariables(inventory: Inventory) {
+  const p = inventory.pooler;
+  if (!p) return { enabled: false };
+  // pgbouncer's hba reads addresses only: a rule from a DNS name is left out (no one gets in by it).
+  const rules = [...inventory.access, ...clientRules(inventory.postgresql.clients)].filter((r) => r.from.includes("/") || isIP(r.from) !== 0);
+  return {
+    enabled: true,
+    port: p.port,
+    pool_mode: p.poolMode,
+    default_pool_size: p.defaultPoolSize,
+    max_client_conn: p.maxClientConn,
+    auth_user: POOLER_AUTH_USER,
+    password: p.password?.reveal() ?? "",
+    lookup_function: LOOKUP_FUNCTION,
+    hba: hbaLines(rules),
+  };
 }
 
 /**

@@ -79,6 +79,8 @@ export interface AccessRule {
 }
 
 export interface PoolerSettings {
+  /** Of pgbouncer's own role; undefined until ensurePoolerPassword(). */
+  password?: Secret;
   poolMode: "transaction" | "session";
   defaultPoolSize: number;
   maxClientConn: number;
@@ -253,19 +255,34 @@ export function stateFile(inventory: Pick<Inventory, "file" | "dir">, suffix: st
  */
 export function ensureReplicationPassword(inventory: Inventory): Secret {
   if (inventory.replication.password) return inventory.replication.password;
-  const path = stateFile(inventory, "replication.secret");
+  inventory.replication.password = generatedSecret(inventory, "replication", "the stored replication password");
+  return inventory.replication.password;
+}
+
+/**
+ * The password of pgbouncer's own role (the one that runs auth_query): never the inventory's to
+ * choose, generated once and kept like a generated replication password.
+ */
+export function ensurePoolerPassword(inventory: Inventory): Secret | undefined {
+  if (!inventory.pooler) return undefined;
+  inventory.pooler.password ??= generatedSecret(inventory, "pgbouncer", "the stored pgbouncer password");
+  return inventory.pooler.password;
+}
+
+/** `.pgprov/NAME.<kind>.secret`: made once (mode 0600), read on every run, masked in all output. */
+function generatedSecret(inventory: Inventory, kind: string, what: string): Secret {
+  const path = stateFile(inventory, `${kind}.secret`);
   if (!existsSync(path)) {
     mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
-    // base64url: no character that needs escaping in a passfile, a conninfo or SQL.
+    // base64url: no character that needs escaping in a passfile, a conninfo, SQL or pgbouncer's auth_file.
     writeFileSync(path, `${randomBytes(32).toString("base64url")}\n`, { mode: 0o600, flag: "wx" });
   }
   let secret: Secret;
   try {
     secret = readSecret({ file: path }, (p) => p);
   } catch (e) {
-    throw new PgprovError(`the stored replication password: ${(e as Error).message}`);
+    throw new PgprovError(`${what}: ${(e as Error).message}`);
   }
-  inventory.replication.password = secret;
   inventory.secrets.push(secret);
   return secret;
 }

@@ -12,6 +12,7 @@ import { secretSource } from "./secret.js";
 import { slotName } from "../postgres/slot-names.js";
 import { databaseName, objectSettings, roleName, SETTING_NAME, settingValue } from "../postgres/names.js";
 import { KNOWN_EXTENSIONS } from "../postgres/extensions.js";
+import { POOLER_AUTH_USER } from "../postgres/pooler.js";
 
 export const hostName = z
   .string()
@@ -276,6 +277,7 @@ function checkRolesAndDatabases(inv: z.output<typeof inventoryObject>, ctx: z.Re
   for (const name of Object.keys(inv.roles)) named(roleName, ["roles", name], name);
   for (const name of Object.keys(inv.databases)) named(databaseName, ["databases", name], name);
   for (const [name, role] of Object.entries(inv.roles)) {
+    if (name === POOLER_AUTH_USER) ctx.addIssue({ code: "custom", path: ["roles", name], message: `${name} is pgbouncer's own role, which pgprov manages itself` });
     if (name === "postgres") ctx.addIssue({ code: "custom", path: ["roles", name], message: "postgres is the server's own superuser; pgprov does not manage it" });
     if (name === inv.replication.user) {
       ctx.addIssue({ code: "custom", path: ["roles", name], message: `${name} is the replication user (replication.user), which pgprov manages itself` });

@@ -87,11 +87,17 @@ describe("inventory", () => {
     writeFileSync(join(dirname(copy), "id_ed25519"), "not read until connecting");
     process.env.APP_TOKEN = "example-token";
     process.env.PGPROV_REPLICATION_PASSWORD = "example-replication-password";
+    process.env.APP_DB_PASSWORD = "example-app-password";
     const inv = loadInventory(copy);
     expect(inv.hosts.map((h) => h.role)).toEqual(["primary", "standby", "standby"]);
     expect(inv.aptProxy).toBe("http://10.0.0.1:3142/"); // its normal form
     expect(inv.postgresql).toMatchObject({ version: 15, port: 5432, clients: ["10.0.0.0/24"] });
     expect(inv.replication.password?.reveal()).toBe("example-replication-password");
+    // Issue 15's keys: roles, databases, access rules, the pooler.
+    expect(inv.roles.map((r) => `${r.name}:${r.state}`)).toEqual(["app:present", "app_readers:present", "old_batch:absent"]);
+    expect(inv.databases.map((d) => `${d.name}:${d.owner}:${d.extensions.join(",")}`)).toEqual(["billing:app:pg_stat_statements,pgcrypto"]);
+    expect(inv.access.map((a) => a.method)).toEqual(["scram-sha-256", "reject", "cert"]);
+    expect(inv.pooler).toMatchObject({ poolMode: "transaction", port: 6432 });
   });
 
   it("names a missing file", () => {
