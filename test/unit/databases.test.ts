@@ -12,6 +12,7 @@ import { hbaLines } from "../../src/postgres/hba.js";
 import { setClause, storedSetting } from "../../src/postgres/names.js";
 import { psql } from "../../src/postgres/psql.js";
 import { pgRoles, rolesArgs } from "../../src/postgres/role.js";
+import { pgPoolerLookup, poolerLookupArgs } from "../../src/postgres/pooler.js";
 import { scramVerifier } from "../../src/postgres/scram.js";
 import { yamlFiles } from "./yaml-files.js";
 
@@ -212,5 +213,32 @@ describe("issue 15: one psql reads other databases", () => {
     expect(script).toContain("\\if :pgprov_exists\n\\connect appdb\n\\echo @@0.1\n");
     const [out] = probe.reader.split({ stdout: `@@0.0\n[{"a":1}]\n@@0.1\n!database appdb does not exist\n@@end\n`, stderr: "", code: 0 }, [probe.item]);
     expect(JSON.parse(out!.stdout)).toEqual([{ rows: [{ a: 1 }] }, { error: "database appdb does not exist" }]);
+  });
+});
+
+describe("issue 15: pgbouncer's side", () => {
+  it("issue 15: its hba file holds the access rules and clients, without the rules from DNS names it cannot read", () => {
+    const inv = loadInventory(
+      write(
+        `postgresql: { version: 15, clients: [10.0.9.0/24] }\npooler: { default_pool_size: 5 }\n` +
+          `access:\n  - { database: appdb, from: 10.0.0.7, method: scram-sha-256 }\n  - { from: app.example.com, method: scram-sha-256 }\n${HOSTS}`,
+      ),
+    );
+    const pooler = hostVariables(inv, inv.primary, undefined).pooler as Record<string, unknown>;
+    expect(pooler.hba).toEqual([
+      "host    appdb        all                   10.0.0.7/32              scram-sha-256",
+      "host    all          all                   10.0.9.0/24              scram-sha-256",
+    ]);
+    expect(pooler).toMatchObject({ enabled: true, port: 6432, pool_mode: "transaction", default_pool_size: 5 });
+  });
+
+  it("issue 15: the lookup function is made where it is missing, and waits for a database not created yet", () => {
+    const args = poolerLookupArgs.parse({ role: "pgprov_pgbouncer", databases: ["appdb", "new"] });
+    const d = pgPoolerLookup(sql).decide(args, parts([{ rows: [{ ok: true }] }, { rows: [] }, { rows: [{ ok: false }] }, { error: "database new does not exist" }]), context);
+    expect(d.changes.map((c) => c.summary)).toEqual([
+      "database template1: the function pgprov.user_lookup pgbouncer's auth_query calls (SECURITY DEFINER, for pgprov_pgbouncer only)",
+      "database appdb: the function pgprov.user_lookup pgbouncer's auth_query calls (SECURITY DEFINER, for pgprov_pgbouncer only)",
+    ]);
+    expect(d.changes[1]!.commands[0]!.script).toContain("SECURITY DEFINER SET search_path = pg_catalog");
   });
 });
