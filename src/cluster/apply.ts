@@ -15,7 +15,7 @@ import type { RunResults } from "../engine/results.js";
 import { runPlaybook, type RunOptions, type RunSummary } from "../engine/run.js";
 import { SshHostIO } from "../engine/host-io.js";
 import { hostsUsed, isReadOnly, selectTargets } from "../engine/targets.js";
-import { ensureCertificateAuthority, ensureReplicationPassword, type Host, type Inventory, stateFile } from "../inventory/inventory.js";
+import { ensureCertificateAuthority, ensurePoolerPassword, ensureReplicationPassword, type Host, type Inventory, stateFile } from "../inventory/inventory.js";
 import { pgDataDirectory, REPLICATION_QUERY, standbyReplication } from "../postgres/read.js";
 import { pgStandby } from "../postgres/standby.js";
 import { closeAll, connectAll, type Reached } from "../transport/fleet.js";
@@ -41,6 +41,7 @@ export interface ApplyOptions extends Pick<RunOptions, "check" | "limit" | "excl
 
 export async function applyCluster(inventory: Inventory, playbook: ClusterPlaybook, options: ApplyOptions): Promise<RunSummary> {
   ensureReplicationPassword(inventory);
+  ensurePoolerPassword(inventory);
   const reclone = options.reclone ?? [];
   const secrets = inventory.secrets.map((s) => s.reveal());
   const redactor = new Redactor(secrets);
@@ -72,6 +73,14 @@ export async function applyCluster(inventory: Inventory, playbook: ClusterPlaybo
   const primarySystemIdentifier = (results: RunResults) =>
     results.of(pgControl).get(inventory.primary.name)?.system_identifier ?? results.of(pgDataDirectory).get(inventory.primary.name)?.systemIdentifier;
 
+  if (inventory.postgresql.clients.length) {
+    emit({
+      type: "warning",
+      message:
+        `postgresql.clients lets every role connect to every database from ${inventory.postgresql.clients.join(", ")}; ` +
+        `access rules (access:) say which role may reach which database from where`,
+    });
+  }
   try {
     const summary = await runPlaybook(playbook, {
       ...options,

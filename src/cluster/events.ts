@@ -25,8 +25,6 @@ export type OperationEvent =
 export type ClusterEvent =
   | RunEvent
   | { type: "replication"; primary: string; standbys: StandbyReplication[] }
-  /** Something a person should know before relying on the cluster (a synchronous count every standby must meet, TLS turned off); changes nothing. */
-  | { type: "warning"; message: string }
   | OperationEvent;
 
 export type ClusterEmit = (event: ClusterEvent) => void;

@@ -153,7 +153,8 @@ export class StatusReader {
       warnings.push(`the writable server is ${writable[0]!.host}, but the inventory says the primary is ${inventory.primary.name}`);
     }
     const caFile = inventory.tls.enabled ? inventory.tls.caFiles.cert : undefined;
-    return { hosts, warnings, connectionStrings: connectionStrings(inventory.hosts, inventory.postgresql.port, caFile) };
+    // With a pooler, applications connect to it: target_session_attrs still finds the primary through it.
+    return { hosts, warnings, connectionStrings: connectionStrings(inventory.hosts, inventory.pooler?.port ?? inventory.postgresql.port, caFile) };
   }
 
   async close(): Promise<void> {

@@ -12,8 +12,11 @@ import { conninfoSecurity, debianCluster, postgresVersion, tlsFiles } from "../p
 import { serverNames } from "../tls/index.js";
 import { slotName } from "../postgres/slot-names.js";
 import { downstreamsOf, isCascading, synchronousStandbyNames, upstreamOf } from "../inventory/topology.js";
+import { preloadLibraries } from "../postgres/extensions.js";
+import { clientRules, hbaLines } from "../postgres/hba.js";
+import { LOOKUP_FUNCTION, POOLER_AUTH_USER } from "../postgres/pooler.js";
 
-export const BUILTIN_VARIABLES = ["host", "hosts", "primary", "standbys", "facts", "postgresql", "replication", "ssh_user", "cluster", "tls"] as const;
+export const BUILTIN_VARIABLES = ["host", "hosts", "primary", "standbys", "facts", "postgresql", "replication", "pooler", "ssh_user", "cluster", "tls"] as const;
 
 /** What pgprov knows of the cluster when a task is rendered, for the cluster playbook. */
 export interface ClusterContext {
@@ -40,8 +43,19 @@ function postgresqlVariables(inventory: Inventory, facts: Facts | undefined) {
   return {
     ...debianCluster(version),
     port: inventory.postgresql.port,
-    settings: inventory.postgresql.settings,
+    settings: withPreload(inventory),
     clients: inventory.postgresql.clients,
+    /** pg_hba.conf lines of the inventory's access rules, in order. */
+    access: hbaLines(inventory.access, { tls: inventory.tls.enabled }),
+    /** The server and client, and the packages the inventory adds (extensions outside contrib). */
+    packages: [`postgresql-${version}`, `postgresql-client-${version}`, ...inventory.postgresql.packages, ...(inventory.pooler ? ["pgbouncer"] : [])],
+    /** For pg_roles: passwords revealed here only (masked again in all output); pgbouncer's own role with them. */
+    roles: [
+      ...inventory.roles.map((r) => ({ ...r, password: r.password?.reveal() })),
+      ...(inventory.pooler ? [{ name: POOLER_AUTH_USER, password: inventory.pooler.password?.reveal() ?? "" }] : []),
+    ],
+    databases: inventory.databases,
+    database_names: inventory.databases.map((d) => d.name),
     archive_directory: inventory.postgresql.archiveDirectory ?? `/var/lib/postgresql/${version}/wal-archive`,
     /** Added to every connection string to another server (primary_conninfo, pg_basebackup, the boot check); see conninfoSecurity. */
     conninfo_auth: conninfoSecurity(version, inventory.tls.enabled ? tlsFiles(debianCluster(version)).ca_file : undefined),
@@ -79,6 +93,7 @@ export function hostVariables(
       slots: inventory.replication.slots,
       passfile: "/var/lib/postgresql/.pgprov.pgpass",
     },
+    pooler: poolerVariables(inventory),
     // The user sshd runs the pg client's socket forward as, mapped to postgres by pg_ident.conf.
     ssh_user: host.connection.user.value,
     tls: tlsVariables(inventory, host, facts),
@@ -133,6 +148,39 @@ function reveal(value: unknown): unknown {
   if (Array.isArray(value)) return value.map(reveal);
   if (value && typeof value === "object") return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, reveal(v)]));
   return value;
+}
+
+function poolerVariables(inventory: Inventory) {
+  const p = inventory.pooler;
+  if (!p) return { enabled: false };
+  // pgbouncer's hba reads addresses only: a rule from a DNS name is left out (no one gets in by it).
+  const rules = [...inventory.access, ...clientRules(inventory.postgresql.clients)].filter((r) => r.from.includes("/") || isIP(r.from) !== 0);
+  return {
+    enabled: true,
+    port: p.port,
+    pool_mode: p.poolMode,
+    default_pool_size: p.defaultPoolSize,
+    max_client_conn: p.maxClientConn,
+    auth_user: POOLER_AUTH_USER,
+    password: p.password?.reveal() ?? "",
+    lookup_function: LOOKUP_FUNCTION,
+    hba: hbaLines(rules, { tls: inventory.tls.enabled }),
+  };
+}
+
+/**
+ * The inventory's settings, with the libraries its databases' extensions need (pg_stat_statements,
+ * say) added to shared_preload_libraries, after any the inventory lists itself.
+ */
+function withPreload(inventory: Inventory): Record<string, string | number | boolean> {
+  const settings = inventory.postgresql.settings;
+  const libraries = preloadLibraries(inventory.databases.flatMap((d) => d.extensions));
+  if (!libraries.length) return settings;
+  // PostgreSQL reads names in any case: the inventory's may be written SHARED_PRELOAD_LIBRARIES.
+  const key = Object.keys(settings).find((k) => k.toLowerCase() === "shared_preload_libraries");
+  const listed = key === undefined ? [] : String(settings[key]).split(",").map((l) => l.trim()).filter(Boolean);
+  const rest = Object.fromEntries(Object.entries(settings).filter(([k]) => k !== key));
+  return { ...rest, shared_preload_libraries: [...new Set([...listed, ...libraries])].join(",") };
 }
 
 function roundUp(n: number, step: number): number {

@@ -2,3 +2,8 @@
 export function sqlLiteral(value: string): string {
   return `'${value.replace(/'/g, "''")}'`;
 }
+
+/** A SQL identifier, always quoted: a name that is also a keyword (`user`, `order`) stays a name. */
+export function sqlIdentifier(name: string): string {
+  return `"${name.replace(/"/g, '""')}"`;
+}

@@ -63,6 +63,8 @@ export interface Decision<Value = unknown> {
   reason?: string;
   /** What the task read, typed by its module: for `register`, and for RunResults (see results.ts). */
   value?: Value;
+  /** What a person should know and pgprov does not change (a database's encoding differing from the inventory's). */
+  warnings?: string[];
 }
 
 export function noChange<Value>(reason: string, value?: Value): Decision<Value> {

@@ -58,6 +58,8 @@ export type RunEvent =
       code?: number;
       stderr?: string;
     }
+  /** What a person should know and pgprov does not change (TLS turned off, a synchronous count every standby must meet, a database's encoding); host and task when a task found it. */
+  | { type: "warning"; host?: string; play?: string; task?: string; message: string }
   | { type: "recap"; hosts: Record<string, HostRecap> };
 
 export type Emit = (event: RunEvent) => void;

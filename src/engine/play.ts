@@ -121,6 +121,7 @@ export class PlayOnHost {
         later.forEach(([j, q], k) => checked.set(j, { ...q, output: outputs[k]! }));
       }
       report(changed ? "changed" : "ok", decision);
+      for (const message of decision.warnings ?? []) this.run.emit({ type: "warning", host: this.host, play: this.play.name, task: p.name, message });
       if (decision.value !== undefined) this.run.results.record(p.task.module, this.host, decision.value);
       this.register(p.task, {
         changed,

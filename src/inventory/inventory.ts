@@ -49,6 +49,8 @@ export interface PostgresSettings {
   settings: Record<string, string | number | boolean>;
   /** Networks allowed to connect with scram-sha-256. */
   clients: string[];
+  /** Debian packages installed beside the server (extensions outside contrib). */
+  packages: string[];
   archiveDirectory?: string;
 }
 
@@ -71,6 +73,48 @@ export interface TlsSettings {
   given: Record<string, { certPem: string; keyPem: Secret }>;
 }
 
+/** A role of the inventory's `roles`, in the form the pg_roles module takes (password revealed only there). */
+export interface RoleSettings {
+  name: string;
+  password?: Secret;
+  state: "present" | "absent";
+  login: boolean;
+  superuser: boolean;
+  createdb: boolean;
+  createrole: boolean;
+  connection_limit: number;
+  member_of: string[];
+  settings: Record<string, string | number | boolean>;
+}
+
+export interface DatabaseSettings {
+  name: string;
+  owner: string;
+  encoding?: string;
+  locale?: string;
+  template?: string;
+  extensions: string[];
+  settings: Record<string, string | number | boolean>;
+}
+
+/** One line of pg_hba.conf the inventory asks for, after pgprov's own. */
+export interface AccessRule {
+  database: string;
+  user: string;
+  /** A network, or one host (IP address or DNS name). */
+  from: string;
+  method: "scram-sha-256" | "cert" | "reject";
+}
+
+export interface PoolerSettings {
+  /** Of pgbouncer's own role; undefined until ensurePoolerPassword(). */
+  password?: Secret;
+  poolMode: "transaction" | "session";
+  defaultPoolSize: number;
+  maxClientConn: number;
+  port: number;
+}
+
 export interface Inventory {
   file: string;
   /** Directory of the inventory file: relative paths and pgprov's state files live here. */
@@ -86,6 +130,12 @@ export interface Inventory {
   /** `pgprov check`'s thresholds, defaults filled in. */
   checks: CheckThresholds;
   tls: TlsSettings;
+  /** In file order, like databases and access rules. */
+  roles: RoleSettings[];
+  databases: DatabaseSettings[];
+  access: AccessRule[];
+  /** pgbouncer on every host, in front of its server. */
+  pooler?: PoolerSettings;
   /** In file order. */
   hosts: Host[];
   primary: Host;
@@ -140,6 +190,22 @@ export function loadInventory(file: string): Inventory {
     const proxyPassword = new URL(parsed.apt.proxy).password;
     if (proxyPassword) secrets.push(new Secret(proxyPassword, "apt.proxy"), new Secret(percentDecoded(proxyPassword), "apt.proxy"));
   }
+  const roles: RoleSettings[] = Object.entries(parsed.roles).map(([name, r]) => {
+    const { password: from, ...attributes } = r;
+    let secret: Secret | undefined;
+    if (from) {
+      const at = ["roles", name, "password"];
+      try {
+        secret = readSecret(from, (p) => resolve(dir, p));
+        secrets.push(secret);
+        // As the module takes it; said here, with the position, and never with the value.
+        if (secret.reveal().length < 8) problems.push(source.problem(at, `roles.${name}.password: a password of at least 8 characters`));
+      } catch (e) {
+        problems.push(source.problem(at, `roles.${name}.password: ${(e as Error).message}`));
+      }
+    }
+    return { name, ...attributes, ...(secret ? { password: secret } : {}) };
+  });
   // TLS once the hosts are known: a certificate issued elsewhere is checked against its host.
   const tls = loadTls(parsed.tls, { source, file, dir, hosts, secrets, problems });
   if (problems.length) throw new FileError(problems);
@@ -155,6 +221,7 @@ export function loadInventory(file: string): Inventory {
       port: parsed.postgresql.port,
       settings: parsed.postgresql.settings,
       clients: parsed.postgresql.clients,
+      packages: parsed.postgresql.packages,
       ...(parsed.postgresql.archive_directory ? { archiveDirectory: parsed.postgresql.archive_directory } : {}),
     },
     replication: {
@@ -165,6 +232,19 @@ export function loadInventory(file: string): Inventory {
     },
     checks: parsed.checks,
     tls,
+    roles,
+    databases: Object.entries(parsed.databases).map(([name, { state: _state, ...d }]) => ({ name, ...d })),
+    access: parsed.access.map((a) => ({ ...a, method: a.method as AccessRule["method"] })),
+    ...(parsed.pooler
+      ? {
+          pooler: {
+            poolMode: parsed.pooler.pool_mode,
+            defaultPoolSize: parsed.pooler.default_pool_size,
+            maxClientConn: parsed.pooler.max_client_conn,
+            port: parsed.pooler.port,
+          },
+        }
+      : {}),
     hosts,
     primary: hosts.find((h) => h.role === "primary")!,
     standbys: hosts.filter((h) => h.role === "standby"),
@@ -368,19 +448,34 @@ export function stateFile(inventory: Pick<Inventory, "file" | "dir">, suffix: st
  */
 export function ensureReplicationPassword(inventory: Inventory): Secret {
   if (inventory.replication.password) return inventory.replication.password;
-  const path = stateFile(inventory, "replication.secret");
+  inventory.replication.password = generatedSecret(inventory, "replication", "the stored replication password");
+  return inventory.replication.password;
+}
+
+/**
+ * The password of pgbouncer's own role (the one that runs auth_query): never the inventory's to
+ * choose, generated once and kept like a generated replication password.
+ */
+export function ensurePoolerPassword(inventory: Inventory): Secret | undefined {
+  if (!inventory.pooler) return undefined;
+  inventory.pooler.password ??= generatedSecret(inventory, "pgbouncer", "the stored pgbouncer password");
+  return inventory.pooler.password;
+}
+
+/** `.pgprov/NAME.<kind>.secret`: made once (mode 0600), read on every run, masked in all output. */
+function generatedSecret(inventory: Inventory, kind: string, what: string): Secret {
+  const path = stateFile(inventory, `${kind}.secret`);
   if (!existsSync(path)) {
     mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
-    // base64url: no character that needs escaping in a passfile, a conninfo or SQL.
+    // base64url: no character that needs escaping in a passfile, a conninfo, SQL or pgbouncer's auth_file.
     writeFileSync(path, `${randomBytes(32).toString("base64url")}\n`, { mode: 0o600, flag: "wx" });
   }
   let secret: Secret;
   try {
     secret = readSecret({ file: path }, (p) => p);
   } catch (e) {
-    throw new PgprovError(`the stored replication password: ${(e as Error).message}`);
+    throw new PgprovError(`${what}: ${(e as Error).message}`);
   }
-  inventory.replication.password = secret;
   inventory.secrets.push(secret);
   return secret;
 }

@@ -4,7 +4,7 @@
  */
 import { isIP } from "node:net";
 import { z } from "zod";
-import { absolutePath, byteSizeArg, CONTROL_CHARACTER } from "../common/args.js";
+import { absolutePath, byteSizeArg } from "../common/args.js";
 import { secretValue } from "../yaml/source.js";
 import { closest, didYouMean } from "../yaml/suggest.js";
 import { SETTINGS_BY_VERSION } from "../postgres/settings.js";
@@ -12,6 +12,9 @@ import { secretSource } from "./secret.js";
 import { slotName } from "../postgres/slot-names.js";
 import { parseProxyJump } from "../sshconfig/jump.js";
 import { delayProblem, topologyProblems } from "./topology.js";
+import { databaseName, objectSettings, roleName, SETTING_NAME, settingValue } from "../postgres/names.js";
+import { KNOWN_EXTENSIONS } from "../postgres/extensions.js";
+import { POOLER_AUTH_USER } from "../postgres/pooler.js";
 
 export const hostName = z
   .string()
@@ -121,21 +124,15 @@ export const MANAGED_SETTINGS = new Set([
   "data_directory",
 ]);
 
-/** PostgreSQL's grammar for a setting's name (guc-file.l): an extension's have one dot. */
-const SETTING_NAME = /^[a-z_][a-z0-9_$]*(\.[a-z_][a-z0-9_$]*)?$/i;
-
-const settingValue = z.union([
-  z.string().refine((v) => !CONTROL_CHARACTER.test(v), "a setting's value cannot hold a line break or another control character"),
-  z.number(),
-  z.boolean(),
-]);
-
 const cidr = z.string().refine((c) => {
   const [addr, bits, ...rest] = c.split("/");
   const family = isIP(addr ?? "");
   const max = family === 4 ? 32 : 128;
   return rest.length === 0 && family !== 0 && bits !== undefined && /^\d+$/.test(bits) && Number(bits) <= max;
 }, "expected a network like 10.0.0.0/24");
+
+/** A Debian package name (an extension's, say). */
+const packageName = z.string().regex(/^[a-z0-9][a-z0-9+.-]+$/, "a Debian package name like postgresql-15-cron");
 
 export const postgresqlSchema = z.strictObject({
   /** Default: the one the host's Debian release ships (bookworm 15, trixie 17). */
@@ -147,6 +144,8 @@ export const postgresqlSchema = z.strictObject({
   port: z.number().int().min(1).max(65535).default(5432),
   settings: z.record(z.string(), settingValue).default({}),
   clients: z.array(cidr).default([]),
+  /** Debian packages installed beside the server: those of extensions outside contrib. */
+  packages: z.array(packageName).default([]),
   /** Where the primary archives WAL (archive_command); a directory on each host by default. */
   // It is also part of archive_command, a shell command: letters, digits and _ . / - only.
   archive_directory: absolutePath.regex(/^[A-Za-z0-9_./-]+$/, "an absolute path of letters, digits, _ . / -").optional(),
@@ -213,90 +212,211 @@ export const tlsSchema = z.strictObject({
 /** The server settings the inventory's tls section decides. */
 export const TLS_SETTINGS = new Set(["ssl", "ssl_cert_file", "ssl_key_file", "ssl_ca_file", "ssl_min_protocol_version"]);
 
-export const inventorySchema = z
-  .strictObject({
-    ssh: sshSchema.default({}),
-    apt: aptSchema.default({}),
-    postgresql: postgresqlSchema.default(postgresqlSchema.parse({})),
-    replication: replicationSchema.default(replicationSchema.parse({})),
-    tls: tlsSchema.default(tlsSchema.parse({})),
-    vars: variables.default({}),
-    checks: checksSchema.default(checksSchema.parse({})),
-    hosts: z.record(hostName, hostSchema).refine((h) => Object.keys(h).length > 0, "at least one host is required"),
-  })
-  .superRefine((inv, ctx) => {
-    const names = Object.keys(inv.hosts);
-    const primaries = names.filter((n) => inv.hosts[n]!.role === "primary");
-    if (primaries.length !== 1) {
+const attribute = z.boolean();
+
+export const roleSchema = z.strictObject({
+  /** Default: the password is not managed (a role that does not log in, say). */
+  password: secretSource.optional(),
+  /** absent: dropped if it exists and owns nothing; a role left out of the inventory is left alone. */
+  state: z.enum(["present", "absent"]).default("present"),
+  login: attribute.default(true),
+  superuser: attribute.default(false),
+  createdb: attribute.default(false),
+  createrole: attribute.default(false),
+  connection_limit: z.number().int().min(-1).default(-1),
+  member_of: z.array(z.string().min(1)).default([]),
+  settings: objectSettings,
+});
+
+export const databaseSchema = z.strictObject({
+  owner: z.string().min(1).default("postgres"),
+  encoding: z.string().regex(/^[A-Za-z0-9_-]+$/, "an encoding name like UTF8").optional(),
+  locale: z.string().regex(/^[A-Za-z0-9_.@-]+$/, "a locale name like en_US.UTF-8 or C").optional(),
+  template: databaseName.optional(),
+  extensions: z.array(z.string().min(1)).default([]),
+  settings: objectSettings,
+  state: z
+    .enum(["present", "absent"])
+    .refine((s) => s === "present", {
+      message:
+        "pgprov never drops a database (DROP DATABASE loses its data for good): drop it yourself, after a backup, and remove it from the inventory",
+    })
+    .optional(),
+});
+
+/** The methods an access rule may use: no trust, password or md5 (a password in cleartext or MD5). */
+export const ACCESS_METHODS = ["scram-sha-256", "cert", "reject"] as const;
+const REFUSED_METHODS: Record<string, string> = {
+  trust: "lets anyone in without a password",
+  password: "sends the password in cleartext",
+  md5: "MD5 password hashes can be replayed and are deprecated",
+};
+
+const accessMethod = z.string().superRefine((m, ctx) => {
+  if ((ACCESS_METHODS as readonly string[]).includes(m)) return;
+  const why = REFUSED_METHODS[m.toLowerCase()];
+  ctx.addIssue({
+    code: "custom",
+    message: why ? `method ${m} is not accepted (${why}); use scram-sha-256, cert or reject` : `expected one of ${ACCESS_METHODS.join(", ")}, found "${m}"`,
+  });
+});
+
+/** Where an access rule lets clients in from: a network, or one host (an IP address or a DNS name). */
+const accessFrom = z.string().refine((f) => (f.includes("/") ? cidr.safeParse(f).success : address.safeParse(f).success), {
+  error: (i) => `"${String(i.input)}" is not a network (like 10.0.0.0/24), an IP address or a DNS name`,
+});
+
+export const accessRuleSchema = z.strictObject({
+  database: z.union([z.literal("all"), databaseName]).default("all"),
+  user: z.union([z.literal("all"), roleName]).default("all"),
+  from: accessFrom,
+  method: accessMethod,
+});
+
+export const poolerSchema = z.strictObject({
+  pool_mode: z.enum(["transaction", "session"]).default("transaction"),
+  /** Server connections per database and user. */
+  default_pool_size: z.number().int().min(1).max(10000).default(20),
+  max_client_conn: z.number().int().min(1).max(100000).default(100),
+  port: z.number().int().min(1).max(65535).default(6432),
+});
+
+const inventoryObject = z.strictObject({
+  ssh: sshSchema.default({}),
+  apt: aptSchema.default({}),
+  postgresql: postgresqlSchema.default(postgresqlSchema.parse({})),
+  replication: replicationSchema.default(replicationSchema.parse({})),
+  tls: tlsSchema.default(tlsSchema.parse({})),
+  vars: variables.default({}),
+  checks: checksSchema.default(checksSchema.parse({})),
+  // Names are checked in checkRolesAndDatabases, where the message can say what is wrong with one.
+  roles: z.record(z.string(), roleSchema).default({}),
+  databases: z.record(z.string(), databaseSchema).default({}),
+  access: z.array(accessRuleSchema).default([]),
+  pooler: poolerSchema.optional(),
+  hosts: z.record(hostName, hostSchema).refine((h) => Object.keys(h).length > 0, "at least one host is required"),
+});
+
+export const inventorySchema = inventoryObject.superRefine((inv, ctx) => {
+  const names = Object.keys(inv.hosts);
+  const primaries = names.filter((n) => inv.hosts[n]!.role === "primary");
+  if (primaries.length !== 1) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["hosts", ...(primaries.length > 1 ? [primaries[1]!, "role"] : [])],
+      message:
+        primaries.length === 0
+          ? "no host has role: primary; exactly one must"
+          : `exactly one host may be the primary, found ${primaries.join(", ")}`,
+    });
+  }
+  const known = inv.postgresql.version ? SETTINGS_BY_VERSION[inv.postgresql.version]! : new Set(Object.values(SETTINGS_BY_VERSION).flatMap((s) => [...s]));
+  for (const name of Object.keys(inv.postgresql.settings)) {
+    const path = ["postgresql", "settings", name];
+    // PostgreSQL reads names in any case: WAL_LEVEL is wal_level.
+    const lower = name.toLowerCase();
+    if (!SETTING_NAME.test(name)) {
       ctx.addIssue({
         code: "custom",
-        path: ["hosts", ...(primaries.length > 1 ? [primaries[1]!, "role"] : [])],
-        message:
-          primaries.length === 0
-            ? "no host has role: primary; exactly one must"
-            : `exactly one host may be the primary, found ${primaries.join(", ")}`,
+        path,
+        message: "not a setting name: letters, digits, _ and $, with at most one dot (after an extension's prefix)",
+      });
+    } else if (MANAGED_SETTINGS.has(lower)) {
+      ctx.addIssue({ code: "custom", path, message: `${lower} is managed by pgprov (derived from the inventory); remove it here` });
+    } else if (inv.tls.enabled && TLS_SETTINGS.has(lower)) {
+      ctx.addIssue({ code: "custom", path, message: `${lower} is managed by pgprov while TLS is on (the inventory's tls section); remove it here` });
+    } else if (!name.includes(".") && !known.has(lower)) {
+      // Names with a dot belong to extensions (pg_stat_statements.max): PostgreSQL accepts them.
+      const suggestion = closest(name, known);
+      ctx.addIssue({
+        code: "custom",
+        path,
+        message: `unknown PostgreSQL setting "${name}"${inv.postgresql.version ? ` (PostgreSQL ${inv.postgresql.version})` : ""}${suggestion ? ` (did you mean "${suggestion}"?)` : ""}`,
       });
     }
-    const known = inv.postgresql.version ? SETTINGS_BY_VERSION[inv.postgresql.version]! : new Set(Object.values(SETTINGS_BY_VERSION).flatMap((s) => [...s]));
-    for (const name of Object.keys(inv.postgresql.settings)) {
-      const path = ["postgresql", "settings", name];
-      // PostgreSQL reads names in any case: WAL_LEVEL is wal_level.
-      const lower = name.toLowerCase();
-      if (!SETTING_NAME.test(name)) {
-        ctx.addIssue({
-          code: "custom",
-          path,
-          message: "not a setting name: letters, digits, _ and $, with at most one dot (after an extension's prefix)",
-        });
-      } else if (MANAGED_SETTINGS.has(lower)) {
-        ctx.addIssue({ code: "custom", path, message: `${lower} is managed by pgprov (derived from the inventory); remove it here` });
-      } else if (inv.tls.enabled && TLS_SETTINGS.has(lower)) {
-        ctx.addIssue({ code: "custom", path, message: `${lower} is managed by pgprov while TLS is on (the inventory's tls section); remove it here` });
-      } else if (!name.includes(".") && !known.has(lower)) {
-        // Names with a dot belong to extensions (pg_stat_statements.max): PostgreSQL accepts them.
-        const suggestion = closest(name, known);
-        ctx.addIssue({
-          code: "custom",
-          path,
-          message: `unknown PostgreSQL setting "${name}"${inv.postgresql.version ? ` (PostgreSQL ${inv.postgresql.version})` : ""}${suggestion ? ` (did you mean "${suggestion}"?)` : ""}`,
-        });
-      }
+  }
+  for (const name of Object.keys(inv.tls.certificates)) {
+    if (!inv.hosts[name]) {
+      ctx.addIssue({ code: "custom", path: ["tls", "certificates", name], message: `no host named "${name}" in hosts${didYouMean(name, names)}` });
     }
-    for (const name of Object.keys(inv.tls.certificates)) {
-      if (!inv.hosts[name]) {
-        ctx.addIssue({ code: "custom", path: ["tls", "certificates", name], message: `no host named "${name}" in hosts${didYouMean(name, names)}` });
-      }
+  }
+  if (inv.tls.enabled && Object.keys(inv.tls.certificates).length > 0 && !inv.tls.ca) {
+    ctx.addIssue({ code: "custom", path: ["tls", "certificates"], message: "certificates issued elsewhere need their CA: give its certificate as tls.ca.cert" });
+  }
+  if (inv.tls.enabled && inv.tls.ca && !inv.tls.ca.key) {
+    const without = names.filter((n) => !inv.tls.certificates[n]);
+    if (without.length) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["tls", "ca"],
+        message: `without tls.ca.key pgprov cannot issue certificates, and ${without.join(", ")} ha${without.length === 1 ? "s" : "ve"} none in tls.certificates`,
+      });
     }
-    if (inv.tls.enabled && Object.keys(inv.tls.certificates).length > 0 && !inv.tls.ca) {
-      ctx.addIssue({ code: "custom", path: ["tls", "certificates"], message: "certificates issued elsewhere need their CA: give its certificate as tls.ca.cert" });
-    }
-    if (inv.tls.enabled && inv.tls.ca && !inv.tls.ca.key) {
-      const without = names.filter((n) => !inv.tls.certificates[n]);
-      if (without.length) {
-        ctx.addIssue({
-          code: "custom",
-          path: ["tls", "ca"],
-          message: `without tls.ca.key pgprov cannot issue certificates, and ${without.join(", ")} ha${without.length === 1 ? "s" : "ve"} none in tls.certificates`,
-        });
-      }
-    }
-    const slots = new Map<string, string>();
-    for (const name of names) {
-      const slot = slotName(name);
-      const other = slots.get(slot);
-      if (other) ctx.addIssue({ code: "custom", path: ["hosts", name], message: `hosts ${other} and ${name} would share the replication slot ${slot}; rename one` });
-      slots.set(slot, name);
-    }
-    const topology = Object.entries(inv.hosts).map(([name, h]) => ({ name, role: h.role, upstream: h.upstream, applyDelay: h.apply_delay }));
-    for (const p of topologyProblems(topology, inv.replication.synchronous)) ctx.addIssue({ code: "custom", path: p.path, message: p.message });
-    const seen = new Map<string, string>();
-    for (const name of names) {
-      const a = inv.hosts[name]!.address;
-      const other = seen.get(a);
-      if (other) ctx.addIssue({ code: "custom", path: ["hosts", name, "address"], message: `address ${a} is already used by host ${other}` });
-      seen.set(a, name);
-    }
-  });
+  }
+  checkRolesAndDatabases(inv, ctx);
+  const slots = new Map<string, string>();
+  for (const name of names) {
+    const slot = slotName(name);
+    const other = slots.get(slot);
+    if (other) ctx.addIssue({ code: "custom", path: ["hosts", name], message: `hosts ${other} and ${name} would share the replication slot ${slot}; rename one` });
+    slots.set(slot, name);
+  }
+  const topology = Object.entries(inv.hosts).map(([name, h]) => ({ name, role: h.role, upstream: h.upstream, applyDelay: h.apply_delay }));
+  for (const p of topologyProblems(topology, inv.replication.synchronous)) ctx.addIssue({ code: "custom", path: p.path, message: p.message });
+  const seen = new Map<string, string>();
+  for (const name of names) {
+    const a = inv.hosts[name]!.address;
+    const other = seen.get(a);
+    if (other) ctx.addIssue({ code: "custom", path: ["hosts", name, "address"], message: `address ${a} is already used by host ${other}` });
+    seen.set(a, name);
+  }
+});
 
 export type InventoryFile = z.output<typeof inventorySchema>;
 
+/** Names the roles, databases and access rules refer to: each must be one the inventory declares. */
+function checkRolesAndDatabases(inv: z.output<typeof inventoryObject>, ctx: z.RefinementCtx): void {
+  const present = new Set(Object.entries(inv.roles).filter(([, r]) => r.state === "present").map(([n]) => n));
+  const named = (schema: typeof roleName, path: (string | number)[], name: string) => {
+    const result = schema.safeParse(name);
+    if (!result.success) ctx.addIssue({ code: "custom", path, message: result.error.issues[0]!.message });
+  };
+  for (const name of Object.keys(inv.roles)) named(roleName, ["roles", name], name);
+  for (const name of Object.keys(inv.databases)) named(databaseName, ["databases", name], name);
+  for (const [name, role] of Object.entries(inv.roles)) {
+    if (name === POOLER_AUTH_USER) ctx.addIssue({ code: "custom", path: ["roles", name], message: `${name} is pgbouncer's own role, which pgprov manages itself` });
+    if (name === "postgres") ctx.addIssue({ code: "custom", path: ["roles", name], message: "postgres is the server's own superuser; pgprov does not manage it" });
+    if (name === inv.replication.user) {
+      ctx.addIssue({ code: "custom", path: ["roles", name], message: `${name} is the replication user (replication.user), which pgprov manages itself` });
+    }
+    role.member_of.forEach((group, i) => {
+      // pg_ roles are PostgreSQL's predefined ones (pg_monitor, pg_read_all_data...).
+      if (group.startsWith("pg_") || present.has(group)) return;
+      ctx.addIssue({ code: "custom", path: ["roles", name, "member_of", i], message: `member_of: "${group}" is not a role of the inventory's roles${didYouMeanRole(group, present)}` });
+    });
+  }
+  for (const [name, db] of Object.entries(inv.databases)) {
+    if (db.owner !== "postgres" && !present.has(db.owner)) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["databases", name, "owner"],
+        message: `owner "${db.owner}" is not a role of the inventory's roles${didYouMeanRole(db.owner, present)}: declare it there, or use postgres`,
+      });
+    }
+    db.extensions.forEach((e, i) => {
+      if (e in KNOWN_EXTENSIONS) return;
+      const suggestion = closest(e, Object.keys(KNOWN_EXTENSIONS));
+      const packaged = Object.keys(KNOWN_EXTENSIONS).filter((n) => KNOWN_EXTENSIONS[n]!.package);
+      ctx.addIssue({
+        code: "custom",
+        path: ["databases", name, "extensions", i],
+        message: `unknown extension "${e}"${suggestion ? ` (did you mean "${suggestion}"?)` : ""}: pgprov knows PostgreSQL's contrib and ${packaged.join(", ")}`,
+      });
+    });
+  }
+}
+
+function didYouMeanRole(name: string, roles: Set<string>): string {
+  const match = closest(name, roles);
+  return match ? ` (did you mean "${match}"?)` : "";
+}

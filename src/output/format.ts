@@ -44,6 +44,11 @@ export function failureLines(f: Extract<ClusterEvent, { type: "failure" }>, styl
   return lines;
 }
 
+export function warningLine(w: Extract<ClusterEvent, { type: "warning" }>, style: Style): string {
+  const where = [w.host, w.task && `task "${w.task}"`].filter(Boolean).join(" ");
+  return `${style.yellow(style.bold("WARNING"))}${where ? ` ${where}` : ""}: ${w.message}`;
+}
+
 export function recapLines(hosts: Record<string, HostRecap>, style: Style): string[] {
   const rows = [["host", "ok", "changed", "failed", "skipped", "round trips", "seconds"]];
   for (const [name, r] of Object.entries(hosts)) {

@@ -1,6 +1,6 @@
 /** Plain lines, for logs and CI: no cursor movement, every line final when printed. */
 import type { ClusterEvent } from "../cluster/events.js";
-import { changeLine, COLOR, diffLines, failureLines, operationLines, PLAIN, probeNote, recapLines, replicationLines, taskStatusText } from "./format.js";
+import { changeLine, COLOR, diffLines, failureLines, operationLines, PLAIN, probeNote, recapLines, replicationLines, taskStatusText, warningLine } from "./format.js";
 import type { Renderer, RendererOptions } from "./renderer.js";
 
 export class PlainRenderer implements Renderer {
@@ -38,19 +38,16 @@ export class PlainRenderer implements Renderer {
         out(`  ${e.host}  ${status}  ${s.dim(`ok=${e.ok} changed=${e.changed} skipped=${e.skipped}  ${e.commands} round trip${e.commands === 1 ? "" : "s"}, ${(e.ms / 1000).toFixed(2)} s`)}`);
         break;
       }
+      case "warning":
+        out(warningLine(e, s));
+        break;
       case "failure":
         out("");
         for (const l of failureLines(e, s)) out(l);
         break;
-      case "warning":
-        out(s.yellow(`WARNING: ${e.message}`));
-        break;
       case "replication":
         out("");
         for (const l of replicationLines(e, s)) out(l);
-        break;
-      case "warning":
-        out(s.yellow(`WARNING: ${e.message}`));
         break;
       case "recap":
         out("");

@@ -11,7 +11,7 @@
 import type { ListrTaskWrapper } from "listr2";
 import type { ClusterEvent } from "../cluster/events.js";
 import type { HostRecap } from "../engine/events.js";
-import { changeLine, probeNote, COLOR, diffLines, failureLines, PLAIN, recapLines, replicationLines } from "./format.js";
+import { changeLine, COLOR, diffLines, failureLines, PLAIN, probeNote, recapLines, replicationLines, warningLine } from "./format.js";
 import type { Renderer, RendererOptions } from "./renderer.js";
 
 /** How long a play may take to finish before it is drawn live rather than printed when done. */
@@ -34,9 +34,9 @@ export class TreeRenderer implements Renderer {
   private shown: Promise<unknown> = Promise.resolve();
   private views = new Map<string, HostView>();
   private readonly failures: Extract<ClusterEvent, { type: "failure" }>[] = [];
+  private readonly warnings: Extract<ClusterEvent, { type: "warning" }>[] = [];
   private recap?: Record<string, HostRecap>;
   private replication?: Extract<ClusterEvent, { type: "replication" }>;
-  private readonly warnings: string[] = [];
 
   constructor(private readonly options: RendererOptions) {
     this.style = options.color ? COLOR : PLAIN;
@@ -85,17 +85,14 @@ export class TreeRenderer implements Renderer {
         view.finish(e.status === "failed");
         break;
       }
+      case "warning":
+        this.warnings.push(e);
+        break;
       case "failure":
         this.failures.push(e);
         break;
-      case "warning":
-        this.warnings.push(e.message);
-        break;
       case "replication":
         this.replication = e;
-        break;
-      case "warning":
-        this.warnings.push(e.message);
         break;
       case "recap":
         this.recap = e.hosts;
@@ -164,7 +161,8 @@ export class TreeRenderer implements Renderer {
   async finish(): Promise<void> {
     await this.shown;
     const out = (line: string) => this.options.write(`${line}\n`);
-    for (const w of this.warnings) out(this.style.yellow(`WARNING: ${w}`));
+    if (this.warnings.length) out("");
+    for (const w of this.warnings) out(warningLine(w, this.style));
     for (const f of this.failures) {
       out("");
       for (const l of failureLines(f, this.style)) out(l);

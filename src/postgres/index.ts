@@ -3,7 +3,9 @@ import { pgSettingOverrides } from "./overrides.js";
 import { psql } from "./psql.js";
 import { pgControl, pgDataDirectory, pgReplication } from "./read.js";
 import { pgRestartPending } from "./restart.js";
-import { pgRole } from "./role.js";
+import { pgRole, pgRoles } from "./role.js";
+import { pgDatabases } from "./databases.js";
+import { pgPoolerLookup } from "./pooler.js";
 import { pgSlots } from "./slots.js";
 import { pgStandby } from "./standby.js";
 
@@ -11,6 +13,9 @@ export function postgresModules(options: { port: number }) {
   const sql = psql(options.port);
   return {
     pg_role: pgRole(sql),
+    pg_roles: pgRoles(sql),
+    pg_databases: pgDatabases(sql),
+    pg_pooler_lookup: pgPoolerLookup(sql),
     pg_slots: pgSlots(sql),
     pg_standby: pgStandby,
     pg_restart_pending: pgRestartPending(sql),

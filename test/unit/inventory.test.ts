@@ -93,6 +93,7 @@ describe("inventory", () => {
     process.env.PGPROV_KEY_PASSPHRASE = "example-key-passphrase";
     process.env.APP_TOKEN = "example-token";
     process.env.PGPROV_REPLICATION_PASSWORD = "example-replication-password";
+    process.env.APP_DB_PASSWORD = "example-app-password";
     const inv = loadInventory(copy);
     expect(inv.hosts.map((h) => h.role)).toEqual(["primary", "standby", "standby", "standby", "standby"]);
     expect(inv.hosts.map((h) => [h.upstream, h.applyDelay])).toEqual([[undefined, undefined], [undefined, undefined], [undefined, undefined], ["pg3", undefined], [undefined, "1h"]]);
@@ -103,6 +104,11 @@ describe("inventory", () => {
     const [pg1, pg2] = inv.hosts.map((h) => h.connection);
     expect([pg1!.user.value, pg1!.port.value, pg1!.via.length, pg2!.user.value, pg2!.via[0]!.hostname.value]).toEqual(["dba", 2222, 0, "root", "bastion.example"]);
     expect(pg2!.serverAliveInterval.value).toBe(15);
+    // Issue 15's keys: roles, databases, access rules, the pooler.
+    expect(inv.roles.map((r) => `${r.name}:${r.state}`)).toEqual(["app:present", "app_readers:present", "old_batch:absent"]);
+    expect(inv.databases.map((d) => `${d.name}:${d.owner}:${d.extensions.join(",")}`)).toEqual(["billing:app:pg_stat_statements,pgcrypto"]);
+    expect(inv.access.map((a) => a.method)).toEqual(["scram-sha-256", "reject", "cert"]);
+    expect(inv.pooler).toMatchObject({ poolMode: "transaction", port: 6432 });
   });
 
   it("names a missing file", () => {

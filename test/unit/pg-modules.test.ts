@@ -39,15 +39,24 @@ describe("pg_role", () => {
     expect(d.changes[0]).toMatchObject({ action: "create" });
     const [cmd] = d.changes[0]!.commands;
     // SQL travels on psql's stdin, in a heredoc of the script: never in a process's arguments.
-    expect(cmd!.script).toMatch(/"\$psql" -XAtq -p 5432 -v ON_ERROR_STOP=1 <<'PGPROV_SQL'\nCREATE ROLE replicator LOGIN REPLICATION PASSWORD 'SCRAM-SHA-256\$4096:/);
+    expect(cmd!.script).toMatch(/"\$psql" -XAtq -p 5432 -d postgres -v ON_ERROR_STOP=1 <<'PGPROV_SQL'\nCREATE ROLE "replicator" LOGIN REPLICATION NOSUPERUSER NOCREATEDB NOCREATEROLE CONNECTION LIMIT -1 PASSWORD 'SCRAM-SHA-256\$4096:/);
     expect(JSON.stringify(cmd)).not.toContain("s3cret-password");
   });
   it("is ok when attributes and password match, and puts back a changed password", () => {
-    const row = { rolname: "replicator", rolcanlogin: true, rolreplication: true, rolpassword: scramVerifier("s3cret-password") };
+    const row = {
+      rolname: "replicator",
+      rolcanlogin: true,
+      rolreplication: true,
+      rolsuper: false,
+      rolcreatedb: false,
+      rolcreaterole: false,
+      rolconnlimit: -1,
+      rolpassword: scramVerifier("s3cret-password"),
+    };
     expect(pgRole.decide(args, rows([row]), context).changes).toEqual([]);
     const changed = pgRole.decide(args, rows([{ ...row, rolpassword: scramVerifier("by-hand") }]), context);
     expect(changed.changes.map((c) => c.summary)).toEqual(["role replicator: the password on the server differs from the inventory's; set it again"]);
-    expect(changed.changes[0]!.commands[0]).toMatchObject({ display: "ALTER ROLE replicator LOGIN REPLICATION PASSWORD '<SCRAM-SHA-256 verifier>'" });
+    expect(changed.changes[0]!.commands[0]).toMatchObject({ display: `ALTER ROLE "replicator" LOGIN REPLICATION NOSUPERUSER NOCREATEDB NOCREATEROLE CONNECTION LIMIT -1 PASSWORD '<SCRAM-SHA-256 verifier>'` });
   });
 });
 

@@ -48,7 +48,7 @@ describe("pg_setting_overrides: settings of pgprov's file overridden elsewhere (
     // Each statement on its own (ALTER SYSTEM cannot run in a transaction block), the reload last.
     const scripts = d.changes.flatMap((c) => c.commands).map((c) => c.script);
     expect(scripts).toHaveLength(2);
-    expect(scripts[0]).toMatch(/"\$psql" -XAtq -p 5432 -v ON_ERROR_STOP=1 <<'PGPROV_SQL'\nALTER SYSTEM RESET hot_standby_feedback;\nPGPROV_SQL$/);
+    expect(scripts[0]).toMatch(/"\$psql" -XAtq -p 5432 -d postgres -v ON_ERROR_STOP=1 <<'PGPROV_SQL'\nALTER SYSTEM RESET hot_standby_feedback;\nPGPROV_SQL$/);
     expect(scripts[1]).toMatch(/<<'PGPROV_SQL'\nALTER SYSTEM RESET max_wal_senders;\nSELECT pg_reload_conf\(\);\nPGPROV_SQL$/);
   });
 

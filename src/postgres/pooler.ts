@@ -1,0 +1,82 @@
+/**
+ * pg_pooler_lookup: the function pgbouncer's auth_query calls, in each database clients reach
+ * through it. pgbouncer (1.18 on bookworm) runs auth_query in the database the client asks for,
+ * so the function is in every database of the inventory, in postgres, and in template1 (so that a
+ * database created later has it too). SECURITY DEFINER, so pgbouncer's own role reads a login
+ * role's SCRAM verifier without reading pg_authid itself; superusers are not served (they do not
+ * come through the pooler), and no password list is kept in a file.
+ */
+import { z } from "zod";
+import { sqlIdentifier, sqlLiteral } from "../common/sql.js";
+import { type Change, noChange } from "../engine/change.js";
+import type { Module } from "../engine/module.js";
+import { databaseName } from "./names.js";
+import { partsOf, type Sql } from "./psql.js";
+
+export const poolerLookupArgs = z.strictObject({
+  /** pgbouncer's auth_user: the only role that may execute the function. */
+  role: z.string().regex(/^[a-z_][a-z0-9_]*$/),
+  databases: z.array(databaseName).default([]),
+});
+export type PoolerLookupArgs = z.output<typeof poolerLookupArgs>;
+
+/** The role pgbouncer runs auth_query as: pgprov's own, never one of the inventory's roles. */
+export const POOLER_AUTH_USER = "pgprov_pgbouncer";
+
+/** What pgbouncer.ini's auth_query calls. */
+export const LOOKUP_FUNCTION = "pgprov.user_lookup";
+
+const BODY = ` SELECT rolname, CASE WHEN rolvaliduntil IS NULL OR rolvaliduntil > now() THEN rolpassword END FROM pg_catalog.pg_authid WHERE rolname = i_username AND rolcanlogin AND NOT rolsuper `;
+
+/** The databases that get the function: each of the inventory's, postgres and template1. */
+function lookupDatabases(args: PoolerLookupArgs): string[] {
+  return [...new Set(["postgres", "template1", ...args.databases])];
+}
+
+export function pgPoolerLookup(sql: Sql): Module<PoolerLookupArgs> {
+  return {
+    name: "pg_pooler_lookup",
+    args: poolerLookupArgs,
+    probe: (args) =>
+      sql.probeIn(
+        lookupDatabases(args).map((database) => ({
+          database,
+          query:
+            `select p.prosrc = ${sqlLiteral(BODY)} and p.prosecdef and has_function_privilege(${sqlLiteral(args.role)}, p.oid, 'execute') ` +
+            `and not has_function_privilege('public', p.oid, 'execute') as ok ` +
+            `from pg_proc p join pg_namespace n on n.oid = p.pronamespace where n.nspname = 'pgprov' and p.proname = 'user_lookup'`,
+        })),
+      ),
+    decide(args, state) {
+      const read = partsOf(state);
+      const databases = lookupDatabases(args);
+      const changes: Change[] = [];
+      databases.forEach((database, i) => {
+        const part = "error" in read ? undefined : read.parts[i];
+        // A database that does not exist yet is created by the task before; then read again.
+        if (part && "error" in part && /does not exist/.test(part.error)) return;
+        if (part && !("error" in part) && part.rows[0]?.ok === true) return;
+        const statements = lookupStatements(args.role);
+        changes.push({
+          action: "create",
+          summary: `database ${database}: the function ${LOOKUP_FUNCTION} pgbouncer's auth_query calls (SECURITY DEFINER, for ${args.role} only)`,
+          commands: [sql.command(statements, statements.join("; "), database)],
+        });
+      });
+      return changes.length ? { changes } : noChange(`${LOOKUP_FUNCTION} in ${databases.join(", ")}`);
+    },
+  };
+}
+
+function lookupStatements(role: string): string[] {
+  const r = sqlIdentifier(role);
+  return [
+    `CREATE SCHEMA IF NOT EXISTS pgprov`,
+    `REVOKE ALL ON SCHEMA pgprov FROM PUBLIC`,
+    `GRANT USAGE ON SCHEMA pgprov TO ${r}`,
+    `CREATE OR REPLACE FUNCTION ${LOOKUP_FUNCTION}(i_username text, OUT usename name, OUT passwd text) RETURNS record ` +
+      `LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog AS $pgprov$${BODY}$pgprov$`,
+    `REVOKE ALL ON FUNCTION ${LOOKUP_FUNCTION}(text) FROM PUBLIC`,
+    `GRANT EXECUTE ON FUNCTION ${LOOKUP_FUNCTION}(text) TO ${r}`,
+  ];
+}
