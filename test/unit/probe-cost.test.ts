@@ -1,0 +1,99 @@
+/**
+ * Issue 9 item 2: the probes of a converged host are cheap. The generated scripts run here for
+ * real, with this machine's sh, against a temporary directory, with the processes they start
+ * counted by wrappers early on PATH: the states they read must be the ones the modules expect,
+ * at the cost of one process per batch where a process per item used to be.
+ */
+import { spawnSync } from "node:child_process";
+import { chmodSync, chownSync, linkSync, lchownSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { fileReader, parseFileState, sha256 } from "../../src/modules/file.js";
+
+const work = mkdtempSync(join(tmpdir(), "pgprov-probe-cost-"));
+afterAll(() => rmSync(work, { recursive: true, force: true }));
+
+/** Commands whose every start the wrappers count. */
+const COUNTED = ["stat", "sha256sum", "dd", "base64", "readlink", "ls", "awk", "cat", "head", "find", "grep", "tr", "dpkg", "dpkg-query"];
+const wrappers = join(work, "bin");
+mkdirSync(wrappers);
+for (const name of COUNTED) {
+  const real = spawnSync("sh", ["-c", `command -v ${name}`], { encoding: "utf8" }).stdout.trim();
+  const wrapper = join(wrappers, name);
+  writeFileSync(wrapper, real ? `#!/bin/sh\necho ${name} >> "$PGPROV_COUNT"\nexec ${real} "$@"\n` : `#!/bin/sh\necho ${name} >> "$PGPROV_COUNT"\nexit 127\n`);
+  chmodSync(wrapper, 0o755);
+}
+
+/** Runs a script as a host runs a section (sh, the script on stdin); counts the processes it started, by name. */
+export function runCounted(script: string, env: Record<string, string> = {}): { stdout: string; stderr: string; code: number; started: Record<string, number> } {
+  const log = join(work, `count-${Math.random().toString(36).slice(2)}`);
+  writeFileSync(log, "");
+  const r = spawnSync("sh", ["-s"], { input: script, encoding: "utf8", cwd: work, env: { ...process.env, ...env, PATH: `${wrappers}:${process.env.PATH}`, PGPROV_COUNT: log } });
+  const started: Record<string, number> = {};
+  for (const name of readFileSync(log, "utf8").split("\n").filter(Boolean)) started[name] = (started[name] ?? 0) + 1;
+  return { stdout: r.stdout, stderr: r.stderr, code: r.status ?? -1, started };
+}
+
+const item = (path: string, want = "", more: { leftovers?: boolean; diff?: boolean } = {}) => ({ path, want, leftovers: more.leftovers ?? want !== "", diff: more.diff ?? true });
+
+describe("issue 9 item 2: cheaper checks", () => {
+  const d = join(work, "etc");
+  mkdirSync(d, { mode: 0o755 });
+  writeFileSync(join(d, "a.conf"), "x");
+  chmodSync(join(d, "a.conf"), 0o640);
+  writeFileSync(join(d, "b b.conf"), "old\n");
+  writeFileSync(join(d, "secret"), "old password\n");
+  writeFileSync(join(d, "hard"), "h");
+  linkSync(join(d, "hard"), join(d, "hard2"));
+  writeFileSync(join(d, "back\\slash"), "x");
+  mkdirSync(join(d, ".pgprov.a.conf.Xy12Ab"));
+  symlinkSync("/etc/hostname", join(d, "link"));
+  // A link on the way that someone other than root owns: never followed.
+  symlinkSync(d, join(work, "planted"));
+  lchownSync(join(work, "planted"), 65534, 65534);
+  chownSync(d, 0, 0);
+
+  it("issue 9 item 2: reads a converged file set with one stat and one sha256sum, and reads no content", () => {
+    const items = [item(d), item(join(d, "a.conf"), sha256("x"))];
+    const r = runCounted(fileReader.script(items));
+    expect(r.stderr).toBe("");
+    expect(r.started).toEqual({ stat: 1, sha256sum: 1 });
+    const [dir, a] = fileReader.split(r, items).map(parseFileState);
+    expect(dir).toMatchObject({ type: "directory", owner: "root", mode: "0755" });
+    expect(a).toMatchObject({ type: "regular file", mode: "0640", links: 1, sha256: sha256("x"), leftover: true });
+    expect(a!.content).toBeUndefined();
+  });
+
+  it("issue 9 item 2: reads back, with dd and without following a link, only the content that differs and may be shown", () => {
+    const items = [
+      item(join(d, "b b.conf"), sha256("new\n")),
+      item(join(d, "secret"), sha256("new password\n"), { diff: false }),
+      item(join(d, "none")),
+      item(join(work, "no", "such", "dir")),
+      item(join(d, "link"), sha256("x")),
+      item(join(work, "planted", "a.conf"), sha256("x")),
+      item(join(d, "back\\slash"), sha256("y")),
+      item(join(d, "hard"), sha256("h")),
+    ];
+    const r = runCounted(fileReader.script(items));
+    const [b, secret, none, deep, link, planted, back, hard] = fileReader.split(r, items).map(parseFileState);
+    expect(b).toMatchObject({ type: "regular file", sha256: sha256("old\n") });
+    expect(b!.content?.toString()).toBe("old\n");
+    expect(secret).toMatchObject({ type: "regular file", sha256: sha256("old password\n") });
+    expect(secret!.content).toBeUndefined();
+    expect(none!.type).toBe("absent");
+    expect(deep!.type).toBe("absent");
+    expect(link).toMatchObject({ type: "symbolic link", owner: "root", target: "/etc/hostname" });
+    expect(link!.sha256).toBeUndefined();
+    expect(planted!.unsafe).toBe(`${join(work, "planted")} is a symbolic link to ${d} (owned by nobody) in ${work} (owned by root)`);
+    // sha256sum would escape this name in its output: hashed on its own.
+    expect(back).toMatchObject({ type: "regular file", sha256: sha256("x") });
+    expect(back!.content?.toString()).toBe("x");
+    // A file with another name: who may change its directory decides whether it may be touched.
+    expect(hard).toMatchObject({ links: 2, sha256: sha256("h"), dirUid: "0", dirMode: 0o40755 });
+    expect(r.started.stat).toBe(4); // the set, one for each of the two links, one for hard's directory
+    expect(r.started.sha256sum).toBe(2);
+    expect(r.started.dd).toBe(3); // back\slash's checksum; its content and b b.conf's, for their diffs
+  });
+});
