@@ -9,6 +9,8 @@ import { chmodSync, chownSync, linkSync, lchownSync, mkdirSync, mkdtempSync, rea
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
+import type { SharedProbe } from "../../src/engine/module.js";
+import { aptArgs, aptModule } from "../../src/modules/apt.js";
 import { fileReader, parseFileState, sha256 } from "../../src/modules/file.js";
 
 const work = mkdtempSync(join(tmpdir(), "pgprov-probe-cost-"));
@@ -95,5 +97,34 @@ describe("issue 9 item 2: cheaper checks", () => {
     expect(r.started.stat).toBe(4); // the set, one for each of the two links, one for hard's directory
     expect(r.started.sha256sum).toBe(2);
     expect(r.started.dd).toBe(3); // back\slash's checksum; its content and b b.conf's, for their diffs
+  });
+});
+
+describe("issue 9 item 2: dpkg's state without dpkg --audit", () => {
+  const apt = aptModule();
+  const probe = apt.probe(aptArgs.parse({ packages: ["dpkg"] }), { playbookDir: "/", render: (t) => t }) as SharedProbe<string[]>;
+  /** The probe against a dpkg database of our own: its status file and its journal. */
+  const dpkgProbe = (status: string, journal: string[] = []) => {
+    const db = mkdtempSync(join(work, "dpkg-"));
+    mkdirSync(join(db, "updates"));
+    for (const name of journal) writeFileSync(join(db, "updates", name), "Package: x\n");
+    writeFileSync(join(db, "status"), status);
+    return runCounted(probe.reader.script([probe.item]).replaceAll("/var/lib/dpkg/", `${db}/`));
+  };
+  const stanza = (name: string, status: string) => `Package: ${name}\nStatus: ${status}\nVersion: 1\n\n`;
+  const installed = stanza("cron", "install ok installed") + stanza("old", "deinstall ok config-files") + stanza("gone", "purge ok not-installed");
+
+  it("issue 9 item 2: reads a clean dpkg with one dpkg-query and one grep", () => {
+    const r = dpkgProbe(installed);
+    expect(r.stdout).toMatch(/^pkg=dpkg installed \S+$/m);
+    expect(r.stdout).not.toContain("dpkg_interrupted");
+    expect(r.started).toEqual({ "dpkg-query": 1, grep: 1 });
+  });
+
+  it("issue 9 item 2: still finds what an interrupted dpkg left: its journal, or a package halfway", () => {
+    expect(dpkgProbe(installed, ["0001"]).stdout).toContain("dpkg_interrupted=yes");
+    for (const state of ["install ok half-installed", "install ok unpacked", "install ok half-configured", "install ok triggers-awaited", "install ok triggers-pending", "install reinstreq installed"]) {
+      expect(dpkgProbe(installed + stanza("postgresql-15", state)).stdout, state).toContain("dpkg_interrupted=yes");
+    }
   });
 });
