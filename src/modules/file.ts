@@ -120,8 +120,12 @@ const WALK = String.raw`pgprov_walk() {
   done
 }`.replace(/\\\$/g, "$");
 
-/** Into the directory the walk found, and check that it is still that directory (a `cd` follows links). */
-const ENTER_DIRECTORY = `cd -P -- "$pgprov_dir" && [ "$(pwd -P)" = "$pgprov_dir" ]`;
+/**
+ * Into the directory the walk found, and check that it is still that directory (a `cd` follows
+ * links). dash's `cd -P` sets PWD from getcwd() right after the chdir (and `pwd -P` would only
+ * print that same value, in a process of its own): no process for a check made for every path.
+ */
+const ENTER_DIRECTORY = `cd -P -- "$pgprov_dir" && [ "$PWD" = "$pgprov_dir" ]`;
 
 /** What the file reader reads of one path: its state, and its checksum when content is wanted. */
 interface FileItem {
@@ -363,7 +367,7 @@ function fileCommand(args: FileArgs, detail: FileDetail): Command {
   // Named after the path, so the next run's check of this path finds what a killed run left.
   const privateDirectory = [
     `pgprov_tmp=$(mktemp -d ${temporaryDirectories(args.path, "XXXXXX")}) || { echo ${shellQuote(`cannot make a temporary directory beside ${args.path}`)}" (in $pgprov_dir)" >&2; exit 1; }`,
-    `cd -P -- "$pgprov_tmp" && [ "$(pwd -P)" = "\${pgprov_dir%/}/\${pgprov_tmp#./}" ] && [ "$(stat -c %u:%a .)" = 0:700 ] || ${refuse("its directory changed while pgprov was changing it")}`,
+    `cd -P -- "$pgprov_tmp" && [ "$PWD" = "\${pgprov_dir%/}/\${pgprov_tmp#./}" ] && [ "$(stat -c %u:%a .)" = 0:700 ] || ${refuse("its directory changed while pgprov was changing it")}`,
     `trap 'rm -f f; cd .. && rmdir -- "$pgprov_tmp"' EXIT`,
     // A signal exits, and the exit removes it (dash runs no EXIT trap on a signal of its own).
     `trap 'exit 1' HUP INT PIPE TERM`,
@@ -384,7 +388,7 @@ function fileCommand(args: FileArgs, detail: FileDetail): Command {
       enter,
       `[ -e ${here} ] || [ -L ${here} ] || mkdir -- ${here}`,
       `[ -d ${here} ] && [ ! -L ${here} ] || ${refuse("it is not a directory (a symbolic link, or replaced since it was read)")}`,
-      `cd -P -- ${here} && [ "$(pwd -P)" = "\${pgprov_dir%/}/"${shellQuote(name)} ] || ${refuse("it changed while pgprov was changing it")}`,
+      `cd -P -- ${here} && [ "$PWD" = "\${pgprov_dir%/}/"${shellQuote(name)} ] || ${refuse("it changed while pgprov was changing it")}`,
       setAttributes("."),
     ];
     return { script: script.filter(Boolean).join("\n"), display: `mkdir ${args.path}${attributeText(args)}` };

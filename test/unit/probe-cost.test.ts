@@ -27,14 +27,23 @@ for (const name of COUNTED) {
   chmodSync(wrapper, 0o755);
 }
 
-/** Runs a script as a host runs a section (sh, the script on stdin); counts the processes it started, by name. */
-export function runCounted(script: string, env: Record<string, string> = {}): { stdout: string; stderr: string; code: number; started: Record<string, number> } {
+/**
+ * Runs a script as a host runs a section (sh, the script on stdin); counts the commands it
+ * started, by name, and the processes it forked (a subshell, a command substitution): in a PID
+ * namespace of its own, the last process's number tells.
+ */
+function runCounted(script: string): { stdout: string; stderr: string; code: number; started: Record<string, number>; forks: number } {
   const log = join(work, `count-${Math.random().toString(36).slice(2)}`);
   writeFileSync(log, "");
-  const r = spawnSync("sh", ["-s"], { input: script, encoding: "utf8", cwd: work, env: { ...process.env, ...env, PATH: `${wrappers}:${process.env.PATH}`, PGPROV_COUNT: log } });
+  const counted = `${script}\npgprov_rc=$?; : & wait; echo "forks $(($! - 2))" >> "$PGPROV_COUNT"; exit $pgprov_rc\n`;
+  const r = spawnSync("unshare", ["--pid", "--fork", "sh", "-s"], { input: counted, encoding: "utf8", cwd: work, env: { ...process.env, PATH: `${wrappers}:${process.env.PATH}`, PGPROV_COUNT: log } });
   const started: Record<string, number> = {};
-  for (const name of readFileSync(log, "utf8").split("\n").filter(Boolean)) started[name] = (started[name] ?? 0) + 1;
-  return { stdout: r.stdout, stderr: r.stderr, code: r.status ?? -1, started };
+  let forks = -1;
+  for (const line of readFileSync(log, "utf8").split("\n").filter(Boolean)) {
+    if (line.startsWith("forks ")) forks = Number(line.slice(6));
+    else started[line] = (started[line] ?? 0) + 1;
+  }
+  return { stdout: r.stdout, stderr: r.stderr, code: r.status ?? -1, started, forks };
 }
 
 const item = (path: string, want = "", more: { leftovers?: boolean; diff?: boolean } = {}) => ({ path, want, leftovers: more.leftovers ?? want !== "", diff: more.diff ?? true });
@@ -57,10 +66,14 @@ describe("issue 9 item 2: cheaper checks", () => {
   chownSync(d, 0, 0);
 
   it("issue 9 item 2: reads a converged file set with one stat and one sha256sum, and reads no content", () => {
-    const items = [item(d), item(join(d, "a.conf"), sha256("x"))];
+    mkdirSync(join(d, "sub"));
+    writeFileSync(join(d, "sub", "c.conf"), "c");
+    const items = [item(d), item(join(d, "a.conf"), sha256("x")), item(join(d, "sub", "c.conf"), sha256("c"))];
     const r = runCounted(fileReader.script(items));
     expect(r.stderr).toBe("");
     expect(r.started).toEqual({ stat: 1, sha256sum: 1 });
+    // The two command substitutions that start them, nothing for the checks of each path.
+    expect(r.forks).toBe(2);
     const [dir, a] = fileReader.split(r, items).map(parseFileState);
     expect(dir).toMatchObject({ type: "directory", owner: "root", mode: "0755" });
     expect(a).toMatchObject({ type: "regular file", mode: "0640", links: 1, sha256: sha256("x"), leftover: true });
