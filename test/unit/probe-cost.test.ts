@@ -12,6 +12,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import type { SharedProbe } from "../../src/engine/module.js";
 import { aptArgs, aptModule } from "../../src/modules/apt.js";
 import { fileReader, parseFileState, sha256 } from "../../src/modules/file.js";
+import { psql } from "../../src/postgres/psql.js";
 
 const work = mkdtempSync(join(tmpdir(), "pgprov-probe-cost-"));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
@@ -138,6 +139,17 @@ describe("issue 9 item 2: dpkg's state without dpkg --audit", () => {
     expect(dpkgProbe(installed, ["0001"]).stdout).toContain("dpkg_interrupted=yes");
     for (const state of ["install ok half-installed", "install ok unpacked", "install ok half-configured", "install ok triggers-awaited", "install ok triggers-pending", "install reinstreq installed"]) {
       expect(dpkgProbe(installed + stanza("postgresql-15", state)).stdout, state).toContain("dpkg_interrupted=yes");
+    }
+  });
+});
+
+describe("issue 9 item 2: psql without a PAM session", () => {
+  it("issue 9 item 2: starts psql as postgres with setpriv, not runuser (a PAM session, a forked child, and env)", () => {
+    const sql = psql(5432);
+    const probe = sql.probe("select 1");
+    for (const script of [probe.reader.script(["select 1"]), sql.command(["select 1"], "x").script]) {
+      expect(script).not.toMatch(/runuser|\benv\b/);
+      expect(script).toContain(`PGCONNECT_TIMEOUT=10 PGOPTIONS='-c statement_timeout=15s' setpriv --reuid=postgres --regid=postgres --init-groups -- "$psql" -XAtq -p 5432`);
     }
   });
 });
