@@ -12,6 +12,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import type { SharedProbe } from "../../src/engine/module.js";
 import { aptArgs, aptModule } from "../../src/modules/apt.js";
 import { fileReader, parseFileState, sha256 } from "../../src/modules/file.js";
+import { dataDirectoryProbe, parseDataDirectory } from "../../src/postgres/data-directory.js";
 import { psql } from "../../src/postgres/psql.js";
 
 const work = mkdtempSync(join(tmpdir(), "pgprov-probe-cost-"));
@@ -151,5 +152,50 @@ describe("issue 9 item 2: psql without a PAM session", () => {
       expect(script).not.toMatch(/runuser|\benv\b/);
       expect(script).toContain(`PGCONNECT_TIMEOUT=10 PGOPTIONS='-c statement_timeout=15s' setpriv --reuid=postgres --regid=postgres --init-groups -- "$psql" -XAtq -p 5432`);
     }
+  });
+});
+
+describe("issue 9 item 2: the data directory without awk", () => {
+  it("issue 9 item 2: reads pg_control through pg_controldata alone, its lines parsed by the shell", () => {
+    const bin = join(work, "pg-bin");
+    const data = join(work, "pg-data");
+    for (const dir of [bin, join(data, "global"), join(data, "base", "1"), join(data, "base", "4"), join(data, "base", "5"), join(data, "pg_wal"), join(data, "pg_tblspc")]) mkdirSync(dir, { recursive: true });
+    writeFileSync(join(data, "PG_VERSION"), "15\n");
+    writeFileSync(join(data, "global", "pg_control"), "");
+    writeFileSync(join(data, "standby.signal"), "");
+    // pg_controldata's own words (LC_ALL=C), the lines around the ones read included.
+    const control = [
+      "pg_control version number:            1300",
+      "Catalog version number:               202209061",
+      "Database system identifier:           7312829374750341235",
+      "Database cluster state:               shut down in recovery",
+      "pg_control last modified:             Fri Nov 27 12:38:01 2026",
+      "Latest checkpoint location:           0/3000028",
+      "Latest checkpoint's REDO location:    0/3000028",
+      "Latest checkpoint's REDO WAL file:    000000020000000000000003",
+      "Latest checkpoint's TimeLineID:       2",
+      "Latest checkpoint's PrevTimeLineID:   2",
+      "Latest checkpoint's NextXID:          0:735",
+      "Latest checkpoint's NextOID:          24576",
+      "Minimum recovery ending location:     0/3000100",
+    ].join("\n");
+    writeFileSync(join(bin, "control.txt"), `${control}\n`);
+    writeFileSync(join(bin, "pg_controldata"), `#!/bin/sh\necho pg_controldata >> "$PGPROV_COUNT"\n[ "$1" = ${JSON.stringify(data)} ] || exit 2\nexec /bin/cat ${JSON.stringify(join(bin, "control.txt"))}\n`);
+    chmodSync(join(bin, "pg_controldata"), 0o755);
+    const r = runCounted(dataDirectoryProbe(data, bin));
+    expect(r.stderr).toBe("");
+    expect(parseDataDirectory(r.stdout)).toMatchObject({
+      exists: true,
+      majorVersion: 15,
+      systemIdentifier: "7312829374750341235",
+      state: "shut down in recovery",
+      timeline: 2,
+      nextOid: 24576,
+      checkpointLsn: "0/3000028",
+      standbySignal: true,
+      userDatabases: 0,
+      tablespaces: 0,
+    });
+    expect(r.started).toEqual({ pg_controldata: 1 });
   });
 });
