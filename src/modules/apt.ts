@@ -25,9 +25,14 @@ const INSTALL_TIMEOUT_MS = 900_000;
 /**
  * dpkg was stopped halfway (a run killed or interrupted during an install): its journal holds
  * updates, or a package is left unpacked or half-configured. apt refuses to work until
- * `dpkg --configure -a` has finished the job.
+ * `dpkg --configure -a` has finished the job. Read without a process for the journal (a glob) and
+ * with one grep of the status file for the states `dpkg --audit` reports (which would load
+ * dpkg's whole database in every check): halfway, awaiting triggers, or in need of a reinstall.
  */
-const DPKG_INTERRUPTED = `[ -n "$(ls -A /var/lib/dpkg/updates 2>/dev/null)" ] || [ -n "$(dpkg --audit 2>/dev/null)" ]`;
+const DPKG_INTERRUPTED = [
+  `{ for f in /var/lib/dpkg/updates/* /var/lib/dpkg/updates/.[!.]*; do [ ! -e "$f" ] || break; done; [ -e "$f" ]; }`,
+  `grep -Eq '^Status: [a-z]+ (reinstreq [a-z-]+|[a-z]+ (half-installed|unpacked|half-configured|triggers-awaited|triggers-pending))$' /var/lib/dpkg/status`,
+].join(" || ");
 const DPKG_REPAIR = `if ${DPKG_INTERRUPTED}; then DEBIAN_FRONTEND=noninteractive dpkg --force-confdef --force-confold --configure -a; fi`;
 
 /** What dpkg knows of every package of a batch, in one dpkg-query: "pkg=name status version" lines. */

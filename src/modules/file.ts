@@ -120,8 +120,12 @@ const WALK = String.raw`pgprov_walk() {
   done
 }`.replace(/\\\$/g, "$");
 
-/** Into the directory the walk found, and check that it is still that directory (a `cd` follows links). */
-const ENTER_DIRECTORY = `cd -P -- "$pgprov_dir" && [ "$(pwd -P)" = "$pgprov_dir" ]`;
+/**
+ * Into the directory the walk found, and check that it is still that directory (a `cd` follows
+ * links). dash's `cd -P` sets PWD from getcwd() right after the chdir (and `pwd -P` would only
+ * print that same value, in a process of its own): no process for a check made for every path.
+ */
+const ENTER_DIRECTORY = `cd -P -- "$pgprov_dir" && [ "$PWD" = "$pgprov_dir" ]`;
 
 /** What the file reader reads of one path: its state, and its checksum when content is wanted. */
 interface FileItem {
@@ -135,8 +139,25 @@ interface FileItem {
 }
 
 /**
- * Every file of a batch in one section: the walk and the reading function are defined once, then
- * each path is read in turn (each from inside its checked directory, never through a link).
+ * Every file of a batch in one section, at the cost of one `stat` and one `sha256sum` for the whole
+ * set. First each path is walked and checked with shell builtins alone (the walk, the `cd` into
+ * the checked directory, the leftover glob, `[ -L ]`: a process only for a link at the path, which
+ * the task then refuses or removes); then one `stat` reads every path that exists (and the
+ * directory of each file) and one `sha256sum` hashes every regular file, both by the real path
+ * the walk found (root's links resolved, no link a user could plant); then each path's state is
+ * printed, `@@k` before it.
+ *
+ * Why the one stat and one hash by real path are as safe as the per-file reads from inside each
+ * checked directory they replace: between the walk and them, a user who can change a directory
+ * on the way could swap in a link, and then they read a file elsewhere. What they read is only
+ * compared, never shown: a checksum that differs plans a write, whose act walks and checks the
+ * way again and writes by rename inside the checked directory (a link there is replaced, never
+ * followed); a checksum that matches, or attributes that do, describe a state that user could
+ * have made at the path anyway; an attribute change is made only on the inode the probe read, in
+ * the checked directory (see fileCommand). What would be shown, the content for a diff, is still
+ * read with dd's nofollow from inside the directory walked and checked again right then, and only
+ * for a file whose checksum differs. (A swapped link to a pipe would make sha256sum wait: the
+ * probe's bound ends it, and the run fails without changing anything.)
  */
 export const fileReader: ProbeReader<FileItem> = {
   name: "files",
@@ -145,30 +166,87 @@ export const fileReader: ProbeReader<FileItem> = {
       WALK,
       `NL='
 '`,
-      // $1: the path; $2: ./ and its last component; $3: the wanted checksum; $4: the prefix of
-      // the temporary directories to look for (see temporaryPrefix), or nothing; $5: 1 to
-      // read the content back for a diff.
-      `pgprov_state() {`,
-      `  pgprov_walk "$1" || { echo "unsafe=$pgprov_unsafe"; return; }`,
-      `  if [ -n "$pgprov_missing" ]; then echo type=absent; return; fi`,
-      `  ${ENTER_DIRECTORY} || { echo "unsafe=$pgprov_dir changed while pgprov read it"; return; }`,
-      `  if [ -n "$4" ]; then for f in ./"$4"??????; do [ ! -e "$f" ] || { echo leftover=1; break; }; done; fi`,
-      `  if [ -L "$2" ]; then stat --printf 'type=symbolic link\\nowner=%U\\n' -- "$2"; echo "target=$(readlink -- "$2")"; return; fi`,
-      `  [ -e "$2" ] || { echo type=absent; return; }`,
-      `  s=$(stat --printf 'type=%F\\nowner=%U\\ngroup=%G\\nmode=%a\\nuid=%u\\ngid=%g\\ninode=%i\\nlinks=%h\\nsize=%s' -- "$2") && echo "$s"`,
-      `  [ -f "$2" ] || return 0`,
-      // Who may change the directory matters only for a file with more than one name.
-      `  case $s in *"\${NL}links=1\${NL}"*) ;; *) stat --printf 'dir_uid=%u\\ndir_mode=%f\\n' . ;; esac`,
-      // dd's nofollow: a link swapped in after the checks is not read through.
-      `  h=$(dd if="$2" iflag=nofollow,nonblock status=none | sha256sum); h=\${h%% *}; echo "sha256=$h"`,
-      // The content only for a diff: a file whose content must not be shown is not even read back.
-      `  if [ "$5" = 1 ] && [ "$h" != "$3" ] && [ "\${s##*size=}" -le ${DIFF_LIMIT_BYTES} ]; then echo "content=$(dd if="$2" iflag=nofollow,nonblock status=none | base64 -w0)"; fi`,
+      `TAB='\t'`,
+      // $1: the path; $2: ./ and its last component; $3: the prefix of the temporary directories
+      // to look for (see temporaryPrefix), or nothing. Sets pgprov_o to what it found, and
+      // pgprov_f to the real path of a regular file or directory, for the stat (and pgprov_h for
+      // the checksum when the name would not come back from sha256sum as it is).
+      `pgprov_look() {`,
+      `  pgprov_o= pgprov_f= pgprov_h=`,
+      `  pgprov_walk "$1" || { pgprov_o="unsafe=$pgprov_unsafe"; return; }`,
+      `  if [ -n "$pgprov_missing" ]; then pgprov_o=type=absent; return; fi`,
+      `  ${ENTER_DIRECTORY} || { pgprov_o="unsafe=$pgprov_dir changed while pgprov read it"; return; }`,
+      `  if [ -n "$3" ]; then for f in ./"$3"??????; do [ ! -e "$f" ] || { pgprov_o=leftover=1; break; }; done; fi`,
+      `  if [ -L "$2" ]; then pgprov_o="$pgprov_o$NL$(stat --printf 'type=symbolic link\\nowner=%U\\n' -- "$2"; echo "target=$(readlink -- "$2")")"; return; fi`,
+      `  [ -e "$2" ] || { pgprov_o="$pgprov_o\${NL}type=absent"; return; }`,
+      `  pgprov_f=\${pgprov_dir%/}/\${2#./}`,
+      // sha256sum escapes such a name in its output: this rare file is hashed on its own, here.
+      `  case $pgprov_f in *\\\\*) [ ! -f "$2" ] || { pgprov_h=$(dd if="$2" iflag=nofollow,nonblock status=none | sha256sum); pgprov_h=\${pgprov_h%% *}; } ;; esac`,
       `}`,
+      // Takes the next record of the one stat (pgprov_s, a line each: the name, then the fields)
+      // when it is the one of path $1; none when that path was gone by then. Sets r to its fields,
+      // and pgprov_x when it is a regular file. Only short strings meet a pattern: dash matches
+      // patterns against long ones slowly.
+      `pgprov_take() {`,
+      `  r= pgprov_x=`,
+      `  [ -n "$1" ] || return 0`,
+      `  l=\${pgprov_s%%"$NL"*}`,
+      `  case $l in "$1$TAB"*) r=\${l#"$1$TAB"}; pgprov_s=\${pgprov_s#*"$NL"} ;; *) return 0 ;; esac`,
+      `  case $r in "regular file$TAB"*|"regular empty file$TAB"*) pgprov_x=1 ;; esac`,
+      `}`,
+      // The same for the one sha256sum's lines (the checksum, two spaces, the name): sets h.
+      `pgprov_sum() {`,
+      `  h=`,
+      `  l=\${pgprov_sums%%"$NL"*}`,
+      `  case $l in *"  $1") h=\${l%"  $1"}; pgprov_sums=\${pgprov_sums#*"$NL"} ;; esac`,
+      `}`,
+      // $1: what pgprov_look found; $2: the stat's fields, or nothing; $3: the real path of its
+      // directory; $4: the checksum. Prints the path's state, and sets s, h and pgprov_regular for
+      // pgprov_content.
+      `pgprov_print() {`,
+      `  s= h=$4 pgprov_regular=`,
+      `  [ -z "$1" ] || echo "$1"`,
+      `  [ -n "$2" ] || return 0`,
+      `  d=$3 pgprov_ifs=$IFS; IFS=$TAB; set -f; set -- $2; IFS=$pgprov_ifs; set +f`,
+      `  s="type=$1\${NL}owner=$2\${NL}group=$3\${NL}mode=$4\${NL}uid=$5\${NL}gid=$6\${NL}inode=$7\${NL}links=$8\${NL}size=$9"`,
+      `  echo "$s"`,
+      `  case $s in "type=regular file$NL"*|"type=regular empty file$NL"*) pgprov_regular=1 ;; *) return 0 ;; esac`,
+      // Who may change the directory matters only for a file with more than one name.
+      `  case $s in *"\${NL}links=1\${NL}"*) ;; *) stat --printf 'dir_uid=%u\\ndir_mode=%f\\n' -- "$d" ;; esac`,
+      `  [ -z "$h" ] || echo "sha256=$h"`,
+      `}`,
+      // $1: the path; $2: ./ and its last component; $3: the wanted checksum. After pgprov_print
+      // (what it set): the content, for a diff, of a regular file that differs and is small, read
+      // with dd's nofollow from inside its directory, walked and checked again now.
+      `pgprov_content() {`,
+      `  [ -n "$pgprov_regular" ] && [ "$h" != "$3" ] || return 0`,
+      `  z=\${s##*"\${NL}size="}`,
+      `  case $z in ''|*[!0-9]*) return 0 ;; esac`,
+      `  [ "$z" -le ${DIFF_LIMIT_BYTES} ] || return 0`,
+      `  pgprov_walk "$1" && [ -z "$pgprov_missing" ] && ${ENTER_DIRECTORY} || { echo "unsafe=$1 changed while pgprov read it"; return 0; }`,
+      `  echo "content=$(dd if="$2" iflag=nofollow,nonblock status=none | base64 -w0)"`,
+      `}`,
+      `set --`,
       ...items.map((item, k) =>
         [
-          `echo @@${k}; pgprov_state ${shellQuote(item.path)} ${shellQuote(`./${basenameOf(item.path)}`)} ${shellQuote(item.want)}`,
-          `${shellQuote(item.leftovers ? temporaryPrefix(item.path) : "")} ${item.diff ? 1 : 0}`,
-        ].join(" "),
+          `pgprov_look ${shellQuote(item.path)} ${shellQuote(`./${basenameOf(item.path)}`)} ${shellQuote(item.leftovers ? temporaryPrefix(item.path) : "")}`,
+          `pgprov_o${k}=$pgprov_o pgprov_f${k}=$pgprov_f pgprov_d${k}=$pgprov_dir pgprov_h${k}=$pgprov_h`,
+          `[ -z "$pgprov_f" ] || set -- "$@" "$pgprov_f"`,
+        ].join("; "),
+      ),
+      // Every path that exists in one stat (which never follows a link at the path it is given).
+      `pgprov_s=; [ $# = 0 ] || pgprov_s=$(stat --printf '%n\\t%F\\t%U\\t%G\\t%a\\t%u\\t%g\\t%i\\t%h\\t%s\\n' -- "$@" 2>/dev/null)$NL`,
+      // Every regular file (as the stat saw it) in one sha256sum.
+      `set --`,
+      ...items.map((_item, k) => `pgprov_take "$pgprov_f${k}"; pgprov_r${k}=$r; [ -z "$pgprov_x" ] || [ -n "$pgprov_h${k}" ] || set -- "$@" "$pgprov_f${k}"`),
+      `pgprov_sums=; [ $# = 0 ] || pgprov_sums=$(sha256sum -- "$@" 2>/dev/null)$NL`,
+      ...items.map((item, k) =>
+        [
+          `[ -z "$pgprov_r${k}" ] || [ -n "$pgprov_h${k}" ] || { pgprov_sum "$pgprov_f${k}"; pgprov_h${k}=$h; }`,
+          `echo @@${k}; pgprov_print "$pgprov_o${k}" "$pgprov_r${k}" "$pgprov_d${k}" "$pgprov_h${k}"`,
+          // The content only for a diff: a file whose content must not be shown is not even read back.
+          ...(item.diff && item.want ? [`pgprov_content ${shellQuote(item.path)} ${shellQuote(`./${basenameOf(item.path)}`)} ${shellQuote(item.want)}`] : []),
+        ].join("; "),
       ),
       `echo @@end`,
     ].join("\n"),
@@ -289,7 +367,7 @@ function fileCommand(args: FileArgs, detail: FileDetail): Command {
   // Named after the path, so the next run's check of this path finds what a killed run left.
   const privateDirectory = [
     `pgprov_tmp=$(mktemp -d ${temporaryDirectories(args.path, "XXXXXX")}) || { echo ${shellQuote(`cannot make a temporary directory beside ${args.path}`)}" (in $pgprov_dir)" >&2; exit 1; }`,
-    `cd -P -- "$pgprov_tmp" && [ "$(pwd -P)" = "\${pgprov_dir%/}/\${pgprov_tmp#./}" ] && [ "$(stat -c %u:%a .)" = 0:700 ] || ${refuse("its directory changed while pgprov was changing it")}`,
+    `cd -P -- "$pgprov_tmp" && [ "$PWD" = "\${pgprov_dir%/}/\${pgprov_tmp#./}" ] && [ "$(stat -c %u:%a .)" = 0:700 ] || ${refuse("its directory changed while pgprov was changing it")}`,
     `trap 'rm -f f; cd .. && rmdir -- "$pgprov_tmp"' EXIT`,
     // A signal exits, and the exit removes it (dash runs no EXIT trap on a signal of its own).
     `trap 'exit 1' HUP INT PIPE TERM`,
@@ -310,7 +388,7 @@ function fileCommand(args: FileArgs, detail: FileDetail): Command {
       enter,
       `[ -e ${here} ] || [ -L ${here} ] || mkdir -- ${here}`,
       `[ -d ${here} ] && [ ! -L ${here} ] || ${refuse("it is not a directory (a symbolic link, or replaced since it was read)")}`,
-      `cd -P -- ${here} && [ "$(pwd -P)" = "\${pgprov_dir%/}/"${shellQuote(name)} ] || ${refuse("it changed while pgprov was changing it")}`,
+      `cd -P -- ${here} && [ "$PWD" = "\${pgprov_dir%/}/"${shellQuote(name)} ] || ${refuse("it changed while pgprov was changing it")}`,
       setAttributes("."),
     ];
     return { script: script.filter(Boolean).join("\n"), display: `mkdir ${args.path}${attributeText(args)}` };

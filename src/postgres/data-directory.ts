@@ -72,8 +72,20 @@ export function dataDirectoryProbe(dataDirectory: string, binDirectory: string):
     `[ -f "$d/postmaster.pid" ] && read -r pid < "$d/postmaster.pid" && kill -0 "$pid" 2>/dev/null && echo running=yes`,
     `c=`,
     `if [ -f "$d/global/pg_control" ] && [ -x ${bin}/pg_controldata ]; then`,
-    `  c=$(LC_ALL=C ${bin}/pg_controldata "$d" | awk -F': *' '/^Database system identifier/ { print "system_identifier=" $2 } /^Database cluster state/ { print "state=" $2 } /^Latest checkpoint.s TimeLineID/ { print "timeline=" $2 } /^Latest checkpoint.s NextOID/ { print "next_oid=" $2 } /^Latest checkpoint location/ { print "checkpoint_lsn=" $2 }')`,
-    `  echo "$c"`,
+    // Its lines split by the shell itself (no awk): "Name:   value".
+    `  pgprov_ifs=$IFS; IFS='\n'; set -f`,
+    `  for l in $(LC_ALL=C ${bin}/pg_controldata "$d"); do`,
+    `    v=\${l#*:}; v=\${v#"\${v%%[! ]*}"}`,
+    `    case $l in`,
+    `      "Database system identifier:"*) c="\${c}system_identifier=$v\n" ;;`,
+    `      "Database cluster state:"*) c="\${c}state=$v\n" ;;`,
+    `      "Latest checkpoint"?"s TimeLineID:"*) c="\${c}timeline=$v\n" ;;`,
+    `      "Latest checkpoint"?"s NextOID:"*) c="\${c}next_oid=$v\n" ;;`,
+    `      "Latest checkpoint location:"*) c="\${c}checkpoint_lsn=$v\n" ;;`,
+    `    esac`,
+    `  done`,
+    `  IFS=$pgprov_ifs; set +f`,
+    `  printf %s "$c"`,
     `fi`,
     // A promotion writes NNNNNNNN.history at once; pg_control's timeline waits for a checkpoint.
     // The glob sorts, and eight hex digits sort as numbers do: the last one is the latest.
