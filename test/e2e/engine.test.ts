@@ -155,9 +155,15 @@ describe("engine", () => {
 
   it("a second run that would change a host waits for the first, saying exactly what holds it (issue 8 item 13)", async () => {
     const playbook = join(dirname(inventory), "long.yml");
-    writeFileSync(playbook, `- name: Long\n  hosts: pg1\n  tasks:\n    - name: takes a while\n      command: { cmd: "sleep 4", creates: /nonexistent }\n`);
+    writeFileSync(playbook, `- name: Long\n  hosts: pg1\n  tasks:\n    - name: takes a while\n      command: { cmd: "sleep 7.5", creates: /nonexistent }\n`);
     const first = pgprov(["apply", inventory, "--playbook", playbook]);
-    await new Promise((r) => setTimeout(r, 1500));
+    // The second run starts once the first holds pg1 (its command runs there), not after a fixed
+    // head start: on a loaded machine the first run took longer than 1.5 s to get there.
+    const deadline = Date.now() + 60_000;
+    while ((await labExec(lab.hosts[0]!, "pgrep -f '[s]leep 7.5' >/dev/null")).code !== 0) {
+      if (Date.now() > deadline) throw new Error("the first run did not start its command on pg1 within 60 s");
+      await new Promise((r) => setTimeout(r, 100));
+    }
     const second = await pgprov(["apply", inventory, "--playbook", playbook]);
     // Not refused, not run alongside: it waited (bounded), naming the holder, then ran.
     expect(second.stderr).toMatch(/host pg1: waiting for pgprov PID \d+ on this machine \([^)]*; it still runs\), now running .*: \d+ s of at most \d+ s/);
