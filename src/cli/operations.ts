@@ -81,7 +81,7 @@ export async function failoverCommand(args: Common & { to?: string; force: boole
   const consent = askFor("failover", args);
   const r = await failover(inventory, playbook, { ...(args.to ? { to: args.to } : {}), force: args.force, acceptNewHostKeys: args.acceptNewHostKeys, dryRun: args.dryRun, ...consent, emit });
   if (!r) return dryRunDone("failover");
-  return result("failover", { ...r }, [`failover: ${r.newPrimary} is the primary${r.failed ? ", but the cluster playbook FAILED (see above)" : ""}`, `committed transactions: ${r.committedTransactionsSafe ? "none lost (proven by the synchronous standbys read)" : "may be lost (see above)"}`, `inventory rewritten: ${r.inventoryChanges.join(", ")}`]);
+  return result("failover", { ...r }, [`failover: ${r.newPrimary} is the primary${r.failed ? ", but the cluster playbook FAILED (see above)" : ""}`, `committed transactions: ${r.committedTransactionsSafe ? "none lost (proven by the synchronous standbys read, or by the old primary's WAL read to its clean end)" : "may be lost (see above)"}`, `inventory rewritten: ${r.inventoryChanges.join(", ")}`]);
 }
 
 export async function rejoinCommand(args: Common & { host: string; reclone: boolean; discardDiverged: boolean; yes: boolean }): Promise<number> {

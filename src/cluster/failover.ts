@@ -137,6 +137,7 @@ export async function failover(inventory: Inventory, playbook: Playbook, options
         promoteLsn: chosen.lsn,
         toRejoin: toRejoin.map((h) => h.name),
         committedTransactions: commits.line,
+        committedTransactionsSafe: commits.safe,
       },
       [
         oldEvidence.reachable

@@ -61,7 +61,7 @@ export function psql(port: number): Sql {
     // forks to close it (a quarter of this section's cost on a busy host).
     `for psql in /usr/lib/postgresql/*/bin/psql; do :; done; [ -x "$psql" ] || psql=psql\n` +
     `PGCONNECT_TIMEOUT=${CONNECT_TIMEOUT_S} PGOPTIONS=${shellQuote(SESSION_OPTIONS)} setpriv --reuid=postgres --regid=postgres --init-groups -- ` +
-    `"$psql" -XAtq -p ${port} -d ${connectable(database)} -v ON_ERROR_STOP=${stopOnError ? 1 : 0}`;
+    `"$psql" -XAtq -p ${port} -d ${shellQuote(connectable(database))} -v ON_ERROR_STOP=${stopOnError ? 1 : 0}`;
   const select = (query: string) => `select coalesce(json_agg(t), '[]') from (${query}) t;`;
   const reader: ProbeReader<Item> = {
     name: `psql:${port}`,

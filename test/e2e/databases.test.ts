@@ -124,7 +124,7 @@ describe("issue 15: roles, databases, extensions and access rules", () => {
     const pg1 = byName("pg1");
     const hand = await psql(pg1, "alter role app password 'changed-by-hand-1';\ncreate database handmade;\n\\c appdb\ndrop extension pgcrypto;");
     expect(hand.code, hand.err).toBe(0);
-    await labExec(pg1, `sed -i '/^host *appdb *app /d' ${CONF}/pg_hba.conf && systemctl reload postgresql@15-main`);
+    await labExec(pg1, `sed -i '/^host\\(ssl\\)\\? *appdb *app /d' ${CONF}/pg_hba.conf && systemctl reload postgresql@15-main`);
     expect((await connect(byName("pg2"), { user: "app", password: APP_PASSWORD, database: "appdb" })).code).not.toBe(0);
 
     const r = await pgprov(["apply", inventory], { env });
@@ -171,7 +171,9 @@ describe("issue 15: pgbouncer in front of every server", () => {
     expect(setup.code, setup.err).toBe(0);
 
     const one = async (n: number) => {
-      const client = new pg.Client({ host: byName("pg1").address, port: 6432, user: "app", password: APP_PASSWORD, database: "appdb", connectionTimeoutMillis: 20_000, query_timeout: 60_000 });
+      // Over TLS, pgbouncer's certificate checked against the cluster's CA (issue 10), as against the server.
+      const ssl = { ca: readFileSync(inventory.replace(/inventory\.yml$/, ".pgprov/inventory.ca.crt"), "utf8") };
+      const client = new pg.Client({ host: byName("pg1").address, port: 6432, user: "app", password: APP_PASSWORD, database: "appdb", ssl, connectionTimeoutMillis: 20_000, query_timeout: 60_000 });
       client.on("error", () => {});
       await client.connect();
       try {
@@ -196,10 +198,13 @@ describe("issue 15: pgbouncer in front of every server", () => {
 
   it("issue 15: a client with the read-write connection string (through the poolers) follows a switchover", async () => {
     const status = await pgprov(["status", inventory, "--json"], { env });
-    const cluster = events(status as never).find((e) => (e as { type: string }).type === "cluster") as unknown as { connection_strings: { readWrite: string } };
-    const readWrite = cluster.connection_strings.readWrite;
-    expect(readWrite).toMatch(/:6432,.*:6432,.*:6432\/postgres\?target_session_attrs=read-write$/);
-    const url = readWrite.replace("/postgres?", "/appdb?");
+    const cluster = events(status as never).find((e) => (e as { type: string }).type === "cluster") as unknown as { connection_strings: { read_write: string } };
+    const readWrite = cluster.connection_strings.read_write;
+    expect(readWrite).toMatch(/:6432,.*:6432,.*:6432\/postgres\?target_session_attrs=read-write&sslmode=verify-full&sslrootcert=/);
+    // The client verifies the poolers with its own copy of the cluster's CA (pgprov ca), as against the servers.
+    const caFile = inventory.replace(/inventory\.yml$/, ".pgprov/inventory.ca.crt");
+    await labExec(byName("pg3"), `cat > /root/cluster-ca.crt <<'EOF'\n${readFileSync(caFile, "utf8")}EOF`);
+    const url = readWrite.replace("/postgres?", "/appdb?").replace(encodeURIComponent(caFile), "/root/cluster-ca.crt");
     const write = async () => {
       const r = await labExec(byName("pg3"), `PGUSER=app PGPASSWORD='${APP_PASSWORD}' PGCONNECT_TIMEOUT=5 psql -XAtq -v ON_ERROR_STOP=1 '${url}' -c 'insert into pooled values (1000)' -c '\\echo :HOST'`);
       return { code: r.code, host: r.stdout.trim(), err: r.stderr };
