@@ -7,6 +7,7 @@
  * certificate's expiry) is a field of HostHealth read in readHost and one more rule in RULES.
  */
 import type { Host, Inventory, Role } from "../inventory/inventory.js";
+import { delayMilliseconds, upstreamOf } from "../inventory/topology.js";
 import type { CheckThresholds } from "../inventory/schema.js";
 import { PgprovError } from "../common/errors.js";
 import { shellQuote } from "../common/shell.js";
@@ -60,6 +61,8 @@ export interface ServerHealth {
   slots: SlotHealth[];
   /** On a writable server: its standbys as it sees them, and its archiver. */
   replication?: { rows: StandbyReplication[]; archiver: ArchiverHealth };
+  /** On a standby: the cascading standbys that stream from it, as it sees them (issue 12). */
+  downstreams?: StandbyReplication[];
 }
 
 export interface DiskSpace {
@@ -77,6 +80,10 @@ export interface HostHealth {
   role: Role;
   /** Why the host could not be reached over SSH: none of its own checks ran. */
   unreachable?: string;
+  /** The standby it streams from, when not the primary (a cascading standby, issue 12). */
+  upstream?: string;
+  /** A delayed standby's apply_delay: its replay lag is that much on purpose. */
+  applyDelaySeconds?: number;
   server?: ServerHealth | { error: string };
   disks?: DiskSpace[] | { error: string };
 }
@@ -106,7 +113,14 @@ export async function readHealth(inventory: Inventory, options: { acceptNewHostK
 }
 
 async function readHost(op: ClusterOperation, host: Host): Promise<HostHealth> {
-  const base = { host: host.name, role: host.role };
+  const upstream = upstreamOf(op.inventory.hosts, host);
+  const delay = host.applyDelay ? delayMilliseconds(host.applyDelay) : undefined;
+  const base = {
+    host: host.name,
+    role: host.role,
+    ...(upstream && upstream.role !== "primary" ? { upstream: upstream.name } : {}),
+    ...(delay ? { applyDelaySeconds: delay / 1000 } : {}),
+  };
   if (!op.reachable(host)) return { ...base, unreachable: op.unreachableReason(host) };
   const [server, disks] = await Promise.all([readServer(op, host), readDisks(op, host)]);
   return { ...base, server, disks };
@@ -129,7 +143,12 @@ async function readServer(op: ClusterOperation, host: Host): Promise<ServerHealt
       ...(s.retained_bytes === null || s.retained_bytes === undefined ? {} : { retainedBytes: Number(s.retained_bytes) }),
     })),
   };
-  if (server.inRecovery) return server;
+  if (server.inRecovery) {
+    const downstreams = await op.trySqlResult(host, REPLICATION_QUERY);
+    if ("error" in downstreams) return downstreams;
+    if (downstreams.rows.length) server.downstreams = downstreams.rows.map((row) => standbyReplication(String(row.application_name), downstreams.rows));
+    return server;
+  }
   const [replication, archiver] = await Promise.all([op.trySqlResult(host, REPLICATION_QUERY), op.trySqlResult(host, ARCHIVER_QUERY)]);
   for (const q of [replication, archiver]) if ("error" in q) return q;
   const rows = "rows" in replication ? replication.rows : [];
@@ -227,10 +246,15 @@ const roles: Rule = ({ hosts }) => {
 const streaming: Rule = ({ hosts, primary }) => {
   const out: Finding[] = [];
   for (const h of hosts.filter((x) => x.role === "standby")) {
-    if (primary) {
-      const seen = primary.server.replication!.rows.find((r) => r.host === h.host) ?? { host: h.host, state: "absent" };
+    // A cascading standby as its upstream standby sees it, the others as the primary does; when
+    // that server could not be read, as the standby says itself (below).
+    const upstream = h.upstream ? hosts.find((x) => x.host === h.upstream) : undefined;
+    const rows = upstream ? server(upstream)?.downstreams : primary?.server.replication!.rows;
+    const from = upstream ?? primary;
+    if (from && rows) {
+      const seen = (rows ?? []).find((r) => r.host === h.host) ?? { host: h.host, state: "absent" };
       const status: CheckStatus = seen.state === "streaming" ? "ok" : seen.state === "catchup" || seen.state === "startup" ? "warning" : "critical";
-      out.push({ status, check: "streaming", host: h.host, message: seen.state === "absent" ? `not connected to ${primary.host}: does not stream` : `${seen.state} from ${primary.host}` });
+      out.push({ status, check: "streaming", host: h.host, message: seen.state === "absent" ? `not connected to ${from.host}: does not stream` : `${seen.state} from ${from.host}` });
       continue;
     }
     const s = server(h);
@@ -245,14 +269,28 @@ const streaming: Rule = ({ hosts, primary }) => {
   return out;
 };
 
-const replayLag: Rule = ({ primary, thresholds }) =>
-  (primary?.server.replication!.rows ?? [])
-    .filter((r) => r.lagBytes !== undefined)
-    .map((r) => {
-      const [byBytes, bySeconds] = [rising(r.lagBytes!, thresholds.replay_lag), rising(r.lagSeconds ?? 0, thresholds.replay_lag_seconds)];
-      const status = PRECEDENCE.find((s) => s === byBytes || s === bySeconds)!;
-      return { status, check: "replay_lag", host: r.host, value: r.lagBytes!, message: `replays ${r.lagBytes} bytes, ${(r.lagSeconds ?? 0).toFixed(1)} s behind ${primary!.host}` };
-    });
+/**
+ * Each standby's replay lag, as the server it streams from sees it (a cascading standby's on its
+ * upstream). A delayed standby is late on purpose: only its lag past the delay counts, in seconds
+ * (its bytes behind are the WAL of the delay).
+ */
+const replayLag: Rule = ({ hosts, primary, thresholds }) => {
+  const sources = [...(primary ? [{ from: primary.host, rows: primary.server.replication!.rows }] : [])];
+  for (const h of hosts) if (server(h)?.downstreams) sources.push({ from: h.host, rows: server(h)!.downstreams! });
+  return sources.flatMap(({ from, rows }) =>
+    rows
+      .filter((r) => r.lagBytes !== undefined)
+      .map((r): Finding => {
+        const delay = hosts.find((x) => x.host === r.host)?.applyDelaySeconds;
+        const seconds = r.lagSeconds ?? 0;
+        const bySeconds = rising(delay ? Math.max(0, seconds - delay) : seconds, thresholds.replay_lag_seconds);
+        const byBytes = delay ? "ok" : rising(r.lagBytes!, thresholds.replay_lag);
+        const status = PRECEDENCE.find((s) => s === byBytes || s === bySeconds)!;
+        const message = `replays ${r.lagBytes} bytes, ${seconds.toFixed(1)} s behind ${from}${delay ? ` (delayed by ${delay} s on purpose)` : ""}`;
+        return { status, check: "replay_lag", host: r.host, value: r.lagBytes!, message };
+      }),
+  );
+};
 
 const slots: Rule = ({ hosts, thresholds }) =>
   hosts.flatMap((h) => (server(h)?.slots ?? []).map((s): Finding => {

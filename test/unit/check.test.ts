@@ -101,4 +101,23 @@ describe("pgprov check's findings", () => {
     ]);
     expect(parseDf("/dev/vda 100 30 70 30% /\n/dev/vda 100 30 70 30% /\n", ["/d", "/d/pg_wal"])).toHaveLength(1);
   });
+
+  it("issue 14 with issue 12: a cascading standby is seen on its upstream, and a delayed one's lag is counted past its delay", () => {
+    // pg3 streams from pg2 (cascading), pg4 from pg1 with apply_delay 1h: both healthy.
+    const primary = primaryServer({
+      rows: [
+        { host: "pg2", state: "streaming", lagBytes: 0, lagSeconds: 0, slot: "pgprov_pg2", slotActive: true },
+        { host: "pg4", state: "streaming", lagBytes: 40 * MB * 1024, lagSeconds: 3620, slot: "pgprov_pg4", slotActive: true },
+      ],
+    });
+    const pg2 = standby("pg2", { downstreams: [{ host: "pg3", state: "streaming", lagBytes: 0, lagSeconds: 0, slot: "pgprov_pg3", slotActive: true }] });
+    const pg3 = { ...standby("pg3"), upstream: "pg2" };
+    const pg4 = { ...standby("pg4"), applyDelaySeconds: 3600 };
+    const findings = judgeHealth([primary, pg2, pg3, pg4], thresholds, "pg1");
+    expect(findings.filter((f) => f.status !== "ok").map((f) => `${f.status} ${f.check} ${f.host}: ${f.message}`)).toEqual([]);
+    expect(findings.find((f) => f.check === "streaming" && f.host === "pg3")?.message).toBe("streaming from pg2");
+    // Past its delay by more than the threshold: a warning.
+    const late = primaryServer({ rows: [{ host: "pg4", state: "streaming", lagBytes: 0, lagSeconds: 3600 + 120, slot: "pgprov_pg4", slotActive: true }] });
+    expect(judgeHealth([late, pg4], thresholds, "pg1").find((f) => f.check === "replay_lag")).toMatchObject({ status: "warning", host: "pg4" });
+  });
 });
