@@ -196,7 +196,7 @@ describe("issue 12: replication topologies", () => {
     await eventually(
       "a failover",
       async () => {
-        const r = await pgprov(["failover", inventory]);
+        const r = await pgprov(["failover", inventory, "--yes"]);
         out = r.stdout + r.stderr;
         if (r.code !== 0 && !out.includes("refusing to fail over")) throw new Error(out);
         return r.code === 0;
