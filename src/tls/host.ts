@@ -38,8 +38,8 @@ function checkedFiles(files: HostKeyFiles): Required<HostKeyFiles> {
 }
 
 /**
- * Makes a new ECDSA P-256 key at `KEY.pending` (mode 0600 from its first byte, then given to
- * `owner`) and prints a signing request for it on stdout, and nothing else. `openssl genpkey`
+ * Makes a new ECDSA P-256 key at `KEY.pending` (mode 0600 from its first byte, made by
+ * `owner` itself) and prints a signing request for it on stdout, and nothing else. `openssl genpkey`
  * rather than `ecparam -genkey`: one PKCS#8 key, no parameters block beside it.
  */
 export function makeKeyAndCsrScript(files: HostKeyFiles, commonName: string): string {
@@ -47,15 +47,14 @@ export function makeKeyAndCsrScript(files: HostKeyFiles, commonName: string): st
   // Only a name pgprov issues for reaches -subj, so no character of it is DN syntax (/, +, =, \).
   if (!isDnsName(commonName)) throw new PgprovError(`${JSON.stringify(commonName)} is not a DNS name to put in a signing request`);
   const pending = shellQuote(pendingKeyFile(f.keyFile));
-  return [
-    // No moment at which anyone but root can read the new key.
+  return asOwner(f, [
+    // No moment at which anyone but the owner can read the new key.
     ...newFileBeside(f.keyFile, "077"),
     `openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$tmp"`,
-    `chown ${shellQuote(`${f.owner}:${f.group}`)} "$tmp"`,
     `chmod 0600 "$tmp"`,
     `mv -f -- "$tmp" ${pending}`,
     `openssl req -new -sha256 -key ${pending} -subj ${shellQuote(`/CN=${commonName}`)}`,
-  ].join("\n");
+  ]);
 }
 
 /**
@@ -65,13 +64,12 @@ export function makeKeyAndCsrScript(files: HostKeyFiles, commonName: string): st
  */
 export function installGivenKeyScript(files: HostKeyFiles, keyPem: string): string {
   const f = checkedFiles(files);
-  return [
+  return asOwner(f, [
     ...newFileBeside(f.keyFile, "077"),
     heredocBase64(keyPem, '"$tmp"'),
-    `chown ${shellQuote(`${f.owner}:${f.group}`)} "$tmp"`,
     `chmod 0600 "$tmp"`,
     `mv -f -- "$tmp" ${shellQuote(pendingKeyFile(f.keyFile))}`,
-  ].join("\n");
+  ]);
 }
 
 /**
@@ -87,7 +85,7 @@ export function installCertificateScript(files: HostKeyFiles, certPem: string): 
   const cert = shellQuote(f.certFile);
   const key = shellQuote(f.keyFile);
   const pending = shellQuote(pendingKeyFile(f.keyFile));
-  return [
+  return asOwner(f, [
     ...newFileBeside(f.certFile, "022"),
     heredocBase64(certPem, '"$tmp"'),
     `if [ -e ${pending} ]; then newkey=${pending}; else newkey=${key}; fi`,
@@ -96,16 +94,29 @@ export function installCertificateScript(files: HostKeyFiles, certPem: string): 
     `  echo "pgprov: the new certificate for ${escapeForDoubleQuotes(f.certFile)} is not for the key $newkey; nothing was changed" >&2`,
     "  exit 1",
     "fi",
-    `chown ${shellQuote(`${f.owner}:${f.group}`)} "$tmp"`,
     `chmod 0644 "$tmp"`,
     `if [ "$newkey" = ${pending} ]; then mv -f -- ${pending} ${key}; fi`,
     `mv -f -- "$tmp" ${cert}`,
-  ].join("\n");
+  ]);
+}
+
+/**
+ * Runs a script as the files' owner, not as root: the server's directory is the owner's
+ * (/etc/postgresql/N/main is postgres's), so it can swap a link in for any name there at any
+ * moment, and root's writes, chmod or chown on such a name would land on a file of its choosing.
+ * As the owner, the files are its own from their first byte, and a link gets it nothing it could
+ * not do itself. The script travels on sh's stdin (a key inside it never in an argument).
+ */
+function asOwner(f: Required<HostKeyFiles>, script: string[]): string {
+  const delimiter = "PGPROV_AS_OWNER";
+  if (script.includes(delimiter)) throw new PgprovError(`a host script may not hold a line ${delimiter}`);
+  return [`setpriv --reuid=${f.owner} --regid=${f.group} --init-groups -- sh -s <<'${delimiter}'`, ...script, delimiter].join("\n");
 }
 
 /**
  * The start of a script that writes `path` whole or not at all: `$tmp`, a new file beside it
- * (mode 0600, from mktemp), removed on any exit unless renamed into place.
+ * (mode 0600, from mktemp), removed on any exit unless renamed into place. Run as the files' owner
+ * (asOwner).
  */
 function newFileBeside(path: string, umask: string): string[] {
   return [

@@ -11,7 +11,7 @@ import { connect, createServer } from "node:tls";
 import { afterAll, describe, expect, it, vi } from "vitest";
 import { createCa } from "../../src/tls/ca.js";
 import { checkCertificate } from "../../src/tls/check.js";
-import { certificateProbeScript, installCertificateScript, makeKeyAndCsrScript, parseCertificateProbe, pendingKeyFile } from "../../src/tls/host.js";
+import { certificateProbeScript, installCertificateScript, installGivenKeyScript, makeKeyAndCsrScript, parseCertificateProbe, pendingKeyFile } from "../../src/tls/host.js";
 import { signCsr } from "../../src/tls/sign.js";
 import { keyLines, openssl, opensslCert, work } from "./tls-fixtures.js";
 
@@ -203,3 +203,19 @@ describe("issue 10: pgprov stays fast: the X.509 library is loaded only to make 
     expect(out.trim()).toBe("undefined function");
   }, 60_000);
 });
+
+describe("issue 10: the host scripts run as the files' owner", () => {
+  it("issue 10: no root chown or write in the server's directory, which its owner can fill with links", () => {
+    // /etc/postgresql/N/main belongs to postgres: as root, a link postgres swapped in for the
+    // temporary file between mktemp and chown would have given postgres any file of the host.
+    const theirs = { certFile: "/etc/postgresql/15/main/pgprov-server.crt", keyFile: "/etc/postgresql/15/main/pgprov-server.key" };
+    const pem = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
+    for (const script of [makeKeyAndCsrScript(theirs, "pg1"), installCertificateScript(theirs, pem), installGivenKeyScript(theirs, "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n")]) {
+      expect(script.split("\n")[0]).toBe("setpriv --reuid=postgres --regid=postgres --init-groups -- sh -s <<'PGPROV_AS_OWNER'");
+      expect(script).not.toMatch(/\bchown\b/);
+      // The key never in an argument: it travels inside the script, on the shell's stdin.
+      expect(script.split("\n").at(-1)).toBe("PGPROV_AS_OWNER");
+    }
+  });
+});
+

@@ -436,7 +436,7 @@ describe("issue 10: the hosts' scripts", () => {
     const script = makeKeyAndCsrScript(files, "pg1");
     expect(script).toContain("umask 077");
     expect(script).toContain("tmp=$(mktemp /etc/postgresql/16/main/pgprov.key.XXXXXX)");
-    expect(script).toContain("chown postgres:postgres");
+    expect(script).toContain("setpriv --reuid=postgres --regid=postgres --init-groups -- sh -s");
     expect(script).toContain("-subj /CN=pg1");
     expect(script).not.toMatch(/\bcat\b|-text|-noout -in .*key|set -x/);
     const install = installCertificateScript(files, "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n");
