@@ -9,7 +9,10 @@
  */
 import { readFileSync } from "node:fs";
 import { connect } from "node:net";
-import { utils, type ParsedKey } from "ssh2";
+import ssh2, { type ParsedKey } from "ssh2";
+
+// ssh2 is CommonJS: node's ESM loader (tsx, vitest) cannot name its exports, only its default.
+const { utils } = ssh2;
 import { PgprovError } from "../common/errors.js";
 import type { Secret } from "../common/secret.js";
 import type { Endpoint, Setting } from "../sshconfig/connection.js";
