@@ -131,16 +131,21 @@ export class CommittingClient {
   private done?: Promise<void>;
   errors = 0;
 
-  /** `inventory`: its cluster's CA (made by apply in .pgprov/) verifies the servers over TLS (issue 10). */
+  /**
+   * `inventory`: its cluster's CA (made by apply in .pgprov/) verifies the servers over TLS (issue
+   * 10). A function, read when the client connects: a test file makes its client before its
+   * beforeAll has bootstrapped the cluster and named the inventory.
+   */
   constructor(
     private readonly hosts: () => LabHost[],
     private readonly password: string,
-    private readonly inventory?: string,
+    private readonly inventory?: () => string,
   ) {}
 
   private ssl(): { ca: string } | undefined {
-    if (!this.inventory) return undefined;
-    const ca = join(dirname(this.inventory), ".pgprov", `${basename(this.inventory, extname(this.inventory))}.ca.crt`);
+    const inventory = this.inventory?.();
+    if (!inventory) return undefined;
+    const ca = join(dirname(inventory), ".pgprov", `${basename(inventory, extname(inventory))}.ca.crt`);
     return existsSync(ca) ? { ca: readFileSync(ca, "utf8") } : undefined;
   }
 

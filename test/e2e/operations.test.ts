@@ -43,7 +43,7 @@ afterAll(async () => {
 });
 
 describe("day-2 operations", () => {
-  const client = new CommittingClient(() => hosts, APP_PASSWORD, inventory);
+  const client = new CommittingClient(() => hosts, APP_PASSWORD, () => inventory);
 
   it("switches over to a standby and back while a client commits, losing no committed row", async () => {
     client.start();

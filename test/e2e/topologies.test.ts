@@ -121,7 +121,7 @@ describe("issue 12: replication topologies", () => {
   });
 
   it("issue 12: switchover to pg2 under a writing client: pg3 keeps streaming, pg4 keeps its delay, no row lost", async () => {
-    const client = new CommittingClient(() => hosts, APP_PASSWORD, inventory);
+    const client = new CommittingClient(() => hosts, APP_PASSWORD, () => inventory);
     client.start();
     await eventually("the client to commit", async () => client.committed.length > 20, 60_000);
     const r = await pgprov(["switchover", inventory, "--to", "pg2"]);
@@ -187,7 +187,7 @@ describe("issue 12: replication topologies", () => {
   });
 
   it("issue 12: failover with ANY 1 over pg3 and pg4: both read, so no acknowledged commit is lost, and it says so", async () => {
-    const client = new CommittingClient(() => hosts, APP_PASSWORD, inventory);
+    const client = new CommittingClient(() => hosts, APP_PASSWORD, () => inventory);
     client.start();
     await eventually("the client to commit", async () => client.committed.length > 20, 60_000);
     await labKill("pg2");
