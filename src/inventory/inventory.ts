@@ -154,7 +154,9 @@ export function loadInventory(file: string): Inventory {
 
   const secrets: Secret[] = [];
   const scope = { source, dir, secrets, problems };
-  if (!parsed) unreadableKeyFile(objectAt(raw, ["ssh"])?.private_key, scope);
+  // With the schema refused, the inventory-wide key as far as the file names it (sshAccess checks them all otherwise).
+  const rawKey = objectAt(raw, ["ssh"])?.private_key;
+  if (!parsed && typeof rawKey === "string" && rawKey) readableKeyFile(rawKey, ["ssh"], scope);
   const withSecrets = (value: unknown, path: YamlPath) => (resolveSecrets(value ?? {}, path, scope) ?? {}) as Record<string, unknown>;
   const vars = withSecrets(parsed ? parsed.vars : raw?.vars, ["vars"]);
   const hostVars = Object.fromEntries(
@@ -170,8 +172,8 @@ export function loadInventory(file: string): Inventory {
       problems.push(source.problem(["replication", "password"], `replication.password: ${(e as Error).message}`));
     }
   }
-  // The key files and passphrases: all of them when the schema holds (sshAccess throws every
-  // problem so far with its own), else the inventory-wide key as far as the file names it.
+  // Every key file and passphrase when the schema holds (sshAccess throws every problem so far
+  // with its own); without it, only the inventory-wide key was checked, above.
   const access = parsed ? sshAccess(file, parsed, scope) : undefined;
   if (problems.length || !parsed || !access) {
     throw new FileError([...new Map(problems.map((p) => [`${p.line}:${p.col}:${p.message}`, p])).values()]);
@@ -251,15 +253,18 @@ export function loadInventory(file: string): Inventory {
   };
 }
 
-/** `ssh.private_key` read from a file the schema refused: a problem when it names a file pgprov cannot read. */
-function unreadableKeyFile(keyFile: unknown, { source, dir, problems }: SecretScope): void {
-  if (typeof keyFile !== "string" || !keyFile) return;
-  const path = resolve(dir, keyFile);
+/**
+ * A key file the inventory names at `path` (`ssh`, or `hosts.NAME.ssh`): its absolute path, and a
+ * problem at that place when pgprov cannot read it.
+ */
+function readableKeyFile(keyFile: string, path: YamlPath, { source, dir, problems }: SecretScope): string {
+  const file = resolve(dir, keyFile);
   try {
-    accessSync(path, constants.R_OK);
+    accessSync(file, constants.R_OK);
   } catch (e) {
-    problems.push(source.problem(["ssh", "private_key"], `ssh.private_key: cannot read ${path} (${(e as NodeJS.ErrnoException).code})`));
+    problems.push(source.problem([...path, "private_key"], `${path.join(".")}.private_key: cannot read ${file} (${(e as NodeJS.ErrnoException).code})`));
   }
+  return file;
 }
 
 /**
@@ -276,14 +281,7 @@ function sshAccess(file: string, parsed: InventoryFile, scope: SecretScope): { s
     if (section.user !== undefined) out.user = section.user;
     if (section.port !== undefined) out.port = section.port;
     if (section.proxy_jump !== undefined) out.proxy_jump = section.proxy_jump;
-    if (section.private_key !== undefined) {
-      out.private_key = resolve(dir, section.private_key);
-      try {
-        accessSync(out.private_key, constants.R_OK);
-      } catch (e) {
-        problems.push(source.problem([...path, "private_key"], `${path.join(".")}.private_key: cannot read ${out.private_key} (${(e as NodeJS.ErrnoException).code})`));
-      }
-    }
+    if (section.private_key !== undefined) out.private_key = readableKeyFile(section.private_key, path, scope);
     if (section.passphrase !== undefined) {
       const where = `${file}: ${path.join(".")}.passphrase`;
       if (out.private_key === undefined) {
