@@ -9,7 +9,7 @@
 import type { Host, Inventory, Role } from "../inventory/inventory.js";
 import { delayMilliseconds, upstreamOf } from "../inventory/topology.js";
 import type { CheckThresholds } from "../inventory/schema.js";
-import { PgprovError } from "../common/errors.js";
+import { PgprovError, withoutHostPrefix } from "../common/errors.js";
 import { shellQuote } from "../common/shell.js";
 import { REPLICATION_QUERY, type StandbyReplication, standbyReplication } from "../postgres/read.js";
 import { ClusterOperation } from "./operations.js";
@@ -176,7 +176,7 @@ async function readDisks(op: ClusterOperation, host: Host): Promise<DiskSpace[] 
     return parseDf(out, [data, `${data}/pg_wal`]);
   } catch (e) {
     if (!(e instanceof PgprovError)) throw e;
-    return { error: e.message.replace(/^host \S+: /, "") };
+    return { error: withoutHostPrefix(e.message) };
   }
 }
 

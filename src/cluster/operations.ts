@@ -4,7 +4,7 @@
  * they waited for, and timed steps printed as they happen.
  */
 import { lastLines } from "../common/text.js";
-import { PgprovError } from "../common/errors.js";
+import { PgprovError, withoutHostPrefix } from "../common/errors.js";
 import { FACTS_SCRIPT, parseFacts } from "../engine/facts.js";
 import { debianCluster, postgresVersion } from "../postgres/debian.js";
 import type { Host, Inventory } from "../inventory/inventory.js";
@@ -136,7 +136,7 @@ export class ClusterOperation {
     try {
       return { rows: await this.sql(host, query) };
     } catch (e) {
-      if (e instanceof RemoteError || e instanceof PgprovError) return { error: e.message.replace(/^host \S+: /, "") };
+      if (e instanceof RemoteError || e instanceof PgprovError) return { error: withoutHostPrefix(e.message) };
       throw e;
     }
   }

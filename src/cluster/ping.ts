@@ -3,6 +3,7 @@
  * all hosts in parallel.
  */
 import type { Host, Inventory } from "../inventory/inventory.js";
+import { withoutHostPrefix } from "../common/errors.js";
 import { describePath } from "../sshconfig/connection.js";
 import { closeAll, connectAll, type FleetOptions } from "../transport/fleet.js";
 import { type ConnectFailure, RemoteError } from "../transport/ssh.js";
@@ -47,7 +48,7 @@ export async function ping(inventory: Inventory, options: FleetOptions = {}): Pr
           facts = await r.connection.run(PING_SCRIPT, { timeoutMs: 15_000, purpose: "the ping facts" });
         } catch (e) {
           // Reached, but cannot run commands (sudo wants a password, the shell is broken, ...).
-          if (e instanceof RemoteError) return { host: r.host, reachable: false, reason: "command", message: e.message.replace(/^host \S+: /, ""), path: r.connection.path };
+          if (e instanceof RemoteError) return { host: r.host, reachable: false, reason: "command", message: withoutHostPrefix(e.message), path: r.connection.path };
           throw e;
         }
         if (facts.code !== 0) {

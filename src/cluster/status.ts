@@ -5,6 +5,7 @@
  * other than the inventory's), and prints the connection strings applications should use.
  */
 import type { Host, Inventory } from "../inventory/inventory.js";
+import { withoutHostPrefix } from "../common/errors.js";
 import { slotName } from "../postgres/slot-names.js";
 import { REPLICATION_QUERY, standbyReplication } from "../postgres/read.js";
 import { closeAll, connectAll, type Reached } from "../transport/fleet.js";
@@ -113,7 +114,7 @@ export class StatusReader {
           // The next read connects again: the server may be back.
           await this.sessions.get(r.host.name)?.close();
           this.sessions.delete(r.host.name);
-          return { status: { ...base, role: "stopped", reason: e.message.replace(/^host \S+: /, "") } };
+          return { status: { ...base, role: "stopped", reason: withoutHostPrefix(e.message) } };
         }
       }),
     );

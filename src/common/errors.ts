@@ -9,6 +9,14 @@ export class PgprovError extends Error {
   }
 }
 
+/**
+ * A host's error without its leading "host NAME: ", for a report that already says which host
+ * (a status row, a check finding, a ping line).
+ */
+export function withoutHostPrefix(message: string): string {
+  return message.replace(/^host \S+: /, "");
+}
+
 /** Errors in a file the user wrote (inventory, playbook): each line is `file:line:col: message`. */
 export class FileError extends PgprovError {
   override readonly name = "FileError";
