@@ -7,7 +7,7 @@ import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type Lab, labDown, labExec, labUp } from "../lab/lab.js";
-import { events, inventoryCopy, pgprov, recapOf } from "./helpers.js";
+import { events, eventually, inventoryCopy, pgprov, recapOf } from "./helpers.js";
 
 const SAMPLE = join(import.meta.dirname, "../fixtures/sample-playbook.yml");
 
@@ -159,11 +159,7 @@ describe("engine", () => {
     const first = pgprov(["apply", inventory, "--playbook", playbook]);
     // The second run starts once the first holds pg1 (its command runs there), not after a fixed
     // head start: on a loaded machine the first run took longer than 1.5 s to get there.
-    const deadline = Date.now() + 60_000;
-    while ((await labExec(lab.hosts[0]!, "pgrep -f '[s]leep 7.5' >/dev/null")).code !== 0) {
-      if (Date.now() > deadline) throw new Error("the first run did not start its command on pg1 within 60 s");
-      await new Promise((r) => setTimeout(r, 100));
-    }
+    await eventually("the first run's command on pg1", async () => (await labExec(lab.hosts[0]!, "pgrep -f '[s]leep 7.5' >/dev/null")).code === 0, 60_000);
     const second = await pgprov(["apply", inventory, "--playbook", playbook]);
     // Not refused, not run alongside: it waited (bounded), naming the holder, then ran.
     expect(second.stderr).toMatch(/host pg1: waiting for pgprov PID \d+ on this machine \([^)]*; it still runs\), now running .*: \d+ s of at most \d+ s/);
