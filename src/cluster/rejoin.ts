@@ -119,7 +119,18 @@ export async function rejoin(inventory: Inventory, playbook: Playbook, hostName:
       );
       if (rewind.code !== 0) {
         const why = lastLines(rewind.stderr.trim(), 3).join(" / ");
-        throw new PgprovError(`pg_rewind of ${host.name} failed (exit ${rewind.code}): ${why}. Its data is as it was; rerun with --reclone to replace it with a clone`);
+        if (!rewindBegan(rewind.stderr)) {
+          throw new PgprovError(`pg_rewind of ${host.name} failed (exit ${rewind.code}) before it changed anything: ${why}. Its data is as it was, the server stopped; rerun with --reclone to replace it with a clone`);
+        }
+        // Past that line pg_rewind writes into the data directory, and a failure leaves it part
+        // source, part target (pg_rewind's documentation: likely not recoverable). Started as it
+        // is, it would run as a primary on that mix: fence it, so it can only start read-only
+        // and apply refuses it until a rejoin replaces it.
+        await op.writeStandbySignal(host, `pg_rewind failed part-way onto ${primary.name}: its data may be inconsistent; \`pgprov rejoin INVENTORY ${host.name} --reclone\` replaces it`);
+        throw new PgprovError(
+          `pg_rewind of ${host.name} failed (exit ${rewind.code}) after it had begun rewriting the data directory: ${why}. Its data may have changed and cannot be trusted; ` +
+            `it is stopped and fenced (standby.signal, ${FENCE_MARKER}). Rerun with --reclone to replace it with a clone of ${primary.name}`,
+        );
       }
       op.step(`rewound ${host.name} onto ${primary.name}: ${rewind.stdout.trim().split("\n").at(-1) ?? "done"}`);
     } else {
@@ -137,4 +148,13 @@ export async function rejoin(inventory: Inventory, playbook: Playbook, hostName:
   } finally {
     await op.close();
   }
+}
+
+/**
+ * Whether pg_rewind's output shows it got past its checks to the rewind itself, after which it
+ * writes into the target's data directory. Its log line before the first write (PostgreSQL 13
+ * to 17): "rewinding from last common checkpoint at ...".
+ */
+export function rewindBegan(output: string): boolean {
+  return /rewinding from last common checkpoint/.test(output);
 }

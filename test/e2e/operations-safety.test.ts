@@ -158,6 +158,34 @@ describe("day-2 operations: safety", () => {
     expect((await psql(primary, `select state from pg_stat_replication where application_name = '${old.name}'`)).out).toBe("streaming");
   });
 
+  it("a pg_rewind that fails part-way leaves the former primary fenced, and the error says its data may have changed", async () => {
+    const old = byName(loadInventory(inventory).primary.name);
+    const r = await pgprov(["failover", inventory, "--force", "--yes"]);
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    const primary = byName(loadInventory(inventory).primary.name);
+    // The old primary comes back writable without its fence (started by hand, past the boot
+    // check) and writes after the fork, so pg_rewind has work to do; then it is stopped.
+    expect((await labExec(old, `rm -f ${FENCE} ${DATA}/standby.signal && pg_ctlcluster --skip-systemctl-redirect 15 main start`)).code).toBe(0);
+    expect((await psql(old, "create table written_after_fork as select 1 as n")).code).toBe(0);
+    expect((await labExec(old, "pg_ctlcluster --skip-systemctl-redirect 15 main stop")).code).toBe(0);
+    // WAL pg_rewind must write where it may not: it fails after it has begun copying.
+    expect((await labExec(old, `chmod 0555 ${DATA}/pg_wal`)).code).toBe(0);
+
+    const failed = await pgprov(["rejoin", inventory, old.name, "--discard-diverged", "--yes"]);
+    expect(failed.code, failed.stdout + failed.stderr).toBe(1);
+    expect(failed.stderr).toContain(`pg_rewind of ${old.name} failed`);
+    expect(failed.stderr).toContain("may have changed");
+    expect(failed.stderr).not.toContain("as it was");
+    // Fenced: it can only come back read-only, and apply refuses it until a rejoin.
+    expect((await labExec(old, `test -e ${FENCE} && test -e ${DATA}/standby.signal`)).code).toBe(0);
+    expect((await labExec(old, `cat ${FENCE}`)).stdout).toContain("pg_rewind failed");
+
+    await labExec(old, `chmod 0700 ${DATA}/pg_wal`);
+    const back = await pgprov(["rejoin", inventory, old.name, "--reclone", "--yes"]);
+    expect(back.code, back.stdout + back.stderr).toBe(0);
+    expect((await psql(primary, `select state from pg_stat_replication where application_name = '${old.name}'`)).out).toBe("streaming");
+  });
+
   it("issue 8 item 2: rejoin refuses a host that accepted writes on the primary's timeline, and leaves its data as it was", async () => {
     const [writer, other] = loadInventory(inventory).standbys.map((h) => byName(h.name)) as [LabHost, LabHost];
     // Both standbys promoted by hand: each on a timeline of its own, with the same number.

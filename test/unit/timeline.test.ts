@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { judgeRejoin, parseTimelineHistory } from "../../src/cluster/timeline.js";
+import { rewindBegan } from "../../src/cluster/rejoin.js";
 
 const history = (text: string) => parseTimelineHistory(text);
 const TL2 = history("1\t0/5000148\tno recovery target specified\n");
@@ -74,5 +75,17 @@ describe("issue 8 item 2: rejoin only a host provably behind on the primary's hi
   it("accepts a former primary that stopped before the fork, and a standby on the primary's timeline", () => {
     expect(judgeRejoin(host(1, true, [], "0/5000148"), primary(2))).toMatchObject({ ok: true });
     expect(judgeRejoin(host(2, false, TL2, "0/8000000"), primary(2))).toMatchObject({ ok: true });
+  });
+});
+
+describe("rewindBegan: whether a failed pg_rewind may have written into the data directory", () => {
+  it("false when it stopped at its checks, true once it began the rewind (PostgreSQL 15's messages)", () => {
+    expect(rewindBegan('pg_rewind: error: could not connect to server: connection to server at "10.0.0.2", port 5432 failed')).toBe(false);
+    expect(rewindBegan("pg_rewind: servers diverged at WAL location 0/90000A0 on timeline 2\npg_rewind: no rewind required")).toBe(false);
+    expect(
+      rewindBegan(
+        'pg_rewind: servers diverged at WAL location 0/90000A0 on timeline 2\npg_rewind: rewinding from last common checkpoint at 0/9000028 on timeline 2\npg_rewind: error: could not open target file "/var/lib/postgresql/15/main/pg_wal/000000020000000000000007": Permission denied',
+      ),
+    ).toBe(true);
   });
 });
