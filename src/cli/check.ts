@@ -14,7 +14,10 @@ export async function checkCommand(inventoryPath: string, options: { json: boole
   try {
     const inventory = loadInventory(inventoryPath);
     primary = inventory.primary.name;
-    findings = judgeHealth(await readHealth(inventory, { acceptNewHostKeys: options.acceptNewHostKeys }), inventory.checks, primary);
+    const ca = inventory.tls.enabled ? inventory.tls.authority : undefined;
+    findings = judgeHealth(await readHealth(inventory, { acceptNewHostKeys: options.acceptNewHostKeys }), inventory.checks, primary, {
+      ...(ca ? { ca: { label: ca.label, notAfter: ca.notAfter } } : {}),
+    });
   } catch (e) {
     if (e instanceof PgprovError) throw new PgprovError(`UNKNOWN: ${e.message}`, CHECK_EXIT.unknown);
     throw e;

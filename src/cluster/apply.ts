@@ -15,7 +15,7 @@ import type { RunResults } from "../engine/results.js";
 import { runPlaybook, type RunOptions, type RunSummary } from "../engine/run.js";
 import { SshHostIO } from "../engine/host-io.js";
 import { hostsUsed, isReadOnly, selectTargets } from "../engine/targets.js";
-import { ensureCertificateAuthority, ensurePoolerPassword, ensureReplicationPassword, type Host, type Inventory, stateFile } from "../inventory/inventory.js";
+import { ensureCertificateAuthority, ensurePoolerPassword, renewCertificateAuthority, ensureReplicationPassword, type Host, type Inventory, stateFile } from "../inventory/inventory.js";
 import { pgDataDirectory, REPLICATION_QUERY, standbyReplication } from "../postgres/read.js";
 import { pgStandby } from "../postgres/standby.js";
 import { closeAll, connectAll, type Reached } from "../transport/fleet.js";
@@ -48,6 +48,8 @@ export async function applyCluster(inventory: Inventory, playbook: ClusterPlaybo
   const emit: ClusterEmit = (e) => options.emit(redactor.value(e));
   // Before anything connects: the CA is made once (plan makes one in memory only, and saves nothing).
   await ensureCertificateAuthority(inventory, { save: !options.check });
+  const caWarning = await renewCertificateAuthority(inventory, { save: !options.check });
+  if (caWarning) emit({ type: "warning", message: caWarning });
   if (!inventory.tls.enabled) {
     emit({
       type: "warning",

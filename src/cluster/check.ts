@@ -3,8 +3,8 @@
  * (SQL through SSH, `df` for free space), without taking the hosts' lock, then judges what it
  * read against the inventory's thresholds: each rule turns the reads into findings, one per host
  * and thing checked, each OK, WARNING, CRITICAL or UNKNOWN (Nagios's states and exit codes).
- * Reading and judging are apart so the judging is pure; a new check (a backup's age, a TLS
- * certificate's expiry) is a field of HostHealth read in readHost and one more rule in RULES.
+ * Reading and judging are apart so the judging is pure; a new check (a backup's age, say) is a
+ * field of HostHealth read in readHost and one more rule in RULES, as the TLS certificates' expiry is.
  */
 import type { Host, Inventory, Role } from "../inventory/inventory.js";
 import { delayMilliseconds, upstreamOf } from "../inventory/topology.js";
@@ -12,6 +12,8 @@ import type { CheckThresholds } from "../inventory/schema.js";
 import { PgprovError, withoutHostPrefix } from "../common/errors.js";
 import { shellQuote } from "../common/shell.js";
 import { REPLICATION_QUERY, type StandbyReplication, standbyReplication } from "../postgres/read.js";
+import { tlsFiles } from "../postgres/debian.js";
+import { X509Certificate } from "node:crypto";
 import { ClusterOperation } from "./operations.js";
 
 export type CheckStatus = "ok" | "warning" | "critical" | "unknown";
@@ -24,7 +26,7 @@ const PRECEDENCE: CheckStatus[] = ["critical", "warning", "unknown", "ok"];
 
 export interface Finding {
   status: CheckStatus;
-  /** What was checked: reachable, server, role, streaming, replay_lag, slot, archiving, disk_space, pending_restart, versions. */
+  /** What was checked: reachable, server, role, streaming, replay_lag, slot, archiving, disk_space, pending_restart, versions, tls_certificate, tls_ca. */
   check: string;
   /** Undefined for a finding about the whole cluster. */
   host?: string;
@@ -86,6 +88,8 @@ export interface HostHealth {
   applyDelaySeconds?: number;
   server?: ServerHealth | { error: string };
   disks?: DiskSpace[] | { error: string };
+  /** With TLS on: the server's certificate (issue 10), read from its file. */
+  tls?: { file: string; notAfter: string } | { error: string };
 }
 
 const SERVER_QUERY = `select pg_is_in_recovery() as in_recovery, current_setting('server_version') as version,
@@ -122,8 +126,28 @@ async function readHost(op: ClusterOperation, host: Host): Promise<HostHealth> {
     ...(delay ? { applyDelaySeconds: delay / 1000 } : {}),
   };
   if (!op.reachable(host)) return { ...base, unreachable: op.unreachableReason(host) };
-  const [server, disks] = await Promise.all([readServer(op, host), readDisks(op, host)]);
-  return { ...base, server, disks };
+  const [server, disks, tls] = await Promise.all([readServer(op, host), readDisks(op, host), op.inventory.tls.enabled ? readCertificate(op, host) : undefined]);
+  return { ...base, server, disks, ...(tls ? { tls } : {}) };
+}
+
+/** The server's certificate's end, from its file (public: mode 0644), checked here with Node's X509Certificate. */
+async function readCertificate(op: ClusterOperation, host: Host): Promise<HostHealth["tls"]> {
+  let file = "the server's certificate";
+  try {
+    file = tlsFiles(await op.pathsOf(host)).cert_file;
+    const pem = await op.shell(host, `cat -- ${shellQuote(file)}`, "reading the server's TLS certificate", 30_000);
+    const first = pem.match(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/)?.[0];
+    let notAfter: string | undefined;
+    try {
+      notAfter = first && new Date(new X509Certificate(first).validTo).toISOString();
+    } catch {
+      notAfter = undefined;
+    }
+    return notAfter ? { file, notAfter } : { error: `${file} holds no certificate Node can read` };
+  } catch (e) {
+    if (!(e instanceof PgprovError)) throw e;
+    return { error: `${file} could not be read: ${withoutHostPrefix(e.message)}` };
+  }
 }
 
 async function readServer(op: ClusterOperation, host: Host): Promise<ServerHealth | { error: string }> {
@@ -200,6 +224,9 @@ export function parseDf(out: string, paths: string[]): DiskSpace[] {
 interface Judged {
   hosts: HostHealth[];
   thresholds: CheckThresholds;
+  /** The cluster's CA, with TLS on. */
+  ca?: { label: string; notAfter: Date };
+  now: Date;
   /** The writable server the standbys should stream from: the inventory's primary when it is one. */
   primary?: HostHealth & { server: ServerHealth };
 }
@@ -347,14 +374,40 @@ const versions: Rule = ({ hosts }) => {
   return [{ status: "warning", check: "versions", message: `servers run different PostgreSQL versions: ${read.map((h) => `${h.host} ${server(h)!.version}`).join(", ")}` }];
 };
 
+const DAY_MS = 86_400_000;
+
+/** Days left to each server's certificate and to the CA's: a certificate that ends stops every TLS connection to it. */
+const tlsExpiry: Rule = ({ hosts, ca, thresholds, now }) => {
+  const judge = (what: string, end: Date): Pick<Finding, "status" | "value" | "message"> => {
+    const days = Math.floor((end.getTime() - now.getTime()) / DAY_MS);
+    const t = thresholds.tls_expiry_days;
+    const status: CheckStatus = days < t.critical ? "critical" : days < t.warning ? "warning" : "ok";
+    const when = days < 0 ? `expired on ${end.toISOString().slice(0, 10)}` : `expires on ${end.toISOString().slice(0, 10)}, in ${days} day${days === 1 ? "" : "s"}`;
+    return { status, value: days, message: `${what} ${when}` };
+  };
+  const out: Finding[] = hosts.flatMap((h): Finding[] => {
+    if (!h.tls) return [];
+    if ("error" in h.tls) return [{ status: "unknown", check: "tls_certificate", host: h.host, message: h.tls.error }];
+    const found = judge(h.tls.file, new Date(h.tls.notAfter));
+    return [{ check: "tls_certificate", host: h.host, ...found, message: `${found.message}${found.status === "ok" ? "" : " (`pgprov apply` renews it)"}` }];
+  });
+  if (ca) out.push({ check: "tls_ca", ...judge(`the CA ${ca.label}`, ca.notAfter) });
+  return out;
+};
+
 /** Each rule in turn; the findings come out in this order, then by status. */
-const RULES: Rule[] = [reachable, serverAnswers, roles, streaming, replayLag, slots, archiving, diskSpace, pendingRestart, versions];
+const RULES: Rule[] = [reachable, serverAnswers, roles, streaming, replayLag, slots, archiving, diskSpace, pendingRestart, versions, tlsExpiry];
 
 /** The findings from what was read, worst first. */
-export function judgeHealth(hosts: HostHealth[], thresholds: CheckThresholds, primaryName: string): Finding[] {
+export function judgeHealth(
+  hosts: HostHealth[],
+  thresholds: CheckThresholds,
+  primaryName: string,
+  { ca, now = new Date() }: { ca?: Judged["ca"]; now?: Date } = {},
+): Finding[] {
   const writable = hosts.filter((h) => server(h) && !server(h)!.inRecovery);
   const primary = (writable.find((h) => h.host === primaryName) ?? (writable.length === 1 ? writable[0] : undefined)) as Judged["primary"];
-  const findings = RULES.flatMap((rule) => rule({ hosts, thresholds, ...(primary ? { primary } : {}) }));
+  const findings = RULES.flatMap((rule) => rule({ hosts, thresholds, now, ...(ca ? { ca } : {}), ...(primary ? { primary } : {}) }));
   return findings.sort((a, b) => PRECEDENCE.indexOf(a.status) - PRECEDENCE.indexOf(b.status));
 }
 

@@ -10,7 +10,8 @@
 import { lastLines } from "../common/text.js";
 import { PgprovError } from "../common/errors.js";
 import { conninfoSecurity, tlsFiles } from "../postgres/debian.js";
-import type { Inventory } from "../inventory/inventory.js";
+import type { Host, Inventory } from "../inventory/inventory.js";
+import { sqlLiteral } from "../common/sql.js";
 import { shellQuote } from "../common/shell.js";
 import type { ClusterPlaybook as Playbook } from "./playbook.js";
 import { applyCluster } from "./apply.js";
@@ -26,6 +27,24 @@ export interface RejoinOptions extends OperationOptions {
 
 /** How rejoin brings the host back: its data rewound, replaced by a clone, or kept (a standby already). */
 export type RejoinMethod = "rewind" | "clone" | "configure";
+
+/**
+ * pg_rewind's connection options, matching what the primary offers: verify-full against the
+ * cluster's CA (conninfoSecurity) once the primary serves pgprov's certificate and the host has
+ * the CA's file; before that (a cluster made before TLS, whose rejoin comes before the apply that
+ * turns TLS on), the options without TLS, which could not connect otherwise.
+ */
+export function rewindSecurity(version: number, caFile: string | undefined, live: { primaryServesCa: boolean; caOnHost: boolean }): string {
+  return conninfoSecurity(version, caFile && live.primaryServesCa && live.caOnHost ? caFile : undefined);
+}
+
+/** Read on the hosts through SSH, not over the network: whether the primary serves pgprov's certificate, and the host has the CA. */
+async function tlsLive(op: ClusterOperation, primary: Host, host: Host, caFile: string): Promise<{ primaryServesCa: boolean; caOnHost: boolean }> {
+  const certFile = tlsFiles(await op.pathsOf(primary)).cert_file;
+  const [row] = await op.sql(primary, `select current_setting('ssl') = 'on' and current_setting('ssl_cert_file') = ${sqlLiteral(certFile)} as served`);
+  const onHost = await op.shell(host, `if [ -s ${shellQuote(caFile)} ]; then echo yes; fi`, "looking for the cluster's CA certificate");
+  return { primaryServesCa: row?.served === true, caOnHost: onHost.trim() === "yes" };
+}
 
 /** Undefined after a dry run: every check passed, and nothing was changed. */
 export async function rejoin(inventory: Inventory, playbook: Playbook, hostName: string, options: RejoinOptions): Promise<{ host: string; primary: string; method: RejoinMethod; failed: boolean } | undefined> {
@@ -102,7 +121,15 @@ export async function rejoin(inventory: Inventory, playbook: Playbook, hostName:
       await op.sql(primary, "checkpoint");
       op.step(`checkpoint on ${primary.name}, so that its pg_control shows its timeline`);
       const paths = await op.pathsOf(host);
-      const security = conninfoSecurity(paths.version, inventory.tls.enabled ? tlsFiles(paths).ca_file : undefined);
+      const caFile = inventory.tls.enabled ? tlsFiles(paths).ca_file : undefined;
+      const live = caFile ? await tlsLive(op, primary, host, caFile) : { primaryServesCa: false, caOnHost: false };
+      if (caFile && !(live.primaryServesCa && live.caOnHost)) {
+        op.step(
+          `${live.primaryServesCa ? `${host.name} has no copy of the cluster's CA yet` : `${primary.name} does not serve the cluster's certificate yet`} ` +
+            `(a cluster made before TLS): pg_rewind connects without verifying it, as before; the cluster playbook that follows turns TLS on`,
+        );
+      }
+      const security = rewindSecurity(paths.version, caFile, live);
       const source = [`host=${primary.address} port=${inventory.postgresql.port} user=${inventory.replication.user} dbname=postgres`, security].filter(Boolean).join(" ");
       // standby.signal in the same script as pg_rewind, not a round trip later: rewound data that
       // started without it would end recovery writable, on the primary's own timeline. Rewound

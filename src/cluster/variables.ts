@@ -121,7 +121,7 @@ export function topologyOf(inventory: Inventory, excluded: string[] = []): Host[
 /** TLS (issue 10): on or off, the files on the host, what this host's certificate names, and a certificate issued elsewhere. */
 function tlsVariables(inventory: Inventory, host: Host, facts: Facts | undefined) {
   const { enabled, authority, given } = inventory.tls;
-  const names = serverNames(host.name, host.address);
+  const names = serverNames(host.name, host.address, host.dnsNames);
   return {
     enabled,
     /** The pg_hba.conf type of every line on a network address. */
@@ -154,7 +154,11 @@ function poolerVariables(inventory: Inventory) {
   const p = inventory.pooler;
   if (!p) return { enabled: false };
   // pgbouncer's hba reads addresses only: a rule from a DNS name is left out (no one gets in by it).
-  const rules = [...inventory.access, ...clientRules(inventory.postgresql.clients)].filter((r) => r.from.includes("/") || isIP(r.from) !== 0);
+  // A client certificate is checked by the server's own port only (pgbouncer has no client CA
+  // here): a cert rule is a reject, so that no later rule lets that client in by password instead.
+  const rules = [...inventory.access, ...clientRules(inventory.postgresql.clients)]
+    .filter((r) => r.from.includes("/") || isIP(r.from) !== 0)
+    .map((r) => (r.method === "cert" ? { ...r, method: "reject" } : r));
   return {
     enabled: true,
     port: p.port,

@@ -15,7 +15,7 @@ import { type CheckThresholds, inventorySchema, type InventoryFile } from "./sch
 import { Secret } from "../common/secret.js";
 import { readSecret, secretSource } from "./secret.js";
 import type { SynchronousSettings } from "./topology.js";
-import { type CaFilesMaybeKey, type CertificateAuthority, checkGivenCertificate, createCa, ensureCa, loadCa, serverNames } from "../tls/index.js";
+import { type CaFilesMaybeKey, type CertificateAuthority, checkGivenCertificate, createCa, ensureCa, loadCa, renewCa, replaceCaCertificate, serverNames } from "../tls/index.js";
 
 /** How pgprov unlocks keys, and what it read but does not honour (printed as warnings). */
 export interface SshAccess extends Unlocking {
@@ -37,6 +37,8 @@ export interface Host {
   upstream?: string;
   /** recovery_min_apply_delay of a delayed standby ("1h"). */
   applyDelay?: string;
+  /** Other DNS names it is reached by: in its certificate's SAN (issue 10). */
+  dnsNames: string[];
   /** This host's template variables; they override the inventory's `vars`. */
   vars: Record<string, unknown>;
 }
@@ -185,6 +187,7 @@ export function loadInventory(file: string): Inventory {
     connection: access.connections[name]!,
     ...(h.upstream !== undefined ? { upstream: h.upstream } : {}),
     ...(h.apply_delay !== undefined ? { applyDelay: h.apply_delay } : {}),
+    dnsNames: h.dns_names,
     vars: hostVars[name]!,
   }));
   if (parsed.apt.proxy) {
@@ -352,7 +355,8 @@ function loadTls(
   if (!parsed.enabled) return tls;
   try {
     // pgprov's own is loaded once it exists; one of its files without the other is an error (loadCa names the missing one).
-    if (parsed.ca || existsSync(caFiles.cert) || existsSync(caFiles.key!)) tls.authority = loadCa(caFiles);
+    // pgprov's own even when it has ended: apply renews it with the same key (renewCertificateAuthority).
+    if (parsed.ca || existsSync(caFiles.cert) || existsSync(caFiles.key!)) tls.authority = loadCa(caFiles, { acceptEnded: !parsed.ca });
   } catch (e) {
     problems.push(source.problem(parsed.ca ? ["tls", "ca", "cert"] : ["tls"], `tls.ca: ${(e as Error).message}`));
     return tls;
@@ -363,7 +367,7 @@ function loadTls(
     try {
       const given = checkGivenCertificate(
         { cert: resolve(dir, files.cert), key: resolve(dir, files.key) },
-        { host: name, ca: tls.authority, expectedNames: serverNames(host.name, host.address) },
+        { host: name, ca: tls.authority, expectedNames: serverNames(host.name, host.address, host.dnsNames) },
       );
       const keyPem = new Secret(given.keyPem, `tls.certificates.${name}.key`);
       scope.secrets.push(keyPem);
@@ -392,6 +396,43 @@ export async function ensureCertificateAuthority(inventory: Inventory, { save }:
   const options = { commonName: `pgprov CA of ${basename(inventory.file, extname(inventory.file))}`.slice(0, 64) };
   tls.authority = save ? (await ensureCa(ownCaFiles(inventory), options)).ca : await createCa(options);
   return tls.authority;
+}
+
+/** pgprov renews its own CA when it has less than this left: a year for clients to fetch the new one. */
+export const RENEW_CA_WITHIN_DAYS = 365;
+const DAY_MS = 86_400_000;
+
+/**
+ * The CA's end, before anything connects: pgprov's own CA within RENEW_CA_WITHIN_DAYS of its end
+ * is renewed (renewCa: the same key, subject and key identifier, so every certificate it issued
+ * stays valid) and saved when `save` (plan renews it in memory only, to show what changes); the
+ * playbook then puts the new certificate on every host, as drift. A CA the inventory gives
+ * (tls.ca) is never renewed: its owner may keep it elsewhere too. Returns what to warn about.
+ */
+export async function renewCertificateAuthority(inventory: Inventory, { save, now = new Date() }: { save: boolean; now?: Date }): Promise<string | undefined> {
+  const ca = inventory.tls.authority;
+  if (!inventory.tls.enabled || !ca) return undefined;
+  const left = ca.notAfter.getTime() - now.getTime();
+  if (left >= RENEW_CA_WITHIN_DAYS * DAY_MS) return undefined;
+  const days = Math.floor(left / DAY_MS);
+  const date = ca.notAfter.toISOString().slice(0, 10);
+  const end = left <= 0 ? `ended on ${date}` : `ends on ${date}, in ${days} day${days === 1 ? "" : "s"}`;
+  const own = ownCaFiles(inventory);
+  if (ca.files?.cert !== own.cert || !ca.canSign) {
+    return (
+      `the CA ${ca.label} (tls.ca) ${end}: pgprov never renews a CA the inventory gives; renew it, keeping its key, subject and ` +
+      `subject key identifier, so that every certificate it issued stays valid (otherwise every server's certificate ends with it)`
+    );
+  }
+  const renewed = await renewCa(ca, { now });
+  inventory.tls.authority = renewed;
+  const until = renewed.notAfter.toISOString().slice(0, 10);
+  if (!save) return `the CA ${ca.label} ${end}: apply renews it (the same key, subject and key identifier, valid until ${until}), puts it on every host, and then every client's copy needs refreshing (pgprov ca)`;
+  replaceCaCertificate(renewed, own.cert);
+  return (
+    `renewed the CA ${own.cert}, which ${end}: valid until ${until} (the same key, subject and key identifier, so every certificate ` +
+    `it issued stays valid); every host gets it by a reload; refresh every client's copy: pgprov ca ${inventory.file}`
+  );
 }
 
 interface SecretScope {

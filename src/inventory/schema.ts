@@ -15,6 +15,7 @@ import { delayProblem, topologyProblems } from "./topology.js";
 import { databaseName, objectSettings, roleName, SETTING_NAME, settingValue } from "../postgres/names.js";
 import { KNOWN_EXTENSIONS } from "../postgres/extensions.js";
 import { POOLER_AUTH_USER } from "../postgres/pooler.js";
+import { isDnsName } from "../tls/index.js";
 
 export const hostName = z
   .string()
@@ -32,6 +33,9 @@ const address = z
   .refine((a) => !HBA_ADDRESS_KEYWORDS.has(a.toLowerCase()), {
     error: (i) => `"${String(i.input)}" is a keyword in pg_hba.conf (it would allow more than this host); use the host's address or DNS name`,
   });
+
+/** A DNS name for a certificate's SAN: RFC 1123 labels, no wildcard (see tls/names.ts). */
+const dnsName = z.string().refine(isDnsName, { error: (i) => `${JSON.stringify(i.input)} is not a DNS name (letters, digits and hyphens, in labels separated by dots; no wildcard)` });
 
 /** Template variables; names must be usable in `{{ name }}`. */
 export const variables = z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, "a variable name: letters, digits and _"), z.unknown());
@@ -64,6 +68,11 @@ export const hostSchema = z.strictObject({
   upstream: hostName.optional(),
   /** A delayed standby: recovery_min_apply_delay, in PostgreSQL's units ("1h"). */
   apply_delay: z.string().refine((d) => delayProblem(d) === undefined, { error: (i) => delayProblem(String(i.input)) ?? "" }).optional(),
+  /**
+   * Other DNS names clients reach it by (a service name, a load balancer's): in its certificate's
+   * SAN beside its name and address (issue 10). pgprov's own connection strings keep the address.
+   */
+  dns_names: z.array(dnsName).default([]),
   vars: variables.default({}),
 });
 
@@ -174,7 +183,7 @@ function thresholds<T extends z.ZodType<number, unknown>>(value: T, defaults: { 
   return z
     .strictObject({ warning: value.optional(), critical: value.optional() })
     .transform((t) => ({ warning: t.warning ?? defaults.warning, critical: t.critical ?? defaults.critical }))
-    .refine((t) => (falling ? t.warning >= t.critical : t.warning <= t.critical), falling ? "warning must be at least critical (free space falls)" : "warning must not be above critical")
+    .refine((t) => (falling ? t.warning >= t.critical : t.warning <= t.critical), falling ? "warning must be at least critical (what is measured falls)" : "warning must not be above critical")
     .default({ ...defaults });
 }
 
@@ -191,6 +200,8 @@ export const checksSchema = z.strictObject({
   slot_retained_wal: thresholds(byteSizeArg, { warning: GB, critical: 10 * GB }),
   /** Free space of the file systems holding the data directory and pg_wal. */
   disk_free_percent: thresholds(percent, { warning: 20, critical: 10 }, true),
+  /** Days left to a server's TLS certificate, or to the CA's (issue 10); apply renews within 30. */
+  tls_expiry_days: thresholds(z.number().int().nonnegative(), { warning: 30, critical: 7 }, true),
 });
 
 export type CheckThresholds = z.output<typeof checksSchema>;

@@ -6,7 +6,7 @@
  * run that signs nothing pays nothing for it.
  */
 import { createPrivateKey, type KeyObject, randomBytes, webcrypto, X509Certificate } from "node:crypto";
-import { closeSync, fsyncSync, linkSync, lstatSync, mkdirSync, openSync, readFileSync, statSync, unlinkSync, writeSync } from "node:fs";
+import { closeSync, fsyncSync, linkSync, lstatSync, mkdirSync, openSync, readFileSync, renameSync, statSync, unlinkSync, writeSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import { inspect } from "node:util";
 import { PgprovError } from "../common/errors.js";
@@ -139,6 +139,15 @@ export function saveCa(ca: CertificateAuthority, files: CaFiles): void {
   ca.files = files;
 }
 
+/**
+ * Puts a renewed CA certificate (the same key: see renewCa) in place of the old one: written
+ * beside it, synced, then renamed over it, so the file is always one whole certificate.
+ */
+export function replaceCaCertificate(ca: CertificateAuthority, certFile: string): void {
+  writeNewFile(certFile, ca.certPem, 0o644, { replace: true });
+  ca.files = { ...(ca.files ?? {}), cert: certFile };
+}
+
 function exists(path: string): boolean {
   try {
     lstatSync(path);
@@ -155,7 +164,7 @@ function privateDirectory(dir: string): void {
   if (st.mode & 0o077) throw new PgprovError(`${dir} is open to other users (mode ${(st.mode & 0o777).toString(8)}); chmod 700 it before pgprov keeps a CA key there`);
 }
 
-function writeNewFile(path: string, content: string, mode: number): void {
+function writeNewFile(path: string, content: string, mode: number, { replace = false }: { replace?: boolean } = {}): void {
   const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.${randomBytes(4).toString("hex")}.tmp`);
   // wx: O_CREAT|O_EXCL, so a link planted at the temporary name is not followed.
   const fd = openSync(tmp, "wx", mode);
@@ -166,12 +175,13 @@ function writeNewFile(path: string, content: string, mode: number): void {
     closeSync(fd);
   }
   try {
-    linkSync(tmp, path);
+    if (replace) renameSync(tmp, path);
+    else linkSync(tmp, path);
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === "EEXIST") throw new PgprovError(`${path} appeared while pgprov was writing it; it was left as it is`);
     throw new PgprovError(`cannot write ${path} (${(e as NodeJS.ErrnoException).code})`);
   } finally {
-    unlinkSync(tmp);
+    if (exists(tmp)) unlinkSync(tmp);
   }
   const dirFd = openSync(dirname(path), "r");
   try {
@@ -183,6 +193,8 @@ function writeNewFile(path: string, content: string, mode: number): void {
 
 export interface LoadCaOptions {
   now?: Date;
+  /** Load it even when it has ended: pgprov's own CA, which apply renews with the same key (renewCa). */
+  acceptEnded?: boolean;
 }
 
 /**
@@ -190,7 +202,7 @@ export interface LoadCaOptions {
  * valid now; its key is not readable by others, readable by Node, and the certificate's own.
  * Every error names the file.
  */
-export function loadCa(files: CaFilesMaybeKey, { now = new Date() }: LoadCaOptions = {}): CertificateAuthority {
+export function loadCa(files: CaFilesMaybeKey, { now = new Date(), acceptEnded = false }: LoadCaOptions = {}): CertificateAuthority {
   const certPem = readCaFile(files.cert, "CA certificate");
   if (/PRIVATE KEY-----/.test(certPem)) {
     throw new PgprovError(`${files.cert} holds a private key, not a CA certificate (are the CA's cert and key swapped?)`);
@@ -211,7 +223,7 @@ export function loadCa(files: CaFilesMaybeKey, { now = new Date() }: LoadCaOptio
   }
   const notBefore = new Date(cert.validFrom);
   const notAfter = new Date(cert.validTo);
-  if (notAfter <= now) throw new PgprovError(`the CA certificate ${files.cert} (${subject}) expired on ${notAfter.toISOString()}`);
+  if (notAfter <= now && !acceptEnded) throw new PgprovError(`the CA certificate ${files.cert} (${subject}) expired on ${notAfter.toISOString()}`);
   if (notBefore > now) throw new PgprovError(`the CA certificate ${files.cert} (${subject}) is not valid before ${notBefore.toISOString()}`);
   if (files.key === undefined) return new CertificateAuthority(pemText(blocks[0]!), undefined, files);
   const key = readPrivateKey(files.key, "CA key");

@@ -31,7 +31,7 @@
  *   the right tool (Debian's postgresql-common depends on ssl-cert, which depends on openssl): the
  *   scripts of host.ts make the key and the request there, where the key stays.
  */
-export { CertificateAuthority, createCa, ensureCa, loadCa, saveCa, type CaFiles, type CaFilesMaybeKey, type CreateCaOptions } from "./ca.js";
+export { CertificateAuthority, createCa, ensureCa, loadCa, replaceCaCertificate, saveCa, type CaFiles, type CaFilesMaybeKey, type CreateCaOptions } from "./ca.js";
 export { checkGivenCertificate, type GivenCertificate } from "./given.js";
 export { checkCertificate, type CertificateVerdict, type CheckOptions, type RenewReason, type RenewReasonKind } from "./check.js";
 export {
@@ -44,5 +44,5 @@ export {
   type CertificateProbe,
   type HostKeyFiles,
 } from "./host.js";
-export { sanNames, serverNames, type SanNames } from "./names.js";
-export { signCsr, type SignOptions } from "./sign.js";
+export { isDnsName, sanNames, serverNames, type SanNames } from "./names.js";
+export { renewCa, signCsr, type RenewCaOptions, type SignOptions } from "./sign.js";

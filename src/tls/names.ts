@@ -63,9 +63,9 @@ export function describeNameKey(key: string): string {
 
 /**
  * What a server of the cluster is reached by, for its certificate's SAN: its address (an IP
- * address or a DNS name) and its name in the inventory when that is a DNS name (`pg1`), so
- * verify-full passes whichever a client uses.
+ * address or a DNS name), its name in the inventory when that is a DNS name (`pg1`), and the
+ * other DNS names the inventory gives it (`dns_names`), so verify-full passes whichever a client uses.
  */
-export function serverNames(name: string, address: string): Required<SanNames> {
-  return sanNames([address, ...(isDnsName(name) ? [name] : [])]);
+export function serverNames(name: string, address: string, dnsNames: readonly string[] = []): Required<SanNames> {
+  return sanNames([address, ...(isDnsName(name) ? [name] : []), ...dnsNames]);
 }

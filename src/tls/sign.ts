@@ -6,7 +6,7 @@
  */
 import { createPublicKey, webcrypto } from "node:crypto";
 import { PgprovError } from "../common/errors.js";
-import { BACKDATE_MS, type CertificateAuthority, randomSerial } from "./ca.js";
+import { BACKDATE_MS, CertificateAuthority, randomSerial } from "./ca.js";
 import { pemText, x509 } from "./library.js";
 import { type SanNames, validSanNames } from "./names.js";
 
@@ -75,6 +75,37 @@ export async function signCsr(ca: CertificateAuthority, csrPem: string, options:
     ],
   });
   return pemText(cert.toString("pem"));
+}
+
+export interface RenewCaOptions {
+  days?: number;
+  now?: Date;
+}
+
+/**
+ * The CA's certificate made again for a new validity: the same key, the same subject (its
+ * encoded bytes), the same extensions (so the same subject key identifier), a new serial. Every
+ * certificate the old one issued names that subject as its issuer and that key identifier as its
+ * authority's, and its signature is the same key's: it verifies against the new certificate as
+ * against the old. A client that still has the old one keeps trusting the servers until the old
+ * one ends.
+ */
+export async function renewCa(ca: CertificateAuthority, { days = 3650, now = new Date() }: RenewCaOptions = {}): Promise<CertificateAuthority> {
+  if (!Number.isInteger(days) || days < 1) throw new PgprovError(`the CA's validity must be a whole number of days, not ${days}`);
+  const lib = await x509();
+  const old = new lib.X509Certificate(ca.certPem);
+  const cert = await lib.X509CertificateGenerator.create({
+    serialNumber: randomSerial(),
+    subject: old.subjectName,
+    issuer: old.subjectName,
+    notBefore: new Date(now.getTime() - BACKDATE_MS),
+    notAfter: new Date(now.getTime() + days * DAY_MS),
+    publicKey: old.publicKey,
+    signingKey: await signingKey(ca),
+    signingAlgorithm: signingAlgorithm(ca),
+    extensions: old.extensions,
+  });
+  return new CertificateAuthority(pemText(cert.toString("pem")), ca.privateKey(), ca.files);
 }
 
 /** ECDSA on a NIST curve, Ed25519, or RSA of 2048 bits or more: what PostgreSQL's clients accept. */

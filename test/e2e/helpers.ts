@@ -210,3 +210,22 @@ export class CommittingClient {
     await client?.end().catch(() => {});
   }
 }
+
+/** Edits an inventory file in place, keeping its comments and layout. */
+export function editInventoryFile(inventory: string, edit: (doc: ReturnType<typeof parseDocument>) => void): void {
+  const doc = parseDocument(readFileSync(inventory, "utf8"));
+  edit(doc);
+  writeFileSync(inventory, doc.toString());
+}
+
+/** Runs a shell script inside a lab host (not over SSH); its stdout, trimmed; throws on failure. */
+export async function sh(host: LabHost, script: string): Promise<string> {
+  const r = await labExec(host, script);
+  if (r.code !== 0) throw new Error(`${host.name}: ${script}: exit ${r.code}: ${r.stderr}`);
+  return r.stdout.trim();
+}
+
+/** Each server's start time: unchanged across a run means it reloaded at most, never restarted. */
+export async function startTimes(hosts: LabHost[]): Promise<string[]> {
+  return Promise.all(hosts.map(async (h) => (await psql(h, "select pg_postmaster_start_time()")).out));
+}

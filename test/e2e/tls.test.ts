@@ -13,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { ClusterEvent } from "../../src/cluster/events.js";
 import { loadCa, signCsr } from "../../src/tls/index.js";
 import { type LabHost, labDown, labExec } from "../lab/lab.js";
-import { eventually, events, labWithSpareHost, pgprov, psql, recapOf } from "./helpers.js";
+import { editInventoryFile, eventually, events, labWithSpareHost, pgprov, psql, recapOf, sh, startTimes } from "./helpers.js";
 
 let inventory: string;
 let pg1: LabHost, pg2: LabHost, pg3: LabHost, pg4: LabHost;
@@ -24,19 +24,7 @@ const KEY = `${CONF}/pgprov-server.key`;
 const APP_PASSWORD = "app-tls-test-only-pw";
 
 function editInventory(edit: (doc: ReturnType<typeof parseDocument>) => void): void {
-  const doc = parseDocument(readFileSync(inventory, "utf8"));
-  edit(doc);
-  writeFileSync(inventory, doc.toString());
-}
-
-async function sh(host: LabHost, script: string): Promise<string> {
-  const r = await labExec(host, script);
-  if (r.code !== 0) throw new Error(`${host.name}: ${script}: exit ${r.code}: ${r.stderr}`);
-  return r.stdout.trim();
-}
-
-async function startTimes(hosts: LabHost[]): Promise<string[]> {
-  return Promise.all(hosts.map(async (h) => (await psql(h, "select pg_postmaster_start_time()")).out));
+  editInventoryFile(inventory, edit);
 }
 
 async function expectStreaming(standbys: LabHost[]): Promise<void> {

@@ -3,6 +3,8 @@ import { execFileSync } from "node:child_process";
 import { mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { FileError } from "../../src/common/errors.js";
+import { loadInventory } from "../../src/inventory/inventory.js";
 
 export const work = mkdtempSync(join(tmpdir(), "pgprov-tls-"));
 let n = 0;
@@ -36,4 +38,15 @@ export function keyLines(pem: string): string[] {
 
 export function textOf(certPem: string): string {
   return openssl(["x509", "-noout", "-text"], certPem);
+}
+
+/** An inventory's problems, each as `line:col: message` (the file's name taken off); it must be refused. */
+export function inventoryProblems(file: string): string[] {
+  try {
+    loadInventory(file);
+  } catch (e) {
+    if (!(e instanceof FileError)) throw e;
+    return e.message.split("\n").map((l) => l.replace(`${file}:`, ""));
+  }
+  throw new Error("expected the inventory to be refused");
 }

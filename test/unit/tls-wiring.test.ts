@@ -9,13 +9,12 @@ import { join } from "node:path";
 import { describe, expect, it, vi } from "vitest";
 import { connectionStrings } from "../../src/cluster/status.js";
 import { hostVariables } from "../../src/cluster/variables.js";
-import { FileError } from "../../src/common/errors.js";
 import { ensureCertificateAuthority, ensureReplicationPassword, loadInventory } from "../../src/inventory/inventory.js";
 import { certificateArgs, tlsCertificate } from "../../src/modules/certificate.js";
 import { conninfoSecurity } from "../../src/postgres/debian.js";
 import { render } from "../../src/playbook/template.js";
 import { type CertificateAuthority, createCa, saveCa, signCsr } from "../../src/tls/index.js";
-import { keyAndCsr, keyLines, opensslCert } from "./tls-fixtures.js";
+import { inventoryProblems, keyAndCsr, keyLines, opensslCert } from "./tls-fixtures.js";
 
 vi.setConfig({ testTimeout: 60_000 });
 const dir = mkdtempSync(join(tmpdir(), "pgprov-tls-wiring-"));
@@ -31,14 +30,7 @@ function write(name: string, text: string, mode = 0o644): string {
 
 /** The inventory's problems, each as `line:col: message` (the file's name taken off). */
 function problems(text: string): string[] {
-  const file = write(`inv-${++n}.yml`, text);
-  try {
-    loadInventory(file);
-  } catch (e) {
-    if (!(e instanceof FileError)) throw e;
-    return e.message.split("\n").map((l) => l.replace(`${file}:`, ""));
-  }
-  throw new Error("expected the inventory to be refused");
+  return inventoryProblems(write(`inv-${++n}.yml`, text));
 }
 
 /** A CA saved in `dir`, and a certificate it signed for `names` with its key, as files. */

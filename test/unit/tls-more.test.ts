@@ -1,0 +1,201 @@
+/**
+ * Issue 10's remaining gaps, pure parts: a host's extra DNS names in its certificate's SAN, the
+ * renewal of pgprov's own CA (with the real X.509 library), client certificates (ssl_ca_file, and
+ * pgbouncer's hba), check's finding on certificates' expiry, and rejoin's pg_rewind connection
+ * on a cluster not yet switched to TLS.
+ */
+import { chmodSync, mkdtempSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { X509Certificate } from "node:crypto";
+import { describe, expect, it, vi } from "vitest";
+import { type HostHealth, judgeHealth } from "../../src/cluster/check.js";
+import { rewindSecurity } from "../../src/cluster/rejoin.js";
+import { connectionStrings } from "../../src/cluster/status.js";
+import { hostVariables } from "../../src/cluster/variables.js";
+import { ensureCertificateAuthority, ensureReplicationPassword, loadInventory, ownCaFiles, renewCertificateAuthority } from "../../src/inventory/inventory.js";
+import { checksSchema } from "../../src/inventory/schema.js";
+import { certificateArgs, tlsCertificate } from "../../src/modules/certificate.js";
+import { render } from "../../src/playbook/template.js";
+import { checkCertificate, createCa, renewCa, saveCa, signCsr } from "../../src/tls/index.js";
+import { inventoryProblems, keyAndCsr, openssl } from "./tls-fixtures.js";
+
+vi.setConfig({ testTimeout: 60_000 });
+const dir = mkdtempSync(join(tmpdir(), "pgprov-tls-more-"));
+const DAY = 86_400_000;
+let n = 0;
+const HOSTS = `hosts:\n  pg1: { address: 10.0.0.11, role: primary, dns_names: [db1.example.com, primary.db.example.com] }\n  pg2: { address: 10.0.0.12, role: standby }\n`;
+const facts = { os_id: "debian", os_version: "12", os_codename: "bookworm", arch: "amd64", hostname: "x", cpus: 2, memory_mb: 1024 };
+const template = (name: string) => readFileSync(join(import.meta.dirname, "../../templates", name), "utf8");
+
+function write(name: string, text: string, mode = 0o644): string {
+  const path = join(dir, name);
+  writeFileSync(path, text);
+  chmodSync(path, mode);
+  return path;
+}
+
+function inventoryOf(text: string) {
+  const inv = loadInventory(write(`inv-${++n}.yml`, text));
+  ensureReplicationPassword(inv);
+  return inv;
+}
+
+function problems(text: string): string[] {
+  return inventoryProblems(write(`bad-${++n}.yml`, text));
+}
+
+describe("issue 10: any DNS name a host is reached by (hosts.NAME.dns_names)", () => {
+  it("issue 10: a host's dns_names are in its certificate's SAN, beside its name and address; connection strings keep the address", () => {
+    const inv = inventoryOf(HOSTS);
+    expect(hostVariables(inv, inv.hosts[0]!, facts).tls).toMatchObject({ names: ["pg1", "db1.example.com", "primary.db.example.com", "10.0.0.11"] });
+    expect(hostVariables(inv, inv.hosts[1]!, facts).tls).toMatchObject({ names: ["pg2", "10.0.0.12"] });
+    const vars = hostVariables(inv, inv.hosts[1]!, facts);
+    expect(render(template("pgprov.conf.hbs"), vars, "pgprov.conf")).toContain("host=10.0.0.11 ");
+    expect(connectionStrings(inv.hosts, 5432, "/ca.crt").readWrite).toMatch(/^postgresql:\/\/10\.0\.0\.11:5432,10\.0\.0\.12:5432\//);
+  });
+
+  it("issue 10 bad input: a dns_names entry that is not a DNS name is refused at file:line:col", () => {
+    expect(problems(`hosts:\n  pg1:\n    address: 10.0.0.11\n    role: primary\n    dns_names: [db1.example.com, "bad name!", "*.example.com"]\n`)).toEqual([
+      expect.stringMatching(/^5:34: hosts\.pg1\.dns_names\.1: "bad name!" is not a DNS name/),
+      expect.stringMatching(/^5:47: hosts\.pg1\.dns_names\.2: "\*\.example\.com" is not a DNS name/),
+    ]);
+  });
+
+  it("issue 10: a change of dns_names is drift: the certificate is issued again", async () => {
+    const ca = await createCa({ commonName: "test CA" });
+    const cert = await signCsr(ca, keyAndCsr().csr, { dnsNames: ["pg1"], ipAddresses: ["10.0.0.11"] });
+    const args = certificateArgs.parse({ cert: "/c", key: "/k", owner: "postgres", host: "pg1", names: ["pg1", "db1.example.com", "10.0.0.11"] });
+    const d = tlsCertificate(() => ca).decide(args, { stdout: `cert=present\nkey=present\nkey_stat=600 postgres postgres\n${cert}`, stderr: "", code: 0 }, { playbookDir: "/", render: (t: string) => t });
+    expect(d.changes.map((c) => c.summary)).toEqual([expect.stringMatching(/does not name DNS name db1\.example\.com in its subjectAltName$/)]);
+  });
+});
+
+describe("issue 10: the CA's renewal", () => {
+  it("issue 10: renewCa re-signs the same key with the same subject and key identifier: certificates issued before still verify (Node and openssl)", async () => {
+    const now = new Date();
+    // Ten years old, 50 days left; the server's certificate was issued yesterday (and ends with it).
+    const ca = await createCa({ commonName: "pgprov CA of renew", days: 3650, now: new Date(now.getTime() - 3600 * DAY) });
+    const server = await signCsr(ca, keyAndCsr().csr, { dnsNames: ["pg1"], ipAddresses: ["10.0.0.11"], days: 365, now: new Date(now.getTime() - DAY) });
+    const renewed = await renewCa(ca, { now });
+    expect(renewed.subject).toBe(ca.subject);
+    expect(renewed.cert.raw.equals(ca.cert.raw)).toBe(false);
+    expect(renewed.cert.serialNumber).not.toBe(ca.cert.serialNumber);
+    expect(renewed.notAfter.getTime() - now.getTime()).toBeGreaterThan(3649 * DAY);
+    expect(renewed.cert.publicKey.equals(ca.cert.publicKey)).toBe(true);
+    const ext = (pem: string, name: string) => openssl(["x509", "-noout", "-ext", name], pem);
+    expect(ext(renewed.certPem, "subjectKeyIdentifier")).toBe(ext(ca.certPem, "subjectKeyIdentifier"));
+    expect(ext(renewed.certPem, "basicConstraints,keyUsage")).toBe(ext(ca.certPem, "basicConstraints,keyUsage"));
+    // Issued by the old certificate, verified by the new one.
+    const cert = new X509Certificate(server);
+    expect(cert.checkIssued(renewed.cert) && cert.verify(renewed.cert.publicKey)).toBe(true);
+    const caFile = write(`renewed-${++n}.crt`, renewed.certPem);
+    const serverFile = write(`server-${n}.crt`, server);
+    expect(openssl(["verify", "-CAfile", caFile, serverFile]).trim()).toBe(`${serverFile}: OK`);
+    // The renewed CA signs, and what it signs verifies against the old certificate too (same key, same name).
+    expect(renewed.canSign).toBe(true);
+    const fresh = await signCsr(renewed, keyAndCsr().csr, { dnsNames: ["pg2"] });
+    expect(new X509Certificate(fresh).verify(ca.cert.publicKey)).toBe(true);
+    expect(new X509Certificate(fresh).checkIssued(ca.cert)).toBe(true);
+    expect(checkCertificate(fresh, { ca: renewed, expectedNames: { dnsNames: ["pg2"] } }).ok).toBe(true);
+  });
+
+  it("issue 10: apply renews pgprov's own CA within a year of its end (the certificate file replaced, the key untouched); plan only in memory; once renewed, nothing more", async () => {
+    const file = write(`own-${++n}.yml`, HOSTS);
+    const files = ownCaFiles({ file, dir });
+    const old = await createCa({ commonName: "pgprov CA of own", days: 200 });
+    saveCa(old, files);
+    const key = readFileSync(files.key, "utf8");
+
+    const planned = loadInventory(file);
+    await ensureCertificateAuthority(planned, { save: false });
+    const warning = await renewCertificateAuthority(planned, { save: false });
+    expect(warning).toMatch(new RegExp(`^the CA ${files.cert.replace(/[.]/g, "\\.")} ends on \\d{4}-\\d\\d-\\d\\d, in 199 days: apply renews it \\(the same key, subject and key identifier, valid until \\d{4}`));
+    expect(readFileSync(files.cert, "utf8")).toBe(old.certPem);
+    expect(planned.tls.authority!.notAfter.getTime()).toBeGreaterThan(Date.now() + 3000 * DAY);
+
+    const applied = loadInventory(file);
+    await ensureCertificateAuthority(applied, { save: true });
+    expect(await renewCertificateAuthority(applied, { save: true })).toMatch(/renewed the CA .* until \d{4}-\d\d-\d\d .*refresh every client's copy: pgprov ca /);
+    const saved = readFileSync(files.cert, "utf8");
+    expect(saved).toBe(applied.tls.authority!.certPem);
+    expect(saved).not.toBe(old.certPem);
+    expect(readFileSync(files.key, "utf8")).toBe(key);
+    expect(statSync(files.cert).mode & 0o777).toBe(0o644);
+
+    const again = loadInventory(file);
+    await ensureCertificateAuthority(again, { save: true });
+    expect(await renewCertificateAuthority(again, { save: true })).toBeUndefined();
+  });
+
+  it("issue 10: pgprov's own CA that has already ended (no apply for a year) still loads, and apply renews it with the same key", async () => {
+    const file = write(`ended-${++n}.yml`, HOSTS);
+    const files = ownCaFiles({ file, dir });
+    const ended = await createCa({ commonName: "pgprov CA of ended", days: 3650, now: new Date(Date.now() - 3652 * DAY) });
+    saveCa(ended, files);
+    const inv = loadInventory(file);
+    await ensureCertificateAuthority(inv, { save: true });
+    expect(await renewCertificateAuthority(inv, { save: true })).toMatch(/^renewed the CA .*, which ended on \d{4}-\d\d-\d\d: valid until/);
+    expect(inv.tls.authority!.cert.publicKey.equals(ended.cert.publicKey)).toBe(true);
+  });
+
+  it("issue 10: a CA the inventory gives (tls.ca) is never renewed: a warning within a year of its end", async () => {
+    const given = await createCa({ commonName: "their CA", days: 90 });
+    const sub = mkdtempSync(join(dir, "given-"));
+    saveCa(given, { cert: join(sub, "ca.crt"), key: join(sub, "ca.key") });
+    const inv = inventoryOf(`tls: { ca: { cert: ${join(sub, "ca.crt")}, key: ${join(sub, "ca.key")} } }\n${HOSTS}`);
+    await ensureCertificateAuthority(inv, { save: true });
+    expect(await renewCertificateAuthority(inv, { save: true })).toMatch(/^the CA .*ca\.crt \(tls\.ca\) ends on .*, in 89 days: pgprov never renews a CA the inventory gives; renew it, keeping its key/);
+    expect(readFileSync(join(sub, "ca.crt"), "utf8")).toBe(given.certPem);
+  });
+});
+
+describe("issue 10: client certificates (access rules with method cert)", () => {
+  const access = `pooler: {}\naccess:\n  - { database: appdb, user: app, from: 10.0.0.7, method: cert }\n  - { from: 10.0.0.0/24, method: scram-sha-256 }\n`;
+  it("issue 10: with TLS on, ssl_ca_file names the cluster's CA on the host; off, no ssl setting", () => {
+    const inv = inventoryOf(`${access}databases: { appdb: {} }\nroles: { app: {} }\n${HOSTS}`);
+    expect(render(template("pgprov.conf.hbs"), hostVariables(inv, inv.hosts[0]!, facts), "pgprov.conf")).toContain("\nssl_ca_file = '/etc/postgresql/15/main/pgprov-ca.crt'\n");
+  });
+
+  it("issue 10: pgbouncer's hba rejects what pg_hba.conf lets in by certificate: those clients use the server's port", () => {
+    const inv = inventoryOf(`${access}databases: { appdb: {} }\nroles: { app: {} }\n${HOSTS}`);
+    expect(hostVariables(inv, inv.hosts[0]!, facts).pooler).toMatchObject({
+      hba: [
+        "hostssl appdb        app                   10.0.0.7/32              reject",
+        "hostssl all          all                   10.0.0.0/24              scram-sha-256",
+      ],
+    });
+    expect(hostVariables(inv, inv.hosts[0]!, facts).postgresql).toMatchObject({ access: [expect.stringMatching(/ cert$/), expect.stringMatching(/ scram-sha-256$/)] });
+  });
+});
+
+describe("issue 10: check finds certificates near their end", () => {
+  const t = checksSchema.parse({});
+  const now = new Date();
+  const host = (name: string, days: number | { error: string }): HostHealth => ({
+    host: name,
+    role: name === "pg1" ? "primary" : "standby",
+    tls: typeof days === "number" ? { file: "/etc/postgresql/15/main/pgprov-server.crt", notAfter: new Date(now.getTime() + days * DAY - 1000).toISOString() } : days,
+  });
+  it("issue 10: a server certificate or the CA within tls_expiry_days is a warning (30 days), then critical (7); thresholds in checks:", () => {
+    const findings = judgeHealth([host("pg1", 200), host("pg2", 20), host("pg3", 3), host("pg4", { error: "cannot read it" })], t, "pg1", {
+      ca: { label: "/inv/.pgprov/inv.ca.crt", notAfter: new Date(now.getTime() + 25 * DAY - 1000) },
+      now,
+    });
+    const tls = findings.filter((f) => f.check.startsWith("tls")).map((f) => `${f.status} ${f.check} ${f.host ?? "-"} ${f.value ?? ""}`);
+    expect(tls).toEqual(["critical tls_certificate pg3 2", "warning tls_certificate pg2 19", "warning tls_ca - 24", "unknown tls_certificate pg4 ", "ok tls_certificate pg1 199"]);
+    expect(findings.find((f) => f.host === "pg2" && f.check === "tls_certificate")!.message).toMatch(/^\/etc\/postgresql\/15\/main\/pgprov-server\.crt expires on \d{4}-\d\d-\d\d, in 19 days/);
+    expect(checksSchema.parse({ tls_expiry_days: { warning: 60 } }).tls_expiry_days).toEqual({ warning: 60, critical: 7 });
+    expect(checksSchema.safeParse({ tls_expiry_days: { warning: 5, critical: 10 } }).success).toBe(false);
+  });
+});
+
+describe("issue 10: rejoin on a cluster not yet switched to TLS", () => {
+  it("issue 10: pg_rewind verifies the primary with the CA only when the primary serves pgprov's certificate and the host has the CA", () => {
+    const ca = "/etc/postgresql/15/main/pgprov-ca.crt";
+    expect(rewindSecurity(17, ca, { primaryServesCa: true, caOnHost: true })).toBe(`sslmode=verify-full sslrootcert=${ca} channel_binding=require require_auth=scram-sha-256`);
+    expect(rewindSecurity(17, ca, { primaryServesCa: false, caOnHost: true })).toBe("require_auth=scram-sha-256");
+    expect(rewindSecurity(15, ca, { primaryServesCa: true, caOnHost: false })).toBe("");
+    expect(rewindSecurity(15, undefined, { primaryServesCa: true, caOnHost: true })).toBe("");
+  });
+});
