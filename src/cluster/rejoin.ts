@@ -7,6 +7,7 @@
  * them only with --discard-diverged. If the histories parted elsewhere, or the rewind cannot
  * work, rejoin stops, and --reclone replaces the data with a fresh clone instead.
  */
+import { hostname } from "node:os";
 import { lastLines } from "../common/text.js";
 import { PgprovError } from "../common/errors.js";
 import { conninfoSecurity, tlsFiles } from "../postgres/debian.js";
@@ -15,7 +16,7 @@ import { sqlLiteral } from "../common/sql.js";
 import { shellQuote } from "../common/shell.js";
 import type { ClusterPlaybook as Playbook } from "./playbook.js";
 import { applyCluster } from "./apply.js";
-import { FENCE_MARKER, wasWritable } from "../postgres/data-directory.js";
+import { FENCE_MARKER, REWIND_SUFFIX, wasWritable } from "../postgres/data-directory.js";
 import { ClusterOperation, type OperationOptions } from "./operations.js";
 import { judgeRejoin, type RejoinVerdict } from "./timeline.js";
 
@@ -30,20 +31,30 @@ export type RejoinMethod = "rewind" | "clone" | "configure";
 
 /**
  * pg_rewind's connection options, matching what the primary offers: verify-full against the
- * cluster's CA (conninfoSecurity) once the primary serves pgprov's certificate and the host has
- * the CA's file; before that (a cluster made before TLS, whose rejoin comes before the apply that
- * turns TLS on), the options without TLS, which could not connect otherwise.
+ * cluster's CA (conninfoSecurity) once the primary serves pgprov's certificate (rejoin puts the
+ * CA's certificate on the host first); before that (a cluster made before TLS, whose rejoin comes
+ * before the apply that turns TLS on), the options without TLS, as the cluster's replication
+ * itself still connects.
  */
-export function rewindSecurity(version: number, caFile: string | undefined, live: { primaryServesCa: boolean; caOnHost: boolean }): string {
-  return conninfoSecurity(version, caFile && live.primaryServesCa && live.caOnHost ? caFile : undefined);
+export function rewindSecurity(version: number, caFile: string | undefined, primaryServesCa: boolean): string {
+  return conninfoSecurity(version, caFile && primaryServesCa ? caFile : undefined);
 }
 
-/** Read on the hosts through SSH, not over the network: whether the primary serves pgprov's certificate, and the host has the CA. */
-async function tlsLive(op: ClusterOperation, primary: Host, host: Host, caFile: string): Promise<{ primaryServesCa: boolean; caOnHost: boolean }> {
+/** Read on the primary through SSH, not over the network: whether it serves pgprov's certificate. */
+async function primaryServesCa(op: ClusterOperation, primary: Host): Promise<boolean> {
   const certFile = tlsFiles(await op.pathsOf(primary)).cert_file;
   const [row] = await op.sql(primary, `select current_setting('ssl') = 'on' and current_setting('ssl_cert_file') = ${sqlLiteral(certFile)} as served`);
-  const onHost = await op.shell(host, `if [ -s ${shellQuote(caFile)} ]; then echo yes; fi`, "looking for the cluster's CA certificate");
-  return { primaryServesCa: row?.served === true, caOnHost: onHost.trim() === "yes" };
+  return row?.served === true;
+}
+
+/** The cluster's CA certificate (public) on the host, where conninfoSecurity's sslrootcert names it. */
+async function putCaCertificate(op: ClusterOperation, host: Host, caFile: string, pem: string): Promise<void> {
+  const file = shellQuote(caFile);
+  await op.shell(
+    host,
+    [`t=$(mktemp ${file}.XXXXXX)`, `cat > "$t" <<'PGPROV_CA_PEM'`, pem.trim(), "PGPROV_CA_PEM", `chmod 0644 "$t" && mv -f "$t" ${file}`].join("\n"),
+    "writing the cluster's CA certificate, for pg_rewind to verify the primary",
+  );
 }
 
 /** Undefined after a dry run: every check passed, and nothing was changed. */
@@ -66,7 +77,8 @@ export async function rejoin(inventory: Inventory, playbook: Playbook, hostName:
     const mustRewind = data.running || !data.standbySignal || formerPrimary;
     if (data.fenced) op.step(`${host.name}: ${data.fenced}`);
     let verdict: RejoinVerdict | undefined;
-    if (data.systemIdentifier === p.sysid) {
+    if (data.rewindUnfinished !== undefined) op.step(`${host.name}: a pg_rewind did not finish (${data.rewindUnfinished})`);
+    else if (data.systemIdentifier === p.sysid) {
       // pg_rewind trusts timeline numbers: the histories must show the host behind on the primary's.
       const hostEnd = await op.endOfWal(host);
       const primaryEnd = await op.endOfWal(primary);
@@ -78,7 +90,16 @@ export async function rejoin(inventory: Inventory, playbook: Playbook, hostName:
     }
     let method: RejoinMethod;
     let why: string;
-    if (data.systemIdentifier !== p.sysid) {
+    if (data.rewindUnfinished !== undefined) {
+      // Neither its pg_control nor its timelines can be trusted on a mix of two servers' files.
+      if (!options.reclone) {
+        throw new PgprovError(
+          `${host.name} holds data a pg_rewind began to rewrite and did not finish (${data.rewindUnfinished}): it may be a mix of two servers' files, which no second rewind can be trusted on. ` +
+            `Rerun with --reclone to replace it with a clone of ${primary.name}`,
+        );
+      }
+      [method, why] = ["clone", `replace the data an unfinished pg_rewind left on ${host.name} with a clone of ${primary.name}, as --reclone asked`];
+    } else if (data.systemIdentifier !== p.sysid) {
       if (!options.reclone) throw new PgprovError(`${host.name} does not hold this cluster's data (system identifier ${data.systemIdentifier ?? "none"}, ${primary.name}'s is ${String(p.sysid)}); pg_rewind cannot help. Rerun with --reclone to replace it with a clone`);
       [method, why] = ["clone", `replace ${host.name}'s data (another cluster's) with a clone of ${primary.name}, as --reclone asked`];
     } else if (verdict && !verdict.ok && !(verdict.discardAllowed && options.discardDiverged && !options.reclone)) {
@@ -122,41 +143,54 @@ export async function rejoin(inventory: Inventory, playbook: Playbook, hostName:
       op.step(`checkpoint on ${primary.name}, so that its pg_control shows its timeline`);
       const paths = await op.pathsOf(host);
       const caFile = inventory.tls.enabled ? tlsFiles(paths).ca_file : undefined;
-      const live = caFile ? await tlsLive(op, primary, host, caFile) : { primaryServesCa: false, caOnHost: false };
-      if (caFile && !(live.primaryServesCa && live.caOnHost)) {
-        op.step(
-          `${live.primaryServesCa ? `${host.name} has no copy of the cluster's CA yet` : `${primary.name} does not serve the cluster's certificate yet`} ` +
-            `(a cluster made before TLS): pg_rewind connects without verifying it, as before; the cluster playbook that follows turns TLS on`,
+      const servesCa = caFile ? await primaryServesCa(op, primary) : false;
+      if (caFile && servesCa && inventory.tls.authority) {
+        // Never without verification once the primary serves pgprov's certificate: a host that
+        // lacks the CA (a failover's old primary, left out of the run that brought TLS) gets it.
+        await putCaCertificate(op, host, caFile, inventory.tls.authority.certPem);
+      } else if (caFile) {
+        op.step(`${primary.name} does not serve the cluster's certificate yet (a cluster made before TLS): pg_rewind connects as its replication does today, without TLS; the cluster playbook that follows turns TLS on`);
+      }
+      const security = rewindSecurity(paths.version, caFile, servesCa && inventory.tls.authority !== undefined);
+      const source = [`host=${primary.address} port=${inventory.postgresql.port} user=${inventory.replication.user} dbname=postgres`, security].filter(Boolean).join(" ");
+      const data_ = shellQuote(paths.data_directory);
+      const mark = shellQuote(`${paths.data_directory}${REWIND_SUFFIX}`);
+      const note = `pg_rewind onto ${primary.name} by pgprov rejoin from ${hostname()}, started ${new Date().toISOString()}`;
+      // The mark goes beside the data directory first: pg_rewind deletes what the source lacks in
+      // it (standby.signal and FENCE_MARKER too), and however it stops part-way (a failure, the
+      // bound below, a lost connection) the mark stays, so the mix it leaves never starts (see
+      // REWIND_SUFFIX). standby.signal in the same script as pg_rewind, not a round trip later:
+      // rewound data that started without it would end recovery writable. Rewound (or found
+      // with nothing to rewind), its data is on the primary's history: fence and mark go.
+      // LC_ALL=C: rewindBegan reads pg_rewind's messages, which are translated.
+      const script = [
+        `printf '%s\\n' ${shellQuote(note)} > ${mark} && sync ${mark} &&`,
+        `runuser -u postgres -- env LC_ALL=C PGPASSFILE=/var/lib/postgresql/.pgprov.pgpass ${shellQuote(paths.bin_directory)}/pg_rewind`,
+        `--target-pgdata=${data_} --config-file=${shellQuote(`${paths.config_directory}/postgresql.conf`)}`,
+        `--source-server=${shellQuote(source)}`,
+        `&& runuser -u postgres -- touch ${shellQuote(`${paths.data_directory}/standby.signal`)}`,
+        `&& rm -f ${shellQuote(`${paths.data_directory}/${FENCE_MARKER}`)}`,
+        `&& sync ${data_} && rm -f ${mark}`,
+      ].join(" ");
+      let rewind;
+      try {
+        rewind = await op.connection(host).run(script, { timeoutMs: 3_600_000, purpose: `pg_rewind of ${host.name}` });
+      } catch (e) {
+        throw new PgprovError(
+          `pg_rewind of ${host.name} did not finish: ${(e as Error).message}. ${host.name}'s data may be a mix of two servers' files: ` +
+            `it is marked (${paths.data_directory}${REWIND_SUFFIX}), will not start, and apply refuses it; rerun with --reclone to replace it with a clone of ${primary.name}`,
         );
       }
-      const security = rewindSecurity(paths.version, caFile, live);
-      const source = [`host=${primary.address} port=${inventory.postgresql.port} user=${inventory.replication.user} dbname=postgres`, security].filter(Boolean).join(" ");
-      // standby.signal in the same script as pg_rewind, not a round trip later: rewound data that
-      // started without it would end recovery writable, on the primary's own timeline. Rewound
-      // (or found with nothing to rewind), its data is on the primary's history: the fence goes.
-      const rewind = await op.connection(host).run(
-        [
-          `runuser -u postgres -- env PGPASSFILE=/var/lib/postgresql/.pgprov.pgpass ${shellQuote(paths.bin_directory)}/pg_rewind`,
-          `--target-pgdata=${shellQuote(paths.data_directory)} --config-file=${shellQuote(`${paths.config_directory}/postgresql.conf`)}`,
-          `--source-server=${shellQuote(source)}`,
-          `&& runuser -u postgres -- touch ${shellQuote(`${paths.data_directory}/standby.signal`)}`,
-          `&& rm -f ${shellQuote(`${paths.data_directory}/${FENCE_MARKER}`)}`,
-        ].join(" "),
-        { timeoutMs: 3_600_000, purpose: `pg_rewind of ${host.name}` },
-      );
       if (rewind.code !== 0) {
         const why = lastLines(rewind.stderr.trim(), 3).join(" / ");
         if (!rewindBegan(rewind.stderr)) {
+          // It stopped at its own checks, before writing anything: the mark has nothing to guard.
+          await op.shell(host, `rm -f ${mark}`, "removing the rewind mark");
           throw new PgprovError(`pg_rewind of ${host.name} failed (exit ${rewind.code}) before it changed anything: ${why}. Its data is as it was, the server stopped; rerun with --reclone to replace it with a clone`);
         }
-        // Past that line pg_rewind writes into the data directory, and a failure leaves it part
-        // source, part target (pg_rewind's documentation: likely not recoverable). Started as it
-        // is, it would run as a primary on that mix: fence it, so it can only start read-only
-        // and apply refuses it until a rejoin replaces it.
-        await op.writeStandbySignal(host, `pg_rewind failed part-way onto ${primary.name}: its data may be inconsistent; \`pgprov rejoin INVENTORY ${host.name} --reclone\` replaces it`);
         throw new PgprovError(
-          `pg_rewind of ${host.name} failed (exit ${rewind.code}) after it had begun rewriting the data directory: ${why}. Its data may have changed and cannot be trusted; ` +
-            `it is stopped and fenced (standby.signal, ${FENCE_MARKER}). Rerun with --reclone to replace it with a clone of ${primary.name}`,
+          `pg_rewind of ${host.name} failed (exit ${rewind.code}) after it had begun rewriting the data directory: ${why}. Its data may be a mix of two servers' files and cannot be trusted: ` +
+            `it is marked (${paths.data_directory}${REWIND_SUFFIX}), will not start, and apply refuses it. Rerun with --reclone to replace it with a clone of ${primary.name}`,
         );
       }
       op.step(`rewound ${host.name} onto ${primary.name}: ${rewind.stdout.trim().split("\n").at(-1) ?? "done"}`);

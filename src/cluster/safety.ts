@@ -109,6 +109,7 @@ export function assessCluster(inventory: Inventory, states: Map<string, DataDire
  * once it has run as a standby: hence the mark failover leaves (FENCE_MARKER).
  */
 export function mustRejoin(d: DataDirectory, primary: DataDirectory | undefined, primaryName: string): string | undefined {
+  if (d.rewindUnfinished) return `holds data a pg_rewind began to rewrite and did not finish (${d.rewindUnfinished}): it may be a mix of two servers' files, and only a clone can replace it (\`pgprov rejoin\` with --reclone)`;
   if (d.fenced) return `was fenced by a failover (${d.fenced}): it may hold WAL that ${primaryName} never received, and cannot simply follow it`;
   if (d.systemIdentifier === undefined || d.systemIdentifier !== primary?.systemIdentifier) return undefined;
   if (d.timeline === undefined || primary.timeline === undefined || d.timeline >= primary.timeline) return undefined;

@@ -18,6 +18,15 @@ export const REPLACED_SUFFIX = ".pgprov-replaced";
  * which host was promoted.
  */
 export const FENCE_MARKER = "pgprov.fenced";
+/**
+ * rejoin writes this file beside the data directory before pg_rewind starts, and removes it once
+ * the rewind is done and standby.signal written. pg_rewind deletes whatever in the data
+ * directory the source lacks (standby.signal and FENCE_MARKER included) and leaves a mix of both
+ * servers' files when it stops part-way (a failure, a timeout, a lost connection): outside the
+ * data directory, this mark survives that. While it is there, the server does not start (the
+ * boot check), apply refuses the host, and only a clone (`rejoin --reclone`) replaces the data.
+ */
+export const REWIND_SUFFIX = ".pgprov-rewinding";
 /** The first OID of user objects (FirstNormalObjectId): system catalogs are below it. */
 const FIRST_USER_OID = 16384;
 
@@ -52,6 +61,8 @@ export interface DataDirectory {
   history?: HistoryEntry[];
   /** FENCE_MARKER's line, when a failover fenced this host and no rejoin has brought it back since. */
   fenced?: string;
+  /** REWIND_SUFFIX's line: a pg_rewind began on this data and did not finish. */
+  rewindUnfinished?: string;
 }
 
 export function dataDirectoryProbe(dataDirectory: string, binDirectory: string): string {
@@ -67,6 +78,7 @@ export function dataDirectoryProbe(dataDirectory: string, binDirectory: string):
     `[ -f "$d/standby.signal" ] && echo standby_signal=yes`,
     // Read as postgres: root follows no link that postgres could plant there.
     `[ -f "$d/${FENCE_MARKER}" ] && echo "fenced=$(runuser -u postgres -- head -c 300 -- "$d/${FENCE_MARKER}" | LC_ALL=C tr -cd '[:print:]')"`,
+    `[ -f "$d${REWIND_SUFFIX}" ] && echo "rewind_unfinished=$(head -c 300 -- "$d${REWIND_SUFFIX}" | LC_ALL=C tr -cd '[:print:]')"`,
     `[ -d "$d${CLONE_SUFFIX}" ] && echo partial_clone=yes`,
     `[ -e "$d${REPLACED_SUFFIX}" ] && echo replaced_left=yes`,
     `[ -f "$d/postmaster.pid" ] && read -r pid < "$d/postmaster.pid" && kill -0 "$pid" 2>/dev/null && echo running=yes`,
@@ -126,6 +138,7 @@ export function parseDataDirectory(stdout: string): DataDirectory {
     ...(kv.checkpoint_lsn ? { checkpointLsn: kv.checkpoint_lsn } : {}),
     ...(kv.history !== undefined ? { history: parseTimelineHistory(kv.history.replaceAll(";", "\n")) } : {}),
     ...(kv.fenced !== undefined ? { fenced: kv.fenced || "no details" } : {}),
+    ...(kv.rewind_unfinished !== undefined ? { rewindUnfinished: kv.rewind_unfinished || "no details" } : {}),
   };
 }
 

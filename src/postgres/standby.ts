@@ -20,6 +20,7 @@ import {
   isFreshCluster,
   parseDataDirectory,
   REPLACED_SUFFIX,
+  REWIND_SUFFIX,
   wasWritable,
 } from "./data-directory.js";
 import { flag, unitName, wholeNumber } from "../common/args.js";
@@ -74,6 +75,17 @@ export const pgStandby: Module<StandbyArgs> = {
       );
     }
     const from = `a base backup of ${args.primary}`;
+    if (d.rewindUnfinished !== undefined) {
+      if (args.reclone) {
+        return {
+          changes: [{ action: "create", summary: `clone ${from}, REPLACING data an unfinished pg_rewind left (${d.rewindUnfinished}), as --reclone asked`, destructive: true, commands: [cloneCommand(args)] }],
+        };
+      }
+      throw new TaskFailure(
+        `${args.data_directory} holds data a pg_rewind began to rewrite and did not finish (${d.rewindUnfinished}): it may be a mix of two servers' files. ` +
+          `Refusing to touch it: \`pgprov rejoin INVENTORY ${args.host} --reclone\` replaces it with a clone`,
+      );
+    }
     if (primary && d.systemIdentifier === primary) {
       // standby.signal does not make a former primary a standby: failover's fence and switchover
       // write it before anything is promoted, and its WAL may go past the primary's timeline.
@@ -166,6 +178,8 @@ function cloneCommand(args: StandbyArgs): Command {
       // -T: a name there that is a link to a directory is replaced, never moved into.
       `if [ -e ${data} ]; then mv -T ${data} ${old}; fi`,
       `mv -T ${clone} ${data}`,
+      // The data an unfinished pg_rewind left is gone with the swap, and its mark with it.
+      `rm -f ${shellQuote(`${args.data_directory}${REWIND_SUFFIX}`)}`,
       `rm -rf ${old}`,
       `systemctl start ${shellQuote(args.service)}`,
     ].join("\n"),

@@ -158,7 +158,7 @@ describe("day-2 operations: safety", () => {
     expect((await psql(primary, `select state from pg_stat_replication where application_name = '${old.name}'`)).out).toBe("streaming");
   });
 
-  it("a pg_rewind that fails part-way leaves the former primary fenced, and the error says its data may have changed", async () => {
+  it("a pg_rewind that fails part-way leaves the former primary marked: it does not start, apply and a plain rejoin refuse it, rejoin --reclone replaces it", async () => {
     const old = byName(loadInventory(inventory).primary.name);
     const r = await pgprov(["failover", inventory, "--force", "--yes"]);
     expect(r.code, r.stdout + r.stderr).toBe(0);
@@ -174,15 +174,23 @@ describe("day-2 operations: safety", () => {
     const failed = await pgprov(["rejoin", inventory, old.name, "--discard-diverged", "--yes"]);
     expect(failed.code, failed.stdout + failed.stderr).toBe(1);
     expect(failed.stderr).toContain(`pg_rewind of ${old.name} failed`);
-    expect(failed.stderr).toContain("may have changed");
+    expect(failed.stderr).toContain("may be a mix of two servers' files");
     expect(failed.stderr).not.toContain("as it was");
-    // Fenced: it can only come back read-only, and apply refuses it until a rejoin.
-    expect((await labExec(old, `test -e ${FENCE} && test -e ${DATA}/standby.signal`)).code).toBe(0);
-    expect((await labExec(old, `cat ${FENCE}`)).stdout).toContain("pg_rewind failed");
+    expect((await labExec(old, `cat ${DATA}.pgprov-rewinding`)).stdout).toContain(`pg_rewind onto ${primary.name}`);
+    // The mix never starts: not by systemd (the boot check), and apply refuses it, naming the clone.
+    expect((await labExec(old, "chmod 0700 " + `${DATA}/pg_wal && systemctl start postgresql@15-main`)).code).not.toBe(0);
+    expect((await labExec(old, "systemctl is-active postgresql@15-main")).stdout.trim()).not.toBe("active");
+    const refused = await pgprov(["apply", inventory]);
+    expect(refused.code, refused.stdout).toBe(1);
+    expect(refused.stdout).toContain("a pg_rewind began to rewrite and did not finish");
+    const again = await pgprov(["rejoin", inventory, old.name, "--discard-diverged", "--yes"]);
+    expect(again.code, again.stdout + again.stderr).toBe(1);
+    expect(again.stderr).toContain("--reclone");
+    expect(again.stdout).not.toContain("rewound");
 
-    await labExec(old, `chmod 0700 ${DATA}/pg_wal`);
     const back = await pgprov(["rejoin", inventory, old.name, "--reclone", "--yes"]);
     expect(back.code, back.stdout + back.stderr).toBe(0);
+    expect((await labExec(old, `test -e ${DATA}.pgprov-rewinding`)).code).not.toBe(0);
     expect((await psql(primary, `select state from pg_stat_replication where application_name = '${old.name}'`)).out).toBe("streaming");
   });
 

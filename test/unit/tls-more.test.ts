@@ -191,11 +191,11 @@ describe("issue 10: check finds certificates near their end", () => {
 });
 
 describe("issue 10: rejoin on a cluster not yet switched to TLS", () => {
-  it("issue 10: pg_rewind verifies the primary with the CA only when the primary serves pgprov's certificate and the host has the CA", () => {
+  it("issue 10: pg_rewind verifies the primary with the CA whenever the primary serves pgprov's certificate (rejoin puts the CA on the host first), and only then goes without TLS", () => {
     const ca = "/etc/postgresql/15/main/pgprov-ca.crt";
-    expect(rewindSecurity(17, ca, { primaryServesCa: true, caOnHost: true })).toBe(`sslmode=verify-full sslrootcert=${ca} channel_binding=require require_auth=scram-sha-256`);
-    expect(rewindSecurity(17, ca, { primaryServesCa: false, caOnHost: true })).toBe("require_auth=scram-sha-256");
-    expect(rewindSecurity(15, ca, { primaryServesCa: true, caOnHost: false })).toBe("");
-    expect(rewindSecurity(15, undefined, { primaryServesCa: true, caOnHost: true })).toBe("");
+    expect(rewindSecurity(17, ca, true)).toBe(`sslmode=verify-full sslrootcert=${ca} channel_binding=require require_auth=scram-sha-256`);
+    expect(rewindSecurity(15, ca, true)).toBe(`sslmode=verify-full sslrootcert=${ca} channel_binding=require`);
+    expect(rewindSecurity(17, ca, false)).toBe("require_auth=scram-sha-256");
+    expect(rewindSecurity(15, undefined, true)).toBe("");
   });
 });
