@@ -7,7 +7,7 @@ import { accessSync, constants, existsSync, mkdirSync, writeFileSync } from "nod
 import { basename, dirname, extname, join, resolve } from "node:path";
 import { FileError, PgprovError, type SourceProblem } from "../common/errors.js";
 import { type Connection, type InventoryHost, type InventorySsh, resolveConnection } from "../sshconfig/connection.js";
-import { localContext } from "../sshconfig/expand.js";
+import { homePath, localContext, otherHomeRefused } from "../sshconfig/expand.js";
 import { loadDefaultSshConfig, loadSshConfigFile, type SshConfig } from "../sshconfig/load.js";
 import { type Passphrase, terminalAsk, type Unlocking } from "../transport/identities.js";
 import { YamlSource, type YamlPath } from "../yaml/source.js";
@@ -166,7 +166,7 @@ export function loadInventory(file: string): Inventory {
   const passwordSource = secretSource.safeParse(parsed ? parsed.replication.password : objectAt(raw, ["replication"])?.password);
   if (passwordSource.success && passwordSource.data) {
     try {
-      password = readSecret(passwordSource.data, (p) => resolve(dir, p));
+      password = readSecret(passwordSource.data, (p) => fromInventory(dir, p));
       secrets.push(password);
     } catch (e) {
       problems.push(source.problem(["replication", "password"], `replication.password: ${(e as Error).message}`));
@@ -198,7 +198,7 @@ export function loadInventory(file: string): Inventory {
     if (from) {
       const at = ["roles", name, "password"];
       try {
-        secret = readSecret(from, (p) => resolve(dir, p));
+        secret = readSecret(from, (p) => fromInventory(dir, p));
         secrets.push(secret);
         // As the module takes it; said here, with the position, and never with the value.
         if (secret.reveal().length < 8) problems.push(source.problem(at, `roles.${name}.password: a password of at least 8 characters`));
@@ -257,14 +257,37 @@ export function loadInventory(file: string): Inventory {
  * A key file the inventory names at `path` (`ssh`, or `hosts.NAME.ssh`): its absolute path, and a
  * problem at that place when pgprov cannot read it.
  */
-function readableKeyFile(keyFile: string, path: YamlPath, { source, dir, problems }: SecretScope): string {
-  const file = resolve(dir, keyFile);
+function readableKeyFile(keyFile: string, path: YamlPath, scope: SecretScope): string {
+  const { source, problems } = scope;
+  const file = inventoryPath(keyFile, [...path, "private_key"], scope);
+  if (file === undefined) return keyFile;
   try {
     accessSync(file, constants.R_OK);
   } catch (e) {
     problems.push(source.problem([...path, "private_key"], `${path.join(".")}.private_key: cannot read ${file} (${(e as NodeJS.ErrnoException).code})`));
   }
   return file;
+}
+
+/**
+ * A path the inventory gives, read as ssh reads one on its command line: `~` and `~/` from the
+ * home directory of the user running pgprov, a relative one from the inventory's directory (not
+ * the working directory). Throws a plain message for `~user` (the caller adds the position).
+ */
+function fromInventory(dir: string, value: string): string {
+  const expanded = homePath(value, localContext().home);
+  if (expanded === undefined) throw new Error(otherHomeRefused(value));
+  return resolve(dir, expanded);
+}
+
+/** fromInventory, with a problem at `at` instead of an exception: undefined then. */
+function inventoryPath(value: string, at: YamlPath, scope: { source: YamlSource; dir: string; problems: SourceProblem[] }): string | undefined {
+  try {
+    return fromInventory(scope.dir, value);
+  } catch (e) {
+    scope.problems.push(scope.source.problem(at, `${at.join(".")}: ${(e as Error).message}`));
+    return undefined;
+  }
 }
 
 /**
@@ -288,7 +311,7 @@ function sshAccess(file: string, parsed: InventoryFile, scope: SecretScope): { s
         problems.push(source.problem([...path, "passphrase"], `${path.join(".")}.passphrase unlocks ${path.join(".")}.private_key, which is not set`));
       } else {
         try {
-          const secret = readSecret(section.passphrase, (p) => resolve(dir, p));
+          const secret = readSecret(section.passphrase, (p) => fromInventory(dir, p));
           scope.secrets.push(secret);
           passphrases.set(out.private_key, { secret, where });
         } catch (e) {
@@ -299,17 +322,18 @@ function sshAccess(file: string, parsed: InventoryFile, scope: SecretScope): { s
     return out;
   };
   const shared = keys(parsed.ssh, ["ssh"]);
-  if (parsed.ssh.known_hosts !== undefined) shared.known_hosts = resolve(dir, parsed.ssh.known_hosts);
+  if (parsed.ssh.known_hosts !== undefined) shared.known_hosts = inventoryPath(parsed.ssh.known_hosts, ["ssh", "known_hosts"], scope) ?? parsed.ssh.known_hosts;
   if (parsed.ssh.connect_timeout !== undefined) shared.connect_timeout = parsed.ssh.connect_timeout;
   const hosts: Record<string, InventoryHost> = Object.fromEntries(
     Object.entries(parsed.hosts).map(([name, h]) => [name, { address: h.address, ...(h.ssh ? { ssh: keys(h.ssh, ["hosts", name, "ssh"]) } : {}) }]),
   );
+  const configPath = typeof parsed.ssh.config === "string" ? inventoryPath(parsed.ssh.config, ["ssh", "config"], scope) : undefined;
   if (problems.length) throw new FileError(problems);
 
   let config: SshConfig | undefined;
   if (parsed.ssh.config === undefined) config = loadDefaultSshConfig();
-  else if (parsed.ssh.config !== false) {
-    const path = resolve(dir, parsed.ssh.config);
+  else if (configPath !== undefined) {
+    const path = configPath;
     if (!existsSync(path)) throw new FileError([source.problem(["ssh", "config"], `ssh.config: ${path} does not exist`)]);
     config = loadSshConfigFile(path);
   }
@@ -345,8 +369,9 @@ function loadTls(
   scope: { source: YamlSource; file: string; dir: string; hosts: Host[]; secrets: Secret[]; problems: SourceProblem[] },
 ): TlsSettings {
   const { source, dir, problems } = scope;
+  const path = (value: string, at: YamlPath) => inventoryPath(value, at, scope) ?? value;
   const caFiles = parsed.ca
-    ? { cert: resolve(dir, parsed.ca.cert), ...(parsed.ca.key ? { key: resolve(dir, parsed.ca.key) } : {}) }
+    ? { cert: path(parsed.ca.cert, ["tls", "ca", "cert"]), ...(parsed.ca.key ? { key: path(parsed.ca.key, ["tls", "ca", "key"]) } : {}) }
     : ownCaFiles({ file: resolve(scope.file), dir });
   const tls: TlsSettings = { enabled: parsed.enabled, caFiles, given: {} };
   if (!parsed.enabled) return tls;
@@ -362,7 +387,7 @@ function loadTls(
     if (!host || !tls.authority) continue;
     try {
       const given = checkGivenCertificate(
-        { cert: resolve(dir, files.cert), key: resolve(dir, files.key) },
+        { cert: path(files.cert, ["tls", "certificates", name, "cert"]), key: path(files.key, ["tls", "certificates", name, "key"]) },
         { host: name, ca: tls.authority, expectedNames: serverNames(host.name, host.address) },
       );
       const keyPem = new Secret(given.keyPem, `tls.certificates.${name}.key`);
@@ -420,7 +445,7 @@ function resolveSecrets(value: unknown, path: YamlPath, scope: SecretScope): unk
       return undefined;
     }
     try {
-      const secret = readSecret(parsed.data, (p) => resolve(scope.dir, p));
+      const secret = readSecret(parsed.data, (p) => fromInventory(scope.dir, p));
       scope.secrets.push(secret);
       return secret;
     } catch (e) {

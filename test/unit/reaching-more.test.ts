@@ -1,0 +1,62 @@
+/**
+ * The gaps left of issues 13 and 14 that pure logic shows: `~` in every path the inventory or an
+ * ssh configuration gives, expanded as OpenSSH does (relative inventory paths stay relative to
+ * the inventory); and every problem of an inventory reported in one run, whichever comes first.
+ */
+import { execFileSync } from "node:child_process";
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { userInfo } from "node:os";
+import { basename, join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { loadInventory } from "../../src/inventory/inventory.js";
+import { thrown, yamlFiles } from "./yaml-files.js";
+
+const HOSTS = "hosts:\n  pg1: { address: 10.0.0.11, role: primary }\n  pg2: { address: 10.0.0.12, role: standby }\n";
+
+describe("issue 13: ~ in the inventory's paths and in ssh's configuration, as OpenSSH expands it", () => {
+  // `~` is the home directory of the user running pgprov (the password database's, as OpenSSH reads it).
+  const home = userInfo().homedir;
+  const inHome = mkdtempSync(join(home, ".pgprov-unit-tilde-"));
+  const tilde = `~/${basename(inHome)}`;
+  const { dir, write } = yamlFiles("tilde", loadInventory);
+  afterAll(() => rmSync(inHome, { recursive: true, force: true }));
+
+  function file(path: string, text: string, mode = 0o600): string {
+    writeFileSync(path, text);
+    chmodSync(path, mode);
+    return path;
+  }
+
+  it("issue 13: ~/ in private_key, known_hosts, ssh.config, a secret's file; and in the configuration's IdentityFile, UserKnownHostsFile, Include", () => {
+    execFileSync("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-f", join(inHome, "key")]);
+    file(join(inHome, "known_hosts"), "");
+    file(join(inHome, "replication.secret"), "a-replication-password\n");
+    mkdirSync(join(inHome, "conf.d"));
+    file(join(inHome, "conf.d", "more"), `Host pg2\n  UserKnownHostsFile ${tilde}/kh_included\n`);
+    file(join(inHome, "ssh_config"), `Include ${tilde}/conf.d/*\nHost pg*\n  IdentityFile ${tilde}/cfg_key\n`);
+    const inv = loadInventory(
+      write(
+        `ssh:\n  private_key: ${tilde}/key\n  config: ${tilde}/ssh_config\n` +
+          `replication:\n  password: { file: ${tilde}/replication.secret }\n` +
+          `hosts:\n  pg1: { address: 10.0.0.11, role: primary, ssh: { private_key: "~" } }\n  pg2: { address: 10.0.0.12, role: standby }\n`,
+      ),
+    );
+    const [pg1, pg2] = inv.hosts.map((h) => h.connection);
+    expect(pg2!.identityFiles.map((f) => f.value)).toEqual([join(inHome, "key"), join(inHome, "cfg_key")]);
+    expect(pg1!.identityFiles.map((f) => f.value)[0]).toBe(home);
+    expect(pg2!.userKnownHostsFiles.value).toEqual([join(inHome, "kh_included")]);
+    expect(inv.replication.password?.reveal()).toBe("a-replication-password");
+
+    const withKnownHosts = loadInventory(write(`ssh:\n  known_hosts: ${tilde}/known_hosts\n  config: false\n${HOSTS}`));
+    expect(withKnownHosts.hosts[0]!.connection.userKnownHostsFiles.value).toEqual([join(inHome, "known_hosts")]);
+  });
+
+  it("issue 13: a relative path stays relative to the inventory file; ~user is refused, naming where", () => {
+    file(join(dir, "rel_key"), "k");
+    const inv = loadInventory(write(`ssh:\n  private_key: ./rel_key\n  known_hosts: known_hosts\n  config: false\n${HOSTS}`));
+    expect(inv.hosts[0]!.connection.identityFiles[0]!.value).toBe(join(dir, "rel_key"));
+    expect(inv.hosts[0]!.connection.userKnownHostsFiles.value).toEqual([join(dir, "known_hosts")]);
+    // A file named "~x" beside the inventory is not a home directory: OpenSSH would read ~x as a user's.
+    expect(thrown(() => loadInventory(write(`ssh:\n  private_key: ~nobody/key\n  config: false\n${HOSTS}`)))).toMatch(/:2:16: ssh\.private_key: "~nobody\/key": "~user" paths are not supported/);
+  });
+});
