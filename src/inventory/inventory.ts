@@ -5,7 +5,7 @@
 import { randomBytes } from "node:crypto";
 import { accessSync, constants, existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { basename, dirname, extname, join, resolve } from "node:path";
-import { FileError, PgprovError, type SourceProblem } from "../common/errors.js";
+import { FileError, formatProblem, PgprovError, type SourceProblem } from "../common/errors.js";
 import { type Connection, type InventoryHost, type InventorySsh, resolveConnection } from "../sshconfig/connection.js";
 import { homePath, localContext, otherHomeRefused } from "../sshconfig/expand.js";
 import { loadDefaultSshConfig, loadSshConfigFile, type SshConfig } from "../sshconfig/load.js";
@@ -153,7 +153,7 @@ export function loadInventory(file: string): Inventory {
   const dir = dirname(resolve(file));
 
   const secrets: Secret[] = [];
-  const scope = { source, dir, secrets, problems };
+  const scope: SecretScope = { source, dir, secrets, problems, others: [] };
   // With the schema refused, the inventory-wide key as far as the file names it (sshAccess checks them all otherwise).
   const rawKey = objectAt(raw, ["ssh"])?.private_key;
   if (!parsed && typeof rawKey === "string" && rawKey) readableKeyFile(rawKey, ["ssh"], scope);
@@ -172,17 +172,16 @@ export function loadInventory(file: string): Inventory {
       problems.push(source.problem(["replication", "password"], `replication.password: ${(e as Error).message}`));
     }
   }
-  // Every key file and passphrase when the schema holds (sshAccess throws every problem so far
-  // with its own); without it, only the inventory-wide key was checked, above.
+  // Every key file and passphrase when the schema holds; without it, only the inventory-wide key
+  // was checked, above. A problem here hides none of those below (roles' passwords, TLS files).
   const access = parsed ? sshAccess(file, parsed, scope) : undefined;
-  if (problems.length || !parsed || !access) {
-    throw new FileError([...new Map(problems.map((p) => [`${p.line}:${p.col}:${p.message}`, p])).values()]);
-  }
+  if (!parsed) return stopOn(scope) as never;
   const hosts: Host[] = Object.entries(parsed.hosts).map(([name, h]) => ({
     name,
     address: h.address,
     role: h.role,
-    connection: access.connections[name]!,
+    // Undefined only when a problem is reported below, before anything uses it.
+    connection: access?.connections[name] as Connection,
     ...(h.upstream !== undefined ? { upstream: h.upstream } : {}),
     ...(h.apply_delay !== undefined ? { applyDelay: h.apply_delay } : {}),
     vars: hostVars[name]!,
@@ -210,7 +209,8 @@ export function loadInventory(file: string): Inventory {
   });
   // TLS once the hosts are known: a certificate issued elsewhere is checked against its host.
   const tls = loadTls(parsed.tls, { source, file, dir, hosts, secrets, problems });
-  if (problems.length) throw new FileError(problems);
+  stopOn(scope);
+  if (!access) throw new Error("bug: no connections and no problem reported");
   return {
     file: resolve(file),
     dir,
@@ -296,7 +296,7 @@ function inventoryPath(value: string, at: YamlPath, scope: { source: YamlSource;
  * readable, and its passphrase is read here; a ProxyJump cycle, a bad line of ssh's
  * configuration or a user name pg_ident.conf cannot take stops here, naming where it is written.
  */
-function sshAccess(file: string, parsed: InventoryFile, scope: SecretScope): { ssh: SshAccess; connections: Record<string, Connection> } {
+function sshAccess(file: string, parsed: InventoryFile, scope: SecretScope): { ssh: SshAccess; connections: Record<string, Connection> } | undefined {
   const { source, dir, problems } = scope;
   const passphrases = new Map<string, Passphrase>();
   const keys = (section: InventoryFile["ssh"] | NonNullable<InventoryFile["hosts"][string]["ssh"]>, path: YamlPath): InventorySsh => {
@@ -327,28 +327,47 @@ function sshAccess(file: string, parsed: InventoryFile, scope: SecretScope): { s
   const hosts: Record<string, InventoryHost> = Object.fromEntries(
     Object.entries(parsed.hosts).map(([name, h]) => [name, { address: h.address, ...(h.ssh ? { ssh: keys(h.ssh, ["hosts", name, "ssh"]) } : {}) }]),
   );
-  const configPath = typeof parsed.ssh.config === "string" ? inventoryPath(parsed.ssh.config, ["ssh", "config"], scope) : undefined;
-  if (problems.length) throw new FileError(problems);
-
   let config: SshConfig | undefined;
-  if (parsed.ssh.config === undefined) config = loadDefaultSshConfig();
-  else if (configPath !== undefined) {
-    const path = configPath;
-    if (!existsSync(path)) throw new FileError([source.problem(["ssh", "config"], `ssh.config: ${path} does not exist`)]);
-    config = loadSshConfigFile(path);
+  try {
+    if (parsed.ssh.config === undefined) config = loadDefaultSshConfig();
+    else if (typeof parsed.ssh.config === "string") {
+      const path = inventoryPath(parsed.ssh.config, ["ssh", "config"], scope);
+      if (path === undefined) return undefined;
+      if (!existsSync(path)) {
+        problems.push(source.problem(["ssh", "config"], `ssh.config: ${path} does not exist`));
+        return undefined;
+      }
+      config = loadSshConfigFile(path);
+    }
+  } catch (e) {
+    if (!(e instanceof FileError)) throw e;
+    problems.push(...e.problems);
+    return undefined;
   }
   const local = localContext();
   const warnings: SourceProblem[] = [...(config?.warnings ?? [])];
   const connections: Record<string, Connection> = {};
+  let resolved = true;
   for (const name of Object.keys(parsed.hosts)) {
-    const connection = resolveConnection({ name, inventoryFile: file, hosts, ssh: shared, ...(config ? { config } : {}), local });
+    let connection: Connection;
+    try {
+      connection = resolveConnection({ name, inventoryFile: file, hosts, ssh: shared, ...(config ? { config } : {}), local });
+    } catch (e) {
+      if (!(e instanceof PgprovError)) throw e;
+      // Once: a cycle shows again, from its other end, on every host of it.
+      scope.others.push(e.message);
+      resolved = false;
+      break;
+    }
     // A jump host's user goes nowhere but the SSH handshake; the host's own goes into pg_ident.conf.
     if (!UNIX_USER.test(connection.user.value)) {
-      throw new PgprovError(`${connection.user.from.where}: "${connection.user.value}" is not a user name pgprov can use (letters, digits, _ and -) (host ${name})`);
+      scope.others.push(`${connection.user.from.where}: "${connection.user.value}" is not a user name pgprov can use (letters, digits, _ and -) (host ${name})`);
+      resolved = false;
     }
     warnings.push(...connection.warnings);
     connections[name] = connection;
   }
+  if (!resolved) return undefined;
   // One warning per line, however many hosts it applies to.
   const seen = new Set<string>();
   const unique = warnings.filter((w) => {
@@ -424,6 +443,16 @@ interface SecretScope {
   dir: string;
   secrets: Secret[];
   problems: SourceProblem[];
+  /** Problems that name their place themselves (a ProxyJump cycle, a user name from ssh's configuration). */
+  others: string[];
+}
+
+/** Every problem found, in one error: those with a position in the inventory first. */
+function stopOn(scope: SecretScope): void {
+  if (!scope.problems.length && !scope.others.length) return;
+  const problems = [...new Map(scope.problems.map((p) => [`${p.line}:${p.col}:${p.message}`, p])).values()];
+  if (!scope.others.length) throw new FileError(problems);
+  throw new PgprovError([...problems.map(formatProblem), ...scope.others].join("\n"));
 }
 
 /** The mapping at `path` of a value parsed from YAML, or undefined when there is none. */

@@ -60,3 +60,31 @@ describe("issue 13: ~ in the inventory's paths and in ssh's configuration, as Op
     expect(thrown(() => loadInventory(write(`ssh:\n  private_key: ~nobody/key\n  config: false\n${HOSTS}`)))).toMatch(/:2:16: ssh\.private_key: "~nobody\/key": "~user" paths are not supported/);
   });
 });
+
+describe("issue 14: every problem of an inventory in one run", () => {
+  const { problems, write } = yamlFiles("all-problems", loadInventory);
+
+  it("issue 14: a missing key file and an unset replication password do not hide a role's password, TLS files or an ssh config that is missing", () => {
+    const found = problems(
+      `ssh:\n  private_key: ./no-such-key\n  config: ./no-such-config\n` +
+        `replication:\n  password: { env: PGPROV_UNIT_UNSET_REPLICATION }\n` +
+        `roles:\n  app: { password: { env: PGPROV_UNIT_UNSET_APP } }\n` +
+        `tls:\n  ca: { cert: ./no-such-ca.crt, key: ./no-such-ca.key }\n${HOSTS}`,
+    );
+    expect(found).toEqual([
+      expect.stringMatching(/^5:13: replication\.password: the environment variable PGPROV_UNIT_UNSET_REPLICATION is not set$/),
+      expect.stringMatching(/^2:16: ssh\.private_key: cannot read .*no-such-key \(ENOENT\)$/),
+      expect.stringMatching(/^3:11: ssh\.config: .*no-such-config does not exist$/),
+      expect.stringMatching(/^7:20: roles\.app\.password: the environment variable PGPROV_UNIT_UNSET_APP is not set$/),
+      expect.stringMatching(/^9:\d+: tls\.ca: .*no-such-ca\.crt/),
+    ]);
+  });
+
+  it("issue 14: a ProxyJump cycle, with a role's password unset, reports both", () => {
+    const text = `ssh:\n  config: false\nroles:\n  app: { password: { env: PGPROV_UNIT_UNSET_APP } }\n` +
+      `hosts:\n  pg1: { address: 10.0.0.11, role: primary, ssh: { proxy_jump: pg2 } }\n  pg2: { address: 10.0.0.12, role: standby, ssh: { proxy_jump: pg1 } }\n`;
+    const message = thrown(() => loadInventory(write(text)));
+    expect(message).toMatch(/roles\.app\.password: the environment variable PGPROV_UNIT_UNSET_APP is not set/);
+    expect(message).toMatch(/ProxyJump cycle: pg1 -> pg2 -> pg1/);
+  });
+});
