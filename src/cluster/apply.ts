@@ -18,7 +18,7 @@ import { hostsUsed, isReadOnly, selectTargets } from "../engine/targets.js";
 import { ensureCertificateAuthority, ensurePoolerPassword, ensureReplicationPassword, type Host, type Inventory, stateFile } from "../inventory/inventory.js";
 import { pgDataDirectory, REPLICATION_QUERY, standbyReplication } from "../postgres/read.js";
 import { pgStandby } from "../postgres/standby.js";
-import { closeAll, connectAll, type Reached } from "../transport/fleet.js";
+import { closeAll, connectAll, describeJumpFailure, jumpFailures, type Reached } from "../transport/fleet.js";
 import { HostPostgres, type Row } from "../transport/postgres.js";
 import { RemoteError } from "../transport/ssh.js";
 import { topologyWarnings, upstreamOf } from "../inventory/topology.js";
@@ -81,12 +81,17 @@ export async function applyCluster(inventory: Inventory, playbook: ClusterPlaybo
         `access rules (access:) say which role may reach which database from where`,
     });
   }
+  const jumps = jumpFailures(reached);
   try {
     const summary = await runPlaybook(playbook, {
       ...options,
       inventoryFile: inventory.file,
       targets,
-      reached: reached.map((r) => ("connection" in r ? { name: r.host.name, io: new SshHostIO(r.connection) } : { name: r.host.name, error: r.error.message })),
+      reached: reached.map((r) => {
+        if ("connection" in r) return { name: r.host.name, io: new SshHostIO(r.connection) };
+        const jump = jumps.find((f) => f.hosts.includes(r.host.name));
+        return jump ? { name: r.host.name, error: describeJumpFailure(jump), reportedAs: `jump host ${jump.jumpHost}` } : { name: r.host.name, error: r.error.message };
+      }),
       statePath: stateFile(inventory, "state.json"),
       secrets,
       variables: (target, facts, results) => {

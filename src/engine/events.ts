@@ -49,6 +49,8 @@ export type RunEvent =
   | {
       type: "failure";
       host: string;
+      /** A failure shared by several hosts (`host` is then, say, "jump host pg1"): the hosts it failed. */
+      hosts?: string[];
       play?: string;
       task?: string;
       /** Where the task is written, file:line:col. */

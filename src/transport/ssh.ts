@@ -29,7 +29,13 @@ export { preferKnownTypes } from "./endpoint.js";
 
 export class ConnectError extends PgprovError {
   override readonly name = "ConnectError";
-  constructor(readonly host: SshHost, readonly reason: ConnectFailure, readonly detail: string) {
+  constructor(
+    readonly host: SshHost,
+    readonly reason: ConnectFailure,
+    readonly detail: string,
+    /** The jump host on the way that could not be reached (`detail` is its failure, the same for every host behind it). */
+    readonly jumpHost?: string,
+  ) {
     super(`host ${host.name} (${host.address}): ${detail}`);
   }
 }
@@ -161,7 +167,7 @@ export class HostConnection {
       opened = await openEndpoint(c, sock, options);
     } catch (e) {
       release();
-      if (e instanceof EndpointError) throw new ConnectError(host, e.reason, e.detail);
+      if (e instanceof EndpointError) throw new ConnectError(host, e.reason, e.detail, e.jumpHost);
       throw e;
     }
     return new HostConnection(
