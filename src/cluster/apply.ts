@@ -109,7 +109,7 @@ export async function applyCluster(inventory: Inventory, playbook: ClusterPlaybo
       const standbys = inventory.standbys.filter((h) => members.includes(h));
       const upstream = new Map(standbys.map((h) => [h.name, upstreamOf(topology, h)!.name]));
       const first = new Map([...replication.entries()]);
-      const rows = options.check ? first : await waitForStreaming(reached, inventory, upstream, first, options.streamingTimeoutMs ?? 120_000);
+      const rows = options.check ? first : await waitForStreaming(reached, inventory, upstream, first, options.streamingTimeoutMs ?? 120_000, emit);
       const report = standbys.map((h) => {
         const from = upstream.get(h.name)!;
         return { ...standbyReplication(h.name, rows.get(from) ?? []), ...(from !== inventory.primary.name ? { upstream: from } : {}) };
@@ -191,15 +191,20 @@ async function waitForStreaming(
   upstream: Map<string, string>,
   first: Map<string, Row[]>,
   timeoutMs: number,
+  emit: ClusterEmit,
 ): Promise<Map<string, Row[]>> {
   const rows = new Map(first);
   const pending = () => [...upstream].filter(([name, from]) => !(rows.get(from) ?? []).some((r) => r.application_name === name && r.state === "streaming"));
   if (pending().length === 0) return rows;
   const clients = new Map<string, Promise<HostPostgres>>();
   try {
-    const deadline = Date.now() + timeoutMs;
+    const started = Date.now();
+    const deadline = started + timeoutMs;
     while (Date.now() < deadline && pending().length) {
       await new Promise((r) => setTimeout(r, 500));
+      const seconds = Math.round((Date.now() - started) / 1000);
+      // For a terminal (one line for them all): how long the wait has lasted, of its bound.
+      emit({ type: "progress", host: pending().map(([name]) => name).join(", "), task: "wait for streaming", seconds, detail: `at most ${timeoutMs / 1000} s` });
       for (const from of new Set(pending().map(([, f]) => f))) {
         const host = reached.find((r) => r.host.name === from);
         if (!host || !("connection" in host)) continue;

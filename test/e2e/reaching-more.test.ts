@@ -103,17 +103,21 @@ describe("issue 14: terminals", () => {
     for (const l of lines) expect(() => JSON.parse(l), `not JSON: ${l}`).not.toThrow();
   });
 
-  it("issue 14: a clone shows pg_basebackup's bytes copied on a terminal", async () => {
+  it("issue 14: a clone shows pg_basebackup's bytes copied on a terminal; without one, no progress line", async () => {
     // Some data, so that the clone takes long enough to be seen.
     const fill = await labExec(byName("pg1"), `runuser -u postgres -- psql -XAtq -c "create table filler as select g, repeat('x', 500) as pad from generate_series(1, 200000) g"`);
     expect(fill.code, fill.stderr).toBe(0);
-    const r = await underTerminal(`node ${BIN} apply ${inventory} --reclone pg3 --yes`);
+    // An empty data directory is cloned without asking.
+    const emptied = async () => expect((await labExec(byName("pg3"), "systemctl stop postgresql@15-main && rm -rf /var/lib/postgresql/15/main/*")).code).toBe(0);
+    await emptied();
+    const r = await underTerminal(`node ${BIN} apply ${inventory}`);
     expect(r.code, r.out).toBe(0);
-    expect(r.out).toMatch(/[\d.]+ [kMG]B of [\d.]+ [kMG]B copied/);
-    // Without a terminal, the output has no progress line.
-    const plain = await pgprov(["apply", inventory, "--reclone", "pg3", "--yes"], { env: ENV });
+    expect(r.out).toMatch(/pg3 · clone the primary[^\n]* · \d+ s · [\d.]+ [kM]B of [\d.]+ MB copied \(\d+%\)/);
+    await emptied();
+    const plain = await pgprov(["apply", inventory], { env: ENV });
     expect(plain.code, plain.stdout + plain.stderr).toBe(0);
-    expect(plain.stdout).not.toMatch(/copied|elapsed/);
+    expect(plain.stdout).toMatch(/pg3 +changed +clone the primary/);
+    expect(plain.stdout).not.toMatch(/copied|· \d+ s/);
   });
 });
 

@@ -8,7 +8,13 @@ import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:f
 import { userInfo } from "node:os";
 import { basename, join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
+import type { ClusterEvent } from "../../src/cluster/events.js";
 import { loadInventory } from "../../src/inventory/inventory.js";
+import { JsonRenderer } from "../../src/output/json.js";
+import { PlainRenderer } from "../../src/output/plain.js";
+import { TreeRenderer } from "../../src/output/tree.js";
+import { describePool, parsePools } from "../../src/postgres/pooler.js";
+import { BASEBACKUP_PROGRESS } from "../../src/postgres/standby.js";
 import { thrown, yamlFiles } from "./yaml-files.js";
 
 const HOSTS = "hosts:\n  pg1: { address: 10.0.0.11, role: primary }\n  pg2: { address: 10.0.0.12, role: standby }\n";
@@ -86,5 +92,57 @@ describe("issue 14: every problem of an inventory in one run", () => {
     const message = thrown(() => loadInventory(write(text)));
     expect(message).toMatch(/roles\.app\.password: the environment variable PGPROV_UNIT_UNSET_APP is not set/);
     expect(message).toMatch(/ProxyJump cycle: pg1 -> pg2 -> pg1/);
+  });
+});
+
+describe("issue 15: pgbouncer's pools in status", () => {
+  it("issue 15: SHOW POOLS read by its header, the admin console's own pool left out", () => {
+    const out =
+      "database\tuser\tcl_active\tcl_waiting\tcl_active_cancel_req\tcl_waiting_cancel_req\tsv_active\tsv_active_cancel\tsv_being_canceled\tsv_idle\tsv_used\tsv_tested\tsv_login\tmaxwait\tmaxwait_us\tpool_mode\n" +
+      "appdb\tapp\t12\t3\t0\t0\t5\t0\t0\t0\t0\t0\t0\t2\t5000\ttransaction\n" +
+      "pgbouncer\tpgbouncer\t1\t0\t0\t0\t0\t0\t0\t0\t0\t0\t0\t0\t0\tstatement\n";
+    const pools = parsePools(out);
+    expect(pools).toEqual([{ database: "appdb", user: "app", clActive: 12, clWaiting: 3, svActive: 5, svIdle: 0, maxwait: 2, poolMode: "transaction" }]);
+    expect(describePool(pools[0]!)).toBe("appdb/app: 12 clients active, 3 waiting (longest 2 s); 5 servers active, 0 idle");
+    expect(parsePools("")).toEqual([]);
+  });
+});
+
+describe("issue 14: a clone's progress", () => {
+  it("issue 14: pg_basebackup -P's reports become bytes copied; other stderr lines are not progress", () => {
+    const show = (line: string) => {
+      const m = BASEBACKUP_PROGRESS.line.exec(line);
+      return m ? BASEBACKUP_PROGRESS.show(m) : undefined;
+    };
+    expect(show("    512/30942 kB (1%), 0/1 tablespace")).toBe("512 kB of 30.2 MB copied (1%)");
+    expect(show("123456/123456 kB (100%), 1/1 tablespace                                         ")).toBe("120.6 MB of 120.6 MB copied (100%)");
+    expect(show("waiting for checkpoint")).toBe("waiting for the primary's checkpoint");
+    expect(show("pg_basebackup: error: connection to server at \"10.0.0.11\" failed")).toBeUndefined();
+  });
+});
+
+describe("issue 14: progress is a terminal's", () => {
+  const progress = { type: "progress", host: "pg2, pg3", task: "wait for streaming", seconds: 4, detail: "at most 120 s" } as ClusterEvent;
+
+  it("issue 14: plain lines and --json leave progress out", async () => {
+    let plain = "";
+    const lines = new PlainRenderer({ diff: false, verbose: false, color: false, write: (t) => (plain += t) });
+    const json: unknown[] = [];
+    const jsonLines = new JsonRenderer((v) => json.push(v));
+    for (const r of [lines, jsonLines]) {
+      r.event(progress);
+      await r.finish();
+    }
+    expect(plain).toBe("");
+    expect(json).toEqual([]);
+  });
+
+  it("issue 14: after the last play, the tree shows the wait on one line redrawn in place, cleared at the end", async () => {
+    let out = "";
+    const tree = new TreeRenderer({ diff: false, verbose: false, color: false, write: (t) => (out += t) });
+    tree.event(progress);
+    tree.event({ ...progress, seconds: 5 } as ClusterEvent);
+    await tree.finish();
+    expect(out).toBe("\r\x1b[2Kpg2, pg3 · wait for streaming · 4 s · at most 120 s\r\x1b[2Kpg2, pg3 · wait for streaming · 5 s · at most 120 s\r\x1b[2K");
   });
 });
