@@ -127,7 +127,7 @@ describe("issue 13: reaching hosts through a bastion, ssh config, keys and agent
     const via = recapOf(viaBastion);
     const straight = recapOf(directRun);
     for (const h of hosts) {
-      expect(via[h.name]!.changed).toBe(0);
+      expect(via[h.name]!.changed, viaBastion.stdout.split("\n").filter((l) => l.includes('"status":"changed"')).join("\n")).toBe(0);
       expect(via[h.name]!.commands).toBeLessThanOrEqual(straight[h.name]!.commands + 1);
     }
     console.log(
