@@ -5,7 +5,7 @@
  */
 import { createInterface } from "node:readline/promises";
 import { PgprovError } from "../common/errors.js";
-import { print } from "./print.js";
+import { printError } from "./print.js";
 
 /** Undefined when no question is to be asked (--yes, or a dry run); refuses when nobody could answer. */
 export function confirmation(what: string, options: { yes: boolean; dryRun?: boolean }): ((question: string) => Promise<boolean>) | undefined {
@@ -16,10 +16,11 @@ export function confirmation(what: string, options: { yes: boolean; dryRun?: boo
   return ask;
 }
 
+/** On stderr: stdout is the command's output, JSON lines only under --json. */
 async function ask(question: string): Promise<boolean> {
-  const rl = createInterface({ input: process.stdin, output: process.stdout });
+  const rl = createInterface({ input: process.stdin, output: process.stderr });
   try {
-    print("");
+    printError("\n");
     return /^y(es)?$/i.test((await rl.question(`${question} [y/N] `)).trim());
   } finally {
     rl.close();

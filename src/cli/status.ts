@@ -2,6 +2,7 @@ import { type ClusterStatus, replicationTree, StatusReader } from "../cluster/st
 import { loadInventoryWarning } from "./inventory.js";
 import { formatBytes } from "../output/format.js";
 import { formatTable } from "../output/table.js";
+import { describePool } from "../postgres/pooler.js";
 import { print, printJson } from "./print.js";
 
 export interface StatusOptions {
@@ -68,6 +69,10 @@ function show(status: ClusterStatus, json: boolean): number {
     for (const line of formatTable(rows)) write(line);
     write("");
     for (const line of replicationTree(status.hosts)) write(line);
+    for (const h of status.hosts.filter((x) => x.pooler)) {
+      const p = h.pooler!;
+      write(`pgbouncer ${h.host}: ${"error" in p ? `its pools cannot be read: ${p.error}` : p.pools.length ? p.pools.map(describePool).join(" | ") : "no pool in use"}`);
+    }
     for (const w of status.warnings) write(`WARNING: ${w}`);
     write("");
     write(`writes:        ${status.connectionStrings.readWrite}`);

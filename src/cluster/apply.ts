@@ -18,7 +18,7 @@ import { hostsUsed, isReadOnly, selectTargets } from "../engine/targets.js";
 import { ensureCertificateAuthority, ensurePoolerPassword, renewCertificateAuthority, ensureReplicationPassword, type Host, type Inventory, stateFile } from "../inventory/inventory.js";
 import { pgDataDirectory, REPLICATION_QUERY, standbyReplication } from "../postgres/read.js";
 import { pgStandby } from "../postgres/standby.js";
-import { closeAll, connectAll, type Reached } from "../transport/fleet.js";
+import { closeAll, connectAll, describeJumpFailure, jumpFailures, type Reached } from "../transport/fleet.js";
 import { HostPostgres, type Row } from "../transport/postgres.js";
 import { RemoteError } from "../transport/ssh.js";
 import { topologyWarnings, upstreamOf } from "../inventory/topology.js";
@@ -83,12 +83,17 @@ export async function applyCluster(inventory: Inventory, playbook: ClusterPlaybo
         `access rules (access:) say which role may reach which database from where`,
     });
   }
+  const jumps = jumpFailures(reached);
   try {
     const summary = await runPlaybook(playbook, {
       ...options,
       inventoryFile: inventory.file,
       targets,
-      reached: reached.map((r) => ("connection" in r ? { name: r.host.name, io: new SshHostIO(r.connection) } : { name: r.host.name, error: r.error.message })),
+      reached: reached.map((r) => {
+        if ("connection" in r) return { name: r.host.name, io: new SshHostIO(r.connection) };
+        const jump = jumps.find((f) => f.hosts.includes(r.host.name));
+        return jump ? { name: r.host.name, error: describeJumpFailure(jump), reportedAs: `jump host ${jump.jumpHost}` } : { name: r.host.name, error: r.error.message };
+      }),
       statePath: stateFile(inventory, "state.json"),
       secrets,
       variables: (target, facts, results) => {
@@ -106,7 +111,7 @@ export async function applyCluster(inventory: Inventory, playbook: ClusterPlaybo
       const standbys = inventory.standbys.filter((h) => members.includes(h));
       const upstream = new Map(standbys.map((h) => [h.name, upstreamOf(topology, h)!.name]));
       const first = new Map([...replication.entries()]);
-      const rows = options.check ? first : await waitForStreaming(reached, inventory, upstream, first, options.streamingTimeoutMs ?? 120_000);
+      const rows = options.check ? first : await waitForStreaming(reached, inventory, upstream, first, options.streamingTimeoutMs ?? 120_000, emit);
       const report = standbys.map((h) => {
         const from = upstream.get(h.name)!;
         return { ...standbyReplication(h.name, rows.get(from) ?? []), ...(from !== inventory.primary.name ? { upstream: from } : {}) };
@@ -188,15 +193,20 @@ async function waitForStreaming(
   upstream: Map<string, string>,
   first: Map<string, Row[]>,
   timeoutMs: number,
+  emit: ClusterEmit,
 ): Promise<Map<string, Row[]>> {
   const rows = new Map(first);
   const pending = () => [...upstream].filter(([name, from]) => !(rows.get(from) ?? []).some((r) => r.application_name === name && r.state === "streaming"));
   if (pending().length === 0) return rows;
   const clients = new Map<string, Promise<HostPostgres>>();
   try {
-    const deadline = Date.now() + timeoutMs;
+    const started = Date.now();
+    const deadline = started + timeoutMs;
     while (Date.now() < deadline && pending().length) {
       await new Promise((r) => setTimeout(r, 500));
+      const seconds = Math.round((Date.now() - started) / 1000);
+      // For a terminal (one line for them all): how long the wait has lasted, of its bound.
+      emit({ type: "progress", host: pending().map(([name]) => name).join(", "), task: "wait for streaming", seconds, detail: `at most ${timeoutMs / 1000} s` });
       for (const from of new Set(pending().map(([, f]) => f))) {
         const host = reached.find((r) => r.host.name === from);
         if (!host || !("connection" in host)) continue;

@@ -5,7 +5,7 @@
 import type { Host, Inventory } from "../inventory/inventory.js";
 import { withoutHostPrefix } from "../common/errors.js";
 import { describePath } from "../sshconfig/connection.js";
-import { closeAll, connectAll, type FleetOptions } from "../transport/fleet.js";
+import { closeAll, connectAll, type FleetOptions, type JumpFailure, jumpFailures, unreachedReason } from "../transport/fleet.js";
 import { type ConnectFailure, RemoteError } from "../transport/ssh.js";
 
 export type PingResult =
@@ -24,7 +24,7 @@ export type PingResult =
       identity: string;
       learnedHostKey?: string;
     }
-  | { host: Host; reachable: false; reason: ConnectFailure | "command"; message: string; path: string };
+  | { host: Host; reachable: false; reason: ConnectFailure | "command"; message: string; path: string; jumpHost?: string };
 
 /** Prints key=value lines; parsed by parsePingFacts. */
 export const PING_SCRIPT = [
@@ -37,12 +37,16 @@ export function parsePingFacts(stdout: string): { os: string; systemd: string } 
   return { os: facts.os || "unknown", systemd: facts.systemd || "unknown" };
 }
 
-export async function ping(inventory: Inventory, options: FleetOptions = {}): Promise<PingResult[]> {
+/** Each host's result; a jump host that could not be reached once, with the hosts behind it. */
+export async function ping(inventory: Inventory, options: FleetOptions = {}): Promise<{ results: PingResult[]; jumpFailures: JumpFailure[] }> {
   const reached = await connectAll(inventory.hosts, inventory.ssh, options);
   try {
-    return await Promise.all(
+    const results = await Promise.all(
       reached.map(async (r): Promise<PingResult> => {
-        if ("error" in r) return { host: r.host, reachable: false, reason: r.error.reason, message: r.error.detail, path: describePath(r.host.connection) };
+        if ("error" in r) {
+          const jump = r.error.jumpHost !== undefined ? { jumpHost: r.error.jumpHost } : {};
+          return { host: r.host, reachable: false, reason: r.error.reason, message: unreachedReason(r.error), path: describePath(r.host.connection), ...jump };
+        }
         let facts;
         try {
           facts = await r.connection.run(PING_SCRIPT, { timeoutMs: 15_000, purpose: "the ping facts" });
@@ -67,6 +71,7 @@ export async function ping(inventory: Inventory, options: FleetOptions = {}): Pr
         };
       }),
     );
+    return { results, jumpFailures: jumpFailures(reached) };
   } finally {
     closeAll(reached);
   }

@@ -8,9 +8,10 @@ import type { Host, Inventory } from "../inventory/inventory.js";
 import { withoutHostPrefix } from "../common/errors.js";
 import { slotName } from "../postgres/slot-names.js";
 import { REPLICATION_QUERY, standbyReplication } from "../postgres/read.js";
-import { closeAll, connectAll, type Reached } from "../transport/fleet.js";
+import { closeAll, connectAll, describeJumpFailure, jumpFailures, type Reached, unreachedReason } from "../transport/fleet.js";
 import { HostPostgres, type Row } from "../transport/postgres.js";
-import { RemoteError } from "../transport/ssh.js";
+import { type HostConnection, RemoteError } from "../transport/ssh.js";
+import { parsePools, type PoolUsage, poolsScript } from "../postgres/pooler.js";
 import { upstreamOf } from "../inventory/topology.js";
 import { topologyOf } from "./variables.js";
 
@@ -41,6 +42,8 @@ export interface HostStatus {
   syncState?: string;
   /** recovery_min_apply_delay of a delayed standby. */
   applyDelay?: string;
+  /** With the inventory's pooler: its pgbouncer's pools (SHOW POOLS), or why they could not be read. */
+  pooler?: { pools: PoolUsage[] } | { error: string };
 }
 
 export interface ClusterStatus {
@@ -86,10 +89,12 @@ export class StatusReader {
 
   async read(): Promise<ClusterStatus> {
     const inventory = this.inventory;
+    // On the host's shell, while SQL goes over its own channel.
+    const pools = this.reached.map((r) => (inventory.pooler && "connection" in r ? readPools(r.connection, inventory.pooler.port) : undefined));
     const rows = await Promise.all(
       this.reached.map(async (r): Promise<{ status: HostStatus; replication?: Row[] }> => {
         const base = { host: r.host.name, address: r.host.address, expectedRole: r.host.role };
-        if ("error" in r) return { status: { ...base, role: "unreachable", reason: r.error.detail } };
+        if ("error" in r) return { status: { ...base, role: "unreachable", reason: unreachedReason(r.error) } };
         try {
           let pg = this.sessions.get(r.host.name);
           if (!pg) {
@@ -119,7 +124,9 @@ export class StatusReader {
       }),
     );
     const hosts = rows.map((r) => r.status);
-    const warnings: string[] = [];
+    for (const [i, read] of pools.entries()) if (read) hosts[i]!.pooler = await read;
+    // A jump host that cannot be reached, once, rather than on each host behind it.
+    const warnings: string[] = jumpFailures(this.reached).map(describeJumpFailure);
     const writable = hosts.filter((h) => h.role === "primary");
     const topology = topologyOf(inventory);
     for (const standby of hosts.filter((h) => h.role === "standby")) {
@@ -210,4 +217,15 @@ export function connectionStrings(hosts: Host[], port: number, caFile?: string):
     readWrite: `postgresql://${list}/postgres?target_session_attrs=read-write${tls}`,
     preferStandby: `postgresql://${list}/postgres?target_session_attrs=prefer-standby${tls}`,
   };
+}
+
+/** A pgbouncer's pools, from its admin console on its host. */
+async function readPools(connection: HostConnection, port: number): Promise<{ pools: PoolUsage[] } | { error: string }> {
+  try {
+    const r = await connection.run(poolsScript(port), { timeoutMs: 10_000, purpose: "pgbouncer's pools (SHOW POOLS)" });
+    return r.code === 0 ? { pools: parsePools(r.stdout) } : { error: r.stderr.trim().split("\n").at(-1) || `psql exited ${r.code}` };
+  } catch (e) {
+    if (!(e instanceof RemoteError)) throw e;
+    return { error: withoutHostPrefix(e.message) };
+  }
 }

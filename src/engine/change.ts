@@ -36,6 +36,12 @@ export interface Command {
    * `decide`, so plan shows the change; only its carrying out takes the extra round trip.
    */
   next?: (stdout: string) => Promise<Command[]>;
+  /**
+   * The progress a long command prints on stderr (pg_basebackup's): `show` turns the last line
+   * `line` matches into what a terminal shows while it runs; those lines are left out of the
+   * stderr a failure reports.
+   */
+  progress?: { line: RegExp; show: (match: RegExpExecArray) => string };
 }
 
 export interface Change {

@@ -49,6 +49,8 @@ export type RunEvent =
   | {
       type: "failure";
       host: string;
+      /** A failure shared by several hosts (`host` is then, say, "jump host pg1"): the hosts it failed. */
+      hosts?: string[];
       play?: string;
       task?: string;
       /** Where the task is written, file:line:col. */
@@ -60,6 +62,11 @@ export type RunEvent =
     }
   /** What a person should know and pgprov does not change (TLS turned off, a synchronous count every standby must meet, a database's encoding); host and task when a task found it. */
   | { type: "warning"; host?: string; play?: string; task?: string; message: string }
-  | { type: "recap"; hosts: Record<string, HostRecap> };
+  | { type: "recap"; hosts: Record<string, HostRecap> }
+  /**
+   * A long step still going, about once a second: how long so far, and what it says of itself
+   * (bytes copied). For a terminal: plain lines and --json leave it out.
+   */
+  | { type: "progress"; host: string; task: string; seconds: number; detail?: string };
 
 export type Emit = (event: RunEvent) => void;

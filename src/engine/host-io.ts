@@ -13,6 +13,8 @@ export interface BatchOptions {
   purpose: string;
   /** When the connection goes away, how long the host lets the batch finish (see Command.letFinish). */
   graceSeconds?: number;
+  /** The batch's stderr as it comes (see Command.progress). */
+  onStderr?: (text: string) => void;
 }
 
 export interface HostIO {

@@ -19,6 +19,8 @@ import { batchFrom, type Prepared, prepareTask } from "./variables.js";
 
 /** For a command whose module sets no bound of its own. */
 const DEFAULT_ACT_TIMEOUT_MS = 120_000;
+/** How often a long act reports how long it has taken so far. */
+const PROGRESS_INTERVAL_MS = 1_000;
 
 export class PlayOnHost {
   private readonly playKey: string;
@@ -218,17 +220,21 @@ export class PlayOnHost {
   /** One round trip: `commands`, stopping at the first that fails (which fails the task), then the probes of `later`. */
   private async runCommands(p: Prepared, commands: Command[], later: Prepared[]) {
     const timeoutOf = (c: { timeoutMs?: number }) => c.timeoutMs ?? DEFAULT_ACT_TIMEOUT_MS;
+    const progress = this.progress(p, commands);
     const read = await readProbes(this.session.io, later.map((q) => q.probe!), {
       facts: false,
       before: commands.map((c) => ({ script: c.script, stopOnFailure: true, timeoutSeconds: Math.ceil(timeoutOf(c) / 1000) })),
       timeoutMs: PROBE_TIMEOUT_MS + commands.reduce((sum, c) => sum + timeoutOf(c) + 5_000, 0),
       purpose: `the changes of task "${p.name}"`,
       graceSeconds: Math.ceil(Math.max(0, ...commands.filter((c) => c.letFinish).map(timeoutOf)) / 1000),
-    }).catch((e: unknown) => {
-      // The connection was lost or interrupted while the task acted: the failure names the task.
-      if (e instanceof PgprovError) throw new HostFailure(this.failure(p, e));
-      throw e;
-    });
+      ...(progress.onStderr ? { onStderr: progress.onStderr } : {}),
+    })
+      .catch((e: unknown) => {
+        // The connection was lost or interrupted while the task acted: the failure names the task.
+        if (e instanceof PgprovError) throw new HostFailure(this.failure(p, e));
+        throw e;
+      })
+      .finally(progress.stop);
     const failed = read.before.findIndex((r) => r.code !== 0);
     if (failed >= 0) {
       const c = commands[failed]!;
@@ -237,9 +243,37 @@ export class PlayOnHost {
         r.code === TIMED_OUT
           ? `a command of the task timed out after ${Math.ceil(timeoutOf(c) / 1000)} s and was killed`
           : `a command of the task failed (exit ${r.code})`;
-      throw new HostFailure(this.failure(p, new TaskFailure(why, { command: c.display ?? c.script, code: r.code, stderr: r.stderr })));
+      const stderr = c.progress ? r.stderr.split("\n").filter((l) => !c.progress!.line.test(l)).join("\n") : r.stderr;
+      throw new HostFailure(this.failure(p, new TaskFailure(why, { command: c.display ?? c.script, code: r.code, stderr })));
     }
     return read;
+  }
+
+  /**
+   * While an act's commands run: every second, how long so far, and the last progress a command
+   * printed (Command.progress), for a terminal to show.
+   */
+  private progress(p: Prepared, commands: Command[]): { onStderr?: (text: string) => void; stop: () => void } {
+    const started = performance.now();
+    const shows = commands.find((c) => c.progress)?.progress;
+    let partial = "";
+    let detail: string | undefined;
+    const timer = setInterval(() => {
+      const seconds = Math.round((performance.now() - started) / 1000);
+      this.run.emit({ type: "progress", host: this.host, task: p.name, seconds, ...(detail ? { detail } : {}) });
+    }, PROGRESS_INTERVAL_MS);
+    const stop = () => clearInterval(timer);
+    if (!shows) return { stop };
+    const onStderr = (text: string) => {
+      // pg_basebackup ends a report with \r on a terminal, \n otherwise.
+      const lines = (partial + text).split(/[\r\n]/);
+      partial = lines.pop() ?? "";
+      for (const line of lines) {
+        const m = shows.line.exec(line);
+        if (m) detail = shows.show(m);
+      }
+    };
+    return { onStderr, stop };
   }
 
   private async learnFacts(): Promise<void> {

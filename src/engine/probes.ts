@@ -25,6 +25,7 @@ export interface ReadOptions {
   purpose: string;
   /** See BatchOptions.graceSeconds. */
   graceSeconds?: number;
+  onStderr?: (text: string) => void;
 }
 
 export interface ReadResult {
@@ -63,6 +64,7 @@ export async function readProbes(io: HostIO, probes: Probe[], options: ReadOptio
     timeoutMs: options.timeoutMs ?? PROBE_TIMEOUT_MS,
     purpose: options.purpose,
     ...(options.graceSeconds ? { graceSeconds: options.graceSeconds } : {}),
+    ...(options.onStderr ? { onStderr: options.onStderr } : {}),
   });
   const roundTrip = { ms: Math.round(performance.now() - started), checks: unique.size };
   const outputs = new Map<string, ProbeOutput>();

@@ -59,9 +59,18 @@ export async function runPlaybook(playbook: Playbook<Module>, options: RunOption
     } else {
       recap.failed++;
       sessions.set(r.name, { target, io: unreachable, failed: true, registered: {}, recap, readAheadSent: true });
-      emit({ type: "failure", host: r.name, message: r.error });
+      if (r.reportedAs === undefined) emit({ type: "failure", host: r.name, message: r.error });
     }
   }
+  const shared = new Map<string, { host: string; message: string; hosts: string[] }>();
+  for (const r of reached) {
+    if (!("error" in r) || r.reportedAs === undefined) continue;
+    const key = `${r.reportedAs}\n${r.error}`;
+    const failure = shared.get(key) ?? { host: r.reportedAs, message: r.error, hosts: [] };
+    failure.hosts.push(r.name);
+    shared.set(key, failure);
+  }
+  for (const f of shared.values()) emit({ type: "failure", ...f });
 
   let stopped = false;
   for (const [index, play] of playbook.plays.entries()) {

@@ -10,7 +10,14 @@ import { RunState } from "./state.js";
 import { playTargets, type Selection, type Target } from "./targets.js";
 
 /** A host of the run: its way in, or why there is none. */
-export type Reach = { name: string; io: HostIO } | { name: string; error: string };
+export type Reach =
+  | { name: string; io: HostIO }
+  | {
+      name: string;
+      error: string;
+      /** A failure shared by several hosts (a jump host's): reported once, as this, with the hosts it left unreached. */
+      reportedAs?: string;
+    };
 
 /** The variables a host's templates see (the caller's), before the values tasks register. */
 export type Variables = (target: Target, facts: Facts | undefined, results: RunResults) => Record<string, unknown>;

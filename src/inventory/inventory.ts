@@ -5,9 +5,9 @@
 import { randomBytes } from "node:crypto";
 import { accessSync, constants, existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { basename, dirname, extname, join, resolve } from "node:path";
-import { FileError, PgprovError, type SourceProblem } from "../common/errors.js";
+import { FileError, formatProblem, PgprovError, type SourceProblem } from "../common/errors.js";
 import { type Connection, type InventoryHost, type InventorySsh, resolveConnection } from "../sshconfig/connection.js";
-import { localContext } from "../sshconfig/expand.js";
+import { homePath, localContext, otherHomeRefused } from "../sshconfig/expand.js";
 import { loadDefaultSshConfig, loadSshConfigFile, type SshConfig } from "../sshconfig/load.js";
 import { type Passphrase, terminalAsk, type Unlocking } from "../transport/identities.js";
 import { YamlSource, type YamlPath } from "../yaml/source.js";
@@ -155,7 +155,7 @@ export function loadInventory(file: string): Inventory {
   const dir = dirname(resolve(file));
 
   const secrets: Secret[] = [];
-  const scope = { source, dir, secrets, problems };
+  const scope: SecretScope = { source, dir, secrets, problems, others: [] };
   // With the schema refused, the inventory-wide key as far as the file names it (sshAccess checks them all otherwise).
   const rawKey = objectAt(raw, ["ssh"])?.private_key;
   if (!parsed && typeof rawKey === "string" && rawKey) readableKeyFile(rawKey, ["ssh"], scope);
@@ -168,23 +168,22 @@ export function loadInventory(file: string): Inventory {
   const passwordSource = secretSource.safeParse(parsed ? parsed.replication.password : objectAt(raw, ["replication"])?.password);
   if (passwordSource.success && passwordSource.data) {
     try {
-      password = readSecret(passwordSource.data, (p) => resolve(dir, p));
+      password = readSecret(passwordSource.data, (p) => fromInventory(dir, p));
       secrets.push(password);
     } catch (e) {
       problems.push(source.problem(["replication", "password"], `replication.password: ${(e as Error).message}`));
     }
   }
-  // Every key file and passphrase when the schema holds (sshAccess throws every problem so far
-  // with its own); without it, only the inventory-wide key was checked, above.
+  // Every key file and passphrase when the schema holds; without it, only the inventory-wide key
+  // was checked, above. A problem here hides none of those below (roles' passwords, TLS files).
   const access = parsed ? sshAccess(file, parsed, scope) : undefined;
-  if (problems.length || !parsed || !access) {
-    throw new FileError([...new Map(problems.map((p) => [`${p.line}:${p.col}:${p.message}`, p])).values()]);
-  }
+  if (!parsed) return stopOn(scope) as never;
   const hosts: Host[] = Object.entries(parsed.hosts).map(([name, h]) => ({
     name,
     address: h.address,
     role: h.role,
-    connection: access.connections[name]!,
+    // Undefined only when a problem is reported below, before anything uses it.
+    connection: access?.connections[name] as Connection,
     ...(h.upstream !== undefined ? { upstream: h.upstream } : {}),
     ...(h.apply_delay !== undefined ? { applyDelay: h.apply_delay } : {}),
     dnsNames: h.dns_names,
@@ -201,7 +200,7 @@ export function loadInventory(file: string): Inventory {
     if (from) {
       const at = ["roles", name, "password"];
       try {
-        secret = readSecret(from, (p) => resolve(dir, p));
+        secret = readSecret(from, (p) => fromInventory(dir, p));
         secrets.push(secret);
         // As the module takes it; said here, with the position, and never with the value.
         if (secret.reveal().length < 8) problems.push(source.problem(at, `roles.${name}.password: a password of at least 8 characters`));
@@ -213,7 +212,8 @@ export function loadInventory(file: string): Inventory {
   });
   // TLS once the hosts are known: a certificate issued elsewhere is checked against its host.
   const tls = loadTls(parsed.tls, { source, file, dir, hosts, secrets, problems });
-  if (problems.length) throw new FileError(problems);
+  stopOn(scope);
+  if (!access) throw new Error("bug: no connections and no problem reported");
   return {
     file: resolve(file),
     dir,
@@ -260,8 +260,10 @@ export function loadInventory(file: string): Inventory {
  * A key file the inventory names at `path` (`ssh`, or `hosts.NAME.ssh`): its absolute path, and a
  * problem at that place when pgprov cannot read it.
  */
-function readableKeyFile(keyFile: string, path: YamlPath, { source, dir, problems }: SecretScope): string {
-  const file = resolve(dir, keyFile);
+function readableKeyFile(keyFile: string, path: YamlPath, scope: SecretScope): string {
+  const { source, problems } = scope;
+  const file = inventoryPath(keyFile, [...path, "private_key"], scope);
+  if (file === undefined) return keyFile;
   try {
     accessSync(file, constants.R_OK);
   } catch (e) {
@@ -271,12 +273,33 @@ function readableKeyFile(keyFile: string, path: YamlPath, { source, dir, problem
 }
 
 /**
+ * A path the inventory gives, read as ssh reads one on its command line: `~` and `~/` from the
+ * home directory of the user running pgprov, a relative one from the inventory's directory (not
+ * the working directory). Throws a plain message for `~user` (the caller adds the position).
+ */
+function fromInventory(dir: string, value: string): string {
+  const expanded = homePath(value, localContext().home);
+  if (expanded === undefined) throw new Error(otherHomeRefused(value));
+  return resolve(dir, expanded);
+}
+
+/** fromInventory, with a problem at `at` instead of an exception: undefined then. */
+function inventoryPath(value: string, at: YamlPath, scope: { source: YamlSource; dir: string; problems: SourceProblem[] }): string | undefined {
+  try {
+    return fromInventory(scope.dir, value);
+  } catch (e) {
+    scope.problems.push(scope.source.problem(at, `${at.join(".")}: ${(e as Error).message}`));
+    return undefined;
+  }
+}
+
+/**
  * Each host's connection, resolved before anything connects: the inventory's keys (paths against
  * its directory), then ssh's configuration, then defaults. A key file the inventory names must be
  * readable, and its passphrase is read here; a ProxyJump cycle, a bad line of ssh's
  * configuration or a user name pg_ident.conf cannot take stops here, naming where it is written.
  */
-function sshAccess(file: string, parsed: InventoryFile, scope: SecretScope): { ssh: SshAccess; connections: Record<string, Connection> } {
+function sshAccess(file: string, parsed: InventoryFile, scope: SecretScope): { ssh: SshAccess; connections: Record<string, Connection> } | undefined {
   const { source, dir, problems } = scope;
   const passphrases = new Map<string, Passphrase>();
   const keys = (section: InventoryFile["ssh"] | NonNullable<InventoryFile["hosts"][string]["ssh"]>, path: YamlPath): InventorySsh => {
@@ -291,7 +314,7 @@ function sshAccess(file: string, parsed: InventoryFile, scope: SecretScope): { s
         problems.push(source.problem([...path, "passphrase"], `${path.join(".")}.passphrase unlocks ${path.join(".")}.private_key, which is not set`));
       } else {
         try {
-          const secret = readSecret(section.passphrase, (p) => resolve(dir, p));
+          const secret = readSecret(section.passphrase, (p) => fromInventory(dir, p));
           scope.secrets.push(secret);
           passphrases.set(out.private_key, { secret, where });
         } catch (e) {
@@ -302,32 +325,52 @@ function sshAccess(file: string, parsed: InventoryFile, scope: SecretScope): { s
     return out;
   };
   const shared = keys(parsed.ssh, ["ssh"]);
-  if (parsed.ssh.known_hosts !== undefined) shared.known_hosts = resolve(dir, parsed.ssh.known_hosts);
+  if (parsed.ssh.known_hosts !== undefined) shared.known_hosts = inventoryPath(parsed.ssh.known_hosts, ["ssh", "known_hosts"], scope) ?? parsed.ssh.known_hosts;
   if (parsed.ssh.connect_timeout !== undefined) shared.connect_timeout = parsed.ssh.connect_timeout;
   const hosts: Record<string, InventoryHost> = Object.fromEntries(
     Object.entries(parsed.hosts).map(([name, h]) => [name, { address: h.address, ...(h.ssh ? { ssh: keys(h.ssh, ["hosts", name, "ssh"]) } : {}) }]),
   );
-  if (problems.length) throw new FileError(problems);
-
   let config: SshConfig | undefined;
-  if (parsed.ssh.config === undefined) config = loadDefaultSshConfig();
-  else if (parsed.ssh.config !== false) {
-    const path = resolve(dir, parsed.ssh.config);
-    if (!existsSync(path)) throw new FileError([source.problem(["ssh", "config"], `ssh.config: ${path} does not exist`)]);
-    config = loadSshConfigFile(path);
+  try {
+    if (parsed.ssh.config === undefined) config = loadDefaultSshConfig();
+    else if (typeof parsed.ssh.config === "string") {
+      const path = inventoryPath(parsed.ssh.config, ["ssh", "config"], scope);
+      if (path === undefined) return undefined;
+      if (!existsSync(path)) {
+        problems.push(source.problem(["ssh", "config"], `ssh.config: ${path} does not exist`));
+        return undefined;
+      }
+      config = loadSshConfigFile(path);
+    }
+  } catch (e) {
+    if (!(e instanceof FileError)) throw e;
+    problems.push(...e.problems);
+    return undefined;
   }
   const local = localContext();
   const warnings: SourceProblem[] = [...(config?.warnings ?? [])];
   const connections: Record<string, Connection> = {};
+  let resolved = true;
   for (const name of Object.keys(parsed.hosts)) {
-    const connection = resolveConnection({ name, inventoryFile: file, hosts, ssh: shared, ...(config ? { config } : {}), local });
+    let connection: Connection;
+    try {
+      connection = resolveConnection({ name, inventoryFile: file, hosts, ssh: shared, ...(config ? { config } : {}), local });
+    } catch (e) {
+      if (!(e instanceof PgprovError)) throw e;
+      // Once: a cycle shows again, from its other end, on every host of it.
+      scope.others.push(e.message);
+      resolved = false;
+      break;
+    }
     // A jump host's user goes nowhere but the SSH handshake; the host's own goes into pg_ident.conf.
     if (!UNIX_USER.test(connection.user.value)) {
-      throw new PgprovError(`${connection.user.from.where}: "${connection.user.value}" is not a user name pgprov can use (letters, digits, _ and -) (host ${name})`);
+      scope.others.push(`${connection.user.from.where}: "${connection.user.value}" is not a user name pgprov can use (letters, digits, _ and -) (host ${name})`);
+      resolved = false;
     }
     warnings.push(...connection.warnings);
     connections[name] = connection;
   }
+  if (!resolved) return undefined;
   // One warning per line, however many hosts it applies to.
   const seen = new Set<string>();
   const unique = warnings.filter((w) => {
@@ -348,8 +391,9 @@ function loadTls(
   scope: { source: YamlSource; file: string; dir: string; hosts: Host[]; secrets: Secret[]; problems: SourceProblem[] },
 ): TlsSettings {
   const { source, dir, problems } = scope;
+  const path = (value: string, at: YamlPath) => inventoryPath(value, at, scope) ?? value;
   const caFiles = parsed.ca
-    ? { cert: resolve(dir, parsed.ca.cert), ...(parsed.ca.key ? { key: resolve(dir, parsed.ca.key) } : {}) }
+    ? { cert: path(parsed.ca.cert, ["tls", "ca", "cert"]), ...(parsed.ca.key ? { key: path(parsed.ca.key, ["tls", "ca", "key"]) } : {}) }
     : ownCaFiles({ file: resolve(scope.file), dir });
   const tls: TlsSettings = { enabled: parsed.enabled, caFiles, given: {} };
   if (!parsed.enabled) return tls;
@@ -366,7 +410,7 @@ function loadTls(
     if (!host || !tls.authority) continue;
     try {
       const given = checkGivenCertificate(
-        { cert: resolve(dir, files.cert), key: resolve(dir, files.key) },
+        { cert: path(files.cert, ["tls", "certificates", name, "cert"]), key: path(files.key, ["tls", "certificates", name, "key"]) },
         { host: name, ca: tls.authority, expectedNames: serverNames(host.name, host.address, host.dnsNames) },
       );
       const keyPem = new Secret(given.keyPem, `tls.certificates.${name}.key`);
@@ -440,6 +484,16 @@ interface SecretScope {
   dir: string;
   secrets: Secret[];
   problems: SourceProblem[];
+  /** Problems that name their place themselves (a ProxyJump cycle, a user name from ssh's configuration). */
+  others: string[];
+}
+
+/** Every problem found, in one error: those with a position in the inventory first. */
+function stopOn(scope: SecretScope): void {
+  if (!scope.problems.length && !scope.others.length) return;
+  const problems = [...new Map(scope.problems.map((p) => [`${p.line}:${p.col}:${p.message}`, p])).values()];
+  if (!scope.others.length) throw new FileError(problems);
+  throw new PgprovError([...problems.map(formatProblem), ...scope.others].join("\n"));
 }
 
 /** The mapping at `path` of a value parsed from YAML, or undefined when there is none. */
@@ -461,7 +515,7 @@ function resolveSecrets(value: unknown, path: YamlPath, scope: SecretScope): unk
       return undefined;
     }
     try {
-      const secret = readSecret(parsed.data, (p) => resolve(scope.dir, p));
+      const secret = readSecret(parsed.data, (p) => fromInventory(scope.dir, p));
       scope.secrets.push(secret);
       return secret;
     } catch (e) {

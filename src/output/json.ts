@@ -1,4 +1,7 @@
-/** --json: one event per line, exactly as the engine emitted it (already redacted). The last line is the recap. */
+/**
+ * --json: one event per line, exactly as the engine emitted it (already redacted), but progress
+ * (a terminal's, once a second). The last line is the recap.
+ */
 import type { ClusterEvent } from "../cluster/events.js";
 import type { Renderer } from "./renderer.js";
 
@@ -7,7 +10,7 @@ export class JsonRenderer implements Renderer {
   constructor(private readonly writeJson: (value: unknown) => void) {}
 
   event(e: ClusterEvent): void {
-    this.writeJson(e);
+    if (e.type !== "progress") this.writeJson(e);
   }
 
   async finish(): Promise<void> {}

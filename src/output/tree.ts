@@ -37,6 +37,10 @@ export class TreeRenderer implements Renderer {
   private readonly warnings: Extract<ClusterEvent, { type: "warning" }>[] = [];
   private recap?: Record<string, HostRecap>;
   private replication?: Extract<ClusterEvent, { type: "replication" }>;
+  /** Plays not yet printed or drawn to their end: until then, the screen is theirs. */
+  private unshown = 0;
+  /** Progress after the last play (the wait for streaming), on one line redrawn in place. */
+  private progressLine = false;
 
   constructor(private readonly options: RendererOptions) {
     this.style = options.color ? COLOR : PLAIN;
@@ -61,7 +65,21 @@ export class TreeRenderer implements Renderer {
         }
         this.views = views;
         // One play's tree at a time: the next starts when this one is drawn to the end.
-        this.shown = this.shown.then(() => this.show(e.play, views));
+        if (this.progressLine) this.options.write("\r\x1b[2K");
+        this.progressLine = false;
+        this.unshown++;
+        this.shown = this.shown.then(() => this.show(e.play, views)).finally(() => this.unshown--);
+        break;
+      }
+      case "progress": {
+        const text = `${e.task} · ${e.seconds} s${e.detail ? ` · ${e.detail}` : ""}`;
+        const view = this.views.get(e.host);
+        if (view?.task && view.failed === undefined) {
+          view.task.title = `${e.host} ${s.dim(`· ${text}`)}`;
+        } else if (this.unshown === 0) {
+          this.options.write(`\r\x1b[2K${e.host} ${s.dim(`· ${text}`)}`);
+          this.progressLine = true;
+        }
         break;
       }
       case "task": {
@@ -160,6 +178,7 @@ export class TreeRenderer implements Renderer {
 
   async finish(): Promise<void> {
     await this.shown;
+    if (this.progressLine) this.options.write("\r\x1b[2K");
     const out = (line: string) => this.options.write(`${line}\n`);
     if (this.warnings.length) out("");
     for (const w of this.warnings) out(warningLine(w, this.style));

@@ -80,3 +80,52 @@ function lookupStatements(role: string): string[] {
     `GRANT EXECUTE ON FUNCTION ${LOOKUP_FUNCTION}(text) TO ${r}`,
   ];
 }
+
+/** One pool of a pgbouncer (SHOW POOLS): its clients and its server connections. */
+export interface PoolUsage {
+  database: string;
+  user: string;
+  clActive: number;
+  clWaiting: number;
+  svActive: number;
+  svIdle: number;
+  /** Seconds the oldest waiting client has waited. */
+  maxwait: number;
+  poolMode: string;
+}
+
+/**
+ * pgbouncer's pools, read on its host from its admin console: through its Unix socket as the user
+ * pgbouncer runs as (postgres on Debian), which pgbouncer lets in as its `pgbouncer` admin user
+ * without a password. Tab-separated, with a header (columns differ between pgbouncer versions).
+ */
+export function poolsScript(port: number): string {
+  return `runuser -u postgres -- psql -X -q -A -F "$(printf '\\t')" -P footer=off -h /var/run/postgresql -p ${port} -U pgbouncer -d pgbouncer -c 'SHOW POOLS'`;
+}
+
+/** The pools poolsScript printed, but the admin console's own. */
+export function parsePools(stdout: string): PoolUsage[] {
+  const [header, ...rows] = stdout.split("\n").filter((l) => l.trim() !== "");
+  if (!header) return [];
+  const columns = header.split("\t");
+  const number = (fields: string[], name: string) => Number(fields[columns.indexOf(name)] ?? 0) || 0;
+  return rows
+    .map((row) => row.split("\t"))
+    .map((f) => ({
+      database: f[columns.indexOf("database")] ?? "",
+      user: f[columns.indexOf("user")] ?? "",
+      clActive: number(f, "cl_active"),
+      clWaiting: number(f, "cl_waiting"),
+      svActive: number(f, "sv_active"),
+      svIdle: number(f, "sv_idle"),
+      maxwait: number(f, "maxwait"),
+      poolMode: f[columns.indexOf("pool_mode")] ?? "",
+    }))
+    .filter((p) => p.database !== "pgbouncer");
+}
+
+/** `postgres/app: 1 client active, 0 waiting; 1 server active, 4 idle`. */
+export function describePool(p: PoolUsage): string {
+  const s = (n: number, word: string) => `${n} ${word}${n === 1 ? "" : "s"}`;
+  return `${p.database}/${p.user}: ${s(p.clActive, "client")} active, ${p.clWaiting} waiting${p.maxwait ? ` (longest ${p.maxwait} s)` : ""}; ${s(p.svActive, "server")} active, ${p.svIdle} idle`;
+}

@@ -154,7 +154,8 @@ function cloneCommand(args: StandbyArgs): Command {
     `${shellQuote(args.bin_directory)}/pg_basebackup`,
     `-h ${shellQuote(args.primary)} -p ${args.port} -U ${shellQuote(args.user)} -w`,
     args.conninfo_auth ? `-d ${shellQuote(args.conninfo_auth)}` : "",
-    `-D ${clone} -X stream -c fast`,
+    // -P: its progress on stderr, a line a second, which a terminal shows (Command.progress).
+    `-D ${clone} -X stream -c fast -P`,
     args.slot ? `-S ${shellQuote(args.slot)}` : "",
   ]
     .filter(Boolean)
@@ -185,7 +186,18 @@ function cloneCommand(args: StandbyArgs): Command {
     ].join("\n"),
     display: `${basebackup} (then swap into ${args.data_directory} and start ${args.service})`,
     timeoutMs: args.timeout * 1000,
+    progress: BASEBACKUP_PROGRESS,
   };
+}
+
+/** pg_basebackup -P's reports: `waiting for checkpoint`, then `  1234/30000 kB (4%), 0/1 tablespace`. */
+export const BASEBACKUP_PROGRESS = {
+  line: /^(?:waiting for checkpoint|\s*(\d+)\/(\d+) kB \((\d+)%\), \d+\/\d+ tablespaces?.*)$/,
+  show: (m: RegExpExecArray) => (m[1] === undefined ? "waiting for the primary's checkpoint" : `${megabytes(Number(m[1]))} of ${megabytes(Number(m[2]))} copied (${m[3]}%)`),
+};
+
+function megabytes(kB: number): string {
+  return kB < 1024 ? `${kB} kB` : `${(kB / 1024).toFixed(1)} MB`;
 }
 
 function describe(d: DataDirectory): string {

@@ -35,12 +35,25 @@ export interface TokenValues {
   hostKeyAlias?: string;
 }
 
+/**
+ * `~` and `~/...` as OpenSSH's tilde expansion reads them: `home` is the home directory of the user
+ * running pgprov. Any other path unchanged; undefined for `~user`, which pgprov does not look up.
+ */
+export function homePath(path: string, home: string): string | undefined {
+  if (path === "~" || path.startsWith("~/")) return home + path.slice(1);
+  return path.startsWith("~") ? undefined : path;
+}
+
+/** The message for a `~user` path, after where it is written. */
+export function otherHomeRefused(text: string): string {
+  return `"${text}": "~user" paths are not supported; write the path in full`;
+}
+
 /** `place` names where `text` was written, for errors: `FILE:LINE` or an inventory key. */
 export function expandPath(text: string, place: string, local: Local, values: TokenValues): string {
-  let path = text;
-  if (path === "~" || path.startsWith("~/")) path = local.home + path.slice(1);
-  else if (path.startsWith("~")) throw new PgprovError(`${place}: "${text}": "~user" paths are not supported; write the path in full`);
-  path = path.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g, (_, name: string) => {
+  const home = homePath(text, local.home);
+  if (home === undefined) throw new PgprovError(`${place}: ${otherHomeRefused(text)}`);
+  const path = home.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g, (_, name: string) => {
     const value = local.env[name];
     if (value === undefined) throw new PgprovError(`${place}: "${text}": environment variable ${name} is not set`);
     return value;

@@ -11,6 +11,7 @@ import { FileError, PgprovError, type SourceProblem } from "../common/errors.js"
 import { parseFlag, parsePort, parseTime, splitLine } from "./lexer.js";
 import { parseProxyJump, type JumpHop } from "./jump.js";
 import { matchPatternList } from "./patterns.js";
+import { homePath, otherHomeRefused } from "./expand.js";
 
 export interface Where {
   file: string;
@@ -297,13 +298,12 @@ class Reader {
         this.problem(at, `Include ${arg}: "~" is not allowed in the system configuration`);
         continue;
       }
-      let pattern: string;
-      if (arg === "~" || arg.startsWith("~/")) pattern = this.home + arg.slice(1);
-      else if (arg.startsWith("~")) {
-        this.problem(at, `Include ${arg}: "~user" paths are not supported`);
+      const expanded = homePath(arg, this.home);
+      if (expanded === undefined) {
+        this.problem(at, `Include ${otherHomeRefused(arg)}`);
         continue;
-      } else if (isAbsolute(arg)) pattern = arg;
-      else pattern = join(userConf ? join(this.home, ".ssh") : "/etc/ssh", arg);
+      }
+      const pattern = isAbsolute(expanded) ? expanded : join(userConf ? join(this.home, ".ssh") : "/etc/ssh", expanded);
       for (const path of glob(pattern)) {
         const file = this.read(path, { userConf, optional: true, checkPerm: true }, depth + 1, at);
         if (file) files.push(file);

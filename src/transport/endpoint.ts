@@ -5,8 +5,8 @@
  * host opens to it (ssh2's forwardOut, as `ssh -J` does with a direct-tcpip channel).
  *
  * A jump host's connection is shared by every host behind it: one connection per jump host per
- * run, opened once; when it cannot be made, every host behind it fails with the same message,
- * which names the jump host.
+ * run, opened once; when it cannot be made, every host behind it fails with the same error,
+ * which names the jump host (EndpointError.jumpHost), so that it is reported once (fleet.ts).
  */
 import type { Duplex } from "node:stream";
 import { type Config, NodeSSH } from "node-ssh";
@@ -28,7 +28,12 @@ export type ConnectFailure =
 
 /** Why an endpoint could not be reached; the caller names the host it was for. */
 export class EndpointError extends Error {
-  constructor(readonly reason: ConnectFailure, readonly detail: string) {
+  constructor(
+    readonly reason: ConnectFailure,
+    readonly detail: string,
+    /** Set when a jump host on the way could not be reached: its name; `detail` says why. */
+    readonly jumpHost?: string,
+  ) {
     super(detail);
   }
 }
@@ -158,8 +163,10 @@ export class JumpHosts {
           opened.ssh.connection?.on("error", () => {});
           return opened.ssh;
         } catch (e) {
-          if (e instanceof EndpointError && !e.detail.startsWith("jump host ")) {
-            throw new EndpointError(e.reason, `jump host ${endpoint.name} (${target(endpoint)}, user ${endpoint.user.value}): ${e.detail}`);
+          // A hop before it that failed named itself already; a channel it could not open to this one names the hop it came from.
+          if (e instanceof EndpointError && e.jumpHost === undefined) {
+            const detail = e.detail.startsWith("jump host ") ? e.detail : `jump host ${endpoint.name} (${target(endpoint)}, user ${endpoint.user.value}): ${e.detail}`;
+            throw new EndpointError(e.reason, detail, endpoint.name);
           }
           throw e;
         }

@@ -47,6 +47,37 @@ export async function connectAll<H extends SshHost>(hosts: H[], unlocking: Unloc
   );
 }
 
+/** A jump host that could not be reached, and the hosts behind it: reported once, as the jump host. */
+export interface JumpFailure {
+  jumpHost: string;
+  /** Why, naming the jump host: `jump host pg1 (10.0.0.11:22, user root): connection refused ...`. */
+  message: string;
+  hosts: string[];
+}
+
+/** The jump hosts of a run that could not be reached, each once, with the hosts behind it. */
+export function jumpFailures(reached: Reached<SshHost>[]): JumpFailure[] {
+  const failures = new Map<string, JumpFailure>();
+  for (const r of reached) {
+    if (!("error" in r) || r.error.jumpHost === undefined) continue;
+    const key = r.error.detail;
+    const failure = failures.get(key) ?? { jumpHost: r.error.jumpHost, message: r.error.detail, hosts: [] };
+    failure.hosts.push(r.host.name);
+    failures.set(key, failure);
+  }
+  return [...failures.values()];
+}
+
+/** The jump host's failure and the hosts it left unreached, in one line. */
+export function describeJumpFailure(f: JumpFailure): string {
+  return `${f.message}; not reached behind it: ${f.hosts.join(", ")}`;
+}
+
+/** Why a host was not reached, said of the host alone: behind a jump host, only which one (its failure is reported once, apart). */
+export function unreachedReason(error: ConnectError): string {
+  return error.jumpHost !== undefined ? `behind jump host ${error.jumpHost}, which cannot be reached` : error.detail;
+}
+
 export function closeAll(reached: Reached<SshHost>[]): void {
   for (const r of reached) if ("connection" in r) r.connection.close();
 }

@@ -29,7 +29,13 @@ export { preferKnownTypes } from "./endpoint.js";
 
 export class ConnectError extends PgprovError {
   override readonly name = "ConnectError";
-  constructor(readonly host: SshHost, readonly reason: ConnectFailure, readonly detail: string) {
+  constructor(
+    readonly host: SshHost,
+    readonly reason: ConnectFailure,
+    readonly detail: string,
+    /** The jump host on the way that could not be reached (`detail` is its failure, the same for every host behind it). */
+    readonly jumpHost?: string,
+  ) {
     super(`host ${host.name} (${host.address}): ${detail}`);
   }
 }
@@ -49,6 +55,8 @@ export interface RunOptions {
    * long before ending it (a package install: dpkg stopped halfway leaves more to repair).
    */
   graceSeconds?: number;
+  /** The script's stderr as it comes, while it runs (a long command's progress). */
+  onStderr?: (text: string) => void;
 }
 
 export interface RunResult {
@@ -161,7 +169,7 @@ export class HostConnection {
       opened = await openEndpoint(c, sock, options);
     } catch (e) {
       release();
-      if (e instanceof EndpointError) throw new ConnectError(host, e.reason, e.detail);
+      if (e instanceof EndpointError) throw new ConnectError(host, e.reason, e.detail, e.jumpHost);
       throw e;
     }
     return new HostConnection(
@@ -245,7 +253,7 @@ export class HostConnection {
       this.commands++;
       const started = performance.now();
       try {
-        const result = await shell.run(script, timeoutMs, purpose, options.graceSeconds ?? 0);
+        const result = await shell.run(script, timeoutMs, purpose, options.graceSeconds ?? 0, options.onStderr);
         return { ...result, ms: performance.now() - started };
       } catch (e) {
         this.shell = undefined; // a shell that timed out or died is not reused
@@ -421,6 +429,8 @@ class RemoteShell {
   private stdout = "";
   private stderr = "";
   private closed = false;
+  /** The running script's listener to its stderr, if it has one. */
+  private onStderr?: (text: string) => void;
   /** Whoever waits for output or the close: a script's run, and an interruption's end(). */
   private readonly waiters = new Set<() => void>();
 
@@ -434,6 +444,7 @@ class RemoteShell {
     });
     channel.stderr.on("data", (d: string) => {
       this.stderr += d;
+      this.onStderr?.(d);
       this.wake();
     });
     channel.on("close", () => {
@@ -450,7 +461,16 @@ class RemoteShell {
   }
 
   /** `what` is recorded on the host while the script runs, for a run that finds the host held. */
-  async run(script: string, timeoutMs: number, what: string, graceSeconds: number): Promise<Omit<RunResult, "ms">> {
+  async run(script: string, timeoutMs: number, what: string, graceSeconds: number, onStderr?: (text: string) => void): Promise<Omit<RunResult, "ms">> {
+    this.onStderr = onStderr;
+    try {
+      return await this.runScript(script, timeoutMs, what, graceSeconds);
+    } finally {
+      this.onStderr = undefined;
+    }
+  }
+
+  private async runScript(script: string, timeoutMs: number, what: string, graceSeconds: number): Promise<Omit<RunResult, "ms">> {
     const id = randomBytes(8).toString("hex");
     const body = Buffer.from(script, "utf8");
     this.stdout = "";
