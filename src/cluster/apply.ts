@@ -15,7 +15,15 @@ import type { RunResults } from "../engine/results.js";
 import { runPlaybook, type RunOptions, type RunSummary } from "../engine/run.js";
 import { SshHostIO } from "../engine/host-io.js";
 import { hostsUsed, isReadOnly, selectTargets } from "../engine/targets.js";
-import { ensureCertificateAuthority, ensurePoolerPassword, ensureReplicationPassword, type Host, type Inventory, stateFile } from "../inventory/inventory.js";
+import {
+  type BackupHost,
+  ensureCertificateAuthority,
+  ensurePoolerPassword,
+  ensureReplicationPassword,
+  type Host,
+  type Inventory,
+  stateFile,
+} from "../inventory/inventory.js";
 import { pgDataDirectory, REPLICATION_QUERY, standbyReplication } from "../postgres/read.js";
 import { pgStandby } from "../postgres/standby.js";
 import { closeAll, connectAll, type Reached } from "../transport/fleet.js";
@@ -57,7 +65,8 @@ export async function applyCluster(inventory: Inventory, playbook: ClusterPlaybo
   // The cluster's members: every host but those a cluster operation excluded (a failed primary
   // it fenced or could not reach). The safety reads cover all of them, whatever --limit says.
   const members = inventory.hosts.filter((h) => !options.exclude?.includes(h.name));
-  const targets = inventory.hosts.map(targetOf);
+  // The backup host (no PostgreSQL server) is a target of the plays that name the group backup.
+  const targets = [...inventory.hosts, ...(inventory.backup?.host ? [inventory.backup.host] : [])].map(targetOf);
   requireSafetyReads(playbook, targets, members);
   const { pg_control: pgControl, pg_replication: pgReplication } = playbook.modules;
   for (const message of topologyWarnings(inventory.hosts, inventory.replication.synchronous)) emit({ type: "warning", message });
@@ -65,9 +74,12 @@ export async function applyCluster(inventory: Inventory, playbook: ClusterPlaybo
   // Connections a cluster operation already holds (with their locks) are used, and left open;
   // otherwise exactly the hosts the run touches are connected.
   const used = hostsUsed(targets, playbook, options).map((t) => t.host);
-  const reached =
-    options.reached?.filter((r) => used.includes(r.host)) ??
-    (await connectAll(used, inventory.ssh, { acceptNewHostKeys: options.acceptNewHostKeys ?? false, exclusive: !options.check }));
+  const connect = (hosts: (Host | BackupHost)[]) =>
+    hosts.length ? connectAll(hosts, inventory.ssh, { acceptNewHostKeys: options.acceptNewHostKeys ?? false, exclusive: !options.check }) : Promise.resolve([]);
+  // A cluster operation holds the database hosts; the backup host, when the run uses it, is connected here.
+  const held: Reached<Host | BackupHost>[] | undefined = options.reached?.filter((r) => used.includes(r.host));
+  const own = held ? await connect(used.filter((h) => h.role === "backup")) : await connect(used);
+  const reached = [...(held ?? []), ...own];
 
   /** The primary's identity: from pg_control once read, else from its data directory. */
   const primarySystemIdentifier = (results: RunResults) =>
@@ -91,7 +103,7 @@ export async function applyCluster(inventory: Inventory, playbook: ClusterPlaybo
       secrets,
       variables: (target, facts, results) => {
         const id = primarySystemIdentifier(results);
-        const host = inventory.hosts.find((h) => h.name === target.name)!;
+        const host = targets.find((t) => t.name === target.name)!.host;
         return hostVariables(inventory, host, facts, { reclone, excluded: options.exclude ?? [], ...(id ? { primarySystemIdentifier: id } : {}) });
       },
       emit,
@@ -127,7 +139,7 @@ export async function applyCluster(inventory: Inventory, playbook: ClusterPlaybo
     emit({ type: "recap", hosts: summary.hosts });
     return summary;
   } finally {
-    if (!options.reached) closeAll(reached);
+    closeAll(own);
   }
 }
 
@@ -181,7 +193,7 @@ export function requireSafetyReads(playbook: ClusterPlaybook, targets: ReturnTyp
 
 /** Polls each upstream until every standby streams from it, or the bound is reached. */
 async function waitForStreaming(
-  reached: Reached<Host>[],
+  reached: Reached<Host | BackupHost>[],
   inventory: Inventory,
   upstream: Map<string, string>,
   first: Map<string, Row[]>,
