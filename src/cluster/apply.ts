@@ -42,6 +42,8 @@ export interface ApplyOptions extends Pick<RunOptions, "check" | "limit" | "excl
   acceptNewHostKeys?: boolean;
   /** Hosts whose data may be replaced by a clone (--reclone). */
   reclone?: string[];
+  /** Standbys cloned again whatever they hold (pgprov restore, which asked first). */
+  cloneAlways?: string[];
   /** Bound on waiting for standbys to stream. */
   streamingTimeoutMs?: number;
   emit: ClusterEmit;
@@ -104,7 +106,7 @@ export async function applyCluster(inventory: Inventory, playbook: ClusterPlaybo
       variables: (target, facts, results) => {
         const id = primarySystemIdentifier(results);
         const host = targets.find((t) => t.name === target.name)!.host;
-        return hostVariables(inventory, host, facts, { reclone, excluded: options.exclude ?? [], ...(id ? { primarySystemIdentifier: id } : {}) });
+        return hostVariables(inventory, host, facts, { reclone, excluded: options.exclude ?? [], cloneAlways: options.cloneAlways ?? [], ...(id ? { primarySystemIdentifier: id } : {}) });
       },
       emit,
       afterPlay: safetyGate(playbook, inventory, members, reclone),

@@ -25,6 +25,8 @@ export interface ClusterContext {
   primarySystemIdentifier?: string;
   /** Hosts whose data the user agreed to replace (--reclone). */
   reclone: string[];
+  /** Standbys cloned again even though they hold this cluster's data (after `pgprov restore`). */
+  cloneAlways?: string[];
   /**
    * Members left out of this run (a failed primary failover fenced, or could not reach): a
    * standby whose upstream is one of them streams from the primary meanwhile.
@@ -121,6 +123,7 @@ export function hostVariables(
       apply_delay: member?.applyDelay ?? "",
       primary_system_identifier: cluster.primarySystemIdentifier ?? "",
       reclone: cluster.reclone.includes(host.name),
+      clone_always: cluster.cloneAlways?.includes(host.name) ?? false,
     },
   };
 }
