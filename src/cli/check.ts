@@ -1,4 +1,5 @@
-import { CHECK_EXIT, judgeHealth, overallStatus, readHealth } from "../cluster/check.js";
+import { backupAgeFinding, CHECK_EXIT, judgeHealth, overallStatus, readHealth, worstFirst } from "../cluster/check.js";
+import { backupStatus } from "../cluster/backup.js";
 import { PgprovError } from "../common/errors.js";
 import { loadInventory } from "../inventory/inventory.js";
 import { formatTable } from "../output/table.js";
@@ -15,6 +16,10 @@ export async function checkCommand(inventoryPath: string, options: { json: boole
     const inventory = loadInventory(inventoryPath);
     primary = inventory.primary.name;
     findings = judgeHealth(await readHealth(inventory, { acceptNewHostKeys: options.acceptNewHostKeys }), inventory.checks, primary);
+    if (inventory.backup) {
+      const b = await backupStatus(inventory, { acceptNewHostKeys: options.acceptNewHostKeys });
+      findings = worstFirst([...findings, backupAgeFinding(b.last, b.error, inventory.checks)]);
+    }
   } catch (e) {
     if (e instanceof PgprovError) throw new PgprovError(`UNKNOWN: ${e.message}`, CHECK_EXIT.unknown);
     throw e;

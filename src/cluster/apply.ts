@@ -29,6 +29,7 @@ import { pgStandby } from "../postgres/standby.js";
 import { closeAll, connectAll, type Reached } from "../transport/fleet.js";
 import { HostPostgres, type Row } from "../transport/postgres.js";
 import { RemoteError } from "../transport/ssh.js";
+import { shellQuote } from "../common/shell.js";
 import { topologyWarnings, upstreamOf } from "../inventory/topology.js";
 import type { ClusterEmit } from "./events.js";
 import { type ClusterPlaybook, targetOf } from "./playbook.js";
@@ -72,6 +73,12 @@ export async function applyCluster(inventory: Inventory, playbook: ClusterPlaybo
   requireSafetyReads(playbook, targets, members);
   const { pg_control: pgControl, pg_replication: pgReplication } = playbook.modules;
   for (const message of topologyWarnings(inventory.hosts, inventory.replication.synchronous)) emit({ type: "warning", message });
+  if (inventory.backup && !inventory.backup.host) {
+    emit({
+      type: "warning",
+      message: `the backup repository is on ${inventory.primary.name}'s own path (${inventory.backup.repositoryPath}, no host with role: backup): it does not survive the loss of that host; give the repository a host of its own`,
+    });
+  }
 
   // Connections a cluster operation already holds (with their locks) are used, and left open;
   // otherwise exactly the hosts the run touches are connected.
@@ -138,6 +145,7 @@ export async function applyCluster(inventory: Inventory, playbook: ClusterPlaybo
         }
       }
     }
+    if (inventory.backup) await reportOldArchive(inventory, reached, emit);
     emit({ type: "recap", hosts: summary.hosts });
     return summary;
   } finally {
@@ -225,5 +233,24 @@ async function waitForStreaming(
     return rows;
   } finally {
     await Promise.all([...clients.values()].map((c) => c.then((p) => p.close()).catch(() => {})));
+  }
+}
+
+/**
+ * With backups, WAL goes to pgBackRest's repository: the local archive directory of before
+ * (archive_command's copy on the primary's own disk) is left in place, never deleted, and named
+ * here on every run while it exists, with its size, for the user to remove once backups exist.
+ */
+async function reportOldArchive(inventory: Inventory, reached: Reached<Host | BackupHost>[], emit: ClusterEmit): Promise<void> {
+  const primary = reached.find((r) => r.host === inventory.primary);
+  if (!primary || !("connection" in primary)) return;
+  const dirs = inventory.postgresql.archiveDirectory ? shellQuote(inventory.postgresql.archiveDirectory) : "/var/lib/postgresql/*/wal-archive";
+  const r = await primary.connection.run(`for d in ${dirs}; do [ -d "$d" ] && echo "$(du -sh "$d" | cut -f1) $d"; done; true`, { timeoutMs: 30_000, purpose: "looking for the WAL archive directory of before" });
+  for (const line of r.stdout.split("\n").filter(Boolean)) {
+    const [size, dir] = [line.slice(0, line.indexOf(" ")), line.slice(line.indexOf(" ") + 1)];
+    emit({
+      type: "warning",
+      message: `${inventory.primary.name}: ${dir} (${size}), the WAL archive of before pgBackRest, is left in place: WAL now goes to the backup repository; pgprov never deletes it, remove it yourself once \`pgprov backups\` shows a full backup`,
+    });
   }
 }

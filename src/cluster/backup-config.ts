@@ -41,7 +41,8 @@ export function repositoryHost(inventory: Inventory): Host | BackupHost {
 
 export function backupVariables(inventory: Inventory, host: Host | BackupHost) {
   const b = inventory.backup;
-  if (!b) return { enabled: false, remote: false, archive_command: "", restore_command: "" };
+  // Every name a `when:` of the bundled playbook reads, so that a cluster without backups skips them.
+  if (!b) return { enabled: false, remote: false, runs_backups: false, schedule: { full: "", diff: "", incr: "" }, archive_command: "", restore_command: "" };
   const stanza = b.stanza;
   const remote = b.host !== undefined;
   const databases = inventory.hosts.map((h, i) => ({ index: i + 1, name: h.name, address: h.address }));

@@ -161,3 +161,40 @@ export async function restore(inventory: Inventory, playbook: ClusterPlaybook, o
     await op.close();
   }
 }
+
+export interface BackupStatus {
+  /** The newest backup, and how long ago it ended; undefined when there is none. */
+  last?: { label: string; type: string; stop: Date; ageSeconds: number };
+  /** pg_stat_archiver on the primary. */
+  archiver?: { failedCount: number; lastFailedWal?: string; lastFailedTime?: string; lastArchivedTime?: string };
+  /** What could not be read (the repository host unreachable, say). */
+  error?: string;
+}
+
+/** For `status` and `check`: the last backup's age and type, and the primary's archiver; reads only, no lock. */
+export async function backupStatus(inventory: Inventory, options: { acceptNewHostKeys?: boolean } = {}): Promise<BackupStatus> {
+  requireBackups(inventory);
+  const out: BackupStatus = {};
+  try {
+    const info = await listBackups(inventory, options);
+    const last = info.backups.at(-1);
+    if (last) out.last = { label: last.label, type: last.type, stop: last.stop, ageSeconds: Math.max(0, (Date.now() - last.stop.getTime()) / 1000) };
+  } catch (e) {
+    out.error = (e as Error).message;
+  }
+  const reached = await connectAll([inventory.primary], inventory.ssh, { acceptNewHostKeys: options.acceptNewHostKeys ?? false });
+  try {
+    const r = reached[0]!;
+    if ("connection" in r) {
+      const sql = "select failed_count, coalesce(last_failed_wal, ''), coalesce(last_failed_time::text, ''), coalesce(last_archived_time::text, '') from pg_stat_archiver";
+      const q = await r.connection.run(`runuser -u postgres -- psql -XAtq -F '|' -c ${shellQuote(sql)}`, { timeoutMs: 30_000, purpose: "reading pg_stat_archiver" });
+      const [failed, wal, failedAt, archivedAt] = q.stdout.trim().split("|");
+      if (q.code === 0 && failed !== undefined) {
+        out.archiver = { failedCount: Number(failed), ...(wal ? { lastFailedWal: wal } : {}), ...(failedAt ? { lastFailedTime: failedAt } : {}), ...(archivedAt ? { lastArchivedTime: archivedAt } : {}) };
+      }
+    }
+  } finally {
+    closeAll(reached);
+  }
+  return out;
+}

@@ -2,6 +2,8 @@ import { describe, expect, it } from "vitest";
 import { loadInventory } from "../../src/inventory/inventory.js";
 import { calendarProblem, calendarSubsetProblem } from "../../src/inventory/schedule.js";
 import { yamlFiles } from "./yaml-files.js";
+import { parseRepositoryInfo, parseRestoreTime, restoreTargetProblem } from "../../src/cluster/backup-info.js";
+import { backupAgeFinding } from "../../src/cluster/check.js";
 
 const { write, problems } = yamlFiles("backup-inventory", loadInventory);
 
@@ -65,5 +67,57 @@ describe("issue 11: OnCalendar schedules", () => {
     expect(calendarSubsetProblem("02:00 extra")).toMatch(/after the time of day/);
     expect(calendarSubsetProblem("")).toMatch(/empty schedule/);
     for (const bad of ["Sun 24:00", "Mon..Sut 02:00", "bogus", "02:00\nExecStart=/bin/sh"]) expect(calendarProblem(bad), bad).toBeDefined();
+  });
+});
+
+describe("issue 11: the repository's range, and restore targets against it", () => {
+  const info = JSON.stringify([
+    {
+      name: "main",
+      status: { code: 0, message: "ok" },
+      archive: [{ id: "15-1", min: "000000010000000000000001", max: "000000010000000000000009" }],
+      backup: [
+        { label: "20261127-100000F", type: "full", timestamp: { start: 1795773600, stop: 1795773620 }, info: { size: 23068672, repository: { size: 3040870 } }, archive: { start: "000000010000000000000002", stop: "000000010000000000000002" } },
+        { label: "20261127-100000F_20261127-110000D", type: "diff", timestamp: { start: 1795777200, stop: 1795777210 }, info: { size: 23068672, repository: { size: 40960 } }, archive: { start: "000000010000000000000005", stop: "000000010000000000000005" } },
+      ],
+    },
+  ]);
+  const parsed = parseRepositoryInfo(info, "main", 1795780800);
+  const now = new Date(1795784400_000);
+
+  it("issue 11: reads labels, types, sizes, WAL and the restorable range from pgbackrest info --output=json", () => {
+    expect(parsed.backups.map((b) => [b.label, b.type, b.repository_bytes])).toEqual([
+      ["20261127-100000F", "full", 3040870],
+      ["20261127-100000F_20261127-110000D", "diff", 40960],
+    ]);
+    expect(parsed.restorable).toEqual({ earliest: new Date(1795773620_000), latest: new Date(1795780800_000) });
+    expect([parsed.wal_min, parsed.wal_max]).toEqual(["000000010000000000000001", "000000010000000000000009"]);
+  });
+
+  it("issue 11: a time in the range is accepted; one in the future, before the oldest backup or past the archive is refused, naming the range", () => {
+    const range = /the repository can restore from 2026-11-27T\d\d:\d\d:20\.000Z \(the end of backup 20261127-100000F\) to 2026-11-27T\d\d:00:00\.000Z/;
+    expect(restoreTargetProblem({ kind: "time", time: new Date(1795777000_000) }, parsed, now)).toBeUndefined();
+    expect(restoreTargetProblem({ kind: "time", time: new Date(1795790000_000) }, parsed, now)).toMatch(/is in the future/);
+    expect(restoreTargetProblem({ kind: "time", time: new Date(1795790000_000) }, parsed, now)).toMatch(range);
+    expect(restoreTargetProblem({ kind: "time", time: new Date(1795773000_000) }, parsed, now)).toMatch(/before the end of the oldest backup/);
+    expect(restoreTargetProblem({ kind: "time", time: new Date(1795782000_000) }, parsed, now)).toMatch(/after the newest WAL in the archive/);
+    expect(restoreTargetProblem({ kind: "backup", label: "nope" }, parsed, now)).toMatch(/no backup labelled nope; the repository holds 20261127-100000F, /);
+    expect(restoreTargetProblem({ kind: "latest" }, parsed, now)).toBeUndefined();
+    expect(restoreTargetProblem({ kind: "latest" }, parseRepositoryInfo("[]", "main"), now)).toMatch(/holds no backup/);
+  });
+
+  it("issue 11: --to needs a zone", () => {
+    expect(parseRestoreTime("2026-11-27T14:05:00Z").toISOString()).toBe("2026-11-27T14:05:00.000Z");
+    expect(parseRestoreTime("2026-11-27 15:05:00+01:00").toISOString()).toBe("2026-11-27T14:05:00.000Z");
+    expect(() => parseRestoreTime("2026-11-27 14:05")).toThrow(/ISO 8601 with its zone/);
+  });
+
+  it("issue 11: check's finding for the last backup's age", () => {
+    const t = { backup_age_hours: { warning: 24, critical: 48 } } as Parameters<typeof backupAgeFinding>[2];
+    expect(backupAgeFinding({ label: "L", type: "full", ageSeconds: 3600 }, undefined, t).status).toBe("ok");
+    expect(backupAgeFinding({ label: "L", type: "diff", ageSeconds: 30 * 3600 }, undefined, t)).toMatchObject({ status: "warning", message: "the last backup, L (diff), ended 30.0 h ago" });
+    expect(backupAgeFinding({ label: "L", type: "full", ageSeconds: 50 * 3600 }, undefined, t).status).toBe("critical");
+    expect(backupAgeFinding(undefined, undefined, t).status).toBe("critical");
+    expect(backupAgeFinding(undefined, "pg4 cannot be reached", t).status).toBe("unknown");
   });
 });
