@@ -4,6 +4,8 @@ import { calendarProblem, calendarSubsetProblem } from "../../src/inventory/sche
 import { yamlFiles } from "./yaml-files.js";
 import { parseRepositoryInfo, parseRestoreTime, restoreTargetProblem } from "../../src/cluster/backup-info.js";
 import { backupAgeFinding } from "../../src/cluster/check.js";
+import { jsonKeys } from "../../src/cli/print.js";
+import { Redactor } from "../../src/common/redact.js";
 
 const { write, problems } = yamlFiles("backup-inventory", loadInventory);
 
@@ -119,5 +121,11 @@ describe("issue 11: the repository's range, and restore targets against it", () 
     expect(backupAgeFinding({ label: "L", type: "full", ageSeconds: 50 * 3600 }, undefined, t).status).toBe("critical");
     expect(backupAgeFinding(undefined, undefined, t).status).toBe("critical");
     expect(backupAgeFinding(undefined, "pg4 cannot be reached", t).status).toBe("unknown");
+  });
+});
+
+describe("issue 11: dates in --json output", () => {
+  it("issue 11: a Date is printed as its ISO time, not as {} (pgprov backups --json)", () => {
+    expect(jsonKeys(new Redactor(["secret-value"]).value({ restorable: { latestPoint: new Date(0) } }))).toEqual({ restorable: { latest_point: "1970-01-01T00:00:00.000Z" } });
   });
 });
