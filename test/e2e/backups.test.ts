@@ -137,6 +137,13 @@ describe("issue 11: backups and point-in-time recovery with pgBackRest", () => {
     const fulls = (await backups()).backups.filter((b) => b.type === "full").map((b) => b.label);
     expect(fulls).toHaveLength(2);
     expect(fulls).not.toContain(first[0]);
+
+    // status: the last backup's age and type, and pg_stat_archiver; check: the backup's age.
+    const status = await pgprov(["status", inventory]);
+    expect(status.stdout).toMatch(new RegExp(`^backups: +last full backup ${fulls.at(-1)}, 0\\.\\d h ago; archiving: \\d+ failed`, "m"));
+    const check = await pgprov(["check", inventory, "--json"]);
+    const age = check.stdout.split("\n").filter((l) => l.includes('"backup_age"')).map((l) => JSON.parse(l) as { status: string; message: string });
+    expect(age).toEqual([expect.objectContaining({ status: "ok", message: expect.stringContaining(`the last backup, ${fulls.at(-1)} (full), ended 0.`) })]);
   });
 
   it("issue 11: drift: the stanza deleted, archive_command edited by hand, the timer disabled: one apply repairs each", async () => {
