@@ -1,4 +1,5 @@
-import { CHECK_EXIT, judgeHealth, overallStatus, readHealth } from "../cluster/check.js";
+import { backupAgeFinding, CHECK_EXIT, judgeHealth, overallStatus, readHealth, worstFirst } from "../cluster/check.js";
+import { backupStatus } from "../cluster/backup.js";
 import { PgprovError } from "../common/errors.js";
 import { loadInventory } from "../inventory/inventory.js";
 import { formatTable } from "../output/table.js";
@@ -18,6 +19,10 @@ export async function checkCommand(inventoryPath: string, options: { json: boole
     findings = judgeHealth(await readHealth(inventory, { acceptNewHostKeys: options.acceptNewHostKeys }), inventory.checks, primary, {
       ...(ca ? { ca: { label: ca.label, notAfter: ca.notAfter } } : {}),
     });
+    if (inventory.backup) {
+      const b = await backupStatus(inventory, { acceptNewHostKeys: options.acceptNewHostKeys });
+      findings = worstFirst([...findings, backupAgeFinding(b.last, b.error, inventory.checks)]);
+    }
   } catch (e) {
     if (e instanceof PgprovError) throw new PgprovError(`UNKNOWN: ${e.message}`, CHECK_EXIT.unknown);
     throw e;

@@ -322,6 +322,45 @@ async function runCli(argv: string[]): Promise<number> {
         exitCode = await rejoinCommand({ ...operationArgs({ ...args, inventory }), host, reclone: args.reclone, discardDiverged: args["discard-diverged"], yes: args.yes });
       },
     )
+    .command(
+      "backup [inventory]",
+      "take a pgBackRest backup now, on the repository host (from a standby when one streams)",
+      (y) =>
+        withConnectionOptions(y)
+          .option("type", { choices: ["full", "diff", "incr"] as const, default: "full" as const, describe: "pgBackRest's backup type" })
+          .example("$0 backup inventory.yml --type diff", "a differential backup; ends with its label, size and duration")
+          .epilog("Exit codes: 0 done, 1 failed."),
+      async (args) => {
+        const { backupCommand } = await import("./backup.js");
+        exitCode = await backupCommand(inventoryOf(args), { type: args.type, json: args.json, acceptNewHostKeys: args["accept-new-host-keys"] });
+      },
+    )
+    .command(
+      "backups [inventory]",
+      "list the repository's backups and the earliest and latest point a restore can reach",
+      (y) => withConnectionOptions(y).example("$0 backups inventory.yml --json | jq .restorable", "the restorable range").epilog("Exit codes: 0 at least one backup, 1 none (or the repository could not be read)."),
+      async (args) => {
+        const { backupsCommand } = await import("./backup.js");
+        exitCode = await backupsCommand(inventoryOf(args), { json: args.json, acceptNewHostKeys: args["accept-new-host-keys"] });
+      },
+    )
+    .command(
+      "restore [inventory]",
+      "restore the primary from the backups (to a time, the latest WAL, or a backup), then clone every standby again",
+      (y) =>
+        withOperationOptions(y)
+          .option("to", { type: "string", describe: "a point in time, ISO 8601 with its zone (2026-11-27T14:05:00Z)" })
+          .option("latest", { type: "boolean", default: false, describe: "to the newest WAL in the archive" })
+          .option("backup", { type: "string", describe: "to the end of this backup (its label, see pgprov backups)" })
+          .option("yes", YES)
+          .example("$0 restore inventory.yml --to 2026-11-27T14:05:00Z --dry-run", "what would be lost, and the steps")
+          .example("$0 restore inventory.yml --latest --yes", "after losing the primary's data, from a script")
+          .epilog(OPERATION_EXIT_CODES),
+      async (args) => {
+        const { restoreCommand } = await import("./operations.js");
+        exitCode = await restoreCommand({ ...operationArgs(args), ...(args.to !== undefined ? { to: args.to } : {}), latest: args.latest, ...(args.backup !== undefined ? { backup: args.backup } : {}), yes: args.yes });
+      },
+    )
     .completion("completion", "print a completion script for bash or zsh: `source <(pgprov completion)`")
     .demandCommand(1, "Name a command; see pgprov --help.")
     .strict()

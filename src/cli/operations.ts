@@ -14,7 +14,10 @@ import { JsonRenderer } from "../output/json.js";
 import { PlainRenderer } from "../output/plain.js";
 import type { OperationPlan } from "../cluster/events.js";
 import { confirmation } from "./confirm.js";
+import { restore } from "../cluster/backup.js";
+import { parseRestoreTime, type RestoreTarget } from "../cluster/backup-info.js";
 import { print, printJson } from "./print.js";
+import { PgprovError } from "../common/errors.js";
 
 interface Common {
   inventory: string;
@@ -91,4 +94,15 @@ export async function rejoinCommand(args: Common & { host: string; reclone: bool
   if (!r) return dryRunDone("rejoin");
   const how = { rewind: " (pg_rewind)", clone: " (cloned)", configure: "" }[r.method];
   return result("rejoin", { ...r }, [`rejoin of ${r.host}: ${r.failed ? "FAILED (see above)" : `done${how}`}`]);
+}
+
+export async function restoreCommand(args: Common & { to?: string; latest: boolean; backup?: string; yes: boolean }): Promise<number> {
+  const given = [args.to !== undefined, args.latest, args.backup !== undefined].filter(Boolean).length;
+  if (given !== 1) throw new PgprovError("restore: give exactly one of --to TIME, --latest or --backup LABEL");
+  const target: RestoreTarget = args.to !== undefined ? { kind: "time", time: parseRestoreTime(args.to) } : args.latest ? { kind: "latest" } : { kind: "backup", label: args.backup! };
+  const consent = askFor("restore", args);
+  const { inventory, playbook, emit, result, dryRunDone } = prepare(args);
+  const r = await restore(inventory, playbook, { target, acceptNewHostKeys: args.acceptNewHostKeys, dryRun: args.dryRun, ...consent, emit });
+  if (!r) return dryRunDone("restore");
+  return result("restore", { ...r }, [`restore of ${r.primary} ${r.target}: ${r.failed ? "FAILED after the restore (see above)" : "done"}; cloned again: ${r.recloned.join(", ") || "none"}`]);
 }

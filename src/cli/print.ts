@@ -25,6 +25,8 @@ export function printJson(value: unknown): void {
  */
 export function jsonKeys(value: unknown, keyedByName = false): unknown {
   if (Array.isArray(value)) return value.map((v) => jsonKeys(v));
+  // A Date is a value, not a record of keys (Object.entries would make it {}).
+  if (value instanceof Date) return value.toISOString();
   if (!value || typeof value !== "object") return value;
   return Object.fromEntries(
     Object.entries(value).map(([k, v]) => [keyedByName ? k : snakeCase(k), jsonKeys(v, k === "hosts" && !!v && typeof v === "object" && !Array.isArray(v))]),

@@ -4,6 +4,7 @@ import { formatBytes } from "../output/format.js";
 import { formatTable } from "../output/table.js";
 import { describePool } from "../postgres/pooler.js";
 import { print, printJson } from "./print.js";
+import { type BackupStatus, backupStatus } from "../cluster/backup.js";
 
 export interface StatusOptions {
   json: boolean;
@@ -21,7 +22,11 @@ export async function statusCommand(inventoryPath: string, options: StatusOption
   const inventory = loadInventoryWarning(inventoryPath);
   const reader = await StatusReader.open(inventory, { acceptNewHostKeys: options.acceptNewHostKeys });
   try {
-    if (options.watchSeconds === undefined) return show(await reader.read(), options.json);
+    if (options.watchSeconds === undefined) {
+      const code = show(await reader.read(), options.json);
+      if (inventory.backup) showBackups(await backupStatus(inventory, { acceptNewHostKeys: options.acceptNewHostKeys }), options.json);
+      return code;
+    }
     // On a terminal the screen is redrawn in place; in a log, each reading follows the last.
     const redraw = process.stdout.isTTY === true && !options.json;
     while (!options.stop?.aborted) {
@@ -37,6 +42,18 @@ export async function statusCommand(inventoryPath: string, options: StatusOption
   } finally {
     await reader.close();
   }
+}
+
+/** The last backup's age and type, and whether archiving fails (pg_stat_archiver), below the servers. */
+function showBackups(b: BackupStatus, json: boolean): void {
+  if (json) {
+    printJson({ type: "backups", ...b });
+    return;
+  }
+  const last = b.last ? `last ${b.last.type} backup ${b.last.label}, ${(b.last.ageSeconds / 3600).toFixed(1)} h ago` : b.error ? `repository not read: ${b.error}` : "no backup yet";
+  const a = b.archiver;
+  const archiving = a ? `archiving: ${a.failedCount} failed${a.lastFailedWal ? ` (last ${a.lastFailedWal} at ${a.lastFailedTime})` : ""}, last archived ${a.lastArchivedTime ?? "never"}` : "archiving: not read";
+  print(`backups:       ${last}; ${archiving}\n`);
 }
 
 function pause(ms: number, stop?: AbortSignal): Promise<void> {

@@ -15,12 +15,22 @@ import type { RunResults } from "../engine/results.js";
 import { runPlaybook, type RunOptions, type RunSummary } from "../engine/run.js";
 import { SshHostIO } from "../engine/host-io.js";
 import { hostsUsed, isReadOnly, selectTargets } from "../engine/targets.js";
-import { ensureCertificateAuthority, ensurePoolerPassword, renewCertificateAuthority, ensureReplicationPassword, type Host, type Inventory, stateFile } from "../inventory/inventory.js";
+import {
+  type BackupHost,
+  ensureCertificateAuthority,
+  ensurePoolerPassword,
+  ensureReplicationPassword,
+  type Host,
+  type Inventory,
+  renewCertificateAuthority,
+  stateFile,
+} from "../inventory/inventory.js";
 import { pgDataDirectory, REPLICATION_QUERY, standbyReplication } from "../postgres/read.js";
 import { pgStandby } from "../postgres/standby.js";
 import { closeAll, connectAll, describeJumpFailure, jumpFailures, type Reached } from "../transport/fleet.js";
 import { HostPostgres, type Row } from "../transport/postgres.js";
 import { RemoteError } from "../transport/ssh.js";
+import { shellQuote } from "../common/shell.js";
 import { topologyWarnings, upstreamOf } from "../inventory/topology.js";
 import type { ClusterEmit } from "./events.js";
 import { type ClusterPlaybook, targetOf } from "./playbook.js";
@@ -34,6 +44,8 @@ export interface ApplyOptions extends Pick<RunOptions, "check" | "limit" | "excl
   acceptNewHostKeys?: boolean;
   /** Hosts whose data may be replaced by a clone (--reclone). */
   reclone?: string[];
+  /** Standbys cloned again whatever they hold (pgprov restore, which asked first). */
+  cloneAlways?: string[];
   /** Bound on waiting for standbys to stream. */
   streamingTimeoutMs?: number;
   emit: ClusterEmit;
@@ -59,17 +71,27 @@ export async function applyCluster(inventory: Inventory, playbook: ClusterPlaybo
   // The cluster's members: every host but those a cluster operation excluded (a failed primary
   // it fenced or could not reach). The safety reads cover all of them, whatever --limit says.
   const members = inventory.hosts.filter((h) => !options.exclude?.includes(h.name));
-  const targets = inventory.hosts.map(targetOf);
+  // The backup host (no PostgreSQL server) is a target of the plays that name the group backup.
+  const targets = [...inventory.hosts, ...(inventory.backup?.host ? [inventory.backup.host] : [])].map(targetOf);
   requireSafetyReads(playbook, targets, members);
   const { pg_control: pgControl, pg_replication: pgReplication } = playbook.modules;
   for (const message of topologyWarnings(inventory.hosts, inventory.replication.synchronous)) emit({ type: "warning", message });
+  if (inventory.backup && !inventory.backup.host) {
+    emit({
+      type: "warning",
+      message: `the backup repository is on ${inventory.primary.name}'s own path (${inventory.backup.repositoryPath}, no host with role: backup): it does not survive the loss of that host; give the repository a host of its own`,
+    });
+  }
 
   // Connections a cluster operation already holds (with their locks) are used, and left open;
   // otherwise exactly the hosts the run touches are connected.
   const used = hostsUsed(targets, playbook, options).map((t) => t.host);
-  const reached =
-    options.reached?.filter((r) => used.includes(r.host)) ??
-    (await connectAll(used, inventory.ssh, { acceptNewHostKeys: options.acceptNewHostKeys ?? false, exclusive: !options.check }));
+  const connect = (hosts: (Host | BackupHost)[]) =>
+    hosts.length ? connectAll(hosts, inventory.ssh, { acceptNewHostKeys: options.acceptNewHostKeys ?? false, exclusive: !options.check }) : Promise.resolve([]);
+  // A cluster operation holds the database hosts; the backup host, when the run uses it, is connected here.
+  const held: Reached<Host | BackupHost>[] | undefined = options.reached?.filter((r) => used.includes(r.host));
+  const own = held ? await connect(used.filter((h) => h.role === "backup")) : await connect(used);
+  const reached = [...(held ?? []), ...own];
 
   /** The primary's identity: from pg_control once read, else from its data directory. */
   const primarySystemIdentifier = (results: RunResults) =>
@@ -98,8 +120,8 @@ export async function applyCluster(inventory: Inventory, playbook: ClusterPlaybo
       secrets,
       variables: (target, facts, results) => {
         const id = primarySystemIdentifier(results);
-        const host = inventory.hosts.find((h) => h.name === target.name)!;
-        return hostVariables(inventory, host, facts, { reclone, excluded: options.exclude ?? [], ...(id ? { primarySystemIdentifier: id } : {}) });
+        const host = targets.find((t) => t.name === target.name)!.host;
+        return hostVariables(inventory, host, facts, { reclone, excluded: options.exclude ?? [], cloneAlways: options.cloneAlways ?? [], ...(id ? { primarySystemIdentifier: id } : {}) });
       },
       emit,
       afterPlay: safetyGate(playbook, inventory, members, reclone),
@@ -131,10 +153,11 @@ export async function applyCluster(inventory: Inventory, playbook: ClusterPlaybo
         }
       }
     }
+    if (inventory.backup) await reportOldArchive(inventory, reached, emit);
     emit({ type: "recap", hosts: summary.hosts });
     return summary;
   } finally {
-    if (!options.reached) closeAll(reached);
+    closeAll(own);
   }
 }
 
@@ -188,7 +211,7 @@ export function requireSafetyReads(playbook: ClusterPlaybook, targets: ReturnTyp
 
 /** Polls each upstream until every standby streams from it, or the bound is reached. */
 async function waitForStreaming(
-  reached: Reached<Host>[],
+  reached: Reached<Host | BackupHost>[],
   inventory: Inventory,
   upstream: Map<string, string>,
   first: Map<string, Row[]>,
@@ -223,5 +246,24 @@ async function waitForStreaming(
     return rows;
   } finally {
     await Promise.all([...clients.values()].map((c) => c.then((p) => p.close()).catch(() => {})));
+  }
+}
+
+/**
+ * With backups, WAL goes to pgBackRest's repository: the local archive directory of before
+ * (archive_command's copy on the primary's own disk) is left in place, never deleted, and named
+ * here on every run while it exists, with its size, for the user to remove once backups exist.
+ */
+async function reportOldArchive(inventory: Inventory, reached: Reached<Host | BackupHost>[], emit: ClusterEmit): Promise<void> {
+  const primary = reached.find((r) => r.host === inventory.primary);
+  if (!primary || !("connection" in primary)) return;
+  const dirs = inventory.postgresql.archiveDirectory ? shellQuote(inventory.postgresql.archiveDirectory) : "/var/lib/postgresql/*/wal-archive";
+  const r = await primary.connection.run(`for d in ${dirs}; do [ -d "$d" ] && echo "$(du -sh "$d" | cut -f1) $d"; done; true`, { timeoutMs: 30_000, purpose: "looking for the WAL archive directory of before" });
+  for (const line of r.stdout.split("\n").filter(Boolean)) {
+    const [size, dir] = [line.slice(0, line.indexOf(" ")), line.slice(line.indexOf(" ") + 1)];
+    emit({
+      type: "warning",
+      message: `${inventory.primary.name}: ${dir} (${size}), the WAL archive of before pgBackRest, is left in place: WAL now goes to the backup repository; pgprov never deletes it, remove it yourself once \`pgprov backups\` shows a full backup`,
+    });
   }
 }

@@ -415,3 +415,21 @@ export function judgeHealth(
 export function overallStatus(findings: Finding[]): CheckStatus {
   return PRECEDENCE.find((s) => findings.some((f) => f.status === s)) ?? "ok";
 }
+
+/** The newest backup's age against checks.backup_age_hours (issue 11); none at all is critical. */
+export function backupAgeFinding(last: { label: string; type: string; ageSeconds: number } | undefined, error: string | undefined, thresholds: CheckThresholds): Finding {
+  if (error) return { status: "unknown", check: "backup_age", message: `the backup repository could not be read: ${error}` };
+  if (!last) return { status: "critical", check: "backup_age", message: "the repository holds no backup: nothing to restore from (`pgprov backup`)" };
+  const hours = last.ageSeconds / 3600;
+  return {
+    status: rising(hours, thresholds.backup_age_hours),
+    check: "backup_age",
+    value: Math.round(hours * 10) / 10,
+    message: `the last backup, ${last.label} (${last.type}), ended ${hours.toFixed(1)} h ago`,
+  };
+}
+
+/** Findings of several sources in one list, worst first, as judgeHealth orders its own. */
+export function worstFirst(findings: Finding[]): Finding[] {
+  return [...findings].sort((a, b) => PRECEDENCE.indexOf(a.status) - PRECEDENCE.indexOf(b.status));
+}

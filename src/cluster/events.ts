@@ -6,7 +6,7 @@
 import type { RunEvent } from "../engine/events.js";
 import type { StandbyReplication } from "../postgres/read.js";
 
-export type OperationName = "switchover" | "failover" | "rejoin";
+export type OperationName = "switchover" | "failover" | "rejoin" | "restore";
 
 /** What an operation's checks found and the steps they chose, before anything changes. */
 export interface OperationPlan {

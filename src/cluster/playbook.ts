@@ -6,7 +6,7 @@
 import type { Module } from "../engine/module.js";
 import { FACT_KEYS } from "../engine/facts.js";
 import type { Target } from "../engine/targets.js";
-import type { Host, Inventory } from "../inventory/inventory.js";
+import type { BackupHost, Host, Inventory } from "../inventory/inventory.js";
 import { genericModules } from "../modules/index.js";
 import { tlsCertificate } from "../modules/certificate.js";
 import { postgresModules } from "../postgres/index.js";
@@ -15,7 +15,8 @@ import { BUILTIN_VARIABLES, variableNames } from "./variables.js";
 
 export type Playbook = PlaybookOf<Module>;
 
-export const CLUSTER_GROUPS = ["primary", "standbys"] as const;
+/** `backup`: the pgBackRest repository host (no PostgreSQL server on it). */
+export const CLUSTER_GROUPS = ["primary", "standbys", "backup"] as const;
 
 export function clusterModules(inventory: Inventory) {
   return {
@@ -37,7 +38,7 @@ export function loadClusterPlaybook(file: string, inventory: Inventory): Cluster
   const modules = clusterModules(inventory);
   const playbook = loadPlaybook<Module>(file, {
     modules,
-    hostNames: inventory.hosts.map((h) => h.name),
+    hostNames: [...inventory.hosts, ...(inventory.backup?.host ? [inventory.backup.host] : [])].map((h) => h.name),
     groups: CLUSTER_GROUPS,
     variables: variableNames(inventory),
     reserved: BUILTIN_VARIABLES,
@@ -47,6 +48,6 @@ export function loadClusterPlaybook(file: string, inventory: Inventory): Cluster
 }
 
 /** A host as the engine sees it. */
-export function targetOf(host: Host): Target & { host: Host } {
-  return { name: host.name, address: host.address, groups: [host.role === "primary" ? "primary" : "standbys"], host };
+export function targetOf<H extends Host | BackupHost>(host: H): Target & { host: H } {
+  return { name: host.name, address: host.address, groups: [host.role === "primary" ? "primary" : host.role === "backup" ? "backup" : "standbys"], host };
 }

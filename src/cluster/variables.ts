@@ -7,7 +7,8 @@
 import { isIP } from "node:net";
 import { Secret } from "../common/secret.js";
 import { FACT_KEYS, type Facts } from "../engine/facts.js";
-import type { Host, Inventory } from "../inventory/inventory.js";
+import type { BackupHost, Host, Inventory } from "../inventory/inventory.js";
+import { backupVariables } from "./backup-config.js";
 import { conninfoSecurity, debianCluster, postgresVersion, tlsFiles } from "../postgres/debian.js";
 import { serverNames } from "../tls/index.js";
 import { slotName } from "../postgres/slot-names.js";
@@ -16,7 +17,7 @@ import { preloadLibraries } from "../postgres/extensions.js";
 import { clientRules, hbaLines } from "../postgres/hba.js";
 import { LOOKUP_FUNCTION, POOLER_AUTH_USER } from "../postgres/pooler.js";
 
-export const BUILTIN_VARIABLES = ["host", "hosts", "primary", "standbys", "facts", "postgresql", "replication", "pooler", "ssh_user", "cluster", "tls"] as const;
+export const BUILTIN_VARIABLES = ["host", "hosts", "primary", "standbys", "facts", "postgresql", "replication", "pooler", "ssh_user", "cluster", "tls", "backup"] as const;
 
 /** What pgprov knows of the cluster when a task is rendered, for the cluster playbook. */
 export interface ClusterContext {
@@ -24,6 +25,8 @@ export interface ClusterContext {
   primarySystemIdentifier?: string;
   /** Hosts whose data the user agreed to replace (--reclone). */
   reclone: string[];
+  /** Standbys cloned again even though they hold this cluster's data (after `pgprov restore`). */
+  cloneAlways?: string[];
   /**
    * Members left out of this run (a failed primary failover fenced, or could not reach): a
    * standby whose upstream is one of them streams from the primary meanwhile.
@@ -31,7 +34,7 @@ export interface ClusterContext {
   excluded?: string[];
 }
 
-function describe(host: Host) {
+function describe(host: Host | BackupHost) {
   // For pg_hba: one address per member; a DNS name is written as is (pg_hba resolves it).
   const cidr = isIP(host.address) === 4 ? `${host.address}/32` : isIP(host.address) === 6 ? `${host.address}/128` : host.address;
   return { name: host.name, address: host.address, role: host.role, cidr, slot: slotName(host.name) };
@@ -48,7 +51,13 @@ function postgresqlVariables(inventory: Inventory, facts: Facts | undefined) {
     /** pg_hba.conf lines of the inventory's access rules, in order. */
     access: hbaLines(inventory.access, { tls: inventory.tls.enabled }),
     /** The server and client, and the packages the inventory adds (extensions outside contrib). */
-    packages: [`postgresql-${version}`, `postgresql-client-${version}`, ...inventory.postgresql.packages, ...(inventory.pooler ? ["pgbouncer"] : [])],
+    packages: [
+      `postgresql-${version}`,
+      `postgresql-client-${version}`,
+      ...inventory.postgresql.packages,
+      ...(inventory.pooler ? ["pgbouncer"] : []),
+      ...(inventory.backup ? ["pgbackrest"] : []),
+    ],
     /** For pg_roles: passwords revealed here only (masked again in all output); pgbouncer's own role with them. */
     roles: [
       ...inventory.roles.map((r) => ({ ...r, password: r.password?.reveal() })),
@@ -67,16 +76,20 @@ function postgresqlVariables(inventory: Inventory, facts: Facts | undefined) {
     // below its primary's, and any host may become the primary.
     max_wal_senders: roundUp(3 * standbys + 4, 16),
     max_replication_slots: roundUp(standbys + 4, 16),
+    /** max_slot_wal_keep_size in PostgreSQL's unit (MB); -1: no limit. */
+    max_slot_wal_keep_size: inventory.replication.maxSlotWalKeepSize < 0 ? "-1" : `${Math.ceil(inventory.replication.maxSlotWalKeepSize / 1024 ** 2)}MB`,
   };
 }
 
 export function hostVariables(
   inventory: Inventory,
-  host: Host,
+  host: Host | BackupHost,
   facts: Facts | undefined,
   cluster: ClusterContext = { reclone: [] },
 ): Record<string, unknown> {
   const topology = topologyOf(inventory, cluster.excluded);
+  // The backup host runs no server: it streams from nothing, and no slot is its.
+  const member = host.role === "backup" ? undefined : host;
   return {
     ...(reveal(inventory.vars) as Record<string, unknown>),
     ...(reveal(host.vars) as Record<string, unknown>),
@@ -97,18 +110,20 @@ export function hostVariables(
     // The user sshd runs the pg client's socket forward as, mapped to postgres by pg_ident.conf.
     ssh_user: host.connection.user.value,
     tls: tlsVariables(inventory, host, facts),
+    backup: backupVariables(inventory, host),
     cluster: {
       // The slots of the standbys that stream from this host: a cascading standby's lives on its upstream.
-      slots: inventory.replication.slots ? downstreamsOf(topology, host).map((h) => slotName(h.name)) : [],
+      slots: inventory.replication.slots && member ? downstreamsOf(topology, member).map((h) => slotName(h.name)) : [],
       slot: inventory.replication.slots && host.role === "standby" ? slotName(host.name) : "",
       /** Where this host streams and clones from: its upstream, or the primary (the primary: itself). */
-      upstream: describe(upstreamOf(topology, host) ?? host),
+      upstream: describe((member && upstreamOf(topology, member)) ?? host),
       /** Streams from a standby: cloned after the standbys of the primary. */
-      cascading: isCascading(topology, host),
+      cascading: member ? isCascading(topology, member) : false,
       synchronous_standby_names: synchronousStandbyNames(inventory.hosts, inventory.replication.synchronous),
-      apply_delay: host.applyDelay ?? "",
+      apply_delay: member?.applyDelay ?? "",
       primary_system_identifier: cluster.primarySystemIdentifier ?? "",
       reclone: cluster.reclone.includes(host.name),
+      clone_always: cluster.cloneAlways?.includes(host.name) ?? false,
     },
   };
 }
@@ -119,7 +134,7 @@ export function topologyOf(inventory: Inventory, excluded: string[] = []): Host[
 }
 
 /** TLS (issue 10): on or off, the files on the host, what this host's certificate names, and a certificate issued elsewhere. */
-function tlsVariables(inventory: Inventory, host: Host, facts: Facts | undefined) {
+function tlsVariables(inventory: Inventory, host: Host | BackupHost, facts: Facts | undefined) {
   const { enabled, authority, given } = inventory.tls;
   const names = serverNames(host.name, host.address, host.dnsNames);
   return {

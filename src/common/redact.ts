@@ -97,6 +97,8 @@ export class Redactor {
     if (this.forms.size === 0) return value;
     if (typeof value === "string") return this.text(value) as T;
     if (Array.isArray(value)) return value.map((v) => this.value(v)) as T;
+    // A Date holds no secret, and Object.entries would make it {}.
+    if (value instanceof Date) return value;
     if (value && typeof value === "object") {
       return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, this.value(v)])) as T;
     }

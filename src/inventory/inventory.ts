@@ -11,7 +11,7 @@ import { homePath, localContext, otherHomeRefused } from "../sshconfig/expand.js
 import { loadDefaultSshConfig, loadSshConfigFile, type SshConfig } from "../sshconfig/load.js";
 import { type Passphrase, terminalAsk, type Unlocking } from "../transport/identities.js";
 import { YamlSource, type YamlPath } from "../yaml/source.js";
-import { type CheckThresholds, inventorySchema, type InventoryFile } from "./schema.js";
+import { backupSchema, type CheckThresholds, inventorySchema, type InventoryFile } from "./schema.js";
 import { Secret } from "../common/secret.js";
 import { readSecret, secretSource } from "./secret.js";
 import type { SynchronousSettings } from "./topology.js";
@@ -43,6 +43,20 @@ export interface Host {
   vars: Record<string, unknown>;
 }
 
+/** The pgBackRest repository host (role: backup): no PostgreSQL server runs on it. */
+export type BackupHost = Omit<Host, "role" | "upstream" | "applyDelay"> & { role: "backup" };
+
+/** Backups with pgBackRest (issue 11): on a repository host, or on the primary's own path. */
+export interface BackupSettings {
+  stanza: string;
+  /** Undefined: the repository is on a path of the primary (it does not survive that host's loss). */
+  host?: BackupHost;
+  repositoryPath: string;
+  retention: { full: number; diff: number };
+  /** systemd OnCalendar expressions, by backup type. */
+  schedule: { full: string; diff?: string; incr?: string };
+}
+
 export interface PostgresSettings {
   /** Undefined: each host's Debian release decides (see engine/variables.ts). */
   version?: number;
@@ -61,6 +75,8 @@ export interface ReplicationSettings {
   /** Undefined until ensureReplicationPassword() has generated or read the stored one. */
   password?: Secret;
   slots: boolean;
+  /** max_slot_wal_keep_size in bytes; -1: no limit. */
+  maxSlotWalKeepSize: number;
   /** synchronous_standby_names; undefined: asynchronous. */
   synchronous?: SynchronousSettings;
 }
@@ -138,7 +154,9 @@ export interface Inventory {
   access: AccessRule[];
   /** pgbouncer on every host, in front of its server. */
   pooler?: PoolerSettings;
-  /** In file order. */
+  /** Backups and PITR with pgBackRest: with a `backup` section or a backup host. */
+  backup?: BackupSettings;
+  /** The database hosts, in file order (the backup host is backup.host). */
   hosts: Host[];
   primary: Host;
   standbys: Host[];
@@ -178,17 +196,21 @@ export function loadInventory(file: string): Inventory {
   // was checked, above. A problem here hides none of those below (roles' passwords, TLS files).
   const access = parsed ? sshAccess(file, parsed, scope) : undefined;
   if (!parsed) return stopOn(scope) as never;
-  const hosts: Host[] = Object.entries(parsed.hosts).map(([name, h]) => ({
-    name,
-    address: h.address,
-    role: h.role,
-    // Undefined only when a problem is reported below, before anything uses it.
-    connection: access?.connections[name] as Connection,
-    ...(h.upstream !== undefined ? { upstream: h.upstream } : {}),
-    ...(h.apply_delay !== undefined ? { applyDelay: h.apply_delay } : {}),
-    dnsNames: h.dns_names,
-    vars: hostVars[name]!,
-  }));
+  const hosts: Host[] = [];
+  let backupHost: BackupHost | undefined;
+  for (const [name, h] of Object.entries(parsed.hosts)) {
+    // connection: undefined only when a problem is reported below, before anything uses it.
+    const common = { name, address: h.address, connection: access?.connections[name] as Connection, dnsNames: h.dns_names, vars: hostVars[name]! };
+    if (h.role === "backup") backupHost = { ...common, role: "backup" };
+    else {
+      hosts.push({
+        ...common,
+        role: h.role,
+        ...(h.upstream !== undefined ? { upstream: h.upstream } : {}),
+        ...(h.apply_delay !== undefined ? { applyDelay: h.apply_delay } : {}),
+      });
+    }
+  }
   if (parsed.apt.proxy) {
     // A proxy's password is masked in all output like any other secret.
     const proxyPassword = new URL(parsed.apt.proxy).password;
@@ -211,7 +233,8 @@ export function loadInventory(file: string): Inventory {
     return { name, ...attributes, ...(secret ? { password: secret } : {}) };
   });
   // TLS once the hosts are known: a certificate issued elsewhere is checked against its host.
-  const tls = loadTls(parsed.tls, { source, file, dir, hosts, secrets, problems });
+  const tls = loadTls(parsed.tls, { source, file, dir, hosts: backupHost ? [...hosts, backupHost] : hosts, secrets, problems });
+  const backupSection = parsed.backup ?? (backupHost ? backupSchema.parse({}) : undefined);
   stopOn(scope);
   if (!access) throw new Error("bug: no connections and no problem reported");
   return {
@@ -233,6 +256,7 @@ export function loadInventory(file: string): Inventory {
       user: parsed.replication.user,
       ...(password ? { password } : {}),
       slots: parsed.replication.slots,
+      maxSlotWalKeepSize: parsed.replication.max_slot_wal_keep_size,
       ...(parsed.replication.synchronous ? { synchronous: parsed.replication.synchronous } : {}),
     },
     checks: parsed.checks,
@@ -247,6 +271,17 @@ export function loadInventory(file: string): Inventory {
             defaultPoolSize: parsed.pooler.default_pool_size,
             maxClientConn: parsed.pooler.max_client_conn,
             port: parsed.pooler.port,
+          },
+        }
+      : {}),
+    ...(backupSection
+      ? {
+          backup: {
+            stanza: backupSection.stanza,
+            ...(backupHost ? { host: backupHost } : {}),
+            repositoryPath: backupSection.repository_path,
+            retention: backupSection.retention,
+            schedule: backupSection.schedule,
           },
         }
       : {}),
@@ -388,7 +423,7 @@ function sshAccess(file: string, parsed: InventoryFile, scope: SecretScope): { s
  */
 function loadTls(
   parsed: InventoryFile["tls"],
-  scope: { source: YamlSource; file: string; dir: string; hosts: Host[]; secrets: Secret[]; problems: SourceProblem[] },
+  scope: { source: YamlSource; file: string; dir: string; hosts: (Host | BackupHost)[]; secrets: Secret[]; problems: SourceProblem[] },
 ): TlsSettings {
   const { source, dir, problems } = scope;
   const path = (value: string, at: YamlPath) => inventoryPath(value, at, scope) ?? value;

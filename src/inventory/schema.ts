@@ -16,6 +16,7 @@ import { databaseName, objectSettings, roleName, SETTING_NAME, settingValue } fr
 import { KNOWN_EXTENSIONS } from "../postgres/extensions.js";
 import { POOLER_AUTH_USER } from "../postgres/pooler.js";
 import { isDnsName } from "../tls/index.js";
+import { calendarProblem } from "./schedule.js";
 
 export const hostName = z
   .string()
@@ -62,7 +63,13 @@ export const hostSshSchema = z.strictObject(hostSshShape);
 
 export const hostSchema = z.strictObject({
   address,
-  role: z.enum(["primary", "standby"]),
+  /** backup: the pgBackRest repository host (issue 11), with no PostgreSQL server on it. */
+  role: z.enum(["primary", "standby", "backup"], {
+    error: (i) =>
+      Array.isArray(i.input)
+        ? "a host has one role: primary, standby or backup (a backup host holds no PostgreSQL server: give the repository a host of its own)"
+        : undefined,
+  }),
   ssh: hostSshSchema.optional(),
   /** The host it streams from while a standby (cascading); the primary by default. */
   upstream: hostName.optional(),
@@ -165,6 +172,12 @@ export const replicationSchema = z.strictObject({
   /** Default: generated once and kept next to the inventory (mode 0600). */
   password: secretSource.optional(),
   slots: z.boolean().default(true),
+  /**
+   * The most WAL a replication slot may hold on its primary (max_slot_wal_keep_size): past it, a
+   * stopped standby's slot is invalidated instead of filling the disk, and the standby catches up
+   * from the backup repository's archive (restore_command). -1: no limit.
+   */
+  max_slot_wal_keep_size: z.union([z.literal(-1), byteSizeArg]).default(10 * 1024 ** 3),
   /** Synchronous or quorum commit: synchronous_standby_names (see inventory/topology.ts). */
   synchronous: z
     .strictObject({
@@ -202,6 +215,8 @@ export const checksSchema = z.strictObject({
   disk_free_percent: thresholds(percent, { warning: 20, critical: 10 }, true),
   /** Days left to a server's TLS certificate, or to the CA's (issue 10); apply renews within 30. */
   tls_expiry_days: thresholds(z.number().int().nonnegative(), { warning: 30, critical: 7 }, true),
+  /** Hours since the last backup finished (with a backup section or host). */
+  backup_age_hours: thresholds(seconds, { warning: 8 * 24, critical: 15 * 24 }),
 });
 
 export type CheckThresholds = z.output<typeof checksSchema>;
@@ -292,6 +307,29 @@ export const poolerSchema = z.strictObject({
   port: z.number().int().min(1).max(65535).default(6432),
 });
 
+/** A systemd OnCalendar expression (see schedule.ts): validated before anything connects. */
+const calendar = z.string().superRefine((v, ctx) => {
+  const problem = calendarProblem(v);
+  if (problem) ctx.addIssue({ code: "custom", message: problem });
+});
+
+/** Backups and point-in-time recovery with pgBackRest (issue 11). */
+export const backupSchema = z.strictObject({
+  /** pgBackRest's stanza: the cluster's name in the repository. */
+  stanza: z.string().regex(/^[A-Za-z0-9_-]+$/, "a stanza name: letters, digits, _ and -").default("main"),
+  /** On the backup host; without one, on the primary (a mounted volume): plan warns. */
+  repository_path: absolutePath.regex(/^[A-Za-z0-9_./-]+$/, "an absolute path of letters, digits, _ . / -").default("/var/lib/pgbackrest"),
+  retention: z
+    .strictObject({
+      full: z.number().int().min(1, "keep at least 1 full backup (0 would expire every backup and the WAL to restore from)").default(2),
+      diff: z.number().int().min(1, "keep at least 1 differential backup").default(7),
+    })
+    .default({ full: 2, diff: 7 }),
+  schedule: z
+    .strictObject({ full: calendar.default("Sun 02:00"), diff: calendar.optional(), incr: calendar.optional() })
+    .default({ full: "Sun 02:00", diff: "Mon..Sat 02:00" }),
+});
+
 const inventoryObject = z.strictObject({
   ssh: sshSchema.default({}),
   apt: aptSchema.default({}),
@@ -305,11 +343,14 @@ const inventoryObject = z.strictObject({
   databases: z.record(z.string(), databaseSchema).default({}),
   access: z.array(accessRuleSchema).default([]),
   pooler: poolerSchema.optional(),
+  backup: backupSchema.optional(),
   hosts: z.record(hostName, hostSchema).refine((h) => Object.keys(h).length > 0, "at least one host is required"),
 });
 
 export const inventorySchema = inventoryObject.superRefine((inv, ctx) => {
-  const names = Object.keys(inv.hosts);
+  const backupHosts = Object.keys(inv.hosts).filter((n) => inv.hosts[n]!.role === "backup");
+  checkBackupHosts(inv, backupHosts, ctx);
+  const names = Object.keys(inv.hosts).filter((n) => inv.hosts[n]!.role !== "backup");
   const primaries = names.filter((n) => inv.hosts[n]!.role === "primary");
   if (primaries.length !== 1) {
     ctx.addIssue({
@@ -372,10 +413,10 @@ export const inventorySchema = inventoryObject.superRefine((inv, ctx) => {
     if (other) ctx.addIssue({ code: "custom", path: ["hosts", name], message: `hosts ${other} and ${name} would share the replication slot ${slot}; rename one` });
     slots.set(slot, name);
   }
-  const topology = Object.entries(inv.hosts).map(([name, h]) => ({ name, role: h.role, upstream: h.upstream, applyDelay: h.apply_delay }));
+  const topology = Object.entries(inv.hosts).filter(([, h]) => h.role !== "backup").map(([name, h]) => ({ name, role: h.role as "primary" | "standby", upstream: h.upstream, applyDelay: h.apply_delay }));
   for (const p of topologyProblems(topology, inv.replication.synchronous)) ctx.addIssue({ code: "custom", path: p.path, message: p.message });
   const seen = new Map<string, string>();
-  for (const name of names) {
+  for (const name of Object.keys(inv.hosts)) {
     const a = inv.hosts[name]!.address;
     const other = seen.get(a);
     if (other) ctx.addIssue({ code: "custom", path: ["hosts", name, "address"], message: `address ${a} is already used by host ${other}` });
@@ -384,6 +425,38 @@ export const inventorySchema = inventoryObject.superRefine((inv, ctx) => {
 });
 
 export type InventoryFile = z.output<typeof inventorySchema>;
+
+/**
+ * The repository host: at most one, holding no PostgreSQL server (nothing streams from it, it is
+ * in no synchronous list), and only with TLS on: the database hosts reach its pgBackRest server
+ * with certificates from the cluster's CA (see README, Backups).
+ */
+function checkBackupHosts(inv: z.output<typeof inventoryObject>, backupHosts: string[], ctx: z.RefinementCtx): void {
+  if (backupHosts.length > 1) {
+    ctx.addIssue({ code: "custom", path: ["hosts", backupHosts[1]!, "role"], message: `exactly one host may hold the backup repository, found ${backupHosts.join(", ")}` });
+  }
+  const backup = backupHosts[0];
+  if (backup === undefined) return;
+  const host = inv.hosts[backup]!;
+  for (const key of ["upstream", "apply_delay"] as const) {
+    if (host[key] !== undefined) {
+      ctx.addIssue({ code: "custom", path: ["hosts", backup, key], message: `${backup} is the backup host (role: backup): it runs no PostgreSQL server, so ${key} means nothing there` });
+    }
+  }
+  inv.replication.synchronous?.standbys?.forEach((s, i) => {
+    if (s === backup) ctx.addIssue({ code: "custom", path: ["replication", "synchronous", "standbys", i], message: `${backup} is the backup host, not a standby` });
+  });
+  if (!inv.tls.enabled) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["hosts", backup, "role"],
+      message:
+        "a backup host needs TLS (tls.enabled: true): the database hosts and the repository reach each other through pgBackRest's TLS server, authenticated by certificates from the cluster's CA; without TLS, keep the repository on the primary (backup.repository_path, no backup host)",
+    });
+  } else if (inv.tls.ca && !inv.tls.ca.key) {
+    ctx.addIssue({ code: "custom", path: ["tls", "ca"], message: "a backup host needs tls.ca.key: pgprov issues pgBackRest's client and server certificates from the cluster's CA" });
+  }
+}
 
 /** Names the roles, databases and access rules refer to: each must be one the inventory declares. */
 function checkRolesAndDatabases(inv: z.output<typeof inventoryObject>, ctx: z.RefinementCtx): void {

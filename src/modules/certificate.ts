@@ -14,7 +14,7 @@
  * server's reload.
  */
 import { z } from "zod";
-import { absolutePath, wholeNumber } from "../common/args.js";
+import { absolutePath, flag, wholeNumber } from "../common/args.js";
 import { type Change, noChange } from "../engine/change.js";
 import { type Module, TaskFailure } from "../engine/module.js";
 import {
@@ -46,6 +46,13 @@ export const certificateArgs = z.strictObject({
   host: z.string().min(1),
   days: wholeNumber.default(365),
   renew_days: wholeNumber.default(30),
+  /** Also for TLS clients (clientAuth): pgBackRest's servers authenticate their clients by certificate. */
+  client_auth: flag.default(false),
+  /**
+   * Each IP address of `names` also as a DNS name of the SAN: pgBackRest 2.45 matches the address
+   * it dials against the SAN's DNS names only (and ignores the CN once a SAN exists).
+   */
+  address_as_dns_name: flag.default(false),
   /** A certificate issued elsewhere, as PEM, with its key: installed as given. */
   certificate: z.string().default(""),
   private_key: z.string().default(""),
@@ -85,12 +92,14 @@ export function tlsCertificate(authority: () => CertificateAuthority | undefined
 
       const ca = authority();
       if (!ca) throw new TaskFailure(`${label}: no certificate authority for this run (TLS is off in the inventory)`);
-      const names = sanNames(args.names);
+      const given = sanNames(args.names);
+      const names = args.address_as_dns_name ? { ...given, dnsNames: [...given.dnsNames, ...given.ipAddresses] } : given;
       const verdict = checkCertificate(probe.certPem, {
         ca,
         expectedNames: names,
         renewWithinDays: args.renew_days,
         label,
+        clientAuth: args.client_auth,
         ...(probe.key === "missing" ? { keyPublicPem: null } : {}),
       });
       if (verdict.ok && !badKey) return noChange(verdict.message);
@@ -109,7 +118,7 @@ export function tlsCertificate(authority: () => CertificateAuthority | undefined
             script: makeKeyAndCsrScript(files, commonName),
             display: `make a new key beside ${args.key} and a signing request for it, on ${args.host}`,
             next: async (csr) => {
-              const certPem = await signCsr(ca, csr, { ...names, days: args.days, host: args.host });
+              const certPem = await signCsr(ca, csr, { ...names, days: args.days, host: args.host, clientAuth: args.client_auth });
               return [{ script: installCertificateScript(files, certPem), display: `install the new certificate of ${args.host} (${args.cert}) with its new key` }];
             },
           },

@@ -20,7 +20,7 @@ export function pgSlots(sql: Sql): Module<SlotsArgs> {
     name: "pg_slots",
     args: slotsArgs,
 
-    probe: () => sql.probe(`select slot_name, slot_type, active from pg_replication_slots where starts_with(slot_name, ${sqlLiteral(SLOT_PREFIX)})`),
+    probe: () => sql.probe(`select slot_name, slot_type, active, wal_status from pg_replication_slots where starts_with(slot_name, ${sqlLiteral(SLOT_PREFIX)})`),
 
     decide(args, state) {
       const wanted = args.names;
@@ -33,8 +33,24 @@ export function pgSlots(sql: Sql): Module<SlotsArgs> {
       const read = rowsOf(state);
       if ("error" in read) return { changes: wanted.map((n) => create(n, `slot ${n} (cannot read slots now: ${read.error})`)) };
       const existing = new Map(read.rows.map((r) => [String(r.slot_name), r]));
+      // A slot invalidated by max_slot_wal_keep_size (wal_status lost) can no longer be streamed
+      // from: made again, from now on; its standby fetches what it missed from the archive
+      // (restore_command), with no clone.
+      const lost = wanted.filter((n) => existing.get(n)?.wal_status === "lost");
       const changes: Change[] = [
         ...wanted.filter((n) => !existing.has(n)).map((n) => create(n, `create physical replication slot ${n}`)),
+        ...lost.map(
+          (n): Change => ({
+            action: "update",
+            summary: `make slot ${n} again: max_slot_wal_keep_size invalidated it (wal_status lost); its standby catches up from the WAL archive`,
+            commands: [
+              sql.command(
+                [dropSlot(n), `select pg_create_physical_replication_slot(${sqlLiteral(n)}, true)`],
+                `select pg_drop_replication_slot('${n}'), then pg_create_physical_replication_slot('${n}', true)`,
+              ),
+            ],
+          }),
+        ),
         ...[...existing.keys()]
           .filter((n) => !wanted.includes(n))
           .map((n): Change => ({

@@ -54,6 +54,11 @@ export const standbyArgs = z.strictObject({
   primary_system_identifier: z.string().default(""),
   /** The user's consent to replace data that is not this cluster's (--reclone HOST). */
   reclone: flag.default(false),
+  /**
+   * Clone even a standby of this cluster (`pgprov restore`: the primary was restored to an
+   * earlier point, and every standby's data went past it on a history the primary left).
+   */
+  clone_always: flag.default(false),
   /** Seconds the base backup may take. */
   timeout: wholeNumber.default(3600),
 });
@@ -89,6 +94,18 @@ export const pgStandby: Module<StandbyArgs> = {
     if (primary && d.systemIdentifier === primary) {
       // standby.signal does not make a former primary a standby: failover's fence and switchover
       // write it before anything is promoted, and its WAL may go past the primary's timeline.
+      if (args.clone_always) {
+        return {
+          changes: [
+            {
+              action: "create",
+              summary: `clone ${from}, REPLACING this standby's data (${describe(d)}): the primary was restored to an earlier point (pgprov restore)`,
+              destructive: true,
+              commands: [cloneCommand(args)],
+            },
+          ],
+        };
+      }
       if (args.reclone && (!d.standbySignal || d.fenced !== undefined || wasWritable(d))) {
         return {
           changes: [

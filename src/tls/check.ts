@@ -19,8 +19,9 @@ export type RenewReasonKind =
   /** The SAN names something not expected (only when `exactSan`). */
   | "san-extra"
   | "wrong-ca"
-  /** Its extended key usage excludes TLS servers. */
+  /** Its extended key usage excludes TLS servers (or clients, when asked for: see clientAuth). */
   | "not-server"
+  | "not-client"
   /** The key file is missing, or is not the certificate's key (when the key's public half is given). */
   | "key-missing"
   | "key-mismatch";
@@ -58,10 +59,13 @@ export interface CheckOptions {
    * missing, undefined when not checked.
    */
   keyPublicPem?: string | null;
+  /** It must also be a TLS client's (pgBackRest's mutual TLS). */
+  clientAuth?: boolean;
 }
 
 const DAY_MS = 86_400_000;
 const SERVER_AUTH = "1.3.6.1.5.5.7.3.1";
+const CLIENT_AUTH = "1.3.6.1.5.5.7.3.2";
 
 export function checkCertificate(certPem: string | undefined, options: CheckOptions): CertificateVerdict {
   const { ca, renewWithinDays = 30, now = new Date(), label = "the certificate", exactSan = true } = options;
@@ -99,6 +103,7 @@ export function checkCertificate(certPem: string | undefined, options: CheckOpti
 
   // No extended key usage means any usage (RFC 5280); one without serverAuth excludes servers.
   if (cert.keyUsage && !cert.keyUsage.includes(SERVER_AUTH)) add("not-server", `${label} is not for TLS servers (its extendedKeyUsage lacks serverAuth)`);
+  if (options.clientAuth && cert.keyUsage && !cert.keyUsage.includes(CLIENT_AUTH)) add("not-client", `${label} is not for TLS clients (its extendedKeyUsage lacks clientAuth)`);
 
   if (options.keyPublicPem === null) add("key-missing", `the key of ${label} is missing`);
   else if (options.keyPublicPem !== undefined && !sameKey(options.keyPublicPem, cert)) {

@@ -15,6 +15,8 @@ export interface SignOptions extends SanNames {
   now?: Date;
   /** Whose request it is, for messages: the host's name as the inventory gives it. */
   host?: string;
+  /** Also a TLS client's certificate (pgBackRest's mutual TLS authenticates both ends). */
+  clientAuth?: boolean;
 }
 
 const DAY_MS = 86_400_000;
@@ -65,7 +67,7 @@ export async function signCsr(ca: CertificateAuthority, csrPem: string, options:
     extensions: [
       new lib.BasicConstraintsExtension(false, undefined, true),
       new lib.KeyUsagesExtension(digitalSignature | keyEncipherment, true),
-      new lib.ExtendedKeyUsageExtension([lib.ExtendedKeyUsage.serverAuth]),
+      new lib.ExtendedKeyUsageExtension([lib.ExtendedKeyUsage.serverAuth, ...(options.clientAuth ? [lib.ExtendedKeyUsage.clientAuth] : [])]),
       new lib.SubjectAlternativeNameExtension([
         ...names.dnsNames.map((value) => ({ type: "dns" as const, value })),
         ...names.ipAddresses.map((value) => ({ type: "ip" as const, value })),

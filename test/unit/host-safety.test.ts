@@ -124,7 +124,7 @@ describe("issue 8: a registered value cannot shadow pgprov's variables", () => {
   const playbooks = yamlFiles("playbook", (f) => loadPlaybook(f, scope));
   it("refuses register: postgresql at its position", () => {
     expect(playbooks.problems(`- name: p\n  hosts: all\n  tasks:\n    - name: t\n      command: { cmd: id, changed_when: false }\n      register: postgresql\n`)).toEqual([
-      `6:17: register: "postgresql" is one of pgprov's own variables (host, hosts, primary, standbys, facts, postgresql, replication, pooler, ssh_user, cluster, tls); choose another name`,
+      `6:17: register: "postgresql" is one of pgprov's own variables (host, hosts, primary, standbys, facts, postgresql, replication, pooler, ssh_user, cluster, tls, backup); choose another name`,
     ]);
   });
 });

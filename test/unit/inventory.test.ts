@@ -33,7 +33,7 @@ describe("inventory", () => {
 
   it("says what was expected and what was found", () => {
     expect(problems(`hosts:\n  pg1: { address: 10.0.0.11, role: master }\n`)).toEqual([
-      `2:36: hosts.pg1.role: invalid option: expected one of "primary"|"standby", found master`,
+      `2:36: hosts.pg1.role: invalid option: expected one of "primary"|"standby"|"backup", found master`,
     ]);
     expect(problems(`ssh:\n  port: "22"\nhosts:\n  pg1: { address: 10.0.0.11, role: primary }\n`)).toEqual([
       `2:9: ssh.port: expected number, received string`,

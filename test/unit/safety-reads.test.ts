@@ -42,7 +42,7 @@ describe("issue 9 item 6: safety as a type", () => {
   it("refuses a playbook that clones without reading every host's data directory in an earlier read-only play", () => {
     const noReads = bundledWith((t) => t.replace(/- name: Cluster state\n[\s\S]*?register: pgprov_data_directory\n/, ""));
     expect(() => requireSafetyReads(noReads, targets, inventory.hosts)).toThrow(/refusing a playbook that clones \(pg_standby\) without first reading the data directory of pg1, pg2, pg3/);
-    const primaryOnly = bundledWith((t) => t.replace("- name: Cluster state\n  hosts: all", "- name: Cluster state\n  hosts: primary"));
+    const primaryOnly = bundledWith((t) => t.replace("- name: Cluster state\n  hosts: [primary, standbys]", "- name: Cluster state\n  hosts: primary"));
     expect(() => requireSafetyReads(primaryOnly, targets, inventory.hosts)).toThrow(/data directory of pg2, pg3/);
   });
 
@@ -76,7 +76,7 @@ describe("issue 9 item 6: safety as a type", () => {
   it("issue 9 item 6: judges reads split over several read-only plays together, before the first play that may change a host", () => {
     const split = bundledWith((t) =>
       t.replace(
-        /- name: Cluster state\n  hosts: all\n([\s\S]*?register: pgprov_data_directory\n)/,
+        /- name: Cluster state\n  hosts: \[primary, standbys\]\n([\s\S]*?register: pgprov_data_directory\n)/,
         "- name: Cluster state of the primary\n  hosts: primary\n$1\n- name: Cluster state of the standbys\n  hosts: standbys\n$1",
       ),
     );
