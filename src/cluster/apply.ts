@@ -81,6 +81,7 @@ export async function applyCluster(inventory: Inventory, playbook: ClusterPlaybo
         `access rules (access:) say which role may reach which database from where`,
     });
   }
+  const variablesOf = new Map<string, { facts: unknown; id: string | undefined; vars: Record<string, unknown> }>();
   try {
     const summary = await runPlaybook(playbook, {
       ...options,
@@ -91,8 +92,14 @@ export async function applyCluster(inventory: Inventory, playbook: ClusterPlaybo
       secrets,
       variables: (target, facts, results) => {
         const id = primarySystemIdentifier(results);
+        // Asked for every task a host renders (each task of every play, read ahead and again):
+        // computed again only when what they depend on changed, the facts or the primary's identity.
+        const known = variablesOf.get(target.name);
+        if (known && known.facts === facts && known.id === id) return known.vars;
         const host = inventory.hosts.find((h) => h.name === target.name)!;
-        return hostVariables(inventory, host, facts, { reclone, excluded: options.exclude ?? [], ...(id ? { primarySystemIdentifier: id } : {}) });
+        const vars = hostVariables(inventory, host, facts, { reclone, excluded: options.exclude ?? [], ...(id ? { primarySystemIdentifier: id } : {}) });
+        variablesOf.set(target.name, { facts, id, vars });
+        return vars;
       },
       emit,
       afterPlay: safetyGate(playbook, inventory, members, reclone),

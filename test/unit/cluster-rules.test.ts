@@ -1,7 +1,7 @@
 import { mkdtempSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import type { DataDirectory } from "../../src/postgres/data-directory.js";
 import { assessCluster } from "../../src/cluster/safety.js";
 import { connectionStrings } from "../../src/cluster/status.js";
@@ -189,6 +189,46 @@ describe("configuration templates", () => {
     expect(conf).not.toContain(inv.replication.password!.reveal());
     expect(conf).toMatch(/\nshared_buffers = '256MB'\nmax_connections = 200\njit = off\n/);
     expect(conf).toContain("max_wal_senders = 16");
+  });
+
+  it("issue 9: the bundled playbook's templates, compiled when the bundle is built, render what compiling them at run time renders", async () => {
+    const root = join(import.meta.dirname, "../..");
+    const scripts = (await import(join(root, "scripts/precompile-templates.mjs"))) as {
+      COMPILE_OPTIONS: object;
+      bundledTemplateTexts: (root: string) => string[];
+      precompiledModule: (root: string) => string;
+    };
+    const atRunTime = await import("../../src/playbook/template.js");
+    expect(scripts.COMPILE_OPTIONS).toEqual(atRunTime.COMPILE_OPTIONS);
+    // The module the build puts in place of src/playbook/precompiled.ts, and template.ts loaded again over it.
+    const file = join(dir, "precompiled.mjs");
+    writeFileSync(file, scripts.precompiledModule(root));
+    const { PRECOMPILED } = (await import(file)) as { PRECOMPILED: Map<string, unknown> };
+    const texts = scripts.bundledTemplateTexts(root);
+    expect([...PRECOMPILED.keys()]).toEqual(texts);
+    expect(texts).toContain(template("pgprov.conf.hbs"));
+    vi.resetModules();
+    vi.doMock("../../src/playbook/precompiled.js", () => ({ PRECOMPILED }));
+    try {
+      const bundled = await import("../../src/playbook/template.js");
+      const outcome = (r: typeof render, text: string, context: object) => {
+        try {
+          return r(text, context, "t");
+        } catch (e) {
+          return `threw ${(e as Error).message}`;
+        }
+      };
+      for (const host of ["pg1", "pg2"]) {
+        for (const text of texts) expect(outcome(bundled.render, text, vars(host))).toBe(outcome(atRunTime.render, text, vars(host)));
+      }
+      // A missing variable is named the same way.
+      const missing = texts.find((t) => t.includes("{{ postgresql.config_directory }}"))!;
+      expect(outcome(bundled.render, missing, {})).toMatch(/^threw t: unknown variable "/);
+      expect(outcome(bundled.render, missing, {})).toBe(outcome(atRunTime.render, missing, {}));
+    } finally {
+      vi.doUnmock("../../src/playbook/precompiled.js");
+      vi.resetModules();
+    }
   });
 
   it("gives the primary no primary_conninfo", () => {
