@@ -17,7 +17,7 @@ import { SshHostIO } from "../engine/host-io.js";
 import { hostsUsed, isReadOnly, selectTargets } from "../engine/targets.js";
 import { ensureCertificateAuthority, ensurePoolerPassword, ensureReplicationPassword, type Host, type Inventory, stateFile } from "../inventory/inventory.js";
 import { pgDataDirectory, REPLICATION_QUERY, standbyReplication } from "../postgres/read.js";
-import { pgStandby } from "../postgres/standby.js";
+import { clonedWithoutAsking, pgStandby } from "../postgres/standby.js";
 import { closeAll, connectAll, type Reached } from "../transport/fleet.js";
 import { HostPostgres, type Row } from "../transport/postgres.js";
 import { RemoteError } from "../transport/ssh.js";
@@ -81,7 +81,7 @@ export async function applyCluster(inventory: Inventory, playbook: ClusterPlaybo
         `access rules (access:) say which role may reach which database from where`,
     });
   }
-  const variablesOf = new Map<string, { facts: unknown; id: string | undefined; vars: Record<string, unknown> }>();
+  const variablesOf = new Map<string, { facts: unknown; id: string | undefined; replacedByClone: boolean; vars: Record<string, unknown> }>();
   try {
     const summary = await runPlaybook(playbook, {
       ...options,
@@ -92,13 +92,20 @@ export async function applyCluster(inventory: Inventory, playbook: ClusterPlaybo
       secrets,
       variables: (target, facts, results) => {
         const id = primarySystemIdentifier(results);
-        // Asked for every task a host renders (each task of every play, read ahead and again):
-        // computed again only when what they depend on changed, the facts or the primary's identity.
-        const known = variablesOf.get(target.name);
-        if (known && known.facts === facts && known.id === id) return known.vars;
         const host = inventory.hosts.find((h) => h.name === target.name)!;
-        const vars = hostVariables(inventory, host, facts, { reclone, excluded: options.exclude ?? [], ...(id ? { primarySystemIdentifier: id } : {}) });
-        variablesOf.set(target.name, { facts, id, vars });
+        const read = results.of(pgDataDirectory).get(host.name);
+        const replacedByClone = host.role === "standby" && read !== undefined && clonedWithoutAsking(read, id);
+        // Asked for every task a host renders (each task of every play, read ahead and again):
+        // computed again only when what they depend on changed.
+        const known = variablesOf.get(target.name);
+        if (known && known.facts === facts && known.id === id && known.replacedByClone === replacedByClone) return known.vars;
+        const vars = hostVariables(inventory, host, facts, {
+          reclone,
+          excluded: options.exclude ?? [],
+          replacedByClone,
+          ...(id ? { primarySystemIdentifier: id } : {}),
+        });
+        variablesOf.set(target.name, { facts, id, replacedByClone, vars });
         return vars;
       },
       emit,

@@ -8,7 +8,10 @@ import { connectionStrings } from "../../src/cluster/status.js";
 import { hostVariables } from "../../src/cluster/variables.js";
 import { FileError } from "../../src/common/errors.js";
 import { ensureReplicationPassword, type Inventory, loadInventory } from "../../src/inventory/inventory.js";
-import { render } from "../../src/playbook/template.js";
+import { isTruthy, render, renderValue } from "../../src/playbook/template.js";
+import { clonedWithoutAsking } from "../../src/postgres/standby.js";
+import { loadClusterPlaybook } from "../../src/cluster/playbook.js";
+import { BUNDLED_PLAYBOOK } from "../../src/common/paths.js";
 
 const dir = mkdtempSync(join(tmpdir(), "pgprov-cluster-"));
 let n = 0;
@@ -168,6 +171,31 @@ describe("inventory: PostgreSQL and replication", () => {
     expect(readFileSync(path, "utf8").trim()).toBe(first);
     expect(first).toMatch(/^[A-Za-z0-9_-]{43}$/);
     expect(ensureReplicationPassword(loadInventory(inv.file)).reveal()).toBe(first);
+  });
+});
+
+describe("issue 9: a standby whose fresh cluster a clone replaces is not restarted first", () => {
+  const primary = "7000000000000000001";
+
+  it("knows the data pg_standby clones over without asking, as its decide does", () => {
+    expect(clonedWithoutAsking(data({ exists: false, entries: 0, systemIdentifier: undefined }), primary)).toBe(true);
+    expect(clonedWithoutAsking(data({ entries: 0, systemIdentifier: undefined }), primary)).toBe(true);
+    // The package's fresh cluster: another system identifier, timeline 1, nothing of a user's.
+    expect(clonedWithoutAsking(data({ systemIdentifier: "7000000000000000002" }), primary)).toBe(true);
+    expect(clonedWithoutAsking(data({ systemIdentifier: "7000000000000000002" }), undefined)).toBe(true);
+    // A standby of a cluster that holds nothing yet looks fresh too: it is a member, never cloned over.
+    expect(clonedWithoutAsking(data({ systemIdentifier: primary, standbySignal: true }), primary)).toBe(false);
+    expect(clonedWithoutAsking(data({ systemIdentifier: "7000000000000000002", userDatabases: 1 }), primary)).toBe(false);
+    expect(clonedWithoutAsking(data({ systemIdentifier: "7000000000000000002", timeline: 2 }), primary)).toBe(false);
+    expect(clonedWithoutAsking(data({ exists: false, entries: 0, systemIdentifier: undefined, replacedLeft: true }), primary)).toBe(false);
+  });
+
+  it("skips the standbys' restart in the bundled playbook only for such a standby", () => {
+    const inv = inventoryFrom(THREE);
+    const restart = loadClusterPlaybook(BUNDLED_PLAYBOOK, inv).plays.find((p) => p.name === "Restart standbys for pending settings")!.tasks.find((t) => t.moduleName === "pg_restart_pending")!;
+    const when = (replacedByClone: boolean) => isTruthy(renderValue(restart.when, hostVariables(inv, inv.hosts[1]!, undefined, { reclone: [], replacedByClone }), "t"));
+    expect(when(true)).toBe(false);
+    expect(when(false)).toBe(true);
   });
 });
 
