@@ -11,6 +11,7 @@ import { cpSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve, sep } from "node:path";
 import { fileURLToPath } from "node:url";
 import * as esbuild from "esbuild";
+import { precompiledModule } from "./precompile-templates.mjs";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const YARGS_SHIM = "node_modules/yargs/lib/platform-shims/esm.mjs";
@@ -32,7 +33,7 @@ const options = {
   // Optional native parts of dependencies (ssh2 tries cpu-features; pg loads pg-native only when
   // asked): left to node at run time, so they are used when installed, as without the bundle.
   external: ["cpu-features", "pg-native"],
-  plugins: [nativeAddonsFromTheirPackage(), yargsLocalesInDist(), stringWidthOnFirstUse()],
+  plugins: [nativeAddonsFromTheirPackage(), yargsLocalesInDist(), stringWidthOnFirstUse(), precompiledTemplates()],
   // CommonJS dependencies (ssh2's poly1305 loader) read these; ESM has them on import.meta.
   define: { __dirname: "import.meta.dirname", __filename: "import.meta.filename" },
   // ...and call require() for node's built-in modules and the externals above.
@@ -73,6 +74,21 @@ function yargsLocalesInDist() {
         if (patched === source) throw new Error(`${args.path}: where yargs finds its locales has changed; update scripts/build.mjs`);
         return { contents: patched, loader: "js" };
       });
+    },
+  };
+}
+
+/** src/playbook/precompiled.ts in the bundle: the bundled playbook's templates, compiled now (see scripts/precompile-templates.mjs). */
+function precompiledTemplates() {
+  return {
+    name: "precompiled-templates",
+    setup(build) {
+      build.onLoad({ filter: /[\\/]src[\\/]playbook[\\/]precompiled\.ts$/ }, () => ({
+        contents: precompiledModule(root),
+        loader: "js",
+        watchFiles: [join(root, "playbooks", "cluster.yml")],
+        watchDirs: [join(root, "templates")],
+      }));
     },
   };
 }

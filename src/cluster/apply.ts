@@ -26,7 +26,7 @@ import {
   stateFile,
 } from "../inventory/inventory.js";
 import { pgDataDirectory, REPLICATION_QUERY, standbyReplication } from "../postgres/read.js";
-import { pgStandby } from "../postgres/standby.js";
+import { clonedWithoutAsking, pgStandby } from "../postgres/standby.js";
 import { closeAll, connectAll, describeJumpFailure, jumpFailures, type Reached } from "../transport/fleet.js";
 import { HostPostgres, type Row } from "../transport/postgres.js";
 import { RemoteError } from "../transport/ssh.js";
@@ -106,6 +106,7 @@ export async function applyCluster(inventory: Inventory, playbook: ClusterPlaybo
     });
   }
   const jumps = jumpFailures(reached);
+  const variablesOf = new Map<string, { facts: unknown; id: string | undefined; replacedByClone: boolean; vars: Record<string, unknown> }>();
   try {
     const summary = await runPlaybook(playbook, {
       ...options,
@@ -121,7 +122,21 @@ export async function applyCluster(inventory: Inventory, playbook: ClusterPlaybo
       variables: (target, facts, results) => {
         const id = primarySystemIdentifier(results);
         const host = targets.find((t) => t.name === target.name)!.host;
-        return hostVariables(inventory, host, facts, { reclone, excluded: options.exclude ?? [], cloneAlways: options.cloneAlways ?? [], ...(id ? { primarySystemIdentifier: id } : {}) });
+        const read = results.of(pgDataDirectory).get(host.name);
+        const replacedByClone = host.role === "standby" && read !== undefined && clonedWithoutAsking(read, id);
+        // Asked for every task a host renders (each task of every play, read ahead and again):
+        // computed again only when what they depend on changed.
+        const known = variablesOf.get(target.name);
+        if (known && known.facts === facts && known.id === id && known.replacedByClone === replacedByClone) return known.vars;
+        const vars = hostVariables(inventory, host, facts, {
+          reclone,
+          excluded: options.exclude ?? [],
+          cloneAlways: options.cloneAlways ?? [],
+          replacedByClone,
+          ...(id ? { primarySystemIdentifier: id } : {}),
+        });
+        variablesOf.set(target.name, { facts, id, replacedByClone, vars });
+        return vars;
       },
       emit,
       afterPlay: safetyGate(playbook, inventory, members, reclone),

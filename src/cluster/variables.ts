@@ -32,6 +32,8 @@ export interface ClusterContext {
    * standby whose upstream is one of them streams from the primary meanwhile.
    */
   excluded?: string[];
+  /** A standby whose data pg_standby will replace with a clone without asking (see clonedWithoutAsking). */
+  replacedByClone?: boolean;
 }
 
 function describe(host: Host | BackupHost) {
@@ -124,6 +126,8 @@ export function hostVariables(
       primary_system_identifier: cluster.primarySystemIdentifier ?? "",
       reclone: cluster.reclone.includes(host.name),
       clone_always: cluster.cloneAlways?.includes(host.name) ?? false,
+      /** Its server is stopped for the clone's swap and started with it: no restart for pending settings before. */
+      replaced_by_clone: cluster.replacedByClone ?? false,
     },
   };
 }

@@ -162,6 +162,17 @@ export const pgStandby: Module<StandbyArgs> = {
   },
 };
 
+/**
+ * Whether pg_standby replaces this data with a clone without asking (as its `decide` does): no
+ * data, an empty directory, or a freshly initialised cluster that is not already the primary's.
+ * Such a server is stopped for the swap and started with the clone: restarting it before is wasted.
+ */
+export function clonedWithoutAsking(d: DataDirectory, primarySystemIdentifier: string | undefined): boolean {
+  if (d.replacedLeft) return false;
+  if (primarySystemIdentifier && d.systemIdentifier === primarySystemIdentifier) return false;
+  return !d.exists || d.entries === 0 || isFreshCluster(d);
+}
+
 /** The clone: into a directory beside the data directory, swapped in only when complete. */
 function cloneCommand(args: StandbyArgs): Command {
   const data = shellQuote(args.data_directory);

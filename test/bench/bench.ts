@@ -112,6 +112,32 @@ function pgprovThroughPg1(lab: Lab, runs: number): PgprovRun[] {
   }
 }
 
+/**
+ * The inventory with 10 roles, 5 databases and 10 access rules (issue 15), for these runs only:
+ * one run that makes them, then `runs` no-op reruns, which still read each host in one round trip.
+ * Last of a size's runs: the objects stay in the cluster, the inventory is put back.
+ */
+const OBJECTS_YAML = [
+  "roles:",
+  ...Array.from({ length: 10 }, (_, i) => `  bench_role${i + 1}: { login: ${i < 5}, connection_limit: ${10 + i}, settings: { work_mem: ${4 + i}MB } }`),
+  "databases:",
+  ...Array.from({ length: 5 }, (_, i) => `  bench_db${i + 1}: { owner: bench_role${i + 1}, settings: { statement_timeout: ${30 + i}s } }`),
+  "access:",
+  ...Array.from({ length: 10 }, (_, i) => `  - { database: bench_db${(i % 5) + 1}, user: bench_role${i + 1}, from: 10.${i + 1}.0.0/16, method: ${i % 4 === 3 ? "reject" : "scram-sha-256"} }`),
+  "",
+].join("\n");
+
+function pgprovWithObjects(lab: Lab, runs: number): { made: PgprovRun; noOps: PgprovRun[] } {
+  const text = readFileSync(lab.inventoryPath, "utf8");
+  writeFileSync(lab.inventoryPath, `${text.trimEnd()}\n${OBJECTS_YAML}`);
+  try {
+    const made = pgprov(lab);
+    return { made, noOps: Array.from({ length: runs }, () => pgprov(lab)) };
+  } finally {
+    writeFileSync(lab.inventoryPath, text);
+  }
+}
+
 /** The same, on a pseudo-terminal (the progress tree a user at a terminal sees), 100 columns wide. */
 function pgprovOnTerminal(lab: Lab): Measured {
   const command = `stty cols 100 rows 40; exec ${process.execPath} ${BIN} apply ${lab.inventoryPath}`;
@@ -171,10 +197,16 @@ async function size(hosts: number, pairs: number, versions: string): Promise<voi
       ...a.map((r, i) => (r.changed ? `Ansible run ${i + 1} changed ${r.changed}` : "")),
     ].filter(Boolean);
     const terminal = [0, 1, 2].map(() => pgprovOnTerminal(pLab));
+    const objects = pgprovWithObjects(pLab, 3);
+    notNoOp.push(...objects.noOps.map((r, i) => (r.changed ? `pgprov run ${i + 1} with roles, databases and access rules changed ${r.changed}` : "")).filter(Boolean));
     const numbers = (rs: Measured[]) => rs.map((r) => ({ ms: Math.round(r.ms), cpuMs: r.cpuMs, hostsCpuMs: Math.round(r.hostsCpu) }));
     writeFileSync(
       join(OUT, `runs-${hosts}.json`),
-      JSON.stringify({ cold: numbers([pCold, aCold]), pgprov: numbers(p), ansible: numbers(a), terminal: numbers(terminal), throughPg1: numbers(jumped) }, null, 1),
+      JSON.stringify(
+        { cold: numbers([pCold, aCold]), pgprov: numbers(p), ansible: numbers(a), terminal: numbers(terminal), throughPg1: numbers(jumped), objects: numbers(objects.noOps) },
+        null,
+        1,
+      ),
     );
 
     write(`\n== ${hosts} hosts (a primary and ${hosts - 1} standbys), ${versions}\n`);
@@ -204,8 +236,19 @@ async function size(hosts: number, pairs: number, versions: string): Promise<voi
         ],
         ["pgprov on a terminal (3 runs)", ...spread(terminal.map((r) => r.ms)), `${seconds(med(terminal, (r) => r.cpuMs))} + ${seconds(med(terminal, (r) => r.hostsCpu))}`, ""],
         ["pgprov through pg1 as jump host (3 runs)", ...spread(jumped.map((r) => r.ms)), `${seconds(med(jumped, (r) => r.cpuMs))} + ${seconds(med(jumped, (r) => r.hostsCpu))}`, jumped.at(-1)!.trips],
+        [
+          "pgprov with 10 roles, 5 databases, 10 access rules (3 runs)",
+          ...spread(objects.noOps.map((r) => r.ms)),
+          `${seconds(med(objects.noOps, (r) => r.cpuMs))} + ${seconds(med(objects.noOps, (r) => r.hostsCpu))}`,
+          objects.noOps.at(-1)!.trips,
+        ],
       ],
       write,
+    );
+    write(
+      `through pg1 / direct, median wall: ${(median(jumped.map((r) => r.ms)) / median(p.map((r) => r.ms))).toFixed(2)}×; ` +
+        `with the roles, databases and access rules / without: ${(median(objects.noOps.map((r) => r.ms)) / median(p.map((r) => r.ms))).toFixed(2)}× ` +
+        `(the run that made them: ${seconds(objects.made.ms)}, ${objects.made.changed} changes)\n`,
     );
     write(`each run, in order: pgprov ${p.map((r) => seconds(r.ms)).join(", ")}; Ansible ${a.map((r) => seconds(r.ms)).join(", ")}\n`);
     write(notNoOp.length ? `NOT A NO-OP: ${notNoOp.join("; ")}\n` : "every rerun changed nothing\n");

@@ -1,14 +1,17 @@
 import { mkdtempSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import type { DataDirectory } from "../../src/postgres/data-directory.js";
 import { assessCluster } from "../../src/cluster/safety.js";
 import { connectionStrings } from "../../src/cluster/status.js";
 import { hostVariables } from "../../src/cluster/variables.js";
 import { FileError } from "../../src/common/errors.js";
 import { ensureReplicationPassword, type Inventory, loadInventory } from "../../src/inventory/inventory.js";
-import { render } from "../../src/playbook/template.js";
+import { isTruthy, render, renderValue } from "../../src/playbook/template.js";
+import { clonedWithoutAsking } from "../../src/postgres/standby.js";
+import { loadClusterPlaybook } from "../../src/cluster/playbook.js";
+import { BUNDLED_PLAYBOOK } from "../../src/common/paths.js";
 
 const dir = mkdtempSync(join(tmpdir(), "pgprov-cluster-"));
 let n = 0;
@@ -171,6 +174,31 @@ describe("inventory: PostgreSQL and replication", () => {
   });
 });
 
+describe("issue 9: a standby whose fresh cluster a clone replaces is not restarted first", () => {
+  const primary = "7000000000000000001";
+
+  it("knows the data pg_standby clones over without asking, as its decide does", () => {
+    expect(clonedWithoutAsking(data({ exists: false, entries: 0, systemIdentifier: undefined }), primary)).toBe(true);
+    expect(clonedWithoutAsking(data({ entries: 0, systemIdentifier: undefined }), primary)).toBe(true);
+    // The package's fresh cluster: another system identifier, timeline 1, nothing of a user's.
+    expect(clonedWithoutAsking(data({ systemIdentifier: "7000000000000000002" }), primary)).toBe(true);
+    expect(clonedWithoutAsking(data({ systemIdentifier: "7000000000000000002" }), undefined)).toBe(true);
+    // A standby of a cluster that holds nothing yet looks fresh too: it is a member, never cloned over.
+    expect(clonedWithoutAsking(data({ systemIdentifier: primary, standbySignal: true }), primary)).toBe(false);
+    expect(clonedWithoutAsking(data({ systemIdentifier: "7000000000000000002", userDatabases: 1 }), primary)).toBe(false);
+    expect(clonedWithoutAsking(data({ systemIdentifier: "7000000000000000002", timeline: 2 }), primary)).toBe(false);
+    expect(clonedWithoutAsking(data({ exists: false, entries: 0, systemIdentifier: undefined, replacedLeft: true }), primary)).toBe(false);
+  });
+
+  it("skips the standbys' restart in the bundled playbook only for such a standby", () => {
+    const inv = inventoryFrom(THREE);
+    const restart = loadClusterPlaybook(BUNDLED_PLAYBOOK, inv).plays.find((p) => p.name === "Restart standbys for pending settings")!.tasks.find((t) => t.moduleName === "pg_restart_pending")!;
+    const when = (replacedByClone: boolean) => isTruthy(renderValue(restart.when, hostVariables(inv, inv.hosts[1]!, undefined, { reclone: [], replacedByClone }), "t"));
+    expect(when(true)).toBe(false);
+    expect(when(false)).toBe(true);
+  });
+});
+
 describe("configuration templates", () => {
   const inv = inventoryFrom(`postgresql:\n  clients: [10.1.0.0/16]\n  settings: { shared_buffers: 256MB, max_connections: 200, jit: false }\n${THREE}`);
   inv.replication.password = undefined;
@@ -189,6 +217,46 @@ describe("configuration templates", () => {
     expect(conf).not.toContain(inv.replication.password!.reveal());
     expect(conf).toMatch(/\nshared_buffers = '256MB'\nmax_connections = 200\njit = off\n/);
     expect(conf).toContain("max_wal_senders = 16");
+  });
+
+  it("issue 9: the bundled playbook's templates, compiled when the bundle is built, render what compiling them at run time renders", async () => {
+    const root = join(import.meta.dirname, "../..");
+    const scripts = (await import(join(root, "scripts/precompile-templates.mjs"))) as {
+      COMPILE_OPTIONS: object;
+      bundledTemplateTexts: (root: string) => string[];
+      precompiledModule: (root: string) => string;
+    };
+    const atRunTime = await import("../../src/playbook/template.js");
+    expect(scripts.COMPILE_OPTIONS).toEqual(atRunTime.COMPILE_OPTIONS);
+    // The module the build puts in place of src/playbook/precompiled.ts, and template.ts loaded again over it.
+    const file = join(dir, "precompiled.mjs");
+    writeFileSync(file, scripts.precompiledModule(root));
+    const { PRECOMPILED } = (await import(file)) as { PRECOMPILED: Map<string, unknown> };
+    const texts = scripts.bundledTemplateTexts(root);
+    expect([...PRECOMPILED.keys()]).toEqual(texts);
+    expect(texts).toContain(template("pgprov.conf.hbs"));
+    vi.resetModules();
+    vi.doMock("../../src/playbook/precompiled.js", () => ({ PRECOMPILED }));
+    try {
+      const bundled = await import("../../src/playbook/template.js");
+      const outcome = (r: typeof render, text: string, context: object) => {
+        try {
+          return r(text, context, "t");
+        } catch (e) {
+          return `threw ${(e as Error).message}`;
+        }
+      };
+      for (const host of ["pg1", "pg2"]) {
+        for (const text of texts) expect(outcome(bundled.render, text, vars(host))).toBe(outcome(atRunTime.render, text, vars(host)));
+      }
+      // A missing variable is named the same way.
+      const missing = texts.find((t) => t.includes("{{ postgresql.config_directory }}"))!;
+      expect(outcome(bundled.render, missing, {})).toMatch(/^threw t: unknown variable "/);
+      expect(outcome(bundled.render, missing, {})).toBe(outcome(atRunTime.render, missing, {}));
+    } finally {
+      vi.doUnmock("../../src/playbook/precompiled.js");
+      vi.resetModules();
+    }
   });
 
   it("gives the primary no primary_conninfo", () => {

@@ -27,6 +27,24 @@ describe("templates", () => {
     for (const v of ["true", "yes", "primary", "1"]) expect(isTruthy(v)).toBe(true);
   });
 
+  it("issue 9: lists a template that is one variable without parsing it, as parsing it would", () => {
+    const cases: [string, string[]][] = [
+      ["{{ postgresql.config_directory }}", ["postgresql.config_directory"]],
+      ["{{host.name}}", ["host.name"]],
+      ["{{ a-b.c_d }}", ["a-b.c_d"]],
+      ["{{ true }}", []],
+      ["{{ this.name }}", ["name"]],
+      ["{{ join }}", []],
+      ["{{ a }}{{ b }}", ["a", "b"]],
+    ];
+    for (const [text, variables] of cases) expect(templateVariables(text)).toEqual(variables);
+    // Asked again (every task names the same values): the same answer, a list of its own.
+    const first = templateVariables("{{ postgresql.service }}");
+    first.push("changed by the caller");
+    expect(templateVariables("{{ postgresql.service }}")).toEqual(["postgresql.service"]);
+    expect(() => templateVariables("{{#if a }}")).toThrow("template syntax");
+  });
+
   it("lists the variables a template reads, not helpers or block-local names", () => {
     expect(templateVariables("{{ a.b }} {{#if (eq c 'x')}}{{ d }}{{/if}} {{#each hosts}}{{ name }}{{/each}} {{ join e ',' }}").sort()).toEqual([
       "a.b",
