@@ -109,7 +109,7 @@ export async function failover(inventory: Inventory, playbook: Playbook, options
       op.step(`--force: failing over although ${oldPrimary.name} is not proven down:${evidence}`);
     }
 
-    if (fenced.length) op.step(`not a candidate: ${fenced.map((h) => h.name).join(", ")}, fenced by an earlier failover (\`pgprov rejoin\` brings it back)`);
+    if (fenced.length) op.step(`not a candidate: ${fenced.map((h) => h.name).join(", ")}, fenced by an earlier failover or left by an unfinished rewind (\`pgprov rejoin\` brings it back)`);
     if (delayed.length) op.step(`not a candidate: ${delayed.map((h) => `${h.name} (apply_delay ${h.applyDelay})`).join(", ")}, a delayed standby (promoted only when named with --to)`);
     if (candidates.length === 0) throw new PgprovError("no standby can be promoted: none is reachable, in recovery, not fenced and not delayed");
     // What the standbys run with is what the old primary ran with (the same rendered file).
@@ -248,10 +248,14 @@ function commitVerdict(sync: ReturnType<typeof agreedSettings>, read: { name: st
   return committedTransactionsSafe(sync.list, sync.synchronousCommit, read, { name: chosen, received });
 }
 
-/** Whether an earlier failover fenced the host (FENCE_MARKER); false when its files cannot be read. */
+/**
+ * Whether an earlier failover fenced the host (FENCE_MARKER), or a rewind left it unfinished
+ * (rewindMark): either way it waits for `pgprov rejoin`; false when its files cannot be read.
+ */
 async function isFenced(op: ClusterOperation, host: Host): Promise<boolean> {
   try {
-    return (await op.dataDirectory(host)).fenced !== undefined;
+    const d = await op.dataDirectory(host);
+    return d.fenced !== undefined || d.rewindUnfinished !== undefined;
   } catch (e) {
     if (!(e instanceof PgprovError)) throw e;
     return false;

@@ -16,7 +16,7 @@ import { sqlLiteral } from "../common/sql.js";
 import { shellQuote } from "../common/shell.js";
 import type { ClusterPlaybook as Playbook } from "./playbook.js";
 import { applyCluster } from "./apply.js";
-import { FENCE_MARKER, REWIND_SUFFIX, wasWritable } from "../postgres/data-directory.js";
+import { FENCE_MARKER, HOST_STATE_DIRECTORY, rewindMark, wasWritable } from "../postgres/data-directory.js";
 import { ClusterOperation, type OperationOptions } from "./operations.js";
 import { judgeRejoin, type RejoinVerdict } from "./timeline.js";
 
@@ -56,6 +56,12 @@ async function putCaCertificate(op: ClusterOperation, host: Host, caFile: string
     "writing the cluster's CA certificate, for pg_rewind to verify the primary",
   );
 }
+
+/** The boot check the cluster playbook installs (templates/boot-fence.sh.hbs), and the drop-in that runs it. */
+const BOOT_CHECK = "/usr/local/lib/pgprov/boot-fence";
+const BOOT_CHECK_DROP_IN = "/etc/systemd/system/postgresql@.service.d/pgprov-boot-fence.conf";
+/** The rewind script's exit code when the host's boot check does not know the rewind mark. */
+const NO_BOOT_CHECK = 97;
 
 /** Undefined after a dry run: every check passed, and nothing was changed. */
 export async function rejoin(inventory: Inventory, playbook: Playbook, hostName: string, options: RejoinOptions): Promise<{ host: string; primary: string; method: RejoinMethod; failed: boolean } | undefined> {
@@ -144,27 +150,36 @@ export async function rejoin(inventory: Inventory, playbook: Playbook, hostName:
       const paths = await op.pathsOf(host);
       const caFile = inventory.tls.enabled ? tlsFiles(paths).ca_file : undefined;
       const servesCa = caFile ? await primaryServesCa(op, primary) : false;
-      if (caFile && servesCa && inventory.tls.authority) {
+      if (caFile && servesCa) {
         // Never without verification once the primary serves pgprov's certificate: a host that
         // lacks the CA (a failover's old primary, left out of the run that brought TLS) gets it.
+        if (!inventory.tls.authority) {
+          throw new PgprovError(
+            `${primary.name} serves the cluster's certificate, but this machine has no copy of the cluster's CA (${inventory.tls.caFiles.cert}): ` +
+              `pg_rewind will not connect to it unverified. Run rejoin where the inventory's .pgprov/ directory is`,
+          );
+        }
         await putCaCertificate(op, host, caFile, inventory.tls.authority.certPem);
       } else if (caFile) {
         op.step(`${primary.name} does not serve the cluster's certificate yet (a cluster made before TLS): pg_rewind connects as its replication does today, without TLS; the cluster playbook that follows turns TLS on`);
       }
-      const security = rewindSecurity(paths.version, caFile, servesCa && inventory.tls.authority !== undefined);
+      const security = rewindSecurity(paths.version, caFile, servesCa);
       const source = [`host=${primary.address} port=${inventory.postgresql.port} user=${inventory.replication.user} dbname=postgres`, security].filter(Boolean).join(" ");
       const data_ = shellQuote(paths.data_directory);
-      const mark = shellQuote(`${paths.data_directory}${REWIND_SUFFIX}`);
+      const markPath = rewindMark(paths.data_directory);
+      const mark = shellQuote(markPath);
       const note = `pg_rewind onto ${primary.name} by pgprov rejoin from ${hostname()}, started ${new Date().toISOString()}`;
-      // The mark goes beside the data directory first: pg_rewind deletes what the source lacks in
-      // it (standby.signal and FENCE_MARKER too), and however it stops part-way (a failure, the
-      // bound below, a lost connection) the mark stays, so the mix it leaves never starts (see
-      // REWIND_SUFFIX). standby.signal in the same script as pg_rewind, not a round trip later:
-      // rewound data that started without it would end recovery writable. Rewound (or found
-      // with nothing to rewind), its data is on the primary's history: fence and mark go.
-      // LC_ALL=C: rewindBegan reads pg_rewind's messages, which are translated.
+      // The mark goes where pg_rewind cannot reach (rewindMark) first: pg_rewind deletes what the
+      // source lacks in the data directory (standby.signal and FENCE_MARKER too), and however it
+      // stops part-way (a failure, the bound below, a lost connection) the mark stays, so the mix
+      // it leaves never starts. That needs a boot check that knows the mark (an older pgprov's
+      // does not): without one, no rewind. standby.signal in the same script as pg_rewind, not a
+      // round trip later: rewound data that started without it would end recovery writable.
+      // Rewound (or found with nothing to rewind), its data is on the primary's history: fence
+      // and mark go. LC_ALL=C: rewindBegan reads pg_rewind's messages, which are translated.
       const script = [
-        `printf '%s\\n' ${shellQuote(note)} > ${mark} && sync ${mark} &&`,
+        `{ grep -qF -- ${mark} ${BOOT_CHECK} && [ -f ${BOOT_CHECK_DROP_IN} ]; } || { echo "no boot check that knows ${markPath}" >&2; exit ${NO_BOOT_CHECK}; }`,
+        `&& install -d -m 0700 ${HOST_STATE_DIRECTORY} && printf '%s\\n' ${shellQuote(note)} > ${mark} && sync ${mark} &&`,
         `runuser -u postgres -- env LC_ALL=C PGPASSFILE=/var/lib/postgresql/.pgprov.pgpass ${shellQuote(paths.bin_directory)}/pg_rewind`,
         `--target-pgdata=${data_} --config-file=${shellQuote(`${paths.config_directory}/postgresql.conf`)}`,
         `--source-server=${shellQuote(source)}`,
@@ -178,7 +193,13 @@ export async function rejoin(inventory: Inventory, playbook: Playbook, hostName:
       } catch (e) {
         throw new PgprovError(
           `pg_rewind of ${host.name} did not finish: ${(e as Error).message}. ${host.name}'s data may be a mix of two servers' files: ` +
-            `it is marked (${paths.data_directory}${REWIND_SUFFIX}), will not start, and apply refuses it; rerun with --reclone to replace it with a clone of ${primary.name}`,
+            `it is marked (${markPath}), will not start, and apply refuses it; rerun with --reclone to replace it with a clone of ${primary.name}`,
+        );
+      }
+      if (rewind.code === NO_BOOT_CHECK) {
+        throw new PgprovError(
+          `${host.name}'s boot check (${BOOT_CHECK}) is an older pgprov's, which would let the data of a rewind that stopped part-way start: no rewind without it. ` +
+            `Rerun with --reclone to replace ${host.name}'s data with a clone of ${primary.name} (its data is as it was)`,
         );
       }
       if (rewind.code !== 0) {
@@ -190,7 +211,7 @@ export async function rejoin(inventory: Inventory, playbook: Playbook, hostName:
         }
         throw new PgprovError(
           `pg_rewind of ${host.name} failed (exit ${rewind.code}) after it had begun rewriting the data directory: ${why}. Its data may be a mix of two servers' files and cannot be trusted: ` +
-            `it is marked (${paths.data_directory}${REWIND_SUFFIX}), will not start, and apply refuses it. Rerun with --reclone to replace it with a clone of ${primary.name}`,
+            `it is marked (${markPath}), will not start, and apply refuses it. Rerun with --reclone to replace it with a clone of ${primary.name}`,
         );
       }
       op.step(`rewound ${host.name} onto ${primary.name}: ${rewind.stdout.trim().split("\n").at(-1) ?? "done"}`);

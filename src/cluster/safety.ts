@@ -65,6 +65,12 @@ export function assessCluster(inventory: Inventory, states: Map<string, DataDire
         `run \`pgprov rejoin ${inventory.file} ${host.name}\` to make it a standby of ${primary.name} (pg_rewind; with --reclone, a fresh clone instead).`,
     );
   }
+  if (primaryData?.rewindUnfinished) {
+    problems.push(
+      `${primary.name}, the inventory's primary, holds data a pg_rewind began to rewrite and did not finish (${primaryData.rewindUnfinished}). pgprov changes nothing while that is so: ` +
+        `set the inventory's roles to what \`pgprov status\` shows, then run \`pgprov rejoin ${inventory.file} ${primary.name} --reclone\`.`,
+    );
+  }
   if (primaryData?.fenced) {
     problems.push(
       `${primary.name}, the inventory's primary, was fenced by a failover (${primaryData.fenced}), and may lack what was written since. pgprov changes nothing while that is so: ` +

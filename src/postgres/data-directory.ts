@@ -18,15 +18,19 @@ export const REPLACED_SUFFIX = ".pgprov-replaced";
  * which host was promoted.
  */
 export const FENCE_MARKER = "pgprov.fenced";
+/** pgprov's own marks on a host: a directory only root writes, so no link there can redirect root. */
+export const HOST_STATE_DIRECTORY = "/var/lib/pgprov";
 /**
- * rejoin writes this file beside the data directory before pg_rewind starts, and removes it once
- * the rewind is done and standby.signal written. pg_rewind deletes whatever in the data
- * directory the source lacks (standby.signal and FENCE_MARKER included) and leaves a mix of both
- * servers' files when it stops part-way (a failure, a timeout, a lost connection): outside the
- * data directory, this mark survives that. While it is there, the server does not start (the
- * boot check), apply refuses the host, and only a clone (`rejoin --reclone`) replaces the data.
+ * rejoin writes this file before pg_rewind starts, and removes it once the rewind is done and
+ * standby.signal written. pg_rewind deletes whatever in the data directory the source lacks
+ * (standby.signal and FENCE_MARKER included) and leaves a mix of both servers' files when it stops
+ * part-way (a failure, a timeout, a lost connection): outside the data directory, this mark
+ * survives that. While it is there, the server does not start (the boot check), apply refuses
+ * the host, and only a clone (`rejoin --reclone`) replaces the data.
  */
-export const REWIND_SUFFIX = ".pgprov-rewinding";
+export function rewindMark(dataDirectory: string): string {
+  return `${HOST_STATE_DIRECTORY}/rewinding${dataDirectory.replaceAll("/", "-")}`;
+}
 /** The first OID of user objects (FirstNormalObjectId): system catalogs are below it. */
 const FIRST_USER_OID = 16384;
 
@@ -61,7 +65,7 @@ export interface DataDirectory {
   history?: HistoryEntry[];
   /** FENCE_MARKER's line, when a failover fenced this host and no rejoin has brought it back since. */
   fenced?: string;
-  /** REWIND_SUFFIX's line: a pg_rewind began on this data and did not finish. */
+  /** rewindMark's line: a pg_rewind began on this data and did not finish. */
   rewindUnfinished?: string;
 }
 
@@ -78,7 +82,7 @@ export function dataDirectoryProbe(dataDirectory: string, binDirectory: string):
     `[ -f "$d/standby.signal" ] && echo standby_signal=yes`,
     // Read as postgres: root follows no link that postgres could plant there.
     `[ -f "$d/${FENCE_MARKER}" ] && echo "fenced=$(runuser -u postgres -- head -c 300 -- "$d/${FENCE_MARKER}" | LC_ALL=C tr -cd '[:print:]')"`,
-    `[ -f "$d${REWIND_SUFFIX}" ] && echo "rewind_unfinished=$(head -c 300 -- "$d${REWIND_SUFFIX}" | LC_ALL=C tr -cd '[:print:]')"`,
+    `m=${shellQuote(rewindMark(dataDirectory))}; [ -f "$m" ] && [ ! -L "$m" ] && echo "rewind_unfinished=$(head -c 300 -- "$m" | LC_ALL=C tr -cd '[:print:]')"`,
     `[ -d "$d${CLONE_SUFFIX}" ] && echo partial_clone=yes`,
     `[ -e "$d${REPLACED_SUFFIX}" ] && echo replaced_left=yes`,
     `[ -f "$d/postmaster.pid" ] && read -r pid < "$d/postmaster.pid" && kill -0 "$pid" 2>/dev/null && echo running=yes`,

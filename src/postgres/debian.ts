@@ -1,4 +1,5 @@
 /** Debian's PostgreSQL: which version a release ships, and postgresql-common's cluster layout. */
+import { rewindMark } from "./data-directory.js";
 import { PgprovError } from "../common/errors.js";
 import type { Facts } from "../engine/facts.js";
 
@@ -56,6 +57,8 @@ export function debianCluster(version: number) {
     cluster: `${version}/main`,
     service: `postgresql@${version}-main`,
     data_directory: `/var/lib/postgresql/${version}/main`,
+    /** See rewindMark: the boot check refuses to start the server while it is there. */
+    rewind_mark: rewindMark(`/var/lib/postgresql/${version}/main`),
     config_directory: `/etc/postgresql/${version}/main`,
     bin_directory: `/usr/lib/postgresql/${version}/bin`,
   };

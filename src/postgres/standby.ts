@@ -20,7 +20,7 @@ import {
   isFreshCluster,
   parseDataDirectory,
   REPLACED_SUFFIX,
-  REWIND_SUFFIX,
+  rewindMark,
   wasWritable,
 } from "./data-directory.js";
 import { flag, unitName, wholeNumber } from "../common/args.js";
@@ -208,7 +208,7 @@ function cloneCommand(args: StandbyArgs): Command {
       `if [ -e ${data} ]; then mv -T ${data} ${old}; fi`,
       `mv -T ${clone} ${data}`,
       // The data an unfinished pg_rewind left is gone with the swap, and its mark with it.
-      `rm -f ${shellQuote(`${args.data_directory}${REWIND_SUFFIX}`)}`,
+      `rm -f ${shellQuote(rewindMark(args.data_directory))}`,
       `rm -rf ${old}`,
       `systemctl start ${shellQuote(args.service)}`,
     ].join("\n"),

@@ -24,6 +24,7 @@ function setRoles(roles: Record<string, "primary" | "standby">): void {
 
 const DATA = "/var/lib/postgresql/15/main";
 const FENCE = `${DATA}/pgprov.fenced`;
+const REWIND_MARK = "/var/lib/pgprov/rewinding-var-lib-postgresql-15-main";
 const byName = (name: string) => lab.hosts.find((h) => h.name === name)!;
 
 async function startTime(host: LabHost): Promise<string> {
@@ -176,7 +177,7 @@ describe("day-2 operations: safety", () => {
     expect(failed.stderr).toContain(`pg_rewind of ${old.name} failed`);
     expect(failed.stderr).toContain("may be a mix of two servers' files");
     expect(failed.stderr).not.toContain("as it was");
-    expect((await labExec(old, `cat ${DATA}.pgprov-rewinding`)).stdout).toContain(`pg_rewind onto ${primary.name}`);
+    expect((await labExec(old, `cat ${REWIND_MARK}`)).stdout).toContain(`pg_rewind onto ${primary.name}`);
     // The mix never starts: not by systemd (the boot check), and apply refuses it, naming the clone.
     expect((await labExec(old, "chmod 0700 " + `${DATA}/pg_wal && systemctl start postgresql@15-main`)).code).not.toBe(0);
     expect((await labExec(old, "systemctl is-active postgresql@15-main")).stdout.trim()).not.toBe("active");
@@ -190,7 +191,7 @@ describe("day-2 operations: safety", () => {
 
     const back = await pgprov(["rejoin", inventory, old.name, "--reclone", "--yes"]);
     expect(back.code, back.stdout + back.stderr).toBe(0);
-    expect((await labExec(old, `test -e ${DATA}.pgprov-rewinding`)).code).not.toBe(0);
+    expect((await labExec(old, `test -e ${REWIND_MARK}`)).code).not.toBe(0);
     expect((await psql(primary, `select state from pg_stat_replication where application_name = '${old.name}'`)).out).toBe("streaming");
   });
 
