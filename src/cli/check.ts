@@ -1,4 +1,4 @@
-import { CHECK_EXIT, judgeHealth, overallStatus, readHealth } from "../cluster/check.js";
+import { caOf, CHECK_EXIT, judgeHealth, overallStatus, readHealth } from "../cluster/check.js";
 import { PgprovError } from "../common/errors.js";
 import { loadInventory } from "../inventory/inventory.js";
 import { formatTable } from "../output/table.js";
@@ -14,10 +14,8 @@ export async function checkCommand(inventoryPath: string, options: { json: boole
   try {
     const inventory = loadInventory(inventoryPath);
     primary = inventory.primary.name;
-    const ca = inventory.tls.enabled ? inventory.tls.authority : undefined;
-    findings = judgeHealth(await readHealth(inventory, { acceptNewHostKeys: options.acceptNewHostKeys }), inventory.checks, primary, {
-      ...(ca ? { ca: { label: ca.label, notAfter: ca.notAfter } } : {}),
-    });
+    const ca = caOf(inventory);
+    findings = judgeHealth(await readHealth(inventory, { acceptNewHostKeys: options.acceptNewHostKeys }), inventory.checks, primary, ca ? { ca } : {});
   } catch (e) {
     if (e instanceof PgprovError) throw new PgprovError(`UNKNOWN: ${e.message}`, CHECK_EXIT.unknown);
     throw e;
