@@ -1,4 +1,4 @@
-import { backupAgeFinding, CHECK_EXIT, judgeHealth, overallStatus, readHealth, worstFirst } from "../cluster/check.js";
+import { backupAgeFinding, caOf, CHECK_EXIT, judgeHealth, overallStatus, readHealth, worstFirst } from "../cluster/check.js";
 import { backupStatus } from "../cluster/backup.js";
 import { PgprovError } from "../common/errors.js";
 import { loadInventory } from "../inventory/inventory.js";
@@ -15,10 +15,8 @@ export async function checkCommand(inventoryPath: string, options: { json: boole
   try {
     const inventory = loadInventory(inventoryPath);
     primary = inventory.primary.name;
-    const ca = inventory.tls.enabled ? inventory.tls.authority : undefined;
-    findings = judgeHealth(await readHealth(inventory, { acceptNewHostKeys: options.acceptNewHostKeys }), inventory.checks, primary, {
-      ...(ca ? { ca: { label: ca.label, notAfter: ca.notAfter } } : {}),
-    });
+    const ca = caOf(inventory);
+    findings = judgeHealth(await readHealth(inventory, { acceptNewHostKeys: options.acceptNewHostKeys }), inventory.checks, primary, ca ? { ca } : {});
     if (inventory.backup) {
       const b = await backupStatus(inventory, { acceptNewHostKeys: options.acceptNewHostKeys });
       findings = worstFirst([...findings, backupAgeFinding(b.last, b.error, inventory.checks)]);

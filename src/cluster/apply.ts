@@ -60,8 +60,11 @@ export async function applyCluster(inventory: Inventory, playbook: ClusterPlaybo
   const emit: ClusterEmit = (e) => options.emit(redactor.value(e));
   // Before anything connects: the CA is made once (plan makes one in memory only, and saves nothing).
   await ensureCertificateAuthority(inventory, { save: !options.check });
-  const caWarning = await renewCertificateAuthority(inventory, { save: !options.check });
-  if (caWarning) emit({ type: "warning", message: caWarning });
+  // A renewed CA is in memory for the playbook; its file is written only once this run may change
+  // hosts (locks held, safety checks passed: see safetyGate), never by plan.
+  const renewal = await renewCertificateAuthority(inventory);
+  if (renewal && (options.check || !renewal.save)) emit({ type: "warning", message: renewal.warning });
+  const saveCa = !options.check && renewal?.save ? once(() => emit({ type: "warning", message: renewal.save!() })) : undefined;
   if (!inventory.tls.enabled) {
     emit({
       type: "warning",
@@ -108,6 +111,8 @@ export async function applyCluster(inventory: Inventory, playbook: ClusterPlaybo
   const jumps = jumpFailures(reached);
   const variablesOf = new Map<string, { facts: unknown; id: string | undefined; replacedByClone: boolean; vars: Record<string, unknown> }>();
   try {
+    // A playbook that may change a host in its first play has no reads to wait for.
+    if (playbook.plays[0] && !isReadOnly(playbook.plays[0])) saveCa?.();
     const summary = await runPlaybook(playbook, {
       ...options,
       inventoryFile: inventory.file,
@@ -139,7 +144,7 @@ export async function applyCluster(inventory: Inventory, playbook: ClusterPlaybo
         return vars;
       },
       emit,
-      afterPlay: safetyGate(playbook, inventory, members, reclone),
+      afterPlay: safetyGate(playbook, inventory, members, reclone, saveCa),
     });
     const replication = summary.results.of(pgReplication);
     if (replication.has(inventory.primary.name) && !summary.failed) {
@@ -182,12 +187,17 @@ export async function applyCluster(inventory: Inventory, playbook: ClusterPlaybo
  * split over several read-only plays (the primary's, then the standbys') are judged together,
  * after the last of them: the next play changes nothing, so judging can wait for it.
  */
-export function safetyGate(playbook: ClusterPlaybook, inventory: Inventory, members: Host[], reclone: string[]): NonNullable<RunOptions["afterPlay"]> {
+export function safetyGate(
+  playbook: ClusterPlaybook,
+  inventory: Inventory,
+  members: Host[],
+  reclone: string[],
+  /** Called when the gate lets the run on to a play that may change a host (apply saves a renewed CA then). */
+  beforeChange?: () => void,
+): NonNullable<RunOptions["afterPlay"]> {
   const readsDataDirectory = (p: ClusterPlaybook["plays"][number]) => p.tasks.some((t) => t.module === pgDataDirectory);
-  return (play, results) => {
+  const judge = (play: ClusterPlaybook["plays"][number], results: RunResults) => {
     const at = playbook.plays.indexOf(play);
-    const next = playbook.plays[at + 1];
-    if (next && isReadOnly(next)) return;
     // This play, and the read-only plays just before it (whose judging waited for it).
     let from = at;
     while (from > 0 && isReadOnly(playbook.plays[from - 1]!) && isReadOnly(playbook.plays[from]!)) from--;
@@ -198,6 +208,22 @@ export function safetyGate(playbook: ClusterPlaybook, inventory: Inventory, memb
     if (unread.length) throw new PgprovError(`refusing to change anything: the data directory of ${unread.map((h) => h.name).join(", ")} could not be read`);
     const assessment = assessCluster(inventory, new Map(members.map((h) => [h.name, read.get(h.name)])), reclone);
     if (assessment.problems.length) throw new PgprovError(`refusing to change anything: ${assessment.problems.join("\n")}`);
+  };
+  return (play, results) => {
+    const next = playbook.plays[playbook.plays.indexOf(play) + 1];
+    if (next && isReadOnly(next)) return;
+    judge(play, results);
+    if (next) beforeChange?.();
+  };
+}
+
+/** `f` on its first call only. */
+function once(f: () => void): () => void {
+  let done = false;
+  return () => {
+    if (done) return;
+    done = true;
+    f();
   };
 }
 

@@ -6,7 +6,7 @@
  * Reading and judging are apart so the judging is pure; a new check (a backup's age, say) is a
  * field of HostHealth read in readHost and one more rule in RULES, as the TLS certificates' expiry is.
  */
-import type { Host, Inventory, Role } from "../inventory/inventory.js";
+import { type Host, type Inventory, ownCaFiles, RENEW_CA_WITHIN_DAYS, type Role } from "../inventory/inventory.js";
 import { delayMilliseconds, upstreamOf } from "../inventory/topology.js";
 import type { CheckThresholds } from "../inventory/schema.js";
 import { PgprovError, withoutHostPrefix } from "../common/errors.js";
@@ -14,6 +14,7 @@ import { shellQuote } from "../common/shell.js";
 import { REPLICATION_QUERY, type StandbyReplication, standbyReplication } from "../postgres/read.js";
 import { tlsFiles } from "../postgres/debian.js";
 import { X509Certificate } from "node:crypto";
+import { daysLeft, endText } from "../common/days.js";
 import { ClusterOperation } from "./operations.js";
 
 export type CheckStatus = "ok" | "warning" | "critical" | "unknown";
@@ -88,8 +89,8 @@ export interface HostHealth {
   applyDelaySeconds?: number;
   server?: ServerHealth | { error: string };
   disks?: DiskSpace[] | { error: string };
-  /** With TLS on: the server's certificate (issue 10), read from its file. */
-  tls?: { file: string; notAfter: string } | { error: string };
+  /** With TLS on: the server's certificate (issue 10), read from its file, and the host's copy of the CA beside it. */
+  tls?: { file: string; notAfter: string; ca?: { file: string; notAfter: string; fingerprint: string } | { file: string; error: string } } | { error: string };
 }
 
 const SERVER_QUERY = `select pg_is_in_recovery() as in_recovery, current_setting('server_version') as version,
@@ -130,24 +131,47 @@ async function readHost(op: ClusterOperation, host: Host): Promise<HostHealth> {
   return { ...base, server, disks, ...(tls ? { tls } : {}) };
 }
 
-/** The server's certificate's end, from its file (public: mode 0644), checked here with Node's X509Certificate. */
+/**
+ * The server's certificate's end, from its file (public: mode 0644), and the host's copy of the CA
+ * (ssl_ca_file, primary_conninfo's sslrootcert), in the same command: checked here with Node's X509Certificate.
+ */
 async function readCertificate(op: ClusterOperation, host: Host): Promise<HostHealth["tls"]> {
   let file = "the server's certificate";
   try {
-    file = tlsFiles(await op.pathsOf(host)).cert_file;
-    const pem = await op.shell(host, `cat -- ${shellQuote(file)}`, "reading the server's TLS certificate", 30_000);
-    const first = pem.match(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/)?.[0];
-    let notAfter: string | undefined;
-    try {
-      notAfter = first && new Date(new X509Certificate(first).validTo).toISOString();
-    } catch {
-      notAfter = undefined;
-    }
-    return notAfter ? { file, notAfter } : { error: `${file} holds no certificate Node can read` };
+    const files = tlsFiles(await op.pathsOf(host));
+    file = files.cert_file;
+    const out = await op.shell(
+      host,
+      `cat -- ${shellQuote(file)} && echo ${CA_MARK} && { cat -- ${shellQuote(files.ca_file)} 2>/dev/null || echo ${CA_MISSING}; }`,
+      "reading the server's TLS certificate and the CA's copy",
+      30_000,
+    );
+    const [pem = "", caPem = ""] = out.split(`${CA_MARK}\n`);
+    const first = firstCertificate(pem);
+    if (!first) return { error: `${file} holds no certificate Node can read` };
+    const ca = caPem.trim() === CA_MISSING ? { file: files.ca_file, error: "it is missing (or unreadable)" } : caCopy(files.ca_file, caPem);
+    return { file, notAfter: new Date(first.validTo).toISOString(), ca };
   } catch (e) {
     if (!(e instanceof PgprovError)) throw e;
     return { error: `${file} could not be read: ${withoutHostPrefix(e.message)}` };
   }
+}
+
+const CA_MARK = "--pgprov-ca--";
+const CA_MISSING = "--pgprov-ca-missing--";
+
+function firstCertificate(pem: string): X509Certificate | undefined {
+  const first = pem.match(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/)?.[0];
+  try {
+    return first ? new X509Certificate(first) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function caCopy(file: string, pem: string): NonNullable<Extract<HostHealth["tls"], { file: string }>["ca"]> {
+  const cert = firstCertificate(pem);
+  return cert ? { file, notAfter: new Date(cert.validTo).toISOString(), fingerprint: cert.fingerprint256 } : { file, error: "it holds no certificate Node can read" };
 }
 
 async function readServer(op: ClusterOperation, host: Host): Promise<ServerHealth | { error: string }> {
@@ -224,8 +248,19 @@ export function parseDf(out: string, paths: string[]): DiskSpace[] {
 interface Judged {
   hosts: HostHealth[];
   thresholds: CheckThresholds;
-  /** The cluster's CA, with TLS on. */
-  ca?: { label: string; notAfter: Date };
+  /** The cluster's CA, with TLS on (caOf). */
+  ca?: {
+    label: string;
+    notAfter: Date;
+    /** Its certificate's SHA-256 fingerprint, to compare the hosts' copies with. */
+    fingerprint: string;
+    /** pgprov's own (in .pgprov/), which apply renews within RENEW_CA_WITHIN_DAYS of its end; not one tls.ca gives. */
+    own: boolean;
+    /** pgprov has its key, so apply issues the servers' certificates. */
+    canSign: boolean;
+    /** Hosts whose certificate the inventory gives (tls.certificates): pgprov never issues those. */
+    given: string[];
+  };
   now: Date;
   /** The writable server the standbys should stream from: the inventory's primary when it is one. */
   primary?: HostHealth & { server: ServerHealth };
@@ -374,24 +409,48 @@ const versions: Rule = ({ hosts }) => {
   return [{ status: "warning", check: "versions", message: `servers run different PostgreSQL versions: ${read.map((h) => `${h.host} ${server(h)!.version}`).join(", ")}` }];
 };
 
-const DAY_MS = 86_400_000;
-
-/** Days left to each server's certificate and to the CA's: a certificate that ends stops every TLS connection to it. */
+/**
+ * Days left to each server's certificate, to the CA's, and to each host's copy of the CA: a
+ * certificate that ends stops every TLS connection to it, a CA copy that ends stops every standby
+ * that verifies with it (primary_conninfo's sslrootcert) and every client certificate (ssl_ca_file).
+ */
 const tlsExpiry: Rule = ({ hosts, ca, thresholds, now }) => {
-  const judge = (what: string, end: Date): Pick<Finding, "status" | "value" | "message"> => {
-    const days = Math.floor((end.getTime() - now.getTime()) / DAY_MS);
-    const t = thresholds.tls_expiry_days;
-    const status: CheckStatus = days < t.critical ? "critical" : days < t.warning ? "warning" : "ok";
-    const when = days < 0 ? `expired on ${end.toISOString().slice(0, 10)}` : `expires on ${end.toISOString().slice(0, 10)}, in ${days} day${days === 1 ? "" : "s"}`;
-    return { status, value: days, message: `${what} ${when}` };
+  const judge = (what: string, end: Date, warningDays = thresholds.tls_expiry_days.warning): Pick<Finding, "status" | "value" | "message"> => {
+    const days = daysLeft(end, now);
+    const status: CheckStatus = days < thresholds.tls_expiry_days.critical ? "critical" : days < warningDays ? "warning" : "ok";
+    return { status, value: days, message: `${what} ${endText(end, now)}` };
   };
+  // pgprov's own CA is renewed by any apply within a year of its end: one that gets there has not seen an apply for months.
+  const caWarningDays = ca?.own ? Math.max(RENEW_CA_WITHIN_DAYS, thresholds.tls_expiry_days.warning) : thresholds.tls_expiry_days.warning;
   const out: Finding[] = hosts.flatMap((h): Finding[] => {
     if (!h.tls) return [];
     if ("error" in h.tls) return [{ status: "unknown", check: "tls_certificate", host: h.host, message: h.tls.error }];
     const found = judge(h.tls.file, new Date(h.tls.notAfter));
-    return [{ check: "tls_certificate", host: h.host, ...found, message: `${found.message}${found.status === "ok" ? "" : " (`pgprov apply` renews it)"}` }];
+    const renews = !ca || (ca.canSign && !ca.given.includes(h.host))
+      ? "`pgprov apply` renews it"
+      : `given in tls.certificates.${h.host}: pgprov does not renew it; have it issued again and give the new one there`;
+    const findings: Finding[] = [{ check: "tls_certificate", host: h.host, ...found, message: `${found.message}${found.status === "ok" ? "" : ` (${renews})`}` }];
+    const copy = h.tls.ca;
+    if (copy && ca) {
+      if ("error" in copy) findings.push({ status: "unknown", check: "tls_ca", host: h.host, message: `${copy.file}: ${copy.error}` });
+      else if (copy.fingerprint !== ca.fingerprint) {
+        // Not the local CA: a renewal whose apply did not reach this host (down, or --limit), or a file changed by hand.
+        const end = new Date(copy.notAfter);
+        const judged = judge(`${copy.file} is not the CA ${ca.label}: it`, end, caWarningDays);
+        const before = end < ca.notAfter ? `, before the local one (${ca.notAfter.toISOString().slice(0, 10)})` : "";
+        const status = judged.status === "ok" ? "warning" : judged.status;
+        findings.push({ check: "tls_ca", host: h.host, ...judged, status, message: `${judged.message}${before}; \`pgprov apply\` puts the local one there` });
+      }
+    }
+    return findings;
   });
-  if (ca) out.push({ check: "tls_ca", ...judge(`the CA ${ca.label}`, ca.notAfter) });
+  if (ca) {
+    const found = judge(`the CA ${ca.label}`, ca.notAfter, caWarningDays);
+    const renews = ca.own
+      ? `\`pgprov apply\` renews pgprov's own CA within ${RENEW_CA_WITHIN_DAYS} days of its end: has it not run since?`
+      : "tls.ca: pgprov never renews it; its owner must";
+    out.push({ check: "tls_ca", ...found, message: `${found.message}${found.status === "ok" ? "" : ` (${renews})`}` });
+  }
   return out;
 };
 
@@ -409,6 +468,20 @@ export function judgeHealth(
   const primary = (writable.find((h) => h.host === primaryName) ?? (writable.length === 1 ? writable[0] : undefined)) as Judged["primary"];
   const findings = RULES.flatMap((rule) => rule({ hosts, thresholds, now, ...(ca ? { ca } : {}), ...(primary ? { primary } : {}) }));
   return findings.sort((a, b) => PRECEDENCE.indexOf(a.status) - PRECEDENCE.indexOf(b.status));
+}
+
+/** What check judges of the cluster's CA (see Judged). */
+export function caOf(inventory: Inventory): Judged["ca"] {
+  const ca = inventory.tls.enabled ? inventory.tls.authority : undefined;
+  if (!ca) return undefined;
+  return {
+    label: ca.label,
+    notAfter: ca.notAfter,
+    fingerprint: ca.cert.fingerprint256,
+    own: inventory.tls.caFiles.cert === ownCaFiles(inventory).cert,
+    canSign: ca.canSign,
+    given: Object.keys(inventory.tls.given),
+  };
 }
 
 /** The status of the whole: the worst finding's, by PRECEDENCE. */

@@ -147,6 +147,8 @@ function tlsVariables(inventory: Inventory, host: Host | BackupHost, facts: Fact
     hba: enabled ? "hostssl" : "host",
     ...(facts || inventory.postgresql.version ? tlsFiles(debianCluster(postgresVersion(inventory.postgresql.version, facts))) : {}),
     ca_certificate: authority?.certPem ?? "",
+    /** An access rule lets clients in by certificate: only then does the server ask for one (ssl_ca_file). */
+    client_certificates: inventory.access.some((rule) => rule.method === "cert"),
     names: [...names.dnsNames, ...names.ipAddresses],
     certificate: given[host.name]?.certPem ?? "",
     private_key: given[host.name]?.keyPem.reveal() ?? "",

@@ -3,8 +3,9 @@
  * Nothing connects before this has succeeded.
  */
 import { randomBytes } from "node:crypto";
-import { accessSync, constants, existsSync, mkdirSync, writeFileSync } from "node:fs";
+import { accessSync, constants, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { basename, dirname, extname, join, resolve } from "node:path";
+import { DAY_MS, endText } from "../common/days.js";
 import { FileError, formatProblem, PgprovError, type SourceProblem } from "../common/errors.js";
 import { type Connection, type InventoryHost, type InventorySsh, resolveConnection } from "../sshconfig/connection.js";
 import { homePath, localContext, otherHomeRefused } from "../sshconfig/expand.js";
@@ -479,38 +480,67 @@ export async function ensureCertificateAuthority(inventory: Inventory, { save }:
 
 /** pgprov renews its own CA when it has less than this left: a year for clients to fetch the new one. */
 export const RENEW_CA_WITHIN_DAYS = 365;
-const DAY_MS = 86_400_000;
+
+export interface CaRenewal {
+  /** What to warn about now: a CA the inventory gives near its end, or what apply will renew (plan). */
+  warning: string;
+  /**
+   * pgprov's own CA, renewed in memory: writes it over NAME.ca.crt and returns what to warn about.
+   * apply calls it only once the run holds its hosts' locks and its safety checks have passed (see
+   * applyCluster), so a refused run, or one that never got its locks, leaves the file as it was.
+   */
+  save?: () => string;
+}
 
 /**
  * The CA's end, before anything connects: pgprov's own CA within RENEW_CA_WITHIN_DAYS of its end
  * is renewed (renewCa: the same key, subject and key identifier, so every certificate it issued
- * stays valid) and saved when `save` (plan renews it in memory only, to show what changes); the
- * playbook then puts the new certificate on every host, as drift. A CA the inventory gives
- * (tls.ca) is never renewed: its owner may keep it elsewhere too. Returns what to warn about.
+ * stays valid) in memory, for the playbook to put on every host as drift; `save` writes it. A CA
+ * the inventory gives (tls.ca) is never renewed: its owner may keep it elsewhere too.
  */
-export async function renewCertificateAuthority(inventory: Inventory, { save, now = new Date() }: { save: boolean; now?: Date }): Promise<string | undefined> {
+export async function renewCertificateAuthority(inventory: Inventory, { now = new Date() }: { now?: Date } = {}): Promise<CaRenewal | undefined> {
   const ca = inventory.tls.authority;
   if (!inventory.tls.enabled || !ca) return undefined;
-  const left = ca.notAfter.getTime() - now.getTime();
-  if (left >= RENEW_CA_WITHIN_DAYS * DAY_MS) return undefined;
-  const days = Math.floor(left / DAY_MS);
-  const date = ca.notAfter.toISOString().slice(0, 10);
-  const end = left <= 0 ? `ended on ${date}` : `ends on ${date}, in ${days} day${days === 1 ? "" : "s"}`;
+  if (ca.notAfter.getTime() - now.getTime() >= RENEW_CA_WITHIN_DAYS * DAY_MS) return undefined;
+  const end = endText(ca.notAfter, now);
   const own = ownCaFiles(inventory);
   if (ca.files?.cert !== own.cert || !ca.canSign) {
-    return (
-      `the CA ${ca.label} (tls.ca) ${end}: pgprov never renews a CA the inventory gives; renew it, keeping its key, subject and ` +
-      `subject key identifier, so that every certificate it issued stays valid (otherwise every server's certificate ends with it)`
-    );
+    return {
+      warning:
+        `the CA ${ca.label} (tls.ca) ${end}: pgprov never renews a CA the inventory gives; renew it, keeping its key, subject and ` +
+        `subject key identifier, so that every certificate it issued stays valid (otherwise every server's certificate ends with it)`,
+    };
   }
   const renewed = await renewCa(ca, { now });
   inventory.tls.authority = renewed;
   const until = renewed.notAfter.toISOString().slice(0, 10);
-  if (!save) return `the CA ${ca.label} ${end}: apply renews it (the same key, subject and key identifier, valid until ${until}), puts it on every host, and then every client's copy needs refreshing (pgprov ca)`;
-  replaceCaCertificate(renewed, own.cert);
+  const save = (): string => {
+    // Another run may have renewed it since this one loaded it (two applies with different --limit):
+    // its certificate is as good as this one's, and the hosts should get the one the file keeps.
+    if (readFileSync(own.cert, "utf8") !== ca.certPem) {
+      const theirs = loadCa(own, { now });
+      inventory.tls.authority = theirs;
+      return `the CA ${own.cert} was renewed by another run meanwhile (valid until ${theirs.notAfter.toISOString().slice(0, 10)}): this run puts that one on its hosts`;
+    }
+    replaceCaCertificate(renewed, own.cert);
+    return (
+      `renewed the CA ${own.cert}, which ${end}: valid until ${until} (the same key, subject and key identifier, so every certificate ` +
+      `it issued stays valid); every host gets it by a reload; refresh every client's copy: pgprov ca ${inventory.file}`
+    );
+  };
+  return {
+    warning: `the CA ${ca.label} ${end}: apply renews it (the same key, subject and key identifier, valid until ${until}), puts it on every host, and then every client's copy needs refreshing (pgprov ca)`,
+    save,
+  };
+}
+
+/** pgprov's own CA once it has ended (it still loads: apply renews it): what every command says on stderr. */
+export function endedCaWarning(inventory: Inventory, now = new Date()): string | undefined {
+  const ca = inventory.tls.enabled ? inventory.tls.authority : undefined;
+  if (!ca || ca.notAfter.getTime() > now.getTime()) return undefined;
   return (
-    `renewed the CA ${own.cert}, which ${end}: valid until ${until} (the same key, subject and key identifier, so every certificate ` +
-    `it issued stays valid); every host gets it by a reload; refresh every client's copy: pgprov ca ${inventory.file}`
+    `the CA ${ca.label} ${endText(ca.notAfter, now)}: no client can verify the servers with it; ` +
+    `\`pgprov apply ${inventory.file}\` renews it (the same key), then give clients the new one (pgprov ca)`
   );
 }
 

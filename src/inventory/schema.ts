@@ -36,7 +36,7 @@ const address = z
   });
 
 /** A DNS name for a certificate's SAN: RFC 1123 labels, no wildcard (see tls/names.ts). */
-const dnsName = z.string().refine(isDnsName, { error: (i) => `${JSON.stringify(i.input)} is not a DNS name (letters, digits and hyphens, in labels separated by dots; no wildcard)` });
+const dnsName = z.string().refine(isDnsName, { error: (i) => `${JSON.stringify(i.input)} is not a DNS name (letters, digits and hyphens, in labels separated by dots; no wildcard, no trailing dot)` });
 
 /** Template variables; names must be usable in `{{ name }}`. */
 export const variables = z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, "a variable name: letters, digits and _"), z.unknown());

@@ -9,6 +9,7 @@ import { createPrivateKey, type KeyObject, randomBytes, webcrypto, X509Certifica
 import { closeSync, fsyncSync, linkSync, lstatSync, mkdirSync, openSync, readFileSync, renameSync, statSync, unlinkSync, writeSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import { inspect } from "node:util";
+import { DAY_MS } from "../common/days.js";
 import { PgprovError } from "../common/errors.js";
 import { pemText, x509 } from "./library.js";
 
@@ -23,7 +24,6 @@ export interface CaFilesMaybeKey {
   key?: string | undefined;
 }
 
-const DAY_MS = 86_400_000;
 /** Certificates start an hour in the past, so a host whose clock is a little behind accepts them. */
 export const BACKDATE_MS = 3_600_000;
 

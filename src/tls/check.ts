@@ -4,6 +4,7 @@
  * library to load): issuer and signature, validity, SAN, usage, and the key beside it.
  */
 import { createPublicKey, X509Certificate } from "node:crypto";
+import { DAY_MS, endText } from "../common/days.js";
 import type { CertificateAuthority } from "./ca.js";
 import { describeNameKey, nameKeys, type SanNames } from "./names.js";
 
@@ -63,7 +64,6 @@ export interface CheckOptions {
   clientAuth?: boolean;
 }
 
-const DAY_MS = 86_400_000;
 const SERVER_AUTH = "1.3.6.1.5.5.7.3.1";
 const CLIENT_AUTH = "1.3.6.1.5.5.7.3.2";
 
@@ -87,12 +87,9 @@ export function checkCertificate(certPem: string | undefined, options: CheckOpti
   }
   const notBefore = new Date(cert.validFrom);
   const notAfter = new Date(cert.validTo);
-  const daysLeft = Math.floor((notAfter.getTime() - now.getTime()) / DAY_MS);
   if (notBefore > now) add("not-yet-valid", `${label} is not valid before ${notBefore.toISOString()}`);
-  if (notAfter <= now) add("expired", `${label} expired on ${day(notAfter)}`);
-  else if (notAfter.getTime() - now.getTime() < renewWithinDays * DAY_MS) {
-    add("expires-soon", `${label} expires on ${day(notAfter)}, in ${daysLeft} day${daysLeft === 1 ? "" : "s"} (renewed within ${renewWithinDays})`);
-  }
+  if (notAfter <= now) add("expired", `${label} ${endText(notAfter, now)}`);
+  else if (notAfter.getTime() - now.getTime() < renewWithinDays * DAY_MS) add("expires-soon", `${label} ${endText(notAfter, now)} (renewed within ${renewWithinDays})`);
 
   const expected = new Set(nameKeys(options.expectedNames));
   const present = new Set(sanKeys(cert.subjectAltName));

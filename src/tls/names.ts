@@ -17,8 +17,10 @@ export function sanNames(values: readonly string[]): Required<SanNames> {
   return { dnsNames: unique.filter((v) => isIP(v) === 0), ipAddresses: unique.filter((v) => isIP(v) !== 0) };
 }
 
-// RFC 1123 labels; no wildcard: a certificate pgprov issues names exactly the hosts it is for.
-const DNS_NAME = /^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$/;
+// RFC 1123 labels; no wildcard: a certificate pgprov issues names exactly the hosts it is for. No
+// trailing dot either: in a SAN, `db1.example.com.` is not matched by verify-full for a client
+// that dials `db1.example.com`, and a name written twice (with and without) would be one in drift.
+const DNS_NAME = /^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
 
 export function isDnsName(value: string): boolean {
   return DNS_NAME.test(value);
@@ -29,7 +31,7 @@ export function validSanNames(names: SanNames, what: string): Required<SanNames>
   const dnsNames = [...new Set(names.dnsNames ?? [])];
   const ipAddresses = [...new Set(names.ipAddresses ?? [])];
   for (const name of dnsNames) {
-    if (!isDnsName(name)) throw new PgprovError(`${what}: ${JSON.stringify(name)} is not a DNS name (letters, digits and hyphens, in labels separated by dots)`);
+    if (!isDnsName(name)) throw new PgprovError(`${what}: ${JSON.stringify(name)} is not a DNS name (letters, digits and hyphens, in labels separated by dots; no trailing dot)`);
   }
   for (const address of ipAddresses) {
     if (isIP(address) === 0) throw new PgprovError(`${what}: ${JSON.stringify(address)} is not an IP address`);
@@ -38,9 +40,13 @@ export function validSanNames(names: SanNames, what: string): Required<SanNames>
   return { dnsNames, ipAddresses };
 }
 
-/** One spelling per name, so that `fd00::11` and OpenSSL's `FD00:0:0:0:0:0:0:11` compare equal. */
+/**
+ * One spelling per name, so that `fd00::11` and OpenSSL's `FD00:0:0:0:0:0:0:11` compare equal. A
+ * trailing dot is kept: verify-full does not match `db1.example.com.` for `db1.example.com`, so a
+ * certificate naming it is drift.
+ */
 export function canonicalName(kind: "dns" | "ip", value: string): string {
-  if (kind === "dns") return value.toLowerCase().replace(/\.$/, "");
+  if (kind === "dns") return value.toLowerCase();
   const version = isIP(value);
   if (version === 0) return value.toLowerCase();
   return new URL(`http://${version === 6 ? `[${value}]` : value}/`).hostname.replace(/^\[|\]$/g, "");

@@ -5,6 +5,7 @@
  * validity are pgprov's.
  */
 import { createPublicKey, webcrypto } from "node:crypto";
+import { DAY_MS } from "../common/days.js";
 import { PgprovError } from "../common/errors.js";
 import { BACKDATE_MS, CertificateAuthority, randomSerial } from "./ca.js";
 import { pemText, x509 } from "./library.js";
@@ -19,7 +20,6 @@ export interface SignOptions extends SanNames {
   clientAuth?: boolean;
 }
 
-const DAY_MS = 86_400_000;
 
 /** Signs a PEM signing request; returns the certificate as PEM. */
 export async function signCsr(ca: CertificateAuthority, csrPem: string, options: SignOptions): Promise<string> {

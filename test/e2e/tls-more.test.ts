@@ -152,7 +152,7 @@ describe("issue 10: TLS, the remaining gaps", () => {
 
     const plan = await pgprov(["plan", inventory]);
     expect(plan.code).toBe(2);
-    expect(plan.stdout).toMatch(/ends on \d{4}-\d\d-\d\d, in 69 days: apply renews it/);
+    expect(plan.stdout).toMatch(/expires on \d{4}-\d\d-\d\d, in 69 days: apply renews it/);
     expect(readFileSync(caFiles().cert, "utf8")).toBe(old.certPem);
 
     const r = await pgprov(["apply", inventory, "--json"]);
@@ -167,15 +167,28 @@ describe("issue 10: TLS, the remaining gaps", () => {
     expect(loadCa(caFiles()).notAfter.getTime() - Date.now()).toBeGreaterThan(3600 * 86_400_000);
     expect((await pgprov(["ca", inventory])).stdout).toBe(renewed);
     for (const h of [pg1, pg2, pg3]) expect(`${h.name} ${await sh(h, `cat ${CA_ON_HOST}`)}\n`).toBe(`${h.name} ${renewed}`);
-    // The new CA verifies the servers; so does a client's copy of the first one, and the client certificate it signed still logs in.
+    // The new CA verifies the servers; so does a client's copy of the one it replaced (the 70-day
+    // certificate), and the client certificate it signed still logs in.
     await sh(pg2, `cp ${CA_ON_HOST} /root/renewed-ca.crt`);
-    for (const root of ["/root/renewed-ca.crt", "/root/cluster-ca.crt"]) {
+    await sh(pg2, `cat > /root/replaced-ca.crt <<'EOF'\n${old.certPem}EOF`);
+    for (const root of ["/root/renewed-ca.crt", "/root/replaced-ca.crt"]) {
       const c = await client(`host=${pg1.address} user=certuser sslmode=verify-full sslrootcert=${root} sslcert=/root/good.crt sslkey=/root/good.key`);
       expect(`${root} ${c.stdout.trim()} ${c.stderr}`).toBe(`${root} certuser `);
     }
     await expectStreaming(pg1, [pg2, pg3]);
     const again = await pgprov(["apply", inventory, "--json"]);
     expect(changedTasks(again)).toEqual([]);
+
+    // A host the renewal's apply did not reach (down, or --limit) keeps the replaced CA: check says so.
+    await sh(pg3, `cat > ${CA_ON_HOST} <<'EOF'\n${old.certPem}EOF`);
+    const check = await pgprov(["check", inventory, "--json"]);
+    const found = check.stdout.split("\n").filter((l) => l.includes('"tls_ca"')).map((l) => JSON.parse(l) as { status: string; host?: string; message: string });
+    expect(found.map((f) => `${f.status} ${f.host ?? "-"}`).sort()).toEqual(["ok -", "warning pg3"]);
+    expect(found.find((f) => f.host === "pg3")!.message).toMatch(new RegExp(`^${CA_ON_HOST} is not the CA .*inventory\\.ca\\.crt: it expires on \\d{4}-\\d\\d-\\d\\d, in 69 days, before the local one`));
+    const fixed = await pgprov(["apply", inventory, "--json"]);
+    expect(changedTasks(fixed)).toEqual([`pg3 ${CA_TASK}`, "pg3 reload postgresql"].sort());
+    const after = await pgprov(["check", inventory, "--json"]);
+    expect(after.stdout.split("\n").filter((l) => l.includes('"tls_')).map((l) => (JSON.parse(l) as { status: string }).status)).toEqual(["ok", "ok", "ok", "ok"]);
   });
 
   it("issue 10: rejoin on a cluster not yet switched to TLS: pg_rewind connects as the primary allows, and the playbook after it turns TLS on", async () => {

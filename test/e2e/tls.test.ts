@@ -133,6 +133,16 @@ describe("issue 10: TLS everywhere with the cluster's own CA", () => {
     expect(cluster.connection_strings.read_write).toContain(`&sslmode=verify-full&sslrootcert=${encodeURIComponent(caFile())}`);
   });
 
+  it("issue 10 review: with no access rule of method cert, no server asks for a client certificate: a client holding its own from another CA (~/.postgresql/postgresql.crt) still connects by password", async () => {
+    await sh(pg2, "mkdir -p /root/.postgresql && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout /root/.postgresql/postgresql.key -out /root/.postgresql/postgresql.crt -subj /CN=app -days 2 2>/dev/null && chmod 600 /root/.postgresql/postgresql.key");
+    try {
+      const r = await labExec(pg2, `PGPASSWORD='${APP_PASSWORD}' psql -XAtq "host=${pg1.address} user=app dbname=postgres connect_timeout=5 sslmode=verify-full sslrootcert=/root/cluster-ca.crt" -c "select current_setting('ssl_ca_file')"`);
+      expect(`${r.stdout.trim()} ${r.stderr}`).toBe(" ");
+    } finally {
+      await sh(pg2, "rm -rf /root/.postgresql");
+    }
+  });
+
   it("issue 10: a fake server at the primary's address (no certificate from the CA, asking for a clear-text password) receives no password from a standby's reconnect attempt", async () => {
     const dir = mkdtempSync(join(tmpdir(), "pgprov-fake-"));
     execFileSync("openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", `${dir}/k`, "-out", `${dir}/c`, "-subj", "/CN=pg1", "-days", "2", "-addext", `subjectAltName=DNS:pg1,IP:${pg1.address}`], { stdio: "ignore" });

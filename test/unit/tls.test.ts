@@ -306,7 +306,7 @@ describe("issue 10: signCsr", () => {
     const ca = await caPromise;
     const { csr } = keyAndCsr();
     expect(await errorOf(() => signCsr(ca, csr, { dnsNames: ["*.example.com"], host: "pg1" }))).toBe(
-      'the certificate of pg1: "*.example.com" is not a DNS name (letters, digits and hyphens, in labels separated by dots)',
+      'the certificate of pg1: "*.example.com" is not a DNS name (letters, digits and hyphens, in labels separated by dots; no trailing dot)',
     );
     expect(await errorOf(() => signCsr(ca, csr, { dnsNames: ["pg1;reboot"], host: "pg1" }))).toMatch(/"pg1;reboot" is not a DNS name/);
     expect(await errorOf(() => signCsr(ca, csr, { ipAddresses: ["10.0.0.300"], host: "pg1" }))).toBe('the certificate of pg1: "10.0.0.300" is not an IP address');
