@@ -15,6 +15,7 @@ import { type BackupType, PGBACKREST_FILES, pgbackrestCommand, repositoryHost } 
 import { type BackupEntry, parseRepositoryInfo, type RepositoryInfo, type RestoreTarget, restoreTargetProblem } from "./backup-info.js";
 import type { ClusterPlaybook } from "./playbook.js";
 import { ClusterOperation, type OperationOptions } from "./operations.js";
+import { restoreWritableProblem } from "./safety.js";
 
 function requireBackups(inventory: Inventory): NonNullable<Inventory["backup"]> {
   if (!inventory.backup) throw new PgprovError(`${inventory.file} has no backup section and no host with role: backup; see README, Backups`);
@@ -118,6 +119,9 @@ export async function restore(inventory: Inventory, playbook: ClusterPlaybook, o
       "restore",
     ];
     const standbys = inventory.standbys.filter((h) => op.reachable(h));
+    const states = await Promise.all(standbys.map(async (h) => ({ name: h.name, data: await op.dataDirectory(h) })));
+    const twoPrimaries = restoreWritableProblem(primary.name, states);
+    if (twoPrimaries) throw new PgprovError(`refusing to restore: ${twoPrimaries}; nothing was stopped`);
     const proceed = await op.proceed(
       { primary: primary.name, target: describe, lost, restorable_from: info.restorable!.earliest.toISOString(), restorable_to: info.restorable!.latest.toISOString(), standbys: standbys.map((h) => h.name) },
       [

@@ -8,6 +8,8 @@ import { calendarProblem, calendarSubsetProblem } from "../../src/inventory/sche
 import { yamlFiles } from "./yaml-files.js";
 import { parseRepositoryInfo, parseRestoreTime, restoreTargetProblem } from "../../src/cluster/backup-info.js";
 import { backupAgeFinding } from "../../src/cluster/check.js";
+import { restoreWritableProblem } from "../../src/cluster/safety.js";
+import type { DataDirectory } from "../../src/postgres/data-directory.js";
 import { jsonKeys } from "../../src/cli/print.js";
 import { Redactor } from "../../src/common/redact.js";
 
@@ -171,5 +173,22 @@ describe("issue 11: the timers follow backup.schedule (declared state)", () => {
     const local = timersOf(`backup:\n  schedule: { full: "Sun 02:00", incr: "daily" }\nhosts:\n  pg1: { address: 10.0.0.11, role: primary }\n  pg2: { address: 10.0.0.12, role: standby }\n`);
     expect(local.pg1).toEqual(["pgprov-backup-full.timer: enabled", "pgprov-backup-diff.timer: disabled", "pgprov-backup-incr.timer: enabled"]);
     expect(local.pg2).toEqual(["pgprov-backup-full.timer: disabled", "pgprov-backup-diff.timer: disabled", "pgprov-backup-incr.timer: disabled"]);
+  });
+});
+
+describe("issue 11: restore never leaves two writable servers", () => {
+  const data = (over: Partial<DataDirectory>): DataDirectory => ({
+    exists: true, entries: 20, standbySignal: true, running: true, partialClone: false, replacedLeft: false,
+    userDatabases: 1, userRelations: 9, tablespaces: 0, nextOid: 20000, timeline: 2, state: "in archive recovery", systemIdentifier: "7",
+    ...over,
+  });
+
+  it("issue 11: refuses to restore while a standby accepts writes (a failover the inventory does not know of), naming it", () => {
+    expect(restoreWritableProblem("pg1", [{ name: "pg2", data: data({}) }, { name: "pg3", data: data({ running: false, state: "shut down in recovery" }) }])).toBeUndefined();
+    expect(restoreWritableProblem("pg1", [{ name: "pg2", data: data({}) }, { name: "pg3", data: data({ standbySignal: false, state: "in production", timeline: 3 }) }])).toMatch(
+      /^pg3 \(timeline 3\) accepts writes, though the inventory makes it a standby of pg1: .*make pg3 the primary in the inventory.*or stop it/,
+    );
+    // A standby-to-be running the empty cluster its package made holds nothing: no second primary.
+    expect(restoreWritableProblem("pg1", [{ name: "pg2", data: data({ standbySignal: false, state: "in production", timeline: 1, userDatabases: 0, userRelations: 0, nextOid: 13000, systemIdentifier: "9" }) }])).toBeUndefined();
   });
 });
