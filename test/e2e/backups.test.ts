@@ -146,7 +146,7 @@ describe("issue 11: backups and point-in-time recovery with pgBackRest", () => {
     expect(age).toEqual([expect.objectContaining({ status: "ok", message: expect.stringContaining(`the last backup, ${fulls.at(-1)} (full), ended 0.`) })]);
   });
 
-  it("issue 11: drift: the stanza deleted, archive_command edited by hand, the timer disabled: one apply repairs each", async () => {
+  it("issue 11: drift: the stanza deleted, archive_command edited by hand, the timer disabled, a schedule type taken out: one apply repairs each", async () => {
     expect((await pgbackrest("stop")).code).toBe(0);
     expect((await pgbackrest("stanza-delete --force")).code).toBe(0);
     expect((await pgbackrest("start")).code).toBe(0);
