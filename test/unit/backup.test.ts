@@ -9,6 +9,7 @@ import { yamlFiles } from "./yaml-files.js";
 import { parseRepositoryInfo, parseRestoreTime, restoreTargetProblem } from "../../src/cluster/backup-info.js";
 import { backupAgeFinding } from "../../src/cluster/check.js";
 import { restoreWritableProblem } from "../../src/cluster/safety.js";
+import { restorePlanSteps } from "../../src/cluster/backup.js";
 import type { DataDirectory } from "../../src/postgres/data-directory.js";
 import { jsonKeys } from "../../src/cli/print.js";
 import { Redactor } from "../../src/common/redact.js";
@@ -190,5 +191,16 @@ describe("issue 11: restore never leaves two writable servers", () => {
     );
     // A standby-to-be running the empty cluster its package made holds nothing: no second primary.
     expect(restoreWritableProblem("pg1", [{ name: "pg2", data: data({ standbySignal: false, state: "in production", timeline: 1, userDatabases: 0, userRelations: 0, nextOid: 13000, systemIdentifier: "9" }) }])).toBeUndefined();
+  });
+});
+
+describe("issue 11: restore's plan", () => {
+  it("issue 11: a standby restore cannot reach is named in the plan: not cloned, and how to bring it back", () => {
+    const steps = restorePlanSteps({ file: "inv.yml", primary: "pg1", describe: "to the newest WAL in the archive", lost: "x", pgArgs: ["--delta", "restore"], cloned: ["pg2"], unreached: [{ name: "pg3", reason: "connect timed out" }] });
+    expect(steps).toContain("clone every standby again from it (pg2): their data is replaced");
+    expect(steps).toContain(
+      "NOT CLONED: pg3 cannot be reached (connect timed out): it keeps the data of before the restore; once it is back, run `pgprov apply inv.yml --reclone pg3`",
+    );
+    expect(restorePlanSteps({ file: "inv.yml", primary: "pg1", describe: "d", lost: "x", pgArgs: [], cloned: ["pg2", "pg3"], unreached: [] }).join("\n")).not.toMatch(/NOT CLONED/);
   });
 });
