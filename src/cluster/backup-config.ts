@@ -42,7 +42,7 @@ export function repositoryHost(inventory: Inventory): Host | BackupHost {
 export function backupVariables(inventory: Inventory, host: Host | BackupHost) {
   const b = inventory.backup;
   // Every name a `when:` of the bundled playbook reads, so that a cluster without backups skips them.
-  if (!b) return { enabled: false, remote: false, runs_backups: false, schedule: { full: "", diff: "", incr: "" }, archive_command: "", restore_command: "" };
+  if (!b) return { enabled: false, remote: false, runs_backups: false, schedule: { full: "", diff: "", incr: "" }, timers: { full: false, diff: false, incr: false }, archive_command: "", restore_command: "" };
   const stanza = b.stanza;
   const remote = b.host !== undefined;
   const databases = inventory.hosts.map((h, i) => ({ index: i + 1, name: h.name, address: h.address }));
@@ -64,6 +64,8 @@ export function backupVariables(inventory: Inventory, host: Host | BackupHost) {
     runs_backups: runsBackups,
     /** OnCalendar expressions by backup type; "" for a type with no timer. */
     schedule: { full: b.schedule.full, diff: b.schedule.diff ?? "", incr: b.schedule.incr ?? "" },
+    /** Which timers run here; the others are stopped and disabled (a type taken out of the schedule, a repository moved). */
+    timers: { full: runsBackups, diff: runsBackups && b.schedule.diff !== undefined, incr: runsBackups && b.schedule.incr !== undefined },
     ...PGBACKREST_FILES,
     archive_command: `pgbackrest --stanza=${stanza} archive-push %p`,
     restore_command: `pgbackrest --stanza=${stanza} archive-get %f "%p"`,

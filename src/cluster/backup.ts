@@ -15,6 +15,7 @@ import { type BackupType, PGBACKREST_FILES, pgbackrestCommand, repositoryHost } 
 import { type BackupEntry, parseRepositoryInfo, type RepositoryInfo, type RestoreTarget, restoreTargetProblem } from "./backup-info.js";
 import type { ClusterPlaybook } from "./playbook.js";
 import { ClusterOperation, type OperationOptions } from "./operations.js";
+import { restoreWritableProblem } from "./safety.js";
 
 function requireBackups(inventory: Inventory): NonNullable<Inventory["backup"]> {
   if (!inventory.backup) throw new PgprovError(`${inventory.file} has no backup section and no host with role: backup; see README, Backups`);
@@ -118,16 +119,20 @@ export async function restore(inventory: Inventory, playbook: ClusterPlaybook, o
       "restore",
     ];
     const standbys = inventory.standbys.filter((h) => op.reachable(h));
+    const states = await Promise.all(standbys.map(async (h) => ({ name: h.name, data: await op.dataDirectory(h) })));
+    const twoPrimaries = restoreWritableProblem(primary.name, states);
+    if (twoPrimaries) throw new PgprovError(`refusing to restore: ${twoPrimaries}; nothing was stopped`);
     const proceed = await op.proceed(
       { primary: primary.name, target: describe, lost, restorable_from: info.restorable!.earliest.toISOString(), restorable_to: info.restorable!.latest.toISOString(), standbys: standbys.map((h) => h.name) },
-      [
-        `LOST: ${lost}`,
-        `stop PostgreSQL on ${primary.name}`,
-        `restore ${primary.name}'s data directory ${describe} (pgbackrest ${pgArgs.join(" ")}), in place (--delta)`,
-        `start it: it replays archived WAL up to the target and is promoted (a new timeline)`,
-        `clone every standby again from it (${standbys.map((h) => h.name).join(", ") || "none"}): their data is replaced`,
-        "wait until every standby streams",
-      ],
+      restorePlanSteps({
+        file: inventory.file,
+        primary: primary.name,
+        describe,
+        lost,
+        pgArgs,
+        cloned: standbys.map((h) => h.name),
+        unreached: inventory.standbys.filter((h) => !op.reachable(h)).map((h) => ({ name: h.name, reason: op.unreachableReason(h) })),
+      }),
     );
     if (!proceed) return undefined;
     const paths = await op.pathsOf(primary);
@@ -160,6 +165,25 @@ export async function restore(inventory: Inventory, playbook: ClusterPlaybook, o
   } finally {
     await op.close();
   }
+}
+
+/**
+ * What restore will do, for the confirmation. A standby it cannot reach is not cloned and keeps
+ * the data of before: it is named, with its way back (should it have been promoted meanwhile,
+ * the boot check fences it when it starts again, the restored primary being on a later timeline).
+ */
+export function restorePlanSteps(p: { file: string; primary: string; describe: string; lost: string; pgArgs: string[]; cloned: string[]; unreached: { name: string; reason: string }[] }): string[] {
+  return [
+    `LOST: ${p.lost}`,
+    `stop PostgreSQL on ${p.primary}`,
+    `restore ${p.primary}'s data directory ${p.describe} (pgbackrest ${p.pgArgs.join(" ")}), in place (--delta)`,
+    `start it: it replays archived WAL up to the target and is promoted (a new timeline)`,
+    `clone every standby again from it (${p.cloned.join(", ") || "none"}): their data is replaced`,
+    ...p.unreached.map(
+      (u) => `NOT CLONED: ${u.name} cannot be reached (${u.reason}): it keeps the data of before the restore; once it is back, run \`pgprov apply ${p.file} --reclone ${u.name}\``,
+    ),
+    "wait until every standby streams",
+  ];
 }
 
 export interface BackupStatus {

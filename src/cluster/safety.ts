@@ -132,3 +132,21 @@ export function mustRejoin(d: DataDirectory, primary: DataDirectory | undefined,
   }
   return undefined;
 }
+
+/**
+ * Restore promotes the inventory's primary on a new timeline and only then clones the standbys:
+ * a standby that accepts writes meanwhile (a failover the inventory does not know of) would be a
+ * second writable server for the whole restore, and may be the real primary, holding the newest
+ * writes. Refused before anything stops. As for apply, a standby-to-be still running the empty
+ * cluster its package made holds nothing and counts for nothing.
+ */
+export function restoreWritableProblem(primary: string, standbys: { name: string; data: DataDirectory | undefined }[]): string | undefined {
+  const writable = standbys.filter((s) => s.data && isWritable(s.data) && !isFreshCluster(s.data));
+  if (!writable.length) return undefined;
+  const names = writable.map((s) => `${s.name}${s.data?.timeline === undefined ? "" : ` (timeline ${s.data.timeline})`}`).join(", ");
+  const them = writable.map((s) => s.name).join(", ");
+  return (
+    `${names} accepts writes, though the inventory makes it a standby of ${primary}: it may be the real primary, with writes ${primary} lacks. ` +
+    `If it is, make ${them} the primary in the inventory and restore that; or stop it (\`pgprov status\` shows each server's role and timeline)`
+  );
+}

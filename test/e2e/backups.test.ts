@@ -146,18 +146,42 @@ describe("issue 11: backups and point-in-time recovery with pgBackRest", () => {
     expect(age).toEqual([expect.objectContaining({ status: "ok", message: expect.stringContaining(`the last backup, ${fulls.at(-1)} (full), ended 0.`) })]);
   });
 
-  it("issue 11: drift: the stanza deleted, archive_command edited by hand, the timer disabled: one apply repairs each", async () => {
+  it("issue 11: drift: the stanza deleted, archive_command edited by hand, the timer disabled, a schedule type taken out: one apply repairs each", async () => {
     expect((await pgbackrest("stop")).code).toBe(0);
     expect((await pgbackrest("stanza-delete --force")).code).toBe(0);
     expect((await pgbackrest("start")).code).toBe(0);
     expect((await labExec("pg1", "sed -i \"s|^archive_command = .*|archive_command = '/bin/true'|\" /etc/postgresql/15/main/conf.d/pgprov.conf && systemctl reload postgresql@15-main")).code).toBe(0);
     expect((await labExec("pg4", "systemctl disable --now pgprov-backup-full.timer")).code).toBe(0);
+    // A schedule type taken out of the inventory: its timer goes with it (declared state).
+    const doc = parseDocument(readFileSync(inventory, "utf8"));
+    doc.deleteIn(["backup", "schedule", "diff"]);
+    writeFileSync(inventory, doc.toString());
 
     const apply = await pgprov(["apply", inventory], { timeoutMs: 900_000 });
     expect(apply.code, apply.stdout + apply.stderr).toBe(0);
     expect((await pgbackrest("check")).code).toBe(0);
     await eventually("archive_command back", async () => (await psql(byName("pg1"), "show archive_command")).out === "pgbackrest --stanza=main archive-push %p");
     expect((await labExec("pg4", "systemctl is-enabled pgprov-backup-full.timer && systemctl is-active pgprov-backup-full.timer")).code).toBe(0);
+    const diff = await labExec("pg4", "systemctl is-enabled pgprov-backup-diff.timer; systemctl is-active pgprov-backup-diff.timer");
+    expect(diff.stdout.trim().split("\n")).toEqual(["disabled", "inactive"]);
     expect((await backups()).backups.map((b) => b.type)).toEqual(["full"]);
+  });
+
+  it("issue 11: PITR with --latest after the primary's data directory is lost: every row back on the primary and every standby, which stream again", async () => {
+    const write = await psql(byName("pg1"), "create table survivor (n int); insert into survivor select generate_series(1, 500); select pg_walfile_name(pg_current_wal_lsn()); select pg_switch_wal();");
+    expect(write.code, write.err).toBe(0);
+    const seg = write.out.split("\n")[0]!;
+    await eventually(`${seg}, with the rows, in the repository`, async () => (await labExec("pg2", `runuser -u postgres -- pgbackrest --stanza=main archive-get ${seg} /tmp/latest-${seg}`)).code === 0, 60_000);
+    // The loss: the server stopped, its data directory gone.
+    expect((await labExec("pg1", "systemctl stop postgresql@15-main && rm -rf /var/lib/postgresql/15/main")).code).toBe(0);
+
+    const r = await pgprov(["restore", inventory, "--latest", "--yes"], { timeoutMs: 900_000 });
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/LOST: every write that had not reached the archive/);
+    expect((await psql(byName("pg1"), "select pg_is_in_recovery()")).out).toBe("f");
+    for (const h of ["pg1", "pg2", "pg3"]) {
+      await eventually(`every row back on ${h}`, async () => (await psql(byName(h), "select count(*) from survivor")).out === "500", 60_000);
+    }
+    await eventually("pg2 and pg3 stream from pg1", async () => (await psql(byName("pg1"), "select string_agg(application_name, ',' order by application_name) from pg_stat_replication where state = 'streaming'")).out === "pg2,pg3", 120_000);
   });
 });

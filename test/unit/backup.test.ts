@@ -1,9 +1,16 @@
 import { describe, expect, it } from "vitest";
-import { loadInventory } from "../../src/inventory/inventory.js";
+import { join } from "node:path";
+import { ensureReplicationPassword, loadInventory } from "../../src/inventory/inventory.js";
+import { loadClusterPlaybook, targetOf } from "../../src/cluster/playbook.js";
+import { hostVariables } from "../../src/cluster/variables.js";
+import { isTruthy, renderValue } from "../../src/playbook/template.js";
 import { calendarProblem, calendarSubsetProblem } from "../../src/inventory/schedule.js";
 import { yamlFiles } from "./yaml-files.js";
 import { parseRepositoryInfo, parseRestoreTime, restoreTargetProblem } from "../../src/cluster/backup-info.js";
 import { backupAgeFinding } from "../../src/cluster/check.js";
+import { restoreWritableProblem } from "../../src/cluster/safety.js";
+import { restorePlanSteps } from "../../src/cluster/backup.js";
+import type { DataDirectory } from "../../src/postgres/data-directory.js";
 import { jsonKeys } from "../../src/cli/print.js";
 import { Redactor } from "../../src/common/redact.js";
 
@@ -127,5 +134,73 @@ describe("issue 11: the repository's range, and restore targets against it", () 
 describe("issue 11: dates in --json output", () => {
   it("issue 11: a Date is printed as its ISO time, not as {} (pgprov backups --json)", () => {
     expect(jsonKeys(new Redactor(["secret-value"]).value({ restorable: { latestPoint: new Date(0) } }))).toEqual({ restorable: { latest_point: "1970-01-01T00:00:00.000Z" } });
+  });
+});
+
+describe("issue 11: the timers follow backup.schedule (declared state)", () => {
+  const facts = { os_id: "debian", os_version: "12", os_codename: "bookworm", arch: "amd64", hostname: "x", cpus: 2, memory_mb: 1024 };
+  /** What the bundled playbook does to each host's pgprov-backup-*.timer units: "name: enabled|disabled". */
+  function timersOf(text: string): Record<string, string[]> {
+    const inv = loadInventory(write(text));
+    ensureReplicationPassword(inv);
+    const playbook = loadClusterPlaybook(join(import.meta.dirname, "../../playbooks/cluster.yml"), inv);
+    const out: Record<string, string[]> = {};
+    for (const host of [...inv.hosts, ...(inv.backup?.host ? [inv.backup.host] : [])]) {
+      const groups = targetOf(host).groups;
+      const vars = hostVariables(inv, host, facts);
+      out[host.name] = playbook.plays
+        .filter((p) => p.hosts.some((h) => h === host.name || h === "all" || groups.includes(h)))
+        .flatMap((p) => p.tasks)
+        .filter((t) => t.moduleName === "service" && (t.when === undefined || isTruthy(renderValue(t.when, vars, t.where))))
+        .map((t) => renderValue(t.args, vars, t.where) as { name: string; enabled?: boolean })
+        .filter((a) => a.name.startsWith("pgprov-backup-"))
+        .map((a) => `${a.name}: ${a.enabled ? "enabled" : "disabled"}`);
+    }
+    return out;
+  }
+
+  it("issue 11: a schedule type taken out of the inventory has its timer stopped and disabled; a host that holds no repository runs none", () => {
+    expect(timersOf(`backup:\n  schedule: { full: "Sun 02:00", diff: "Mon..Sat 02:00" }\n${HOSTS}`)).toEqual({
+      pg1: ["pgprov-backup-full.timer: disabled", "pgprov-backup-diff.timer: disabled", "pgprov-backup-incr.timer: disabled"],
+      pg2: ["pgprov-backup-full.timer: disabled", "pgprov-backup-diff.timer: disabled", "pgprov-backup-incr.timer: disabled"],
+      bk: ["pgprov-backup-full.timer: enabled", "pgprov-backup-diff.timer: enabled", "pgprov-backup-incr.timer: disabled"],
+    });
+    expect(timersOf(`backup:\n  schedule: { full: "Sun 02:00" }\n${HOSTS}`).bk).toEqual([
+      "pgprov-backup-full.timer: enabled",
+      "pgprov-backup-diff.timer: disabled",
+      "pgprov-backup-incr.timer: disabled",
+    ]);
+    // The repository on the primary's own path: its timers there; none on the standby.
+    const local = timersOf(`backup:\n  schedule: { full: "Sun 02:00", incr: "daily" }\nhosts:\n  pg1: { address: 10.0.0.11, role: primary }\n  pg2: { address: 10.0.0.12, role: standby }\n`);
+    expect(local.pg1).toEqual(["pgprov-backup-full.timer: enabled", "pgprov-backup-diff.timer: disabled", "pgprov-backup-incr.timer: enabled"]);
+    expect(local.pg2).toEqual(["pgprov-backup-full.timer: disabled", "pgprov-backup-diff.timer: disabled", "pgprov-backup-incr.timer: disabled"]);
+  });
+});
+
+describe("issue 11: restore never leaves two writable servers", () => {
+  const data = (over: Partial<DataDirectory>): DataDirectory => ({
+    exists: true, entries: 20, standbySignal: true, running: true, partialClone: false, replacedLeft: false,
+    userDatabases: 1, userRelations: 9, tablespaces: 0, nextOid: 20000, timeline: 2, state: "in archive recovery", systemIdentifier: "7",
+    ...over,
+  });
+
+  it("issue 11: refuses to restore while a standby accepts writes (a failover the inventory does not know of), naming it", () => {
+    expect(restoreWritableProblem("pg1", [{ name: "pg2", data: data({}) }, { name: "pg3", data: data({ running: false, state: "shut down in recovery" }) }])).toBeUndefined();
+    expect(restoreWritableProblem("pg1", [{ name: "pg2", data: data({}) }, { name: "pg3", data: data({ standbySignal: false, state: "in production", timeline: 3 }) }])).toMatch(
+      /^pg3 \(timeline 3\) accepts writes, though the inventory makes it a standby of pg1: .*make pg3 the primary in the inventory.*or stop it/,
+    );
+    // A standby-to-be running the empty cluster its package made holds nothing: no second primary.
+    expect(restoreWritableProblem("pg1", [{ name: "pg2", data: data({ standbySignal: false, state: "in production", timeline: 1, userDatabases: 0, userRelations: 0, nextOid: 13000, systemIdentifier: "9" }) }])).toBeUndefined();
+  });
+});
+
+describe("issue 11: restore's plan", () => {
+  it("issue 11: a standby restore cannot reach is named in the plan: not cloned, and how to bring it back", () => {
+    const steps = restorePlanSteps({ file: "inv.yml", primary: "pg1", describe: "to the newest WAL in the archive", lost: "x", pgArgs: ["--delta", "restore"], cloned: ["pg2"], unreached: [{ name: "pg3", reason: "connect timed out" }] });
+    expect(steps).toContain("clone every standby again from it (pg2): their data is replaced");
+    expect(steps).toContain(
+      "NOT CLONED: pg3 cannot be reached (connect timed out): it keeps the data of before the restore; once it is back, run `pgprov apply inv.yml --reclone pg3`",
+    );
+    expect(restorePlanSteps({ file: "inv.yml", primary: "pg1", describe: "d", lost: "x", pgArgs: [], cloned: ["pg2", "pg3"], unreached: [] }).join("\n")).not.toMatch(/NOT CLONED/);
   });
 });
