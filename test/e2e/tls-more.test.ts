@@ -209,7 +209,7 @@ describe("issue 10: TLS, the remaining gaps", () => {
     editInventoryFile(inventory, (doc) => doc.delete("tls"));
     const back = await pgprov(["rejoin", inventory, "pg1", "--yes"]);
     expect(back.code, back.stdout + back.stderr).toBe(0);
-    expect(back.stdout).toContain("pg2 does not serve the cluster's certificate yet (a cluster made before TLS): pg_rewind connects without verifying it");
+    expect(back.stdout).toContain("pg2 does not serve the cluster's certificate yet (a cluster made before TLS): pg_rewind connects as its replication does today, without TLS");
     expect(back.stdout).toMatch(/rewound pg1 onto pg2/);
     await expectStreaming(pg2, [pg1, pg3]);
     expect((await psql(pg1, "select n from after_failover")).out).toBe("1");
