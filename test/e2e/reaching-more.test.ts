@@ -2,7 +2,8 @@
  * The gaps left of issues 13, 14 and 15, on one bootstrapped cluster with pgbouncer: a jump host
  * that cannot be reached is reported once, as the jump host; a clone shows its progress on a
  * terminal; a confirmation prompt never lands in stdout under --json; status shows each
- * pgbouncer's pools; a pooler removed from the inventory is stopped and disabled.
+ * pgbouncer's pools; a pooler removed from the inventory is stopped and disabled where pgprov
+ * configured it (a person's own pgbouncer keeps running), its role NOLOGIN.
  */
 import { spawn } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
@@ -11,7 +12,7 @@ import pg from "pg";
 import { parseDocument } from "yaml";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type Lab, type LabHost, labDown, labExec, labUp } from "../lab/lab.js";
-import { bootstrapCluster, events, inventoryCopy, pgprov } from "./helpers.js";
+import { bootstrapCluster, events, inventoryCopy, pgprov, psql } from "./helpers.js";
 
 const BIN = join(import.meta.dirname, "../../bin/pgprov.js");
 const APP_PASSWORD = "reaching-more-app-1";
@@ -159,5 +160,21 @@ describe("issue 15: pgbouncer in status, and removed", () => {
     }
     const again = await pgprov(["plan", inventory], { env: ENV });
     expect(again.code, again.stdout).toBe(0);
+    // Its role's lookup function hands out SCRAM verifiers: the role cannot log in any more.
+    expect((await psql(byName("pg1"), "select rolcanlogin from pg_roles where rolname = 'pgprov_pgbouncer'")).out).toBe("f");
+  });
+
+  it("issue 15: without a pooler in the inventory, a pgbouncer pgprov did not configure keeps running after apply", async () => {
+    // A person's own pgbouncer on pg2 (its own settings, not pgprov's), running and enabled.
+    const own = "[databases]\n* = host=127.0.0.1 port=5432\n[pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = 6433\nauth_type = trust\nauth_file = /etc/pgbouncer/userlist.txt\nunix_socket_dir = /var/run/postgresql\n";
+    const pg2 = byName("pg2");
+    const started = await labExec(pg2, `printf '${own}' > /etc/pgbouncer/pgbouncer.ini && systemctl enable --now pgbouncer 2>&1 && systemctl is-active pgbouncer`);
+    expect(started.code, started.stdout + started.stderr).toBe(0);
+    const plan = await pgprov(["plan", inventory], { env: ENV });
+    expect(plan.code, plan.stdout + plan.stderr).toBe(0);
+    const r = await pgprov(["apply", inventory], { env: ENV });
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    const state = await labExec(pg2, "systemctl is-active pgbouncer; systemctl is-enabled pgbouncer");
+    expect(state.stdout.split("\n").slice(0, 2)).toEqual(["active", "enabled"]);
   });
 });

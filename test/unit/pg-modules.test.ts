@@ -2,6 +2,7 @@ import { describe, expect, it } from "vitest";
 import { type DataDirectory, parseDataDirectory } from "../../src/postgres/data-directory.js";
 import type { ModuleContext, ProbeOutput } from "../../src/engine/module.js";
 import { TaskFailure } from "../../src/engine/module.js";
+import { pgPoolerRoleRetired, poolerRoleRetiredArgs } from "../../src/postgres/pooler.js";
 import { psql } from "../../src/postgres/psql.js";
 import { pgRole as pgRoleOf, roleArgs } from "../../src/postgres/role.js";
 import { scramVerifier, verifierMatches } from "../../src/postgres/scram.js";
@@ -29,6 +30,18 @@ describe("SCRAM verifiers", () => {
     const salt = Buffer.from("0123456789abcdef");
     expect(scramVerifier("pw", salt)).toBe(scramVerifier("pw", salt));
     expect(scramVerifier("pw", salt)).not.toBe(scramVerifier("pw2", salt));
+  });
+});
+
+describe("pg_pooler_role_retired", () => {
+  it("issue 15: pgbouncer's role is made NOLOGIN without a pooler, and nothing is made where it never was", () => {
+    const retired = pgPoolerRoleRetired(sql);
+    const args = poolerRoleRetiredArgs.parse({ role: "pgprov_pgbouncer" });
+    const d = retired.decide(args, rows([{ rolcanlogin: true }]), context);
+    expect(d.changes.map((c) => c.summary)).toEqual(["role pgprov_pgbouncer: NOLOGIN (no pooler in the inventory)"]);
+    expect(d.changes[0]!.commands[0]!.display).toBe('ALTER ROLE "pgprov_pgbouncer" NOLOGIN');
+    expect(retired.decide(args, rows([{ rolcanlogin: false }]), context).changes).toEqual([]);
+    expect(retired.decide(args, rows([]), context).changes).toEqual([]);
   });
 });
 
