@@ -8,6 +8,8 @@ export interface RendererOptions {
   verbose: boolean;
   color: boolean;
   write: (text: string) => void;
+  /** The terminal's width, for a line redrawn in place (process.stdout.columns when not given). */
+  columns?: number;
 }
 
 export interface Renderer {
