@@ -38,7 +38,7 @@ import { assessCluster } from "./safety.js";
 import { hostVariables, topologyOf } from "./variables.js";
 import { askStandby } from "./standby-report.js";
 
-export interface ApplyOptions extends Pick<RunOptions, "check" | "limit" | "exclude" | "tags" | "forks"> {
+export interface ApplyOptions extends Pick<RunOptions, "check" | "limit" | "exclude" | "tags" | "forks" | "progress"> {
   /** Connections a cluster operation already holds (with their locks); otherwise apply opens its own. */
   reached?: Reached<Host>[];
   acceptNewHostKeys?: boolean;

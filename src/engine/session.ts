@@ -39,6 +39,8 @@ export interface RunOptions extends Selection {
   forks?: number;
   /** Values to mask in every event. */
   secrets?: string[];
+  /** A terminal shows acts' progress (the progress events): modules may report it (ModuleContext.progress). */
+  progress?: boolean;
   /**
    * Called when every host has finished a play, with what the run has read so far. Throwing a
    * PgprovError stops the run there, before the next play changes anything.

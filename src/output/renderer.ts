@@ -13,6 +13,8 @@ export interface RendererOptions {
 }
 
 export interface Renderer {
+  /** Whether it shows the progress of a long step as it runs (the tree on a terminal). */
+  readonly showsProgress?: boolean;
   event(event: ClusterEvent): void;
   /** Called once after the run; waits until everything is on screen. */
   finish(): Promise<void>;

@@ -35,6 +35,7 @@ export function fitted(text: string, columns: number | undefined): string {
 }
 
 export class TreeRenderer implements Renderer {
+  readonly showsProgress = true;
   private check = false;
   private readonly style;
   private shown: Promise<unknown> = Promise.resolve();

@@ -170,8 +170,17 @@ describe("pg_standby: when a clone may replace what is there", () => {
     const [cmd] = decide("").changes[0]!.commands;
     const script = cmd!.script;
     expect(script).toContain("PGPASSFILE=/var/lib/postgresql/.pgprov.pgpass");
-    expect(script).toContain("-D /var/lib/postgresql/15/main.pgprov-clone -X stream -c fast -P -S pgprov_pg2");
+    expect(script).toContain("-D /var/lib/postgresql/15/main.pgprov-clone -X stream -c fast -S pgprov_pg2");
     expect(script.indexOf("mv -T /var/lib/postgresql/15/main.pgprov-clone /var/lib/postgresql/15/main")).toBeGreaterThan(script.indexOf("pg_basebackup"));
+  });
+  it("issue 14: pg_basebackup -P (the primary walks its data directory first for a total) only when a terminal shows the progress", () => {
+    const args = standbyArgs.parse(base);
+    const quiet = pgStandby.decide(args, shell(""), context).changes[0]!.commands[0]!;
+    expect(quiet.script).not.toMatch(/pg_basebackup[^\n]* -P/);
+    expect(quiet.progress).toBeUndefined();
+    const shown = pgStandby.decide(args, shell(""), { ...context, progress: true }).changes[0]!.commands[0]!;
+    expect(shown.script).toContain("-X stream -c fast -P -S pgprov_pg2");
+    expect(shown.progress).toBeDefined();
   });
   it("issue 8 item 5, the same class: postgres makes the clone directory in its own directory, and the swap never moves into a link", () => {
     const [cmd] = decide("").changes[0]!.commands;
