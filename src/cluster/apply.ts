@@ -112,11 +112,8 @@ export async function applyCluster(inventory: Inventory, playbook: ClusterPlaybo
       ...options,
       inventoryFile: inventory.file,
       targets,
-      reached: reached.map((r) => {
-        if ("connection" in r) return { name: r.host.name, io: new SshHostIO(r.connection) };
-        const jump = jumps.find((f) => f.hosts.includes(r.host.name));
-        return jump ? { name: r.host.name, error: describeJumpFailure(jump), reportedAs: `jump host ${jump.jumpHost}` } : { name: r.host.name, error: r.error.message };
-      }),
+      reached: reached.map((r) => ("connection" in r ? { name: r.host.name, io: new SshHostIO(r.connection) } : { name: r.host.name, error: r.error.message })),
+      sharedFailures: jumps.map((f) => ({ host: `jump host ${f.jumpHost}`, message: describeJumpFailure(f), hosts: f.hosts })),
       statePath: stateFile(inventory, "state.json"),
       secrets,
       variables: (target, facts, results) => {
