@@ -51,6 +51,8 @@ export async function applyCommand(args: ApplyArgs): Promise<number> {
     ...(reclone ? { reclone } : {}),
     ...(args.streamingTimeoutMs ? { streamingTimeoutMs: args.streamingTimeoutMs } : {}),
     acceptNewHostKeys: args.acceptNewHostKeys,
+    // Only the tree on a terminal shows an act's progress (pg_basebackup's -P costs a pass over the primary's files).
+    progress: renderer.showsProgress === true,
     emit: (e) => renderer.event(e),
   });
   await renderer.finish();

@@ -1,7 +1,8 @@
 /**
  * Operations that can lose data or make a host unavailable (failover, rejoin, apply --reclone)
- * ask a person at a terminal; a script says --yes. Without a terminal and without --yes they
- * refuse before connecting to anything: a cron job never fails over because nobody answered.
+ * ask a person at a terminal (stdin, and stderr where the question goes); a script says --yes.
+ * Without one and without --yes they refuse before connecting to anything: a cron job never
+ * fails over because nobody answered, and a command never waits on a question nobody sees.
  */
 import { createInterface } from "node:readline/promises";
 import { PgprovError } from "../common/errors.js";
@@ -10,8 +11,10 @@ import { printError } from "./print.js";
 /** Undefined when no question is to be asked (--yes, or a dry run); refuses when nobody could answer. */
 export function confirmation(what: string, options: { yes: boolean; dryRun?: boolean }): ((question: string) => Promise<boolean>) | undefined {
   if (options.yes || options.dryRun) return undefined;
-  if (!process.stdin.isTTY) {
-    throw new PgprovError(`${what} asks for confirmation, and stdin is not a terminal: pass --yes to go ahead without asking${options.dryRun === undefined ? "" : " (--dry-run shows what it would do)"}; nothing was changed`);
+  // The question goes to stderr: redirected to a file, nobody sees it and the command would wait forever.
+  const notTerminal = !process.stdin.isTTY ? "stdin is not a terminal" : !process.stderr.isTTY ? "stderr is not a terminal (the question is asked there)" : undefined;
+  if (notTerminal) {
+    throw new PgprovError(`${what} asks for confirmation, and ${notTerminal}: pass --yes to go ahead without asking${options.dryRun === undefined ? "" : " (--dry-run shows what it would do)"}; nothing was changed`);
   }
   return ask;
 }

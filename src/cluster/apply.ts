@@ -38,7 +38,7 @@ import { assessCluster } from "./safety.js";
 import { hostVariables, topologyOf } from "./variables.js";
 import { askStandby } from "./standby-report.js";
 
-export interface ApplyOptions extends Pick<RunOptions, "check" | "limit" | "exclude" | "tags" | "forks"> {
+export interface ApplyOptions extends Pick<RunOptions, "check" | "limit" | "exclude" | "tags" | "forks" | "progress"> {
   /** Connections a cluster operation already holds (with their locks); otherwise apply opens its own. */
   reached?: Reached<Host>[];
   acceptNewHostKeys?: boolean;
@@ -117,11 +117,8 @@ export async function applyCluster(inventory: Inventory, playbook: ClusterPlaybo
       ...options,
       inventoryFile: inventory.file,
       targets,
-      reached: reached.map((r) => {
-        if ("connection" in r) return { name: r.host.name, io: new SshHostIO(r.connection) };
-        const jump = jumps.find((f) => f.hosts.includes(r.host.name));
-        return jump ? { name: r.host.name, error: describeJumpFailure(jump), reportedAs: `jump host ${jump.jumpHost}` } : { name: r.host.name, error: r.error.message };
-      }),
+      reached: reached.map((r) => ("connection" in r ? { name: r.host.name, io: new SshHostIO(r.connection) } : { name: r.host.name, error: r.error.message })),
+      sharedFailures: jumps.map((f) => ({ host: `jump host ${f.jumpHost}`, message: describeJumpFailure(f), hosts: f.hosts })),
       statePath: stateFile(inventory, "state.json"),
       secrets,
       variables: (target, facts, results) => {

@@ -173,7 +173,8 @@ function reveal(value: unknown): unknown {
 
 function poolerVariables(inventory: Inventory) {
   const p = inventory.pooler;
-  if (!p) return { enabled: false };
+  // The role's name without a pooler too: it is made NOLOGIN then (pg_pooler_role_retired).
+  if (!p) return { enabled: false, auth_user: POOLER_AUTH_USER };
   // pgbouncer's hba reads addresses only: a rule from a DNS name is left out (no one gets in by it).
   // A client certificate is checked by the server's own port only (pgbouncer has no client CA
   // here): a cert rule is a reject, so that no later rule lets that client in by password instead.

@@ -20,8 +20,12 @@ export function withoutHostPrefix(message: string): string {
 /** Errors in a file the user wrote (inventory, playbook): each line is `file:line:col: message`. */
 export class FileError extends PgprovError {
   override readonly name = "FileError";
-  constructor(readonly problems: SourceProblem[]) {
-    super(problems.map(formatProblem).join("\n"));
+  /** `others`: problems that name their place in their own words (a ProxyJump cycle), after the positioned ones. */
+  constructor(
+    readonly problems: SourceProblem[],
+    readonly others: string[] = [],
+  ) {
+    super([...problems.map(formatProblem), ...others].join("\n"));
   }
 }
 

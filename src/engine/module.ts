@@ -13,6 +13,8 @@ export interface ModuleContext {
   playbookDir: string;
   /** Renders a template with this host's variables; `where` names it in errors. */
   render(text: string, where: string): string;
+  /** Whether a terminal shows an act's progress (Command.progress): otherwise a module need not pay to report it. */
+  progress?: boolean;
 }
 
 /** What a probe printed. */

@@ -289,7 +289,7 @@ export class PlayOnHost {
   /** A task rendered with this host's variables (and `registered`); a bad task fails the host unless only reading ahead. */
   private prepare(task: Task<Module>, registered = this.session.registered, failHost = true): Prepared {
     const vars = { ...this.run.options.variables(this.session.target, this.session.facts, this.run.results), ...registered };
-    const context: ModuleContext = { playbookDir: this.run.playbook.dir, render: (text, where) => render(text, vars, where) };
+    const context: ModuleContext = { playbookDir: this.run.playbook.dir, render: (text, where) => render(text, vars, where), progress: this.run.options.progress === true };
     try {
       return prepareTask(task, vars, context);
     } catch (e) {
@@ -300,7 +300,7 @@ export class PlayOnHost {
 
   private decide(p: Prepared): Decision {
     const vars = { ...this.run.options.variables(this.session.target, this.session.facts, this.run.results), ...this.session.registered };
-    const context: ModuleContext = { playbookDir: this.run.playbook.dir, render: (text, where) => render(text, vars, where) };
+    const context: ModuleContext = { playbookDir: this.run.playbook.dir, render: (text, where) => render(text, vars, where), progress: this.run.options.progress === true };
     try {
       return p.task.module.decide(p.args, p.output!, context);
     } catch (e) {

@@ -41,6 +41,7 @@ export async function runPlaybook(playbook: Playbook<Module>, options: RunOption
   const run = new Run(playbook, options);
   const { emit, sessions } = run;
   const reached = options.reached.filter((r) => options.targets.some((t) => t.name === r.name));
+  const shared = options.sharedFailures ?? [];
   emit({ type: "run", playbook: playbook.file, inventory: options.inventoryFile, check: options.check ?? false, hosts: reached.map((r) => r.name) });
 
   for (const r of reached) {
@@ -59,18 +60,13 @@ export async function runPlaybook(playbook: Playbook<Module>, options: RunOption
     } else {
       recap.failed++;
       sessions.set(r.name, { target, io: unreachable, failed: true, registered: {}, recap, readAheadSent: true });
-      if (r.reportedAs === undefined) emit({ type: "failure", host: r.name, message: r.error });
+      if (!shared.some((f) => f.hosts.includes(r.name))) emit({ type: "failure", host: r.name, message: r.error });
     }
   }
-  const shared = new Map<string, { host: string; message: string; hosts: string[] }>();
-  for (const r of reached) {
-    if (!("error" in r) || r.reportedAs === undefined) continue;
-    const key = `${r.reportedAs}\n${r.error}`;
-    const failure = shared.get(key) ?? { host: r.reportedAs, message: r.error, hosts: [] };
-    failure.hosts.push(r.name);
-    shared.set(key, failure);
+  for (const f of shared) {
+    const hosts = f.hosts.filter((h) => reached.some((r) => r.name === h));
+    if (hosts.length) emit({ type: "failure", host: f.host, message: f.message, hosts });
   }
-  for (const f of shared.values()) emit({ type: "failure", ...f });
 
   let stopped = false;
   for (const [index, play] of playbook.plays.entries()) {

@@ -12,12 +12,16 @@ import { playTargets, type Selection, type Target } from "./targets.js";
 /** A host of the run: its way in, or why there is none. */
 export type Reach =
   | { name: string; io: HostIO }
-  | {
-      name: string;
-      error: string;
-      /** A failure shared by several hosts (a jump host's): reported once, as this, with the hosts it left unreached. */
-      reportedAs?: string;
-    };
+  | { name: string; error: string };
+
+/** A failure several hosts share (a jump host's, grouped by the caller): reported once, for all of them. */
+export interface SharedFailure {
+  /** What failed: `jump host pg1`. */
+  host: string;
+  message: string;
+  /** The hosts it left unreached; each is in `reached` with an error, which is not reported apart. */
+  hosts: string[];
+}
 
 /** The variables a host's templates see (the caller's), before the values tasks register. */
 export type Variables = (target: Target, facts: Facts | undefined, results: RunResults) => Record<string, unknown>;
@@ -28,6 +32,8 @@ export interface RunOptions extends Selection {
   targets: readonly Target[];
   /** The hosts the run touches (see hostsUsed), reached or not; the caller opens and closes them. */
   reached: readonly Reach[];
+  /** Failures that stand for several unreached hosts, reported once each (see SharedFailure). */
+  sharedFailures?: readonly SharedFailure[];
   variables: Variables;
   /** Where the run state lives (see state.ts). */
   statePath: string;
@@ -39,6 +45,8 @@ export interface RunOptions extends Selection {
   forks?: number;
   /** Values to mask in every event. */
   secrets?: string[];
+  /** A terminal shows acts' progress (the progress events): modules may report it (ModuleContext.progress). */
+  progress?: boolean;
   /**
    * Called when every host has finished a play, with what the run has read so far. Throwing a
    * PgprovError stops the run there, before the next play changes anything.

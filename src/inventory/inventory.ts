@@ -3,11 +3,11 @@
  * Nothing connects before this has succeeded.
  */
 import { randomBytes } from "node:crypto";
-import { accessSync, constants, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { accessSync, constants, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { basename, dirname, extname, join, resolve } from "node:path";
 import { DAY_MS, endText } from "../common/days.js";
-import { FileError, formatProblem, PgprovError, type SourceProblem } from "../common/errors.js";
-import { type Connection, type InventoryHost, type InventorySsh, resolveConnection } from "../sshconfig/connection.js";
+import { FileError, PgprovError, type SourceProblem } from "../common/errors.js";
+import { type Connection, type InventoryHost, type InventorySsh, ProxyJumpCycle, resolveConnection } from "../sshconfig/connection.js";
 import { homePath, localContext, otherHomeRefused } from "../sshconfig/expand.js";
 import { loadDefaultSshConfig, loadSshConfigFile, type SshConfig } from "../sshconfig/load.js";
 import { type Passphrase, terminalAsk, type Unlocking } from "../transport/identities.js";
@@ -294,16 +294,20 @@ export function loadInventory(file: string): Inventory {
 
 /**
  * A key file the inventory names at `path` (`ssh`, or `hosts.NAME.ssh`): its absolute path, and a
- * problem at that place when pgprov cannot read it.
+ * problem at that place when pgprov cannot read it; undefined for a path it refuses (a problem
+ * then, once: the unexpanded value would be read again later, and reported without its place).
  */
-function readableKeyFile(keyFile: string, path: YamlPath, scope: SecretScope): string {
+function readableKeyFile(keyFile: string, path: YamlPath, scope: SecretScope): string | undefined {
   const { source, problems } = scope;
-  const file = inventoryPath(keyFile, [...path, "private_key"], scope);
-  if (file === undefined) return keyFile;
+  const at = [...path, "private_key"];
+  const file = inventoryPath(keyFile, at, scope);
+  if (file === undefined) return undefined;
   try {
     accessSync(file, constants.R_OK);
+    // A directory is readable too ("~", say): ssh would fail on it at connect time, host after host.
+    if (statSync(file).isDirectory()) problems.push(source.problem(at, `${path.join(".")}.private_key: ${file} is a directory, not a key file`));
   } catch (e) {
-    problems.push(source.problem([...path, "private_key"], `${path.join(".")}.private_key: cannot read ${file} (${(e as NodeJS.ErrnoException).code})`));
+    problems.push(source.problem(at, `${path.join(".")}.private_key: cannot read ${file} (${(e as NodeJS.ErrnoException).code})`));
   }
   return file;
 }
@@ -343,16 +347,17 @@ function sshAccess(file: string, parsed: InventoryFile, scope: SecretScope): { s
     if (section.user !== undefined) out.user = section.user;
     if (section.port !== undefined) out.port = section.port;
     if (section.proxy_jump !== undefined) out.proxy_jump = section.proxy_jump;
-    if (section.private_key !== undefined) out.private_key = readableKeyFile(section.private_key, path, scope);
+    const key = section.private_key === undefined ? undefined : readableKeyFile(section.private_key, path, scope);
+    if (key !== undefined) out.private_key = key;
     if (section.passphrase !== undefined) {
       const where = `${file}: ${path.join(".")}.passphrase`;
-      if (out.private_key === undefined) {
+      if (section.private_key === undefined) {
         problems.push(source.problem([...path, "passphrase"], `${path.join(".")}.passphrase unlocks ${path.join(".")}.private_key, which is not set`));
       } else {
         try {
           const secret = readSecret(section.passphrase, (p) => fromInventory(dir, p));
           scope.secrets.push(secret);
-          passphrases.set(out.private_key, { secret, where });
+          if (key !== undefined) passphrases.set(key, { secret, where });
         } catch (e) {
           problems.push(source.problem([...path, "passphrase"], `${path.join(".")}.passphrase: ${(e as Error).message}`));
         }
@@ -361,7 +366,8 @@ function sshAccess(file: string, parsed: InventoryFile, scope: SecretScope): { s
     return out;
   };
   const shared = keys(parsed.ssh, ["ssh"]);
-  if (parsed.ssh.known_hosts !== undefined) shared.known_hosts = inventoryPath(parsed.ssh.known_hosts, ["ssh", "known_hosts"], scope) ?? parsed.ssh.known_hosts;
+  const knownHosts = parsed.ssh.known_hosts === undefined ? undefined : inventoryPath(parsed.ssh.known_hosts, ["ssh", "known_hosts"], scope);
+  if (knownHosts !== undefined) shared.known_hosts = knownHosts;
   if (parsed.ssh.connect_timeout !== undefined) shared.connect_timeout = parsed.ssh.connect_timeout;
   const hosts: Record<string, InventoryHost> = Object.fromEntries(
     Object.entries(parsed.hosts).map(([name, h]) => [name, { address: h.address, ...(h.ssh ? { ssh: keys(h.ssh, ["hosts", name, "ssh"]) } : {}) }]),
@@ -387,16 +393,20 @@ function sshAccess(file: string, parsed: InventoryFile, scope: SecretScope): { s
   const warnings: SourceProblem[] = [...(config?.warnings ?? [])];
   const connections: Record<string, Connection> = {};
   let resolved = true;
+  const cycles = new Set<string>();
   for (const name of Object.keys(parsed.hosts)) {
     let connection: Connection;
     try {
       connection = resolveConnection({ name, inventoryFile: file, hosts, ssh: shared, ...(config ? { config } : {}), local });
     } catch (e) {
       if (!(e instanceof PgprovError)) throw e;
-      // Once: a cycle shows again, from its other end, on every host of it.
-      scope.others.push(e.message);
       resolved = false;
-      break;
+      // Once: a cycle shows again, from its other end, on every host of it (and behind it). The
+      // other hosts go on: their problems are reported in the same run.
+      const cycle = e instanceof ProxyJumpCycle ? [...e.members].sort().join(" ") : undefined;
+      if (cycle === undefined || !cycles.has(cycle)) scope.others.push(e.message);
+      if (cycle !== undefined) cycles.add(cycle);
+      continue;
     }
     // A jump host's user goes nowhere but the SSH handshake; the host's own goes into pg_ident.conf.
     if (!UNIX_USER.test(connection.user.value)) {
@@ -427,12 +437,14 @@ function loadTls(
   scope: { source: YamlSource; file: string; dir: string; hosts: (Host | BackupHost)[]; secrets: Secret[]; problems: SourceProblem[] },
 ): TlsSettings {
   const { source, dir, problems } = scope;
-  const path = (value: string, at: YamlPath) => inventoryPath(value, at, scope) ?? value;
-  const caFiles = parsed.ca
-    ? { cert: path(parsed.ca.cert, ["tls", "ca", "cert"]), ...(parsed.ca.key ? { key: path(parsed.ca.key, ["tls", "ca", "key"]) } : {}) }
-    : ownCaFiles({ file: resolve(scope.file), dir });
+  // A path refused is a problem at its place, once (inventoryPath): nothing is read from it.
+  const path = (value: string, at: YamlPath) => inventoryPath(value, at, scope);
+  const caCert = parsed.ca ? path(parsed.ca.cert, ["tls", "ca", "cert"]) : undefined;
+  const caKey = parsed.ca?.key ? path(parsed.ca.key, ["tls", "ca", "key"]) : undefined;
+  const refused = parsed.ca !== undefined && (caCert === undefined || (parsed.ca.key !== undefined && caKey === undefined));
+  const caFiles = parsed.ca ? { cert: caCert ?? parsed.ca.cert, ...(parsed.ca.key ? { key: caKey ?? parsed.ca.key } : {}) } : ownCaFiles({ file: resolve(scope.file), dir });
   const tls: TlsSettings = { enabled: parsed.enabled, caFiles, given: {} };
-  if (!parsed.enabled) return tls;
+  if (!parsed.enabled || refused) return tls;
   try {
     // pgprov's own is loaded once it exists; one of its files without the other is an error (loadCa names the missing one).
     // pgprov's own even when it has ended: apply renews it with the same key (renewCertificateAuthority).
@@ -444,9 +456,12 @@ function loadTls(
   for (const [name, files] of Object.entries(parsed.certificates)) {
     const host = scope.hosts.find((h) => h.name === name);
     if (!host || !tls.authority) continue;
+    const cert = path(files.cert, ["tls", "certificates", name, "cert"]);
+    const key = path(files.key, ["tls", "certificates", name, "key"]);
+    if (cert === undefined || key === undefined) continue;
     try {
       const given = checkGivenCertificate(
-        { cert: path(files.cert, ["tls", "certificates", name, "cert"]), key: path(files.key, ["tls", "certificates", name, "key"]) },
+        { cert, key },
         { host: name, ca: tls.authority, expectedNames: serverNames(host.name, host.address, host.dnsNames) },
       );
       const keyPem = new Secret(given.keyPem, `tls.certificates.${name}.key`);
@@ -557,8 +572,7 @@ interface SecretScope {
 function stopOn(scope: SecretScope): void {
   if (!scope.problems.length && !scope.others.length) return;
   const problems = [...new Map(scope.problems.map((p) => [`${p.line}:${p.col}:${p.message}`, p])).values()];
-  if (!scope.others.length) throw new FileError(problems);
-  throw new PgprovError([...problems.map(formatProblem), ...scope.others].join("\n"));
+  throw new FileError(problems, scope.others);
 }
 
 /** The mapping at `path` of a value parsed from YAML, or undefined when there is none. */

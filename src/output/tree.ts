@@ -28,7 +28,14 @@ interface HostView {
   task?: ListrTaskWrapper<any, any, any>;
 }
 
+/** `text` cut to fit in `columns` less one (a line that fills the row wraps on some terminals), marked with "…". */
+export function fitted(text: string, columns: number | undefined): string {
+  if (!columns || text.length < columns) return text;
+  return `${text.slice(0, Math.max(0, columns - 2))}…`;
+}
+
 export class TreeRenderer implements Renderer {
+  readonly showsProgress = true;
   private check = false;
   private readonly style;
   private shown: Promise<unknown> = Promise.resolve();
@@ -77,7 +84,10 @@ export class TreeRenderer implements Renderer {
         if (view?.task && view.failed === undefined) {
           view.task.title = `${e.host} ${s.dim(`· ${text}`)}`;
         } else if (this.unshown === 0) {
-          this.options.write(`\r\x1b[2K${e.host} ${s.dim(`· ${text}`)}`);
+          // \x1b[2K clears the cursor's row only: a line that wrapped would leave its first rows behind.
+          const line = fitted(`${e.host} · ${text}`, this.options.columns ?? process.stdout.columns);
+          const host = line.slice(0, e.host.length);
+          this.options.write(`\r\x1b[2K${host}${s.dim(line.slice(host.length))}`);
           this.progressLine = true;
         }
         break;

@@ -5,7 +5,7 @@ import { pgControl, pgDataDirectory, pgReplication } from "./read.js";
 import { pgRestartPending } from "./restart.js";
 import { pgRole, pgRoles } from "./role.js";
 import { pgDatabases } from "./databases.js";
-import { pgPoolerLookup } from "./pooler.js";
+import { pgPoolerLookup, pgPoolerRoleRetired } from "./pooler.js";
 import { pgSlots } from "./slots.js";
 import { pgStandby } from "./standby.js";
 
@@ -16,6 +16,7 @@ export function postgresModules(options: { port: number }) {
     pg_roles: pgRoles(sql),
     pg_databases: pgDatabases(sql),
     pg_pooler_lookup: pgPoolerLookup(sql),
+    pg_pooler_role_retired: pgPoolerRoleRetired(sql),
     pg_slots: pgSlots(sql),
     pg_standby: pgStandby,
     pg_restart_pending: pgRestartPending(sql),

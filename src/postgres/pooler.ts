@@ -9,9 +9,9 @@
 import { z } from "zod";
 import { sqlIdentifier, sqlLiteral } from "../common/sql.js";
 import { type Change, noChange } from "../engine/change.js";
-import type { Module } from "../engine/module.js";
+import { type Module, TaskFailure } from "../engine/module.js";
 import { databaseName } from "./names.js";
-import { partsOf, type Sql } from "./psql.js";
+import { partsOf, rowsOf, type Sql } from "./psql.js";
 
 export const poolerLookupArgs = z.strictObject({
   /** pgbouncer's auth_user: the only role that may execute the function. */
@@ -79,6 +79,30 @@ function lookupStatements(role: string): string[] {
     `REVOKE ALL ON FUNCTION ${LOOKUP_FUNCTION}(text) FROM PUBLIC`,
     `GRANT EXECUTE ON FUNCTION ${LOOKUP_FUNCTION}(text) TO ${r}`,
   ];
+}
+
+export const poolerRoleRetiredArgs = z.strictObject({ role: poolerLookupArgs.shape.role });
+export type PoolerRoleRetiredArgs = z.output<typeof poolerRoleRetiredArgs>;
+
+/**
+ * pg_pooler_role_retired: without a pooler in the inventory, pgbouncer's role cannot log in. Its
+ * lookup function hands out SCRAM verifiers, so whoever still holds the role's password (the
+ * auth_file left on every host) must not reach it. The role, the function and the files stay: a
+ * pooler added back makes the role LOGIN again, with the same password.
+ */
+export function pgPoolerRoleRetired(sql: Sql): Module<PoolerRoleRetiredArgs> {
+  return {
+    name: "pg_pooler_role_retired",
+    args: poolerRoleRetiredArgs,
+    probe: (args) => sql.probe(`select rolcanlogin from pg_catalog.pg_roles where rolname = ${sqlLiteral(args.role)}`),
+    decide(args, state) {
+      const read = rowsOf(state);
+      if ("error" in read) throw new TaskFailure(`cannot read role ${args.role}: ${read.error}`);
+      if (read.rows[0]?.rolcanlogin !== true) return noChange(read.rows.length ? `role ${args.role} cannot log in` : `no role ${args.role}`);
+      const statement = `ALTER ROLE ${sqlIdentifier(args.role)} NOLOGIN`;
+      return { changes: [{ action: "update", summary: `role ${args.role}: NOLOGIN (no pooler in the inventory)`, commands: [sql.command([statement], statement)] }] };
+    },
+  };
 }
 
 /** One pool of a pgbouncer (SHOW POOLS): its clients and its server connections. */

@@ -26,7 +26,7 @@ import {
 import { flag, unitName, wholeNumber } from "../common/args.js";
 import { shellQuote } from "../common/shell.js";
 import { type Command, noChange } from "../engine/change.js";
-import { type Module, TaskFailure } from "../engine/module.js";
+import { type Module, type ModuleContext, TaskFailure } from "../engine/module.js";
 
 export const standbyArgs = z.strictObject({
   /** This host's name in the inventory, for messages. */
@@ -70,7 +70,7 @@ export const pgStandby: Module<StandbyArgs> = {
 
   probe: (args) => dataDirectoryProbe(args.data_directory, args.bin_directory),
 
-  decide(args, state) {
+  decide(args, state, context) {
     const d = parseDataDirectory(state.stdout);
     const primary = args.primary_system_identifier;
     if (d.replacedLeft) {
@@ -83,7 +83,7 @@ export const pgStandby: Module<StandbyArgs> = {
     if (d.rewindUnfinished !== undefined) {
       if (args.reclone) {
         return {
-          changes: [{ action: "create", summary: `clone ${from}, REPLACING data an unfinished pg_rewind left (${d.rewindUnfinished}), as --reclone asked`, destructive: true, commands: [cloneCommand(args)] }],
+          changes: [{ action: "create", summary: `clone ${from}, REPLACING data an unfinished pg_rewind left (${d.rewindUnfinished}), as --reclone asked`, destructive: true, commands: [cloneCommand(args, context)] }],
         };
       }
       throw new TaskFailure(
@@ -101,7 +101,7 @@ export const pgStandby: Module<StandbyArgs> = {
               action: "create",
               summary: `clone ${from}, REPLACING this standby's data (${describe(d)}): the primary was restored to an earlier point (pgprov restore)`,
               destructive: true,
-              commands: [cloneCommand(args)],
+              commands: [cloneCommand(args, context)],
             },
           ],
         };
@@ -113,7 +113,7 @@ export const pgStandby: Module<StandbyArgs> = {
               action: "create",
               summary: `clone ${from}, REPLACING data that ran as a primary and may have diverged (${describe(d)}), as --reclone asked`,
               destructive: true,
-              commands: [cloneCommand(args)],
+              commands: [cloneCommand(args, context)],
             },
           ],
         };
@@ -143,9 +143,9 @@ export const pgStandby: Module<StandbyArgs> = {
       }
       return noChange(`already a standby of this cluster (system identifier ${primary}, timeline ${d.timeline ?? "?"})`);
     }
-    if (!d.exists || d.entries === 0) return { changes: [{ action: "create", summary: `clone ${from} into ${args.data_directory} (${d.exists ? "empty" : "missing"})`, commands: [cloneCommand(args)] }] };
+    if (!d.exists || d.entries === 0) return { changes: [{ action: "create", summary: `clone ${from} into ${args.data_directory} (${d.exists ? "empty" : "missing"})`, commands: [cloneCommand(args, context)] }] };
     if (isFreshCluster(d)) {
-      return { changes: [{ action: "create", summary: `clone ${from}, replacing the freshly initialised cluster here (${describe(d)}, no user data)`, commands: [cloneCommand(args)] }] };
+      return { changes: [{ action: "create", summary: `clone ${from}, replacing the freshly initialised cluster here (${describe(d)}, no user data)`, commands: [cloneCommand(args, context)] }] };
     }
     if (!primary) {
       throw new TaskFailure(
@@ -153,7 +153,7 @@ export const pgStandby: Module<StandbyArgs> = {
       );
     }
     if (args.reclone) {
-      return { changes: [{ action: "create", summary: `clone ${from}, REPLACING the data here (${describe(d)}), as --reclone asked`, destructive: true, commands: [cloneCommand(args)] }] };
+      return { changes: [{ action: "create", summary: `clone ${from}, REPLACING the data here (${describe(d)}), as --reclone asked`, destructive: true, commands: [cloneCommand(args, context)] }] };
     }
     throw new TaskFailure(
       `${args.data_directory} holds another cluster's data (${describe(d)}; the primary's system identifier is ${primary}). ` +
@@ -174,7 +174,7 @@ export function clonedWithoutAsking(d: DataDirectory, primarySystemIdentifier: s
 }
 
 /** The clone: into a directory beside the data directory, swapped in only when complete. */
-function cloneCommand(args: StandbyArgs): Command {
+function cloneCommand(args: StandbyArgs, context: ModuleContext): Command {
   const data = shellQuote(args.data_directory);
   const clone = shellQuote(`${args.data_directory}${CLONE_SUFFIX}`);
   const old = shellQuote(`${args.data_directory}${REPLACED_SUFFIX}`);
@@ -182,8 +182,9 @@ function cloneCommand(args: StandbyArgs): Command {
     `${shellQuote(args.bin_directory)}/pg_basebackup`,
     `-h ${shellQuote(args.primary)} -p ${args.port} -U ${shellQuote(args.user)} -w`,
     args.conninfo_auth ? `-d ${shellQuote(args.conninfo_auth)}` : "",
-    // -P: its progress on stderr, a line a second, which a terminal shows (Command.progress).
-    `-D ${clone} -X stream -c fast -P`,
+    // -P: its progress on stderr, a line a second, which a terminal shows (Command.progress). Only
+    // then: to give a total, the primary first walks its whole data directory (every file's size).
+    `-D ${clone} -X stream -c fast${context.progress ? " -P" : ""}`,
     args.slot ? `-S ${shellQuote(args.slot)}` : "",
   ]
     .filter(Boolean)
@@ -214,7 +215,7 @@ function cloneCommand(args: StandbyArgs): Command {
     ].join("\n"),
     display: `${basebackup} (then swap into ${args.data_directory} and start ${args.service})`,
     timeoutMs: args.timeout * 1000,
-    progress: BASEBACKUP_PROGRESS,
+    ...(context.progress ? { progress: BASEBACKUP_PROGRESS } : {}),
   };
 }
 

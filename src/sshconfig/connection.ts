@@ -166,6 +166,17 @@ interface HopSpec {
 const at = (w: Where): string => `${w.file}:${w.line}`;
 const fromConfig = <T>(f: Found<T>): Setting<T> => ({ value: f.value, from: { kind: "ssh-config", where: at(f.at) } });
 
+/** A ProxyJump chain that comes back to a host on it. */
+export class ProxyJumpCycle extends PgprovError {
+  override readonly name = "ProxyJumpCycle";
+  /** The hosts of the loop itself: the same cycle met from another of its hosts, or from behind it, has the same. */
+  readonly members: string[];
+  constructor(chain: string[], name: string, where: string | undefined) {
+    super(`ProxyJump cycle: ${[...chain, name].join(" -> ")}${where ? ` (last hop from ${where})` : ""}`);
+    this.members = chain.slice(chain.indexOf(name));
+  }
+}
+
 class Resolver {
   constructor(
     private readonly input: ConnectionInput,
@@ -176,7 +187,7 @@ class Resolver {
   /** `chain`: the names being resolved on the way here, for cycles. */
   destination(name: string, spec: HopSpec, chain: string[]): Connection {
     if (chain.includes(name)) {
-      throw new PgprovError(`ProxyJump cycle: ${[...chain, name].join(" -> ")}${spec.where ? ` (last hop from ${spec.where})` : ""}`);
+      throw new ProxyJumpCycle(chain, name, spec.where);
     }
     const inventoryHost = this.input.hosts[name];
     const isTarget = chain.length === 0;

@@ -156,8 +156,9 @@ export class JumpHosts {
     if (!opening) {
       const endpoint = via[i]!;
       opening = (async () => {
-        const sock = i === 0 ? undefined : await forward(await this.jump(via, i - 1), via[i - 1]!, endpoint);
         try {
+          // Inside the try: a hop before that cannot open a channel to this one fails as this jump host.
+          const sock = i === 0 ? undefined : await forward(await this.jump(via, i - 1), via[i - 1]!, endpoint);
           const opened = await openEndpoint(endpoint, sock, this.options);
           // A jump host's loss closes the channels over it; the hosts behind it report that themselves.
           opened.ssh.connection?.on("error", () => {});

@@ -1,17 +1,19 @@
 /**
  * The gaps left of issues 13, 14 and 15, on one bootstrapped cluster with pgbouncer: a jump host
  * that cannot be reached is reported once, as the jump host; a clone shows its progress on a
- * terminal; a confirmation prompt never lands in stdout under --json; status shows each
- * pgbouncer's pools; a pooler removed from the inventory is stopped and disabled.
+ * terminal; a confirmation prompt is asked on stderr, never on stdout, and refused when stderr is
+ * no terminal; status shows each pgbouncer's pools; a pooler removed from the inventory is stopped
+ * and disabled where pgprov configured it (a person's own pgbouncer keeps running), its role NOLOGIN.
  */
 import { spawn } from "node:child_process";
-import { readFileSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pg from "pg";
 import { parseDocument } from "yaml";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type Lab, type LabHost, labDown, labExec, labUp } from "../lab/lab.js";
-import { bootstrapCluster, events, inventoryCopy, pgprov } from "./helpers.js";
+import { bootstrapCluster, events, inventoryCopy, pgprov, psql } from "./helpers.js";
 
 const BIN = join(import.meta.dirname, "../../bin/pgprov.js");
 const APP_PASSWORD = "reaching-more-app-1";
@@ -94,13 +96,23 @@ describe("issue 13: a jump host that cannot be reached", () => {
 });
 
 describe("issue 14: terminals", () => {
-  it("issue 14: the confirmation of apply --reclone goes to stderr: under --json, stdout holds JSON lines only", async () => {
-    // stderr to /dev/null: what is left on the terminal is stdout alone.
-    const r = await underTerminal(`node ${BIN} apply ${inventory} --reclone pg3 --json 2>/dev/null`, "n\n", 60_000);
-    expect(r.code).toBe(1);
-    const lines = r.out.split(/\r?\n/).map((l) => l.trim()).filter((l) => l && l !== "n");
-    expect(r.out).not.toContain("[y/N]");
-    for (const l of lines) expect(() => JSON.parse(l), `not JSON: ${l}`).not.toThrow();
+  it("issue 14: the confirmation of apply --reclone is asked on stderr, never on stdout; with stderr not a terminal it refuses naming --yes", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "pgprov-confirm-"));
+    // stdout to a file: what the terminal shows is stderr alone.
+    const stdout = join(dir, "stdout");
+    const r = await underTerminal(`node ${BIN} apply ${inventory} --reclone pg3 --json > ${stdout}`, "n\n", 60_000);
+    expect(r.code, r.out).toBe(1);
+    expect(r.out).toContain("[y/N]");
+    const out = readFileSync(stdout, "utf8");
+    expect(out).not.toContain("[y/N]");
+    for (const l of out.split("\n").filter(Boolean)) expect(() => JSON.parse(l), `not JSON: ${l}`).not.toThrow();
+    // stderr to a file: nobody would see the question, and the command would wait forever.
+    const stderr = join(dir, "stderr");
+    const started = Date.now();
+    const refused = await underTerminal(`node ${BIN} apply ${inventory} --reclone pg3 2> ${stderr}`, "", 60_000);
+    expect(refused.code, refused.out).toBe(1);
+    expect(Date.now() - started).toBeLessThan(30_000);
+    expect(readFileSync(stderr, "utf8")).toMatch(/apply --reclone asks for confirmation, and stderr is not a terminal \(the question is asked there\): pass --yes/);
   });
 
   it("issue 14: a clone shows pg_basebackup's bytes copied on a terminal; without one, no progress line", async () => {
@@ -159,5 +171,21 @@ describe("issue 15: pgbouncer in status, and removed", () => {
     }
     const again = await pgprov(["plan", inventory], { env: ENV });
     expect(again.code, again.stdout).toBe(0);
+    // Its role's lookup function hands out SCRAM verifiers: the role cannot log in any more.
+    expect((await psql(byName("pg1"), "select rolcanlogin from pg_roles where rolname = 'pgprov_pgbouncer'")).out).toBe("f");
+  });
+
+  it("issue 15: without a pooler in the inventory, a pgbouncer pgprov did not configure keeps running after apply", async () => {
+    // A person's own pgbouncer on pg2 (its own settings, not pgprov's), running and enabled.
+    const own = "[databases]\n* = host=127.0.0.1 port=5432\n[pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = 6433\nauth_type = trust\nauth_file = /etc/pgbouncer/userlist.txt\nunix_socket_dir = /var/run/postgresql\n";
+    const pg2 = byName("pg2");
+    const started = await labExec(pg2, `printf '${own}' > /etc/pgbouncer/pgbouncer.ini && systemctl enable --now pgbouncer 2>&1 && systemctl is-active pgbouncer`);
+    expect(started.code, started.stdout + started.stderr).toBe(0);
+    const plan = await pgprov(["plan", inventory], { env: ENV });
+    expect(plan.code, plan.stdout + plan.stderr).toBe(0);
+    const r = await pgprov(["apply", inventory], { env: ENV });
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    const state = await labExec(pg2, "systemctl is-active pgbouncer; systemctl is-enabled pgbouncer");
+    expect(state.stdout.split("\n").slice(0, 2)).toEqual(["active", "enabled"]);
   });
 });

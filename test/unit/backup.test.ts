@@ -151,10 +151,12 @@ describe("issue 11: the timers follow backup.schedule (declared state)", () => {
       out[host.name] = playbook.plays
         .filter((p) => p.hosts.some((h) => h === host.name || h === "all" || groups.includes(h)))
         .flatMap((p) => p.tasks)
-        .filter((t) => t.moduleName === "service" && (t.when === undefined || isTruthy(renderValue(t.when, vars, t.where))))
-        .map((t) => renderValue(t.args, vars, t.where) as { name: string; enabled?: boolean })
-        .filter((a) => a.name.startsWith("pgprov-backup-"))
-        .map((a) => `${a.name}: ${a.enabled ? "enabled" : "disabled"}`);
+        .filter((t) => t.moduleName === "service")
+        .map((t) => ({ t, a: renderValue(t.args, vars, t.where) as { name: string; enabled?: boolean } }))
+        // The timers' tasks only: others' conditions may read what a run registers.
+        .filter(({ a }) => a.name.startsWith("pgprov-backup-"))
+        .filter(({ t }) => t.when === undefined || isTruthy(renderValue(t.when, vars, t.where)))
+        .map(({ a }) => `${a.name}: ${a.enabled ? "enabled" : "disabled"}`);
     }
     return out;
   }

@@ -37,16 +37,31 @@ describe("issue 14: the small things", () => {
 describe("issue 14: confirmation", () => {
   it("issue 14: without a terminal and without --yes, a confirmation refuses naming --yes; --yes and --dry-run ask nothing", async () => {
     const { confirmation } = await import("../../src/cli/confirm.js");
-    const tty = process.stdin.isTTY;
+    const [tty, errTty] = [process.stdin.isTTY, process.stderr.isTTY];
     try {
       process.stdin.isTTY = false;
       expect(() => confirmation("failover", { yes: false, dryRun: false })).toThrow(/failover asks for confirmation, and stdin is not a terminal: pass --yes .*nothing was changed/);
       expect(confirmation("failover", { yes: true, dryRun: false })).toBeUndefined();
       expect(confirmation("failover", { yes: false, dryRun: true })).toBeUndefined();
       process.stdin.isTTY = true;
+      process.stderr.isTTY = true;
       expect(confirmation("failover", { yes: false, dryRun: false })).toBeTypeOf("function");
     } finally {
       process.stdin.isTTY = tty;
+      process.stderr.isTTY = errTty;
+    }
+  });
+
+  it("issue 14: with stderr not a terminal (redirected to a file), the question would not be seen: refuses naming --yes", async () => {
+    const { confirmation } = await import("../../src/cli/confirm.js");
+    const [tty, errTty] = [process.stdin.isTTY, process.stderr.isTTY];
+    try {
+      process.stdin.isTTY = true;
+      process.stderr.isTTY = false;
+      expect(() => confirmation("apply --reclone", { yes: false })).toThrow(/apply --reclone asks for confirmation, and stderr is not a terminal \(the question is asked there\): pass --yes .*nothing was changed/);
+    } finally {
+      process.stdin.isTTY = tty;
+      process.stderr.isTTY = errTty;
     }
   });
 });

@@ -565,3 +565,24 @@ describe("engine on a fake host: the gate after a play no host takes part in", (
     expect(after).toEqual(["reads", "only h2", "changes"]);
   });
 });
+
+describe("issue 13: hosts behind a jump host that cannot be reached", () => {
+  it("issue 13: the failure the caller grouped is reported once, with its hosts; a host unreached on its own is reported apart", async () => {
+    const hosts = { h1: new FakeHost(), h2: new FakeHost(), h3: new FakeHost() };
+    const s = setup(READ_THEN_CHANGE, hosts);
+    const summary = await s.run({
+      reached: [
+        { name: "h1", error: "jump host j (10.0.0.9:22, user root): connection refused; not reached behind it: h1, h2" },
+        { name: "h2", error: "jump host j (10.0.0.9:22, user root): connection refused; not reached behind it: h1, h2" },
+        { name: "h3", error: "host h3 (10.0.0.3): timed out" },
+      ],
+      sharedFailures: [{ host: "jump host j", message: "jump host j (10.0.0.9:22, user root): connection refused; not reached behind it: h1, h2", hosts: ["h1", "h2"] }],
+    });
+    const failures = s.events.filter((e) => e.type === "failure");
+    expect(failures).toEqual([
+      { type: "failure", host: "h3", message: "host h3 (10.0.0.3): timed out" },
+      { type: "failure", host: "jump host j", message: expect.stringMatching(/^jump host j .*not reached behind it: h1, h2$/), hosts: ["h1", "h2"] },
+    ]);
+    expect(summary.failed).toBe(true);
+  });
+});

@@ -2,6 +2,7 @@ import { describe, expect, it } from "vitest";
 import { type DataDirectory, parseDataDirectory } from "../../src/postgres/data-directory.js";
 import type { ModuleContext, ProbeOutput } from "../../src/engine/module.js";
 import { TaskFailure } from "../../src/engine/module.js";
+import { pgPoolerRoleRetired, poolerRoleRetiredArgs } from "../../src/postgres/pooler.js";
 import { psql } from "../../src/postgres/psql.js";
 import { pgRole as pgRoleOf, roleArgs } from "../../src/postgres/role.js";
 import { scramVerifier, verifierMatches } from "../../src/postgres/scram.js";
@@ -29,6 +30,18 @@ describe("SCRAM verifiers", () => {
     const salt = Buffer.from("0123456789abcdef");
     expect(scramVerifier("pw", salt)).toBe(scramVerifier("pw", salt));
     expect(scramVerifier("pw", salt)).not.toBe(scramVerifier("pw2", salt));
+  });
+});
+
+describe("pg_pooler_role_retired", () => {
+  it("issue 15: pgbouncer's role is made NOLOGIN without a pooler, and nothing is made where it never was", () => {
+    const retired = pgPoolerRoleRetired(sql);
+    const args = poolerRoleRetiredArgs.parse({ role: "pgprov_pgbouncer" });
+    const d = retired.decide(args, rows([{ rolcanlogin: true }]), context);
+    expect(d.changes.map((c) => c.summary)).toEqual(["role pgprov_pgbouncer: NOLOGIN (no pooler in the inventory)"]);
+    expect(d.changes[0]!.commands[0]!.display).toBe('ALTER ROLE "pgprov_pgbouncer" NOLOGIN');
+    expect(retired.decide(args, rows([{ rolcanlogin: false }]), context).changes).toEqual([]);
+    expect(retired.decide(args, rows([]), context).changes).toEqual([]);
   });
 });
 
@@ -157,8 +170,17 @@ describe("pg_standby: when a clone may replace what is there", () => {
     const [cmd] = decide("").changes[0]!.commands;
     const script = cmd!.script;
     expect(script).toContain("PGPASSFILE=/var/lib/postgresql/.pgprov.pgpass");
-    expect(script).toContain("-D /var/lib/postgresql/15/main.pgprov-clone -X stream -c fast -P -S pgprov_pg2");
+    expect(script).toContain("-D /var/lib/postgresql/15/main.pgprov-clone -X stream -c fast -S pgprov_pg2");
     expect(script.indexOf("mv -T /var/lib/postgresql/15/main.pgprov-clone /var/lib/postgresql/15/main")).toBeGreaterThan(script.indexOf("pg_basebackup"));
+  });
+  it("issue 14: pg_basebackup -P (the primary walks its data directory first for a total) only when a terminal shows the progress", () => {
+    const args = standbyArgs.parse(base);
+    const quiet = pgStandby.decide(args, shell(""), context).changes[0]!.commands[0]!;
+    expect(quiet.script).not.toMatch(/pg_basebackup[^\n]* -P/);
+    expect(quiet.progress).toBeUndefined();
+    const shown = pgStandby.decide(args, shell(""), { ...context, progress: true }).changes[0]!.commands[0]!;
+    expect(shown.script).toContain("-X stream -c fast -P -S pgprov_pg2");
+    expect(shown.progress).toBeDefined();
   });
   it("issue 8 item 5, the same class: postgres makes the clone directory in its own directory, and the swap never moves into a link", () => {
     const [cmd] = decide("").changes[0]!.commands;

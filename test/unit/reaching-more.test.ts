@@ -9,6 +9,7 @@ import { userInfo } from "node:os";
 import { basename, join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import type { ClusterEvent } from "../../src/cluster/events.js";
+import { FileError } from "../../src/common/errors.js";
 import { loadInventory } from "../../src/inventory/inventory.js";
 import { JsonRenderer } from "../../src/output/json.js";
 import { PlainRenderer } from "../../src/output/plain.js";
@@ -44,12 +45,12 @@ describe("issue 13: ~ in the inventory's paths and in ssh's configuration, as Op
       write(
         `ssh:\n  private_key: ${tilde}/key\n  config: ${tilde}/ssh_config\n` +
           `replication:\n  password: { file: ${tilde}/replication.secret }\n` +
-          `hosts:\n  pg1: { address: 10.0.0.11, role: primary, ssh: { private_key: "~" } }\n  pg2: { address: 10.0.0.12, role: standby }\n`,
+          `hosts:\n  pg1: { address: 10.0.0.11, role: primary, ssh: { private_key: "~/${basename(inHome)}/key" } }\n  pg2: { address: 10.0.0.12, role: standby }\n`,
       ),
     );
     const [pg1, pg2] = inv.hosts.map((h) => h.connection);
     expect(pg2!.identityFiles.map((f) => f.value)).toEqual([join(inHome, "key"), join(inHome, "cfg_key")]);
-    expect(pg1!.identityFiles.map((f) => f.value)[0]).toBe(home);
+    expect(pg1!.identityFiles.map((f) => f.value)[0]).toBe(join(inHome, "key"));
     expect(pg2!.userKnownHostsFiles.value).toEqual([join(inHome, "kh_included")]);
     expect(inv.replication.password?.reveal()).toBe("a-replication-password");
 
@@ -84,6 +85,39 @@ describe("issue 14: every problem of an inventory in one run", () => {
       expect.stringMatching(/^7:20: roles\.app\.password: the environment variable PGPROV_UNIT_UNSET_APP is not set$/),
       expect.stringMatching(/^9:\d+: tls\.ca: .*no-such-ca\.crt/),
     ]);
+  });
+
+  it("issue 14: a path refused (~user) is reported once, at its place, never again later without one", () => {
+    const found = problems(`ssh:\n  private_key: ~nobody/key\n  known_hosts: ~nobody/known_hosts\n  config: false\ntls:\n  ca: { cert: ~nobody/ca.crt, key: ~nobody/ca.key }\n${HOSTS}`);
+    expect(found).toEqual([
+      expect.stringMatching(/^2:16: ssh\.private_key: "~nobody\/key": "~user" paths are not supported/),
+      expect.stringMatching(/^3:16: ssh\.known_hosts: "~nobody\/known_hosts": "~user" paths are not supported/),
+      expect.stringMatching(/^6:15: tls\.ca\.cert: "~nobody\/ca\.crt": "~user" paths are not supported/),
+      expect.stringMatching(/^6:\d+: tls\.ca\.key: "~nobody\/ca\.key": "~user" paths are not supported/),
+    ]);
+  });
+
+  it("issue 14: a directory as private_key (\"~\") is refused at its place", () => {
+    const found = problems(`ssh:\n  private_key: "~"\n  config: false\n${HOSTS}`);
+    expect(found).toEqual([expect.stringMatching(/^2:16: ssh\.private_key: .* is a directory, not a key file$/)]);
+  });
+
+  it("issue 14: a ProxyJump cycle does not hide another host's problem, and is reported once; positioned problems keep their place", () => {
+    const config = write(`Host pg3\n  User "a b"\n`);
+    const text = `ssh:\n  config: ${config}\nroles:\n  app: { password: { env: PGPROV_UNIT_UNSET_APP } }\n` +
+      `hosts:\n  pg1: { address: 10.0.0.11, role: primary, ssh: { proxy_jump: pg2 } }\n  pg2: { address: 10.0.0.12, role: standby, ssh: { proxy_jump: pg1 } }\n` +
+      `  pg3: { address: 10.0.0.13, role: standby }\n`;
+    let error: unknown;
+    try {
+      loadInventory(write(text));
+    } catch (e) {
+      error = e;
+    }
+    expect(error).toBeInstanceOf(FileError);
+    expect((error as FileError).problems.map((p) => `${p.line}:${p.col}`)).toEqual(["4:20"]);
+    const message = (error as Error).message;
+    expect(message.match(/ProxyJump cycle/g)).toHaveLength(1);
+    expect(message).toMatch(/"a b" is not a user name pgprov can use .*\(host pg3\)/);
   });
 
   it("issue 14: a ProxyJump cycle, with a role's password unset, reports both", () => {

@@ -52,3 +52,19 @@ describe("the progress tree", () => {
     expect(out).toContain("✖ Config\n  ✔ pg1  ok=0 changed=1 skipped=0 · 1 round trip · 0.01 s\n    would change: server settings\n      ~ update /etc/x.conf\n  ✖ pg2  ");
   });
 });
+
+describe("the one-line progress after the last play", () => {
+  it("issue 14: a progress line wider than the terminal is cut to its width, so that \\r\\x1b[2K clears all of it", async () => {
+    let out = "";
+    const tree = new TreeRenderer({ diff: false, verbose: false, color: false, columns: 40, write: (t) => (out += t) });
+    const hosts = Array.from({ length: 12 }, (_, i) => `standby-number-${i + 1}`);
+    tree.event({ type: "progress", host: hosts.join(", "), task: "wait for streaming", seconds: 3, detail: "at most 300 s" } as ClusterEvent);
+    const line = out.split("\r\x1b[2K").at(-1)!;
+    expect(line.length).toBeLessThan(40);
+    expect(line).toMatch(/^standby-number-1, standby-number-2, st…$/);
+    out = "";
+    tree.event({ type: "progress", host: "pg2", task: "wait for streaming", seconds: 4 } as ClusterEvent);
+    expect(out).toBe("\r\x1b[2Kpg2 · wait for streaming · 4 s");
+    await tree.finish();
+  });
+});
