@@ -102,6 +102,9 @@ export const service: Module<ServiceArgs> = {
     if (args.enabled === false && ENABLED.has(unitFileState) && unitFileState !== "static")
       add({ action: "update", summary: `disable ${args.name}` }, `systemctl disable ${unit}`);
     if (args.state === "started" && !RUNNING.has(active)) add({ action: "start", summary: `start ${args.name} (${active})${note}` }, `systemctl start ${unit}`);
+    // Still starting (a start job under way: a restart a killed run left, an ExecStartPre that
+    // waits): what comes next needs it up, and systemctl start joins that job and waits for it.
+    if (args.state === "started" && active === "activating") add({ action: "start", summary: `wait for ${args.name} to finish starting (activating)` }, `systemctl start ${unit}`);
     if (args.state === "stopped" && RUNNING.has(active)) add({ action: "stop", summary: `stop ${args.name}` }, `systemctl stop ${unit}`);
     if (args.state === "restarted") add({ action: "restart", summary: `restart ${args.name}` }, `systemctl restart ${unit}`);
     // A unit that does not run reads its configuration when it starts: nothing to reload.

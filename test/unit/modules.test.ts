@@ -114,6 +114,11 @@ describe("service", () => {
     const d = service.decide(serviceArgs.parse({ name: "cron", state: "started", enabled: true }), out("LoadState=loaded\nActiveState=active\nUnitFileState=enabled\n"), context);
     expect(d.changes).toEqual([]);
   });
+  it("a unit still starting (activating) is waited for with systemctl start, not taken as running: a rerun right after a killed restart finds the start job still going (its boot check asking peers)", () => {
+    const d = service.decide(serviceArgs.parse({ name: "pg", state: "started", enabled: true }), out("LoadState=loaded\nActiveState=activating\nUnitFileState=enabled\n"), context);
+    expect(commandsOf(d).map((c) => c.display)).toEqual(["systemctl start pg"]);
+    expect(d.changes[0]!.summary).toContain("activating");
+  });
   it("reloads only a running unit", () => {
     const args = serviceArgs.parse({ name: "pg", state: "reloaded" });
     expect(service.decide(args, out("ActiveState=active\n"), context).changes.map((c) => c.action)).toEqual(["reload"]);
