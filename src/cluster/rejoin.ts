@@ -16,7 +16,7 @@ import { sqlLiteral } from "../common/sql.js";
 import { shellQuote } from "../common/shell.js";
 import type { ClusterPlaybook as Playbook } from "./playbook.js";
 import { applyCluster } from "./apply.js";
-import { FENCE_MARKER, HOST_STATE_DIRECTORY, rewindMark, wasWritable } from "../postgres/data-directory.js";
+import { FENCE_MARKER, HOST_STATE_DIRECTORY, rewindMark, unfinishedRewind, wasWritable } from "../postgres/data-directory.js";
 import { ClusterOperation, type OperationOptions } from "./operations.js";
 import { judgeRejoin, type RejoinVerdict } from "./timeline.js";
 
@@ -28,17 +28,6 @@ export interface RejoinOptions extends OperationOptions {
 
 /** How rejoin brings the host back: its data rewound, replaced by a clone, or kept (a standby already). */
 export type RejoinMethod = "rewind" | "clone" | "configure";
-
-/**
- * pg_rewind's connection options, matching what the primary offers: verify-full against the
- * cluster's CA (conninfoSecurity) once the primary serves pgprov's certificate (rejoin puts the
- * CA's certificate on the host first); before that (a cluster made before TLS, whose rejoin comes
- * before the apply that turns TLS on), the options without TLS, as the cluster's replication
- * itself still connects.
- */
-export function rewindSecurity(version: number, caFile: string | undefined, primaryServesCa: boolean): string {
-  return conninfoSecurity(version, caFile && primaryServesCa ? caFile : undefined);
-}
 
 /** Read on the primary through SSH, not over the network: whether it serves pgprov's certificate. */
 async function primaryServesCa(op: ClusterOperation, primary: Host): Promise<boolean> {
@@ -100,7 +89,7 @@ export async function rejoin(inventory: Inventory, playbook: Playbook, hostName:
       // Neither its pg_control nor its timelines can be trusted on a mix of two servers' files.
       if (!options.reclone) {
         throw new PgprovError(
-          `${host.name} holds data a pg_rewind began to rewrite and did not finish (${data.rewindUnfinished}): it may be a mix of two servers' files, which no second rewind can be trusted on. ` +
+          `${host.name} ${unfinishedRewind(data.rewindUnfinished)}, which no second rewind can be trusted on. ` +
             `Rerun with --reclone to replace it with a clone of ${primary.name}`,
         );
       }
@@ -163,7 +152,10 @@ export async function rejoin(inventory: Inventory, playbook: Playbook, hostName:
       } else if (caFile) {
         op.step(`${primary.name} does not serve the cluster's certificate yet (a cluster made before TLS): pg_rewind connects as its replication does today, without TLS; the cluster playbook that follows turns TLS on`);
       }
-      const security = rewindSecurity(paths.version, caFile, servesCa);
+      // pg_rewind verifies the primary against the cluster's CA once the primary serves pgprov's
+      // certificate (the CA was put on the host above); before that (a cluster made before TLS,
+      // whose rejoin comes before the apply that turns TLS on) it connects as replication does.
+      const security = conninfoSecurity(paths.version, servesCa ? caFile : undefined);
       const source = [`host=${primary.address} port=${inventory.postgresql.port} user=${inventory.replication.user} dbname=postgres`, security].filter(Boolean).join(" ");
       const data_ = shellQuote(paths.data_directory);
       const markPath = rewindMark(paths.data_directory);

@@ -4,7 +4,7 @@
  */
 import type { Inventory } from "../inventory/inventory.js";
 import { lsnValue } from "../common/lsn.js";
-import { type DataDirectory, isFreshCluster, isWritable, wasWritable } from "../postgres/data-directory.js";
+import { type DataDirectory, isFreshCluster, isWritable, unfinishedRewind, wasWritable } from "../postgres/data-directory.js";
 
 export interface ClusterAssessment {
   /** Why apply must not go on; empty when it may. */
@@ -67,7 +67,7 @@ export function assessCluster(inventory: Inventory, states: Map<string, DataDire
   }
   if (primaryData?.rewindUnfinished) {
     problems.push(
-      `${primary.name}, the inventory's primary, holds data a pg_rewind began to rewrite and did not finish (${primaryData.rewindUnfinished}). pgprov changes nothing while that is so: ` +
+      `${primary.name}, the inventory's primary, ${unfinishedRewind(primaryData.rewindUnfinished)}. pgprov changes nothing while that is so: ` +
         `set the inventory's roles to what \`pgprov status\` shows, then run \`pgprov rejoin ${inventory.file} ${primary.name} --reclone\`.`,
     );
   }
@@ -115,7 +115,7 @@ export function assessCluster(inventory: Inventory, states: Map<string, DataDire
  * once it has run as a standby: hence the mark failover leaves (FENCE_MARKER).
  */
 export function mustRejoin(d: DataDirectory, primary: DataDirectory | undefined, primaryName: string): string | undefined {
-  if (d.rewindUnfinished) return `holds data a pg_rewind began to rewrite and did not finish (${d.rewindUnfinished}): it may be a mix of two servers' files, and only a clone can replace it (\`pgprov rejoin\` with --reclone)`;
+  if (d.rewindUnfinished) return `${unfinishedRewind(d.rewindUnfinished)}, and only a clone can replace it (\`pgprov rejoin\` with --reclone)`;
   if (d.fenced) return `was fenced by a failover (${d.fenced}): it may hold WAL that ${primaryName} never received, and cannot simply follow it`;
   if (d.systemIdentifier === undefined || d.systemIdentifier !== primary?.systemIdentifier) return undefined;
   if (d.timeline === undefined || primary.timeline === undefined || d.timeline >= primary.timeline) return undefined;

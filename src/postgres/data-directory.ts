@@ -28,6 +28,14 @@ export const HOST_STATE_DIRECTORY = "/var/lib/pgprov";
  * survives that. While it is there, the server does not start (the boot check), apply refuses
  * the host, and only a clone (`rejoin --reclone`) replaces the data.
  */
+/**
+ * What an unfinished pg_rewind's mark means, worded once for every refusal that meets one (rejoin,
+ * the standby module, the safety gate): the subject and the way out differ, the reason does not.
+ */
+export function unfinishedRewind(mark: string): string {
+  return `holds data a pg_rewind began to rewrite and did not finish (${mark}): it may be a mix of two servers' files`;
+}
+
 export function rewindMark(dataDirectory: string): string {
   return `${HOST_STATE_DIRECTORY}/rewinding${dataDirectory.replaceAll("/", "-")}`;
 }

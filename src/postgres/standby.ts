@@ -21,6 +21,7 @@ import {
   parseDataDirectory,
   REPLACED_SUFFIX,
   rewindMark,
+  unfinishedRewind,
   wasWritable,
 } from "./data-directory.js";
 import { flag, unitName, wholeNumber } from "../common/args.js";
@@ -87,7 +88,7 @@ export const pgStandby: Module<StandbyArgs> = {
         };
       }
       throw new TaskFailure(
-        `${args.data_directory} holds data a pg_rewind began to rewrite and did not finish (${d.rewindUnfinished}): it may be a mix of two servers' files. ` +
+        `${args.data_directory} ${unfinishedRewind(d.rewindUnfinished)}. ` +
           `Refusing to touch it: \`pgprov rejoin INVENTORY ${args.host} --reclone\` replaces it with a clone`,
       );
     }

@@ -15,7 +15,6 @@ import { afterEach, describe, expect, it, vi } from "vitest";
 import { safetyGate } from "../../src/cluster/apply.js";
 import { caOf, type HostHealth, judgeHealth } from "../../src/cluster/check.js";
 import { loadClusterPlaybook } from "../../src/cluster/playbook.js";
-import { rewindSecurity } from "../../src/cluster/rejoin.js";
 import { connectionStrings } from "../../src/cluster/status.js";
 import { hostVariables } from "../../src/cluster/variables.js";
 import { caCommand } from "../../src/cli/ca.js";
@@ -197,16 +196,6 @@ describe("issue 10: check finds certificates near their end", () => {
     expect(findings.find((f) => f.host === "pg2" && f.check === "tls_certificate")!.message).toMatch(/^\/etc\/postgresql\/15\/main\/pgprov-server\.crt expires on \d{4}-\d\d-\d\d, in 19 days/);
     expect(checksSchema.parse({ tls_expiry_days: { warning: 60 } }).tls_expiry_days).toEqual({ warning: 60, critical: 7 });
     expect(checksSchema.safeParse({ tls_expiry_days: { warning: 5, critical: 10 } }).success).toBe(false);
-  });
-});
-
-describe("issue 10: rejoin on a cluster not yet switched to TLS", () => {
-  it("issue 10: pg_rewind verifies the primary with the CA whenever the primary serves pgprov's certificate (rejoin puts the CA on the host first), and only then goes without TLS", () => {
-    const ca = "/etc/postgresql/15/main/pgprov-ca.crt";
-    expect(rewindSecurity(17, ca, true)).toBe(`sslmode=verify-full sslrootcert=${ca} channel_binding=require require_auth=scram-sha-256`);
-    expect(rewindSecurity(15, ca, true)).toBe(`sslmode=verify-full sslrootcert=${ca} channel_binding=require`);
-    expect(rewindSecurity(17, ca, false)).toBe("require_auth=scram-sha-256");
-    expect(rewindSecurity(15, undefined, true)).toBe("");
   });
 });
 
