@@ -251,7 +251,7 @@ async function runCli(argv: string[]): Promise<number> {
         withConnectionOptions(y)
           .example("$0 check inventory.yml", "first line: OK, WARNING, CRITICAL or UNKNOWN, with counts; then one line per finding")
           .epilog(
-            "Thresholds: the inventory's `checks` (replay_lag, replay_lag_seconds, slot_retained_wal, disk_free_percent).\n" +
+            "Thresholds: the inventory's `checks` (replay_lag, replay_lag_seconds, slot_retained_wal, disk_free_percent, tls_expiry_days, backup_age_hours).\n" +
               "Exit codes (Nagios): 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (a host not reachable over SSH, or check could not run).",
           ),
       async (args) => {

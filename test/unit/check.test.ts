@@ -121,3 +121,14 @@ describe("pgprov check's findings", () => {
     expect(judgeHealth([late, pg4], thresholds, "pg1").find((f) => f.check === "replay_lag")).toMatchObject({ status: "warning", host: "pg4" });
   });
 });
+
+describe("pgprov check --help", () => {
+  // The list is written out in main.ts (importing the schema there would slow every command's start): this keeps it whole.
+  it("names every threshold the inventory's checks section takes", async () => {
+    const { execFileSync } = await import("node:child_process");
+    const { checksSchema } = await import("../../src/inventory/schema.js");
+    const help = execFileSync(process.execPath, ["--import", "tsx", "src/cli/main.ts", "check", "--help"], { encoding: "utf8" });
+    const named = /Thresholds: the inventory's `checks` \(([^)]*)\)/.exec(help.replace(/\s+/g, " "))?.[1]?.split(", ");
+    expect(named).toEqual(Object.keys(checksSchema.shape));
+  });
+});
