@@ -28,7 +28,7 @@ export interface Restorable {
    * consistency point cannot be recovered to.
    */
   earliest: Date;
-  /** The newest commit in the archived WAL of the newest timeline (or the earliest point, if later). */
+  /** The newest commit in the archived WAL of the newest timeline (the newest backup's consistency point when none was read). */
   latest: Date;
   /** The timeline a restore follows (recovery_target_timeline = latest): the newest in the archive. */
   timeline: number;
@@ -147,7 +147,8 @@ export function parseRepositoryInfo(json: string, stanza: string, reads: Archive
     const earliest = consistentBy(reaching[0]!);
     const newest = consistentBy(reaching.at(-1)!);
     const commit = reads.newestCommit;
-    info.restorable = { earliest, latest: commit && commit > newest ? commit : newest, timeline };
+    // Recovery to a time no commit follows ends FATAL (PostgreSQL 13+): the newest commit is the end, when read.
+    info.restorable = { earliest, latest: commit ?? newest, timeline };
   }
   return info;
 }

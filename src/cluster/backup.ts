@@ -16,6 +16,7 @@ import { type ArchiveReads, type BackupEntry, chooseBackupSet, parseRepositoryIn
 import type { ClusterPlaybook } from "./playbook.js";
 import { ClusterOperation, type OperationOptions } from "./operations.js";
 import { restoreWritableProblem } from "./safety.js";
+import { RECOVERY_SETTINGS_SQL, type RecoverySetting, resetStatements } from "../postgres/overrides.js";
 
 function requireBackups(inventory: Inventory): NonNullable<Inventory["backup"]> {
   if (!inventory.backup) throw new PgprovError(`${inventory.file} has no backup section and no host with role: backup; see README, Backups`);
@@ -150,6 +151,30 @@ function stampOf(d: Date): string {
   return d.toISOString().replace(/[-:]/g, "").replace(/\.\d+Z$/, "Z");
 }
 
+/** What restore reads of the data directory's place before choosing to restore beside it. */
+export interface DataLayout {
+  sameFileSystem: boolean;
+  mountPoint: boolean;
+  symlink: boolean;
+  walSymlink: boolean;
+  tablespaces: number;
+}
+
+/**
+ * Why the restored directory cannot replace the data directory by two renames on one file
+ * system; undefined when it can. pgBackRest would restore a tablespace or a linked pg_wal to the
+ * paths the running server uses (or as plain directories), so those are refused too.
+ */
+export function restoreLayoutProblem(host: string, data: string, l: DataLayout): string | undefined {
+  const beside = "the restore goes beside it and is renamed into its place, which needs one file system";
+  if (l.mountPoint) return `${host}: ${data} is a mount point: ${beside}; restore by hand (pgbackrest restore --delta) or mount its parent instead`;
+  if (l.symlink) return `${host}: ${data} is a symbolic link: ${beside} (renaming the link would move the database off its volume)`;
+  if (!l.sameFileSystem) return `${host}: ${data} is not on its parent directory's file system: ${beside}`;
+  if (l.walSymlink) return `${host}: ${data}/pg_wal is a symbolic link (WAL on another volume): pgprov's restore beside the data directory does not handle it yet`;
+  if (l.tablespaces) return `${host}: ${data} has ${l.tablespaces} tablespaces: pgBackRest would restore them over the paths the running server uses; pgprov's restore does not handle them yet`;
+  return undefined;
+}
+
 /** Room a restore needs beside the data directory: the backup's database, a tenth more, and 256 MiB of WAL. */
 export function restoreSpaceNeeded(databaseBytes: number): number {
   return Math.ceil(databaseBytes * 1.1) + 256 * 1024 ** 2;
@@ -236,11 +261,31 @@ async function restoreWith(
 
   // Beside the data directory, on its file system (renames, not copies): room for the backup's database.
   const parent = data.slice(0, data.lastIndexOf("/"));
+  const d = shellQuote(data);
   const room = await op.shell(
     primary,
-    `df -B1 --output=avail,target ${shellQuote(parent)} | tail -1; test -d ${shellQuote(data)} && echo data-exists; for d in ${shellQuote(data)}.before-restore-*; do [ -d "$d" ] && echo "kept $(du -sb "$d" | cut -f1) $d"; done; true`,
-    "reading the free space beside the data directory",
+    [
+      `df -B1 --output=avail,target ${shellQuote(parent)} | tail -1`,
+      `if test -d ${d}; then echo data-exists; fi`,
+      `if test -L ${d}; then echo symlink; fi`,
+      `if test -L ${d}/pg_wal; then echo wal-symlink; fi`,
+      `if mountpoint -q ${d}; then echo mount-point; fi`,
+      `if test -e ${d} && [ "$(stat -L -c %d ${d})" != "$(stat -c %d ${shellQuote(parent)})" ]; then echo other-file-system; fi`,
+      `echo "tablespaces $(ls -A ${d}/pg_tblspc 2>/dev/null | wc -l)"`,
+      // Sizes are only for the plan: bounded, a name without its size rather than a stuck restore.
+      `for k in ${d}.before-restore-* ${d}.restore-*; do [ -d "$k" ] && echo "kept $(timeout 20 du -sb "$k" | cut -f1) $k"; done`,
+      "true",
+    ].join("; "),
+    "reading the data directory's place and the free space beside it",
   );
+  const layout = restoreLayoutProblem(primary.name, data, {
+    sameFileSystem: !/^other-file-system$/m.test(room),
+    mountPoint: /^mount-point$/m.test(room),
+    symlink: /^symlink$/m.test(room),
+    walSymlink: /^wal-symlink$/m.test(room),
+    tablespaces: Number(/^tablespaces (\d+)$/m.exec(room)?.[1] ?? 0),
+  });
+  if (layout) throw new PgprovError(`refusing to restore: ${layout}; nothing was stopped`);
   const [avail, mount] = room.trim().split("\n")[0]!.trim().split(/\s+/);
   const needed = restoreSpaceNeeded(set.size_bytes);
   if (Number(avail) < needed) {
@@ -249,11 +294,14 @@ async function restoreWith(
     );
   }
   const hasData = /^data-exists$/m.test(room);
-  const earlier = [...room.matchAll(/^kept (\d+) (.+)$/gm)].map((m) => ({ bytes: Number(m[1]), path: m[2]! }));
-  // A backup running now would read the cluster while it is replaced: wait for it to end.
-  const running = await repo.c.run(`systemctl is-active ${BACKUP_UNITS.map((u) => `${u}.service`).join(" ")}`, { timeoutMs: 30_000, purpose: "reading whether a backup runs now" });
-  const active = running.stdout.split("\n").map((l, i) => (l.trim() === "active" || l.trim() === "activating" ? BACKUP_UNITS[i] : undefined)).filter(Boolean);
-  if (active.length) throw new PgprovError(`refusing to restore: a backup runs now on ${repo.host.name} (${active.join(", ")}.service); restore once it has ended; nothing was stopped`);
+  const earlier = [...room.matchAll(/^kept (\d*) (.+)$/gm)].map((m) => ({ bytes: m[1] ? Number(m[1]) : undefined, path: m[2]! }));
+  const backupRunning = async () => {
+    const running = await repo.c.run(`systemctl is-active ${BACKUP_UNITS.map((u) => `${u}.service`).join(" ")}`, { timeoutMs: 30_000, purpose: "reading whether a backup runs now" });
+    const active = running.stdout.split("\n").map((l, i) => (l.trim() === "active" || l.trim() === "activating" ? BACKUP_UNITS[i] : undefined)).filter(Boolean);
+    if (active.length) throw new PgprovError(`refusing to restore: a backup runs now on ${repo.host.name} (${active.join(", ")}.service); restore once it has ended; nothing was stopped`);
+  };
+  // A backup running now would read the cluster while it is replaced: asked before the confirmation, and again once the timers are paused.
+  await backupRunning();
 
   const proceed = await op.proceed(
     {
@@ -275,7 +323,7 @@ async function restoreWith(
       data,
       fresh,
       kept: hasData ? kept : undefined,
-      earlier: earlier.map((e) => `${e.path} (${mib(e.bytes)})`),
+      earlier: earlier.map((e) => `${e.path}${e.bytes === undefined ? "" : ` (${mib(e.bytes)})`}`),
       repository: repo.host.name,
       switchWal: writable,
       cloned: standbys.map((h) => h.name),
@@ -286,29 +334,34 @@ async function restoreWith(
 
   const timers = await pauseBackupTimers(repo);
   try {
+    await backupRunning();
     op.step(`${primary.name}: pgBackRest restore ${describe} from backup ${set.label} into ${fresh}`);
     const c = op.connection(primary);
     try {
       await must(c, primary, `install -d -o postgres -g postgres -m 0700 ${shellQuote(fresh)} && ${pgbackrestCommand(inventory, pgArgs)}`, "pgBackRest's restore", 4 * 3600_000);
+      if (writable) {
+        // The newest WAL into the archive before the stop, for a restore to the latest point, and waited for there.
+        const seg = String((await op.sql(primary, "select pg_walfile_name(pg_switch_wal()) as seg"))[0]?.seg ?? "");
+        op.step(`${primary.name}: switched WAL; waiting for ${seg} in the repository`);
+        const archive = shellQuote(`${inventory.backup!.repositoryPath}/archive/${inventory.backup!.stanza}`);
+        await op.waitFor(`${seg} in the repository on ${repo.host.name}`, 120_000, async () => {
+          const r = await repo.c.run(`find ${archive} -name ${shellQuote(`${seg}*`)} | grep -q .`, { timeoutMs: 30_000, purpose: "looking for the switched WAL in the repository" });
+          return { done: r.code === 0, seen: "not archived yet" };
+        });
+      }
     } catch (e) {
       // Only the new directory, made moments ago under a name of this restore's own, is removed; the server was not stopped.
       await c.run(`rm -rf --one-file-system ${shellQuote(fresh)}`, { timeoutMs: 600_000, purpose: "removing the failed restore's directory" });
       throw new PgprovError(`${(e as Error).message}\n  nothing was stopped: ${primary.name} runs on from ${data}, untouched`);
     }
-    if (writable) {
-      // The newest WAL into the archive before the stop, for a restore to the latest point, and waited for there.
-      const seg = String((await op.sql(primary, "select pg_walfile_name(pg_switch_wal()) as seg"))[0]?.seg ?? "");
-      op.step(`${primary.name}: switched WAL; waiting for ${seg} in the repository`);
-      const archive = shellQuote(`${inventory.backup!.repositoryPath}/archive/${inventory.backup!.stanza}`);
-      await op.waitFor(`${seg} in the repository on ${repo.host.name}`, 120_000, async () => {
-        const r = await repo.c.run(`find ${archive} -name ${shellQuote(`${seg}*`)} | grep -q .`, { timeoutMs: 30_000, purpose: "looking for the switched WAL in the repository" });
-        return { done: r.code === 0, seen: "not archived yet" };
-      });
-    }
     op.step(`${primary.name}: stopping PostgreSQL`);
     await op.stopServer(primary);
     op.step(hasData ? `${primary.name}: ${data} kept as ${kept}; the restored directory put in its place` : `${primary.name}: the restored directory put in place of ${data}`);
-    await op.shell(primary, `${hasData ? `mv ${shellQuote(data)} ${shellQuote(kept)} && ` : ""}mv ${shellQuote(fresh)} ${shellQuote(data)} && sync ${shellQuote(parent)}`, "swapping the restored data directory in");
+    try {
+      await op.shell(primary, `${hasData ? `mv ${shellQuote(data)} ${shellQuote(kept)} && ` : ""}mv ${shellQuote(fresh)} ${shellQuote(data)} && sync ${shellQuote(parent)}`, "swapping the restored data directory in");
+    } catch (e) {
+      throw new PgprovError(`${(e as Error).message}\n  PostgreSQL is stopped on ${primary.name}; the restored directory is ${fresh}${hasData ? `, the data directory of before is ${data} or, if that is gone, ${kept} (\`mv ${kept} ${data}\` puts it back)` : ""}`);
+    }
     const wayBack = hasData
       ? `; the data directory of before the restore is kept as ${kept}: to go back to it, \`systemctl stop ${paths.service} && mv ${data} ${data}.failed-restore-${stamp} && mv ${kept} ${data} && systemctl start ${paths.service}\`, then \`pgprov apply ${inventory.file}\``
       : "";
@@ -370,10 +423,11 @@ async function resumeBackupTimers(repo: { c: HostConnection; host: Host | Backup
   if (r.code !== 0) emit({ type: "failure", host: repo.host.name, message: `the backup timers ${timers.join(", ")} could not be started again (${r.stderr.trim()}): \`pgprov apply\` starts them` });
 }
 
-/** The recovery settings pgBackRest's restore wrote to postgresql.auto.conf (see pg_setting_overrides, which removes them outside a restore). */
+/** The recovery settings pgBackRest's restore wrote to postgresql.auto.conf, read and reset as pg_setting_overrides does outside a restore. */
 async function resetRecoverySettings(op: ClusterOperation, host: Host): Promise<void> {
-  const rows = await op.sql(host, "select distinct name from pg_file_settings where sourcefile like '%/postgresql.auto.conf' and (name like 'recovery\\_target%' or name = 'restore_command')");
-  for (const r of rows) if (/^[a-z_]+$/.test(String(r.name))) await op.sql(host, `alter system reset ${String(r.name)}`);
+  const [row] = await op.sql(host, `select ${RECOVERY_SETTINGS_SQL}`);
+  const names = ((row?.recovery_settings as RecoverySetting[] | null) ?? []).map((r) => r.name);
+  for (const statement of resetStatements(names)) await op.sql(host, statement);
   await op.sql(host, "select pg_reload_conf()");
 }
 
@@ -430,7 +484,7 @@ export function restorePlanSteps(p: {
     p.kept
       ? `rename ${p.data} to ${p.kept} (kept, never deleted by pgprov: the way back should the restore not do), and the new directory to ${p.data}`
       : `rename the new directory to ${p.data}`,
-    ...p.earlier.map((e) => `kept from an earlier restore, and still taking room: ${e}`),
+    ...p.earlier.map((e) => `left by an earlier restore, and still taking room (pgprov never deletes it): ${e}`),
     `start it: it replays archived WAL up to the target and is promoted (a new timeline); pgBackRest's recovery settings are then reset`,
     `clone every standby again from it (${p.cloned.join(", ") || "none"}): their data is replaced`,
     ...p.unreached.map(

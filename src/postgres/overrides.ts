@@ -77,10 +77,21 @@ export interface RecoverySetting {
   setting: string | null;
 }
 
-/** The recovery settings left in postgresql.auto.conf outside a restore (none while one runs). */
+/**
+ * The recovery settings left in postgresql.auto.conf outside a restore (none while one runs). A
+ * restore_command alone sets no target (a DBA's own archive, say): only with a recovery_target*.
+ */
 export function recoveryLeftovers(row: Record<string, unknown>): RecoverySetting[] {
   if (row.mid_restore === true) return [];
-  return (row.recovery_settings as RecoverySetting[] | null) ?? [];
+  const settings = (row.recovery_settings as RecoverySetting[] | null) ?? [];
+  return settings.some((r) => r.name.startsWith("recovery_target")) ? settings : [];
+}
+
+/** ALTER SYSTEM RESET of each named setting (ALTER SYSTEM cannot run in a transaction block: one statement each); names that are not a setting's refused. */
+export function resetStatements(names: string[]): string[] {
+  const bad = names.find((n) => !NAME.test(n));
+  if (bad !== undefined) throw new TaskFailure(`cannot reset a setting named ${JSON.stringify(bad)}`);
+  return [...new Set(names)].map((n) => `ALTER SYSTEM RESET ${n}`);
 }
 
 export function overridesQuery(file: string): string {

@@ -9,7 +9,7 @@ import { yamlFiles } from "./yaml-files.js";
 import { chooseBackupSet, parseRepositoryInfo, parseRestoreTime, type RepositoryInfo, type RestoreTarget, segmentsBefore } from "../../src/cluster/backup-info.js";
 import { backupAgeFinding } from "../../src/cluster/check.js";
 import { restoreWritableProblem } from "../../src/cluster/safety.js";
-import { restorePlanSteps, restoreSpaceNeeded } from "../../src/cluster/backup.js";
+import { restoreLayoutProblem, restorePlanSteps, restoreSpaceNeeded } from "../../src/cluster/backup.js";
 import type { DataDirectory } from "../../src/postgres/data-directory.js";
 import { jsonKeys } from "../../src/cli/print.js";
 import { Redactor } from "../../src/common/redact.js";
@@ -133,6 +133,22 @@ describe("issue 11: the repository's range, and restore targets against it", () 
     expect(setFor({ kind: "time", time: new Date(1795777211_000) })).toBe("20261127-100000F_20261127-110000D");
     expect(setFor({ kind: "latest" })).toBe("20261127-100000F_20261127-110000D");
     expect(setFor({ kind: "backup", label: "20261127-100000F" })).toBe("20261127-100000F");
+  });
+
+  it("issue 11: the range ends at the newest archived commit even when a backup ended later (recovery to a time with no commit after it ends FATAL)", () => {
+    const quiet = parseRepositoryInfo(info, "main", { newestCommit: new Date(1795777100_000) });
+    expect(quiet.restorable!.latest).toEqual(new Date(1795777100_000));
+    expect(problem({ kind: "time", time: new Date(1795777205_000) }, quiet)).toMatch(/after the newest commit in the archive/);
+    expect(setFor({ kind: "latest" }, quiet)).toBe("20261127-100000F_20261127-110000D");
+  });
+
+  it("issue 11: a data directory restore cannot replace by renames is refused before anything stops", () => {
+    const ok = { sameFileSystem: true, mountPoint: false, symlink: false, walSymlink: false, tablespaces: 0 };
+    expect(restoreLayoutProblem("pg1", "/d/main", ok)).toBeUndefined();
+    expect(restoreLayoutProblem("pg1", "/d/main", { ...ok, mountPoint: true, sameFileSystem: false })).toMatch(/^pg1: \/d\/main is a mount point: the restore goes beside it and is renamed into its place/);
+    expect(restoreLayoutProblem("pg1", "/d/main", { ...ok, symlink: true })).toMatch(/is a symbolic link/);
+    expect(restoreLayoutProblem("pg1", "/d/main", { ...ok, walSymlink: true })).toMatch(/pg_wal is a symbolic link/);
+    expect(restoreLayoutProblem("pg1", "/d/main", { ...ok, tablespaces: 2 })).toMatch(/2 tablespaces/);
   });
 
   it("issue 11: after a PITR (timeline 2), a backup of the abandoned timeline 1 is never chosen, and is named when it is all there is", () => {
@@ -264,7 +280,7 @@ describe("issue 11: restore's plan", () => {
       "switch pg1's WAL and wait until it is in the repository",
       "stop PostgreSQL on pg1",
       "rename /var/lib/postgresql/15/main to /var/lib/postgresql/15/main.before-restore-20261127T140500Z (kept, never deleted by pgprov: the way back should the restore not do), and the new directory to /var/lib/postgresql/15/main",
-      "kept from an earlier restore, and still taking room: /var/lib/postgresql/15/main.before-restore-20261101T000000Z (30 MiB)",
+      "left by an earlier restore, and still taking room (pgprov never deletes it): /var/lib/postgresql/15/main.before-restore-20261101T000000Z (30 MiB)",
       "start it: it replays archived WAL up to the target and is promoted (a new timeline); pgBackRest's recovery settings are then reset",
       "clone every standby again from it (pg2, pg3): their data is replaced",
       "wait until every standby streams on the new timeline",

@@ -69,6 +69,8 @@ describe("pg_setting_overrides: settings of pgprov's file overridden elsewhere (
     const both = pgSettingOverrides.decide(args, probe([override("restore_command", "x")], { recovery_settings: left.slice(0, 1), mid_restore: false }), context);
     expect(both.changes).toHaveLength(1);
     expect(pgSettingOverrides.decide(args, probe([], { recovery_settings: left, mid_restore: true }), context).changes).toEqual([]);
+    // restore_command alone sets no target (a DBA's archive for a cluster without backups): left alone.
+    expect(pgSettingOverrides.decide(args, probe([], { recovery_settings: left.slice(0, 1), mid_restore: false }), context).changes).toEqual([]);
   });
 
   it("issue 8 item 15: a hand-set primary_conninfo is shown with its password masked, and a command not at all", () => {
