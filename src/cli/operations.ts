@@ -104,5 +104,8 @@ export async function restoreCommand(args: Common & { to?: string; latest: boole
   const { inventory, playbook, emit, result, dryRunDone } = prepare(args);
   const r = await restore(inventory, playbook, { target, acceptNewHostKeys: args.acceptNewHostKeys, dryRun: args.dryRun, ...consent, emit });
   if (!r) return dryRunDone("restore");
-  return result("restore", { ...r }, [`restore of ${r.primary} ${r.target}: ${r.failed ? "FAILED after the restore (see above)" : "done"}; cloned again: ${r.recloned.join(", ") || "none"}`]);
+  return result("restore", { ...r }, [
+    `restore of ${r.primary} ${r.target}: ${r.failed ? "FAILED after the restore (see above)" : "done"}; cloned again: ${r.recloned.join(", ") || "none"}`,
+    ...(r.kept ? [`the data directory of before the restore is kept as ${r.kept}: pgprov never deletes it; remove it once the restore is what you wanted`] : []),
+  ]);
 }

@@ -34,6 +34,11 @@ export function pgbackrestCommand(inventory: Inventory, args: string[]): string 
   return `runuser -u postgres -- pgbackrest --stanza=${shellQuote(inventory.backup!.stanza)} ${args.map(shellQuote).join(" ")}`;
 }
 
+/** restore_command on every database host, and the one a restore's recovery runs (not pgBackRest's, which names the directory restored into). */
+export function archiveGetCommand(stanza: string): string {
+  return `pgbackrest --stanza=${stanza} archive-get %f "%p"`;
+}
+
 /** The host where backups run and the repository is read: the backup host, or the primary. */
 export function repositoryHost(inventory: Inventory): Host | BackupHost {
   return inventory.backup?.host ?? inventory.primary;
@@ -68,7 +73,7 @@ export function backupVariables(inventory: Inventory, host: Host | BackupHost) {
     timers: { full: runsBackups, diff: runsBackups && b.schedule.diff !== undefined, incr: runsBackups && b.schedule.incr !== undefined },
     ...PGBACKREST_FILES,
     archive_command: `pgbackrest --stanza=${stanza} archive-push %p`,
-    restore_command: `pgbackrest --stanza=${stanza} archive-get %f "%p"`,
+    restore_command: archiveGetCommand(stanza),
     /** Commands of the repository host's tasks (run as postgres). */
     stanza_create: `${pgbackrestCommand(inventory, ["stanza-create"])} && ${pgbackrestCommand(inventory, ["check"])}`,
     stanza_exists: `test -f ${shellQuote(`${b.repositoryPath}/backup/${stanza}/backup.info`)} && test -f ${shellQuote(`${b.repositoryPath}/archive/${stanza}/archive.info`)}`,

@@ -13,6 +13,7 @@ import { PgprovError, withoutHostPrefix } from "../common/errors.js";
 import { shellQuote } from "../common/shell.js";
 import { REPLICATION_QUERY, type StandbyReplication, standbyReplication } from "../postgres/read.js";
 import { tlsFiles } from "../postgres/debian.js";
+import { RECOVERY_SETTINGS_SQL, recoveryLeftovers } from "../postgres/overrides.js";
 import { X509Certificate } from "node:crypto";
 import { daysLeft, endText } from "../common/days.js";
 import { ClusterOperation } from "./operations.js";
@@ -27,7 +28,7 @@ const PRECEDENCE: CheckStatus[] = ["critical", "warning", "unknown", "ok"];
 
 export interface Finding {
   status: CheckStatus;
-  /** What was checked: reachable, server, role, streaming, replay_lag, slot, archiving, disk_space, pending_restart, versions, tls_certificate, tls_ca. */
+  /** What was checked: reachable, server, role, streaming, replay_lag, slot, archiving, disk_space, pending_restart, recovery_settings, versions, tls_certificate, tls_ca. */
   check: string;
   /** Undefined for a finding about the whole cluster. */
   host?: string;
@@ -61,6 +62,8 @@ export interface ServerHealth {
   /** A standby's WAL receiver status; undefined when none runs. */
   receiver?: string;
   pendingRestart: string[];
+  /** recovery_target* and restore_command left in postgresql.auto.conf outside a restore (issue 11). */
+  recoveryLeftovers?: string[];
   slots: SlotHealth[];
   /** On a writable server: its standbys as it sees them, and its archiver. */
   replication?: { rows: StandbyReplication[]; archiver: ArchiverHealth };
@@ -95,7 +98,8 @@ export interface HostHealth {
 
 const SERVER_QUERY = `select pg_is_in_recovery() as in_recovery, current_setting('server_version') as version,
   (select status from pg_stat_wal_receiver) as receiver,
-  (select string_agg(name, ',' order by name) from pg_settings where pending_restart) as pending_restart`;
+  (select string_agg(name, ',' order by name) from pg_settings where pending_restart) as pending_restart,
+  ${RECOVERY_SETTINGS_SQL}`;
 
 /** On a standby too: a slot there (a former primary's) holds WAL on it. */
 const SLOTS_QUERY = `select slot_name, active,
@@ -185,6 +189,7 @@ async function readServer(op: ClusterOperation, host: Host): Promise<ServerHealt
     version: String(r.version).split(" ")[0]!,
     ...(r.receiver ? { receiver: String(r.receiver) } : {}),
     pendingRestart: r.pending_restart ? String(r.pending_restart).split(",") : [],
+    recoveryLeftovers: [...new Set(recoveryLeftovers(r).map((x) => x.name))].sort(),
     slots: slots.rows.map((s) => ({
       name: String(s.slot_name),
       active: s.active === true,
@@ -402,6 +407,19 @@ const pendingRestart: Rule = ({ hosts }) =>
     return [{ status: "warning", check: "pending_restart", host: h.host, message: `settings changed that take effect only at a restart: ${s.pendingRestart.join(", ")} (\`pgprov apply\` restarts it)` }];
   });
 
+/** A recovery target left in postgresql.auto.conf: the server's next recovery would stop there and promote itself. */
+const recoverySettings: Rule = ({ hosts }) =>
+  hosts.flatMap((h): Finding[] => {
+    const s = server(h);
+    if (!s?.recoveryLeftovers?.length) return [];
+    return [{
+      status: "critical",
+      check: "recovery_settings",
+      host: h.host,
+      message: `${s.recoveryLeftovers.join(", ")} in postgresql.auto.conf, outside a restore (left by one that did not finish?): its next recovery (a restart as a standby, a crash) would stop at that target and promote itself; \`pgprov apply\` removes them`,
+    }];
+  });
+
 const versions: Rule = ({ hosts }) => {
   const read = hosts.filter((h) => server(h));
   const distinct = new Set(read.map((h) => server(h)!.version));
@@ -455,7 +473,7 @@ const tlsExpiry: Rule = ({ hosts, ca, thresholds, now }) => {
 };
 
 /** Each rule in turn; the findings come out in this order, then by status. */
-const RULES: Rule[] = [reachable, serverAnswers, roles, streaming, replayLag, slots, archiving, diskSpace, pendingRestart, versions, tlsExpiry];
+const RULES: Rule[] = [reachable, serverAnswers, roles, streaming, replayLag, slots, archiving, diskSpace, pendingRestart, recoverySettings, versions, tlsExpiry];
 
 /** The findings from what was read, worst first. */
 export function judgeHealth(

@@ -8,6 +8,12 @@
  * restart is then restarted by pg_restart_pending, which must come later in the playbook). An
  * override in a file pgprov does not own, or on the server's command line, is not edited: the
  * task fails and names where it is, for a person to decide.
+ *
+ * Also: no recovery_target* or restore_command in postgresql.auto.conf outside a restore.
+ * pgBackRest's restore writes them there; left behind (a restore that failed before resetting
+ * them), a later recovery of this server (a restart as a standby, a crash) would stop at that old
+ * target and promote itself: a second writable server. A server mid-restore (recovery.signal,
+ * not a standby) keeps them: its recovery needs them.
  */
 import { z } from "zod";
 import { MASK } from "../common/redact.js";
@@ -49,9 +55,44 @@ export interface OverridesState {
   fileExists: boolean;
   fileRead: boolean;
   overrides: Override[];
+  /** recovery_target* and restore_command in postgresql.auto.conf, outside a restore. */
+  recoveryLeftovers: RecoverySetting[];
 }
 
 const NAME = /^[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)?$/;
+
+/**
+ * The recovery settings in postgresql.auto.conf (pgBackRest's restore writes them there), and
+ * whether the server is mid-restore (recovery.signal without standby.signal): what apply removes
+ * and check reports outside a restore.
+ */
+export const RECOVERY_SETTINGS_SQL = `coalesce((select jsonb_agg(jsonb_build_object('name', name, 'sourceline', sourceline, 'setting', setting) order by seqno)
+    from pg_file_settings where sourcefile = current_setting('data_directory') || '/postgresql.auto.conf'
+    and (name like 'recovery\\_target%' or name = 'restore_command')), '[]'::jsonb) as recovery_settings,
+  (pg_stat_file('recovery.signal', true)).size is not null and (pg_stat_file('standby.signal', true)).size is null as mid_restore`;
+
+export interface RecoverySetting {
+  name: string;
+  sourceline: number;
+  setting: string | null;
+}
+
+/**
+ * The recovery settings left in postgresql.auto.conf outside a restore (none while one runs). A
+ * restore_command alone sets no target (a DBA's own archive, say): only with a recovery_target*.
+ */
+export function recoveryLeftovers(row: Record<string, unknown>): RecoverySetting[] {
+  if (row.mid_restore === true) return [];
+  const settings = (row.recovery_settings as RecoverySetting[] | null) ?? [];
+  return settings.some((r) => r.name.startsWith("recovery_target")) ? settings : [];
+}
+
+/** ALTER SYSTEM RESET of each named setting (ALTER SYSTEM cannot run in a transaction block: one statement each); names that are not a setting's refused. */
+export function resetStatements(names: string[]): string[] {
+  const bad = names.find((n) => !NAME.test(n));
+  if (bad !== undefined) throw new TaskFailure(`cannot reset a setting named ${JSON.stringify(bad)}`);
+  return [...new Set(names)].map((n) => `ALTER SYSTEM RESET ${n}`);
+}
 
 export function overridesQuery(file: string): string {
   const f = sqlLiteral(file);
@@ -68,7 +109,8 @@ export function overridesQuery(file: string): string {
   coalesce((select jsonb_agg(jsonb_build_object('name', s.name, 'sourcefile', null, 'sourceline', null,
       'setting', current_setting(s.name), 'line', p.sourceline, 'context', s.context) order by s.name)
     from pg_file_settings p join pg_settings s on s.name = p.name
-    where p.sourcefile = ${f} and s.source = 'command line'), '[]'::jsonb) as overrides`;
+    where p.sourcefile = ${f} and s.source = 'command line'), '[]'::jsonb) as overrides,
+  ${RECOVERY_SETTINGS_SQL}`;
 }
 
 /** The probe's row as a state; undefined when there is none (the query did not run). */
@@ -81,6 +123,7 @@ export function parseOverrides(row: Record<string, unknown> | undefined): Overri
     fileExists: row.file_exists === true,
     fileRead: row.file_read === true,
     overrides: (row.overrides as Override[] | null) ?? [],
+    recoveryLeftovers: recoveryLeftovers(row),
   };
 }
 
@@ -140,21 +183,30 @@ export function pgSettingOverrides(sql: Sql): Module<OverridesArgs> {
       }
       const badName = state.overrides.find((o) => !NAME.test(o.name));
       if (badName !== undefined) throw new TaskFailure(`cannot reset a setting named ${JSON.stringify(badName.name)} set in ${state.autoFile}`);
-      if (!state.overrides.length) return noChange(`every setting of ${args.file} takes effect`);
+      const leftovers = state.recoveryLeftovers.filter((r) => !state.overrides.some((o) => o.name === r.name));
+      const badLeftover = leftovers.find((o) => !NAME.test(o.name));
+      if (badLeftover !== undefined) throw new TaskFailure(`cannot reset a setting named ${JSON.stringify(badLeftover.name)} set in ${state.autoFile}`);
+      if (!state.overrides.length && !leftovers.length) return noChange(`every setting of ${args.file} takes effect`);
       // ALTER SYSTEM cannot run inside a transaction block: psql runs each statement on its own.
       // A name set twice in postgresql.auto.conf is reset once; the reload follows the last reset.
       const reset = new Set<string>();
-      const changes = state.overrides.map((o, k): Change => {
-        const statements = reset.has(o.name) ? [] : [`ALTER SYSTEM RESET ${o.name}`];
-        reset.add(o.name);
-        if (k === state.overrides.length - 1) statements.push("SELECT pg_reload_conf()");
-        return {
-          action: "delete",
+      const resets = [
+        ...state.overrides.map((o) => ({
+          name: o.name,
           summary:
             `reset ${o.name} = ${showSetting(o.name, o.setting ?? "")} set by ALTER SYSTEM in ${o.sourcefile}:${o.sourceline} ` +
             `(it overrides ${args.file}:${o.line})${o.context === "postmaster" ? "; takes effect on the restart for pending settings" : ""}`,
-          commands: statements.length ? [sql.command(statements, statements.join("; "))] : [],
-        };
+        })),
+        ...leftovers.map((o) => ({
+          name: o.name,
+          summary: `reset ${o.name} = ${showSetting(o.name, o.setting ?? "")} in ${state.autoFile}:${o.sourceline}, left by a restore: a later recovery of this server would stop there and promote itself`,
+        })),
+      ];
+      const changes = resets.map((o, k): Change => {
+        const statements = reset.has(o.name) ? [] : [`ALTER SYSTEM RESET ${o.name}`];
+        reset.add(o.name);
+        if (k === resets.length - 1) statements.push("SELECT pg_reload_conf()");
+        return { action: "delete", summary: o.summary, commands: statements.length ? [sql.command(statements, statements.join("; "))] : [] };
       });
       return { changes };
     },

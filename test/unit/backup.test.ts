@@ -6,10 +6,10 @@ import { hostVariables } from "../../src/cluster/variables.js";
 import { isTruthy, renderValue } from "../../src/playbook/template.js";
 import { calendarProblem, calendarSubsetProblem } from "../../src/inventory/schedule.js";
 import { yamlFiles } from "./yaml-files.js";
-import { parseRepositoryInfo, parseRestoreTime, restoreTargetProblem } from "../../src/cluster/backup-info.js";
+import { chooseBackupSet, parseRepositoryInfo, parseRestoreTime, type RepositoryInfo, type RestoreTarget, segmentsBefore } from "../../src/cluster/backup-info.js";
 import { backupAgeFinding } from "../../src/cluster/check.js";
 import { restoreWritableProblem } from "../../src/cluster/safety.js";
-import { restorePlanSteps } from "../../src/cluster/backup.js";
+import { restoreLayoutProblem, restorePlanSteps, restoreSpaceNeeded } from "../../src/cluster/backup.js";
 import type { DataDirectory } from "../../src/postgres/data-directory.js";
 import { jsonKeys } from "../../src/cli/print.js";
 import { Redactor } from "../../src/common/redact.js";
@@ -91,34 +91,96 @@ describe("issue 11: the repository's range, and restore targets against it", () 
       ],
     },
   ]);
-  const parsed = parseRepositoryInfo(info, "main", 1795780800);
+  const parsed = parseRepositoryInfo(info, "main", { newestCommit: new Date(1795780800_000) });
   const now = new Date(1795784400_000);
+  const problem = (target: RestoreTarget, i: RepositoryInfo = parsed) => {
+    const r = chooseBackupSet(target, i, now);
+    return "problem" in r ? r.problem : undefined;
+  };
+  const setFor = (target: RestoreTarget, i: RepositoryInfo = parsed) => {
+    const r = chooseBackupSet(target, i, now);
+    return "set" in r ? r.set.label : r.problem;
+  };
 
   it("issue 11: reads labels, types, sizes, WAL and the restorable range from pgbackrest info --output=json", () => {
-    expect(parsed.backups.map((b) => [b.label, b.type, b.repository_bytes])).toEqual([
-      ["20261127-100000F", "full", 3040870],
-      ["20261127-100000F_20261127-110000D", "diff", 40960],
+    expect(parsed.backups.map((b) => [b.label, b.type, b.repository_bytes, b.timeline])).toEqual([
+      ["20261127-100000F", "full", 3040870, 1],
+      ["20261127-100000F_20261127-110000D", "diff", 40960, 1],
     ]);
-    expect(parsed.restorable).toEqual({ earliest: new Date(1795773620_000), latest: new Date(1795780800_000) });
+    // From one second after the oldest backup's stop (kept in whole seconds) to the newest archived commit.
+    expect(parsed.restorable).toEqual({ earliest: new Date(1795773621_000), latest: new Date(1795780800_000), timeline: 1 });
     expect([parsed.wal_min, parsed.wal_max]).toEqual(["000000010000000000000001", "000000010000000000000009"]);
   });
 
   it("issue 11: a time in the range is accepted; one in the future, before the oldest backup or past the archive is refused, naming the range", () => {
-    const range = /the repository can restore from 2026-11-27T\d\d:\d\d:20\.000Z \(the end of backup 20261127-100000F\) to 2026-11-27T\d\d:00:00\.000Z/;
-    expect(restoreTargetProblem({ kind: "time", time: new Date(1795777000_000) }, parsed, now)).toBeUndefined();
-    expect(restoreTargetProblem({ kind: "time", time: new Date(1795790000_000) }, parsed, now)).toMatch(/is in the future/);
-    expect(restoreTargetProblem({ kind: "time", time: new Date(1795790000_000) }, parsed, now)).toMatch(range);
-    expect(restoreTargetProblem({ kind: "time", time: new Date(1795773000_000) }, parsed, now)).toMatch(/before the end of the oldest backup/);
-    expect(restoreTargetProblem({ kind: "time", time: new Date(1795782000_000) }, parsed, now)).toMatch(/after the newest WAL in the archive/);
-    expect(restoreTargetProblem({ kind: "backup", label: "nope" }, parsed, now)).toMatch(/no backup labelled nope; the repository holds 20261127-100000F, /);
-    expect(restoreTargetProblem({ kind: "latest" }, parsed, now)).toBeUndefined();
-    expect(restoreTargetProblem({ kind: "latest" }, parseRepositoryInfo("[]", "main"), now)).toMatch(/holds no backup/);
+    const range = /the repository can restore from 2026-11-27T\d\d:\d\d:21\.000Z \(just after the end of backup 20261127-100000F\) to 2026-11-27T\d\d:00:00\.000Z \(the newest archived commit\), on timeline 1$/;
+    expect(problem({ kind: "time", time: new Date(1795777000_000) })).toBeUndefined();
+    expect(problem({ kind: "time", time: new Date(1795790000_000) })).toMatch(/is in the future/);
+    expect(problem({ kind: "time", time: new Date(1795790000_000) })).toMatch(range);
+    expect(problem({ kind: "time", time: new Date(1795773000_000) })).toMatch(/before the end of the oldest backup/);
+    expect(problem({ kind: "time", time: new Date(1795782000_000) })).toMatch(/after the newest commit in the archive/);
+    expect(problem({ kind: "backup", label: "nope" })).toMatch(/no backup labelled nope; the repository holds 20261127-100000F, /);
+    expect(problem({ kind: "latest" })).toBeUndefined();
+    expect(problem({ kind: "latest" }, parseRepositoryInfo("[]", "main"))).toMatch(/holds no backup/);
+  });
+
+  it("issue 11: the set is chosen by pgprov (--set): the newest consistent (stop + 1 s) at the target, never one still running at it", () => {
+    // Within the first second after the full backup's stop: its consistency point may be later.
+    expect(problem({ kind: "time", time: new Date(1795773620_500) })).toMatch(/before the end of the oldest backup/);
+    expect(setFor({ kind: "time", time: new Date(1795773621_000) })).toBe("20261127-100000F");
+    // After the diff's start, before its stop: the full backup, not the diff.
+    expect(setFor({ kind: "time", time: new Date(1795777205_000) })).toBe("20261127-100000F");
+    expect(setFor({ kind: "time", time: new Date(1795777211_000) })).toBe("20261127-100000F_20261127-110000D");
+    expect(setFor({ kind: "latest" })).toBe("20261127-100000F_20261127-110000D");
+    expect(setFor({ kind: "backup", label: "20261127-100000F" })).toBe("20261127-100000F");
+  });
+
+  it("issue 11: the range ends at the newest archived commit even when a backup ended later (recovery to a time with no commit after it ends FATAL)", () => {
+    const quiet = parseRepositoryInfo(info, "main", { newestCommit: new Date(1795777100_000) });
+    expect(quiet.restorable!.latest).toEqual(new Date(1795777100_000));
+    expect(problem({ kind: "time", time: new Date(1795777205_000) }, quiet)).toMatch(/after the newest commit in the archive/);
+    expect(setFor({ kind: "latest" }, quiet)).toBe("20261127-100000F_20261127-110000D");
+  });
+
+  it("issue 11: a data directory restore cannot replace by renames is refused before anything stops", () => {
+    const ok = { sameFileSystem: true, mountPoint: false, symlink: false, walSymlink: false, tablespaces: 0 };
+    expect(restoreLayoutProblem("pg1", "/d/main", ok)).toBeUndefined();
+    expect(restoreLayoutProblem("pg1", "/d/main", { ...ok, mountPoint: true, sameFileSystem: false })).toMatch(/^pg1: \/d\/main is a mount point: the restore goes beside it and is renamed into its place/);
+    expect(restoreLayoutProblem("pg1", "/d/main", { ...ok, symlink: true })).toMatch(/is a symbolic link/);
+    expect(restoreLayoutProblem("pg1", "/d/main", { ...ok, walSymlink: true })).toMatch(/pg_wal is a symbolic link/);
+    expect(restoreLayoutProblem("pg1", "/d/main", { ...ok, tablespaces: 2 })).toMatch(/2 tablespaces/);
+  });
+
+  it("issue 11: after a PITR (timeline 2), a backup of the abandoned timeline 1 is never chosen, and is named when it is all there is", () => {
+    const backup = (label: string, start: number, stop: number, lsn: string, segment: string) => ({
+      label, type: "full", timestamp: { start, stop }, info: { size: 1, repository: { size: 1 } }, archive: { start: segment, stop: segment }, lsn: { start: lsn, stop: lsn },
+    });
+    const json = (backups: unknown[]) => JSON.stringify([{ name: "main", status: { code: 0, message: "ok" }, archive: [{ id: "15-1", min: "000000010000000000000001", max: "000000020000000000000006" }], backup: backups }]);
+    const before = backup("20261127-100000F", 1795773600, 1795773620, "0/2000100", "000000010000000000000002");
+    // Taken on timeline 1 after the restore's target, where timeline 2 left it (0/3000000).
+    const abandoned = backup("20261127-120000F", 1795780800, 1795780810, "0/4000100", "000000010000000000000004");
+    const history = { timeline: 2, text: "1\t0/3000000\tbefore 2026-11-27 10:30:00+00\n" };
+    const i = parseRepositoryInfo(json([before, abandoned]), "main", { history, newestCommit: new Date(1795784000_000) });
+    expect(i.restorable).toMatchObject({ earliest: new Date(1795773621_000), timeline: 2 });
+    expect(setFor({ kind: "latest" }, i)).toBe("20261127-100000F");
+    expect(setFor({ kind: "time", time: new Date(1795783000_000) }, i)).toBe("20261127-100000F");
+    const only = parseRepositoryInfo(json([abandoned]), "main", { history });
+    expect(problem({ kind: "latest" }, only)).toMatch(/no backup of stanza main that reaches timeline 2 .*not through 20261127-120000F, of timeline 1: it was taken on a timeline a restore left/);
+    expect(segmentsBefore("000000020000000100000001", 3)).toEqual(["000000020000000100000001", "000000020000000100000000", "0000000200000000000000FF"]);
   });
 
   it("issue 11: --to needs a zone", () => {
     expect(parseRestoreTime("2026-11-27T14:05:00Z").toISOString()).toBe("2026-11-27T14:05:00.000Z");
     expect(parseRestoreTime("2026-11-27 15:05:00+01:00").toISOString()).toBe("2026-11-27T14:05:00.000Z");
     expect(() => parseRestoreTime("2026-11-27 14:05")).toThrow(/ISO 8601 with its zone/);
+  });
+
+  it("issue 11: --to refuses a date or time that does not exist, which Date would roll over (2026-02-30 to March 2)", () => {
+    expect(() => parseRestoreTime("2026-02-30T12:00:00Z")).toThrow("--to 2026-02-30T12:00:00Z: 2026-02-30 is not a date (no day 30 in month 2 of 2026)");
+    expect(() => parseRestoreTime("2026-13-01T12:00:00Z")).toThrow(/2026-13-01 is not a date/);
+    expect(() => parseRestoreTime("2026-11-27T24:00:00Z")).toThrow(/24:00:00 is not a time of day/);
+    expect(() => parseRestoreTime("2026-11-27T23:60Z")).toThrow(/23:60 is not a time of day/);
+    expect(parseRestoreTime("2028-02-29T00:00:00Z").toISOString()).toBe("2028-02-29T00:00:00.000Z");
   });
 
   it("issue 11: check's finding for the last backup's age", () => {
@@ -197,12 +259,32 @@ describe("issue 11: restore never leaves two writable servers", () => {
 });
 
 describe("issue 11: restore's plan", () => {
+  const plan = { file: "inv.yml", primary: "pg1", describe: "d", lost: "x", pgArgs: ["--set=L", "restore"], data: "/var/lib/postgresql/15/main", fresh: "/var/lib/postgresql/15/main.restore-20261127T140500Z", kept: "/var/lib/postgresql/15/main.before-restore-20261127T140500Z", earlier: [], repository: "pg4", switchWal: true, cloned: ["pg2", "pg3"], unreached: [] };
+
   it("issue 11: a standby restore cannot reach is named in the plan: not cloned, and how to bring it back", () => {
-    const steps = restorePlanSteps({ file: "inv.yml", primary: "pg1", describe: "to the newest WAL in the archive", lost: "x", pgArgs: ["--delta", "restore"], cloned: ["pg2"], unreached: [{ name: "pg3", reason: "connect timed out" }] });
+    const steps = restorePlanSteps({ ...plan, cloned: ["pg2"], unreached: [{ name: "pg3", reason: "connect timed out" }] });
     expect(steps).toContain("clone every standby again from it (pg2): their data is replaced");
     expect(steps).toContain(
       "NOT CLONED: pg3 cannot be reached (connect timed out): it keeps the data of before the restore; once it is back, run `pgprov apply inv.yml --reclone pg3`",
     );
-    expect(restorePlanSteps({ file: "inv.yml", primary: "pg1", describe: "d", lost: "x", pgArgs: [], cloned: ["pg2", "pg3"], unreached: [] }).join("\n")).not.toMatch(/NOT CLONED/);
+    expect(restorePlanSteps(plan).join("\n")).not.toMatch(/NOT CLONED/);
+  });
+
+  it("issue 11: the plan says the restore goes into a new directory, where the old one is kept, that the WAL is switched first and the timers paused", () => {
+    const steps = restorePlanSteps({ ...plan, earlier: ["/var/lib/postgresql/15/main.before-restore-20261101T000000Z (30 MiB)"] });
+    expect(steps.join("\n")).not.toMatch(/--delta|in place/);
+    expect(steps).toEqual([
+      "LOST: x",
+      "pause the backup timers on pg4 (started again at the end, whatever happens)",
+      "restore d into a new directory, /var/lib/postgresql/15/main.restore-20261127T140500Z, while pg1 runs on (pgbackrest --set=L restore); should that fail, nothing is stopped",
+      "switch pg1's WAL and wait until it is in the repository",
+      "stop PostgreSQL on pg1",
+      "rename /var/lib/postgresql/15/main to /var/lib/postgresql/15/main.before-restore-20261127T140500Z (kept, never deleted by pgprov: the way back should the restore not do), and the new directory to /var/lib/postgresql/15/main",
+      "left by an earlier restore, and still taking room (pgprov never deletes it): /var/lib/postgresql/15/main.before-restore-20261101T000000Z (30 MiB)",
+      "start it: it replays archived WAL up to the target and is promoted (a new timeline); pgBackRest's recovery settings are then reset",
+      "clone every standby again from it (pg2, pg3): their data is replaced",
+      "wait until every standby streams on the new timeline",
+    ]);
+    expect(restoreSpaceNeeded(1024 ** 3)).toBe(Math.ceil(1.1 * 1024 ** 3) + 256 * 1024 ** 2);
   });
 });

@@ -83,6 +83,13 @@ describe("pgprov check's findings", () => {
     const full = { ...standby("pg2"), disks: [{ ...disks[0]!, usedBytes: 85, availableBytes: 15 }] };
     expect(judgeHealth([primaryServer(), full, standby("pg3")], thresholds, "pg1")[0]).toMatchObject({ status: "warning", check: "disk_space", host: "pg2", value: 15 });
     expect(judgeHealth([primaryServer(), standby("pg2", { pendingRestart: ["shared_buffers"] }), standby("pg3")], thresholds, "pg1")[0]).toMatchObject({ status: "warning", check: "pending_restart", host: "pg2" });
+    // Issue 11: a recovery target left in postgresql.auto.conf outside a restore.
+    expect(judgeHealth([primaryServer(), standby("pg2", { recoveryLeftovers: ["recovery_target_action", "recovery_target_time"] }), standby("pg3")], thresholds, "pg1")[0]).toMatchObject({
+      status: "critical",
+      check: "recovery_settings",
+      host: "pg2",
+      message: expect.stringMatching(/^recovery_target_action, recovery_target_time in postgresql\.auto\.conf, outside a restore .*promote itself; `pgprov apply` removes them$/),
+    });
     expect(judgeHealth([primaryServer(), standby("pg2", { version: "15.9" }), standby("pg3")], thresholds, "pg1")[0]).toMatchObject({ status: "warning", check: "versions" });
   });
 

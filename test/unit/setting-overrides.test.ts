@@ -52,6 +52,27 @@ describe("pg_setting_overrides: settings of pgprov's file overridden elsewhere (
     expect(scripts[1]).toMatch(/<<'PGPROV_SQL'\nALTER SYSTEM RESET max_wal_senders;\nSELECT pg_reload_conf\(\);\nPGPROV_SQL$/);
   });
 
+  it("issue 11: recovery_target* and restore_command left in postgresql.auto.conf outside a restore are reset; mid-restore they stay", () => {
+    const left = [
+      { name: "restore_command", sourceline: 3, setting: "pgbackrest --stanza=main archive-get %f \"%p\"" },
+      { name: "recovery_target_time", sourceline: 4, setting: "2026-11-27 14:05:00+00" },
+      { name: "recovery_target_action", sourceline: 5, setting: "promote" },
+    ];
+    const d = pgSettingOverrides.decide(args, probe([], { recovery_settings: left, mid_restore: false }), context);
+    expect(d.changes.map((c) => c.summary)).toEqual([
+      `reset restore_command = (a command, not shown) in ${AUTO}:3, left by a restore: a later recovery of this server would stop there and promote itself`,
+      `reset recovery_target_time = '2026-11-27 14:05:00+00' in ${AUTO}:4, left by a restore: a later recovery of this server would stop there and promote itself`,
+      `reset recovery_target_action = 'promote' in ${AUTO}:5, left by a restore: a later recovery of this server would stop there and promote itself`,
+    ]);
+    expect(d.changes.at(-1)!.commands[0]!.script).toMatch(/ALTER SYSTEM RESET recovery_target_action;\nSELECT pg_reload_conf\(\);/);
+    // restore_command set by pgprov.conf too: reset once, as the override it is.
+    const both = pgSettingOverrides.decide(args, probe([override("restore_command", "x")], { recovery_settings: left.slice(0, 1), mid_restore: false }), context);
+    expect(both.changes).toHaveLength(1);
+    expect(pgSettingOverrides.decide(args, probe([], { recovery_settings: left, mid_restore: true }), context).changes).toEqual([]);
+    // restore_command alone sets no target (a DBA's archive for a cluster without backups): left alone.
+    expect(pgSettingOverrides.decide(args, probe([], { recovery_settings: left.slice(0, 1), mid_restore: false }), context).changes).toEqual([]);
+  });
+
   it("issue 8 item 15: a hand-set primary_conninfo is shown with its password masked, and a command not at all", () => {
     const d = pgSettingOverrides.decide(
       args,
