@@ -56,6 +56,15 @@ export interface BackupSettings {
   retention: { full: number; diff: number };
   /** systemd OnCalendar expressions, by backup type. */
   schedule: { full: string; diff?: string; incr?: string };
+  /** archive-push-queue-max, in bytes: the spool's bound while the repository is out of reach. */
+  archiveQueueMax: number;
+  /** archive_timeout, in seconds (0: off). */
+  archiveTimeout: number;
+  /** TimeoutStartSec of the backup services, in hours. */
+  timeoutHours: number;
+  cipher: "none" | "aes-256-cbc";
+  /** With a cipher: the repository's passphrase; undefined until ensureBackupCipherPassphrase(). */
+  cipherPassphrase?: Secret;
 }
 
 export interface PostgresSettings {
@@ -283,6 +292,10 @@ export function loadInventory(file: string): Inventory {
             repositoryPath: backupSection.repository_path,
             retention: backupSection.retention,
             schedule: backupSection.schedule,
+            archiveQueueMax: backupSection.archive_queue_max,
+            archiveTimeout: backupSection.archive_timeout,
+            timeoutHours: backupSection.timeout_hours,
+            cipher: backupSection.cipher,
           },
         }
       : {}),
@@ -632,6 +645,18 @@ export function ensurePoolerPassword(inventory: Inventory): Secret | undefined {
   if (!inventory.pooler) return undefined;
   inventory.pooler.password ??= generatedSecret(inventory, "pgbouncer", "the stored pgbouncer password");
   return inventory.pooler.password;
+}
+
+/**
+ * The repository's cipher passphrase (backup.cipher), made once and kept beside the inventory
+ * (and in pgBackRest's configuration on the repository's host): without it the encrypted
+ * repository cannot be read, so keep a copy of that file somewhere safe.
+ */
+export function ensureBackupCipherPassphrase(inventory: Inventory): Secret | undefined {
+  const b = inventory.backup;
+  if (!b || b.cipher === "none") return undefined;
+  b.cipherPassphrase ??= generatedSecret(inventory, "backup-cipher", "the stored backup cipher passphrase");
+  return b.cipherPassphrase;
 }
 
 /** `.pgprov/NAME.<kind>.secret`: made once (mode 0600), read on every run, masked in all output. */
