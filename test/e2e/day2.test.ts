@@ -34,14 +34,15 @@ afterAll(async () => {
 });
 
 describe("pgprov check", () => {
-  it("issue 14: check on a healthy cluster exits 0; --json lines parse, in snake_case", async () => {
+  // Its only warning: no backups configured (issue 11: WAL is archived nowhere, nothing to restore from).
+  it("issue 14: check on a healthy cluster without backups warns of that only; --json lines parse, in snake_case", async () => {
     const r = await pgprov(["check", inventory]);
-    expect(r.code, r.stdout + r.stderr).toBe(0);
-    expect(r.stdout.split("\n")[0]).toMatch(/^OK: 0 critical, 0 warning, 0 unknown, \d+ ok$/);
+    expect(r.code, r.stdout + r.stderr).toBe(1);
+    expect(r.stdout.split("\n")[0]).toMatch(/^WARNING: 0 critical, 1 warning, 0 unknown, \d+ ok \(pg1 archiving\)$/);
     expect(r.stdout).toMatch(/OK\s+pg2\s+streaming\s+streaming from pg1/);
     const json = await pgprov(["check", inventory, "--json"]);
     const events = lines(json.stdout);
-    expect(events.at(-1)).toMatchObject({ type: "check", status: "ok", exit_code: 0 });
+    expect(events.at(-1)).toMatchObject({ type: "check", status: "warning", exit_code: 1 });
     expect(events.filter((e) => e.type === "finding").map((e) => e.check)).toEqual(expect.arrayContaining(["replay_lag", "slot", "disk_space", "archiving", "versions"]));
   });
 
@@ -51,7 +52,7 @@ describe("pgprov check", () => {
     try {
       const r = await pgprov(["check", inventory]);
       expect(r.code, r.stdout).toBe(1);
-      expect(r.stdout.split("\n")[0]).toMatch(/^WARNING: 0 critical, 1 warning.*\(pg1 slot\)/);
+      expect(r.stdout.split("\n")[0]).toMatch(/^WARNING: 0 critical, 2 warning.*\(pg1 slot, pg1 archiving\)/);
       expect(r.stdout).toMatch(/WARNING\s+pg1\s+slot\s+slot day2_forgotten \(inactive\) retains \d+ bytes of WAL/);
     } finally {
       await psql(byName("pg1"), "select pg_drop_replication_slot('day2_forgotten')");
