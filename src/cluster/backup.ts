@@ -75,7 +75,8 @@ export async function backupNow(inventory: Inventory, type: BackupType, options:
     const before = new Set((await readInfo(inventory, c, host)).backups.map((b) => b.label));
     const started = performance.now();
     options.progress(`${host.name}: pgBackRest ${type} backup of stanza ${inventory.backup!.stanza}`);
-    const out = await must(c, host, `${PGBACKREST_FILES.backup_script} ${type} --log-level-console=info`, `the ${type} backup`, 4 * 3600_000);
+    // Bounded as the timers' backups are (backup.timeout_hours, their services' TimeoutStartSec).
+    const out = await must(c, host, `${PGBACKREST_FILES.backup_script} ${type} --log-level-console=info`, `the ${type} backup`, inventory.backup!.timeoutHours * 3600_000);
     for (const line of out.split("\n").filter((l) => /backup (start|stop)|new backup label|full backup size|expire|^pgprov: /.test(l))) options.progress(`${host.name}: ${line.replace(/^\S+ \S+ P\d+\s+INFO: /, "")}`);
     const seconds = (performance.now() - started) / 1000;
     const made: BackupEntry | undefined = (await readInfo(inventory, c, host)).backups.find((b) => !before.has(b.label));
