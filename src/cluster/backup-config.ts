@@ -62,6 +62,7 @@ type DatabasePaths = (host: Host) => { data_directory: string } | undefined;
  * A read of pg_stat_archiver, for `pgprov check`, `status` and apply's "is archiving healthy":
  * `failing`, a failure after the last success; `stale`, WAL written but nothing archived for
  * STALE_FACTOR × archive_timeout (or 5 min without one): pgBackRest's check is then run.
+ * A CASE, not `and`: pg_current_wal_lsn() fails on a standby, and SQL does not promise the order of `and`.
  */
 export const STALE_FACTOR = 5;
 export function archiverQuery(archiveTimeoutSeconds: number): string {
@@ -69,8 +70,9 @@ export function archiverQuery(archiveTimeoutSeconds: number): string {
   return `select current_setting('archive_mode') <> 'off' as enabled, failed_count,
   last_failed_wal, last_failed_time::text as last_failed_time, last_archived_time::text as last_archived_time,
   (last_failed_time is not null and (last_archived_time is null or last_failed_time > last_archived_time)) as failing,
-  (not pg_is_in_recovery() and coalesce(last_archived_time, pg_postmaster_start_time()) < now() - interval '${staleAfter} seconds'
-    and pg_walfile_name(pg_current_wal_lsn()) > coalesce(last_archived_wal, '')) as stale,
+  (case when pg_is_in_recovery() then false
+    else coalesce(last_archived_time, pg_postmaster_start_time()) < now() - interval '${staleAfter} seconds'
+      and pg_walfile_name(pg_current_wal_lsn()) > coalesce(last_archived_wal, '') end) as stale,
   ${staleAfter} as stale_after_seconds
   from pg_stat_archiver`;
 }

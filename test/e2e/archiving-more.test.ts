@@ -43,8 +43,6 @@ beforeAll(async () => {
   lab = await labUp({ hosts: 4 });
   inventory = await bootstrapCluster(lab, (doc) => {
     doc.setIn(["hosts", "pg4", "role"], "backup");
-    // Small, so that the outage test below exceeds it with little WAL.
-    doc.set("backup", doc.createNode({ archive_queue_max: "64MB" }));
   });
 });
 afterAll(async () => {
@@ -54,7 +52,7 @@ afterAll(async () => {
 describe("issue 11 (second reading): archiving and scheduled backups", () => {
   it("issue 11 item 1/5: archive-push-queue-max and archive_timeout are set; the backup services are bounded and diffs wait for the full", async () => {
     const conf = await labExec("pg1", "cat /etc/pgbackrest/pgbackrest.conf");
-    expect(conf.stdout).toMatch(/^archive-push-queue-max=67108864$/m);
+    expect(conf.stdout).toMatch(/^archive-push-queue-max=4294967296$/m);
     expect((await psql("pg1", "show archive_timeout")).out).toBe("1min");
     const units = await labExec("pg4", "systemctl show -p TimeoutStartUSec pgprov-backup-full.service pgprov-backup-diff.service; systemctl show -p After pgprov-backup-diff.service");
     expect(units.stdout).toMatch(/^TimeoutStartUSec=12h\n\nTimeoutStartUSec=12h\n/);
@@ -112,6 +110,12 @@ describe("issue 11 (second reading): archiving and scheduled backups", () => {
   it("issue 11 items 1/2/8: a repository outage: apply runs pgBackRest's check and fails; check reports it and the WAL dropped past archive_queue_max; the old archive is reported on every host", async () => {
     // The old local archive on a standby (a former primary): reported there too, never deleted.
     expect((await labExec("pg2", "install -d -o postgres -g postgres /var/lib/postgresql/15/wal-archive && head -c 1M /dev/zero > /var/lib/postgresql/15/wal-archive/x")).code).toBe(0);
+    // Small, so that little WAL exceeds it (not from the bootstrap: the WAL of the clones, written
+    // before the stanza exists, would exceed it and be dropped).
+    editInventory((doc) => doc.set("backup", doc.createNode({ archive_queue_max: "64MB" })));
+    const lowered = await pgprov(["apply", inventory], { timeoutMs: 600_000 });
+    expect(lowered.code, lowered.stdout + lowered.stderr).toBe(0);
+    expect((await labExec("pg1", "cat /etc/pgbackrest/pgbackrest.conf")).stdout).toMatch(/^archive-push-queue-max=67108864$/m);
     expect((await labExec("pg4", `chmod 000 ${ARCHIVE}`)).code).toBe(0);
     try {
       expect((await psql("pg1", "select pg_switch_wal(); create table t1 (n int); select pg_switch_wal();")).code).toBe(0);

@@ -28,8 +28,10 @@ async function backups(): Promise<Listed> {
 beforeAll(async () => {
   lab = await labUp({ hosts: 4 });
   hosts = lab.hosts;
-  // As before this issue: pg1..pg3 only, WAL archived to the primary's wal-archive directory.
+  // As before this issue: pg1..pg3 only, WAL archived to the primary's wal-archive directory
+  // (made here: pgprov without backups now archives nowhere, and makes no such directory).
   inventory = await bootstrapCluster(lab, (doc) => doc.deleteIn(["hosts", "pg4"]));
+  expect((await labExec("pg1", "install -d -o postgres -g postgres -m 0700 /var/lib/postgresql/15/wal-archive && touch /var/lib/postgresql/15/wal-archive/000000010000000000000001")).code).toBe(0);
 });
 afterAll(async () => {
   await labDown();
