@@ -136,9 +136,7 @@ export function backupVariables(inventory: Inventory, host: Host | BackupHost, p
     archive_command: `pgbackrest --stanza=${stanza} archive-push %p`,
     restore_command: `pgbackrest --stanza=${stanza} archive-get %f "%p"`,
     /** Commands of the repository host's tasks (run as postgres). */
-    // check waits for a segment to reach the repository: a primary whose archiver failed while
-    // the stanza did not exist yet may take more than pgBackRest's default minute (bounded by the task's 300 s).
-    stanza_create: `${pgbackrestCommand(inventory, ["stanza-create"])} && ${pgbackrestCommand(inventory, ["check", "--archive-timeout=240"])}`,
+    stanza_create: `${pgbackrestCommand(inventory, ["stanza-create"])} && ${pgbackrestCommand(inventory, ["check"])}`,
     stanza_exists: `test -f ${shellQuote(`${b.repositoryPath}/backup/${stanza}/backup.info`)} && test -f ${shellQuote(`${b.repositoryPath}/archive/${stanza}/archive.info`)}`,
     // A complete full backup, as pgBackRest's info lists it: an interrupted one leaves its
     // directory (resumed by the next backup) but is not in the list, so it is taken again.
