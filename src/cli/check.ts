@@ -1,5 +1,6 @@
 import { backupFindings, caOf, CHECK_EXIT, judgeHealth, overallStatus, readHealth, worstFirst } from "../cluster/check.js";
 import { backupStatus } from "../cluster/backup.js";
+import { repositoryHost } from "../cluster/backup-config.js";
 import { PgprovError } from "../common/errors.js";
 import { loadInventory } from "../inventory/inventory.js";
 import { formatTable } from "../output/table.js";
@@ -22,8 +23,11 @@ export async function checkCommand(inventoryPath: string, options: { json: boole
       // The primary's archiver as readHealth read it: one read of pg_stat_archiver serves both.
       const server = health.find((h) => h.host === primary)?.server;
       const archiver = server && "replication" in server ? server.replication?.archiver : undefined;
-      const b = await backupStatus(inventory, { acceptNewHostKeys: options.acceptNewHostKeys, pgbackrestCheck: true, ...(archiver ? { archiver } : {}) });
-      findings = worstFirst([...findings, ...backupFindings(b, inventory.checks, primary)]);
+      // pgBackRest's check switches WAL segments and may take a minute: only when the archiver is not
+      // clearly healthy (as apply does), not on every run of a monitor.
+      const pgbackrestCheck = !archiver || archiver.failing || archiver.stale;
+      const b = await backupStatus(inventory, { acceptNewHostKeys: options.acceptNewHostKeys, pgbackrestCheck, ...(archiver ? { archiver } : {}) });
+      findings = worstFirst([...findings, ...backupFindings(b, inventory.checks, primary, repositoryHost(inventory).name)]);
     }
   } catch (e) {
     if (e instanceof PgprovError) throw new PgprovError(`UNKNOWN: ${e.message}`, CHECK_EXIT.unknown);

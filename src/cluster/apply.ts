@@ -18,7 +18,6 @@ import { SshHostIO } from "../engine/host-io.js";
 import { hostsUsed, isReadOnly, selectTargets } from "../engine/targets.js";
 import {
   type BackupHost,
-  ensureBackupCipherPassphrase,
   ensureCertificateAuthority,
   ensurePoolerPassword,
   ensureReplicationPassword,
@@ -57,7 +56,6 @@ export interface ApplyOptions extends Pick<RunOptions, "check" | "limit" | "excl
 export async function applyCluster(inventory: Inventory, playbook: ClusterPlaybook, options: ApplyOptions): Promise<RunSummary> {
   ensureReplicationPassword(inventory);
   ensurePoolerPassword(inventory);
-  ensureBackupCipherPassphrase(inventory);
   const reclone = options.reclone ?? [];
   const secrets = inventory.secrets.map((s) => s.reveal());
   const redactor = new Redactor(secrets);

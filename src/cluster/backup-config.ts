@@ -60,9 +60,10 @@ type DatabasePaths = (host: Host) => { data_directory: string } | undefined;
 
 /**
  * A read of pg_stat_archiver, for `pgprov check`, `status` and apply's "is archiving healthy":
- * `failing`, a failure after the last success; `stale`, WAL written but nothing archived for
- * STALE_FACTOR × archive_timeout (or 5 min without one): pgBackRest's check is then run.
- * A CASE, not `and`: pg_current_wal_lsn() fails on a standby, and SQL does not promise the order of `and`.
+ * `failing`, a failure after the last success; `stale`, a completed segment waiting to be archived
+ * (its .ready file in archive_status) for more than STALE_FACTOR × archive_timeout (at least
+ * 5 min): pgBackRest's check is then run. The oldest waiting segment, not the last success: a
+ * quiet server archives nothing for hours, and is not stale for it.
  */
 export const STALE_FACTOR = 5;
 export function archiverQuery(archiveTimeoutSeconds: number): string {
@@ -70,9 +71,7 @@ export function archiverQuery(archiveTimeoutSeconds: number): string {
   return `select current_setting('archive_mode') <> 'off' as enabled, failed_count,
   last_failed_wal, last_failed_time::text as last_failed_time, last_archived_time::text as last_archived_time,
   (last_failed_time is not null and (last_archived_time is null or last_failed_time > last_archived_time)) as failing,
-  (case when pg_is_in_recovery() then false
-    else coalesce(last_archived_time, pg_postmaster_start_time()) < now() - interval '${staleAfter} seconds'
-      and pg_walfile_name(pg_current_wal_lsn()) > coalesce(last_archived_wal, '') end) as stale,
+  coalesce((select min(modification) from pg_ls_archive_statusdir() where name like '%.ready'), now()) < now() - interval '${staleAfter} seconds' as stale,
   ${staleAfter} as stale_after_seconds
   from pg_stat_archiver`;
 }
@@ -126,7 +125,8 @@ export function backupVariables(inventory: Inventory, host: Host | BackupHost, p
     databases,
     /** tls-server-auth, once per client (a comma would list stanzas, not clients). */
     server_auth: clients.map((cn) => `${cn}=${stanza}`),
-    backup_standby: inventory.standbys.length > 0,
+    // Only with a standby listed (backupSources: no delayed one), else every backup failed first.
+    backup_standby: backupSources(inventory).some((h) => h.role === "standby"),
     runs_backups: runsBackups,
     /** OnCalendar expressions by backup type; "" for a type with no timer. */
     schedule: { full: b.schedule.full, diff: b.schedule.diff ?? "", incr: b.schedule.incr ?? "" },
@@ -139,8 +139,10 @@ export function backupVariables(inventory: Inventory, host: Host | BackupHost, p
     stanza_create: `${pgbackrestCommand(inventory, ["stanza-create"])} && ${pgbackrestCommand(inventory, ["check"])}`,
     stanza_exists: `test -f ${shellQuote(`${b.repositoryPath}/backup/${stanza}/backup.info`)} && test -f ${shellQuote(`${b.repositoryPath}/archive/${stanza}/archive.info`)}`,
     // A complete full backup, as pgBackRest's info lists it: an interrupted one leaves its
-    // directory (resumed by the next backup) but is not in the list, so it is taken again.
-    has_full_backup: `${pgbackrestCommand(inventory, ["info", "--output=json"])} | grep -q '"type":"full"'`,
+    // directory (resumed by the next backup) but is not in the list, so it is taken again. When
+    // info itself fails (the repository unreadable), no backup is started on that: the checks
+    // of the stanza and of archiving say what is wrong.
+    has_full_backup: `info=$(${pgbackrestCommand(inventory, ["info", "--output=json"])}) || exit 0; printf '%s' "$info" | grep -q '"type":"full"'`,
     archive_queue_max: b.archiveQueueMax,
     archive_timeout: b.archiveTimeout,
     timeout_hours: b.timeoutHours,

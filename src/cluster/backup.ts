@@ -197,7 +197,7 @@ export interface BackupStatus {
   /** The last WAL segment pgBackRest dropped from the archive (archive-push-queue-max): a gap. */
   dropped?: { wal: string; time: Date };
   /** `pgbackrest check`'s outcome, when asked for (check): WAL reaches the repository. */
-  check?: { ok: true } | { ok: false; output: string };
+  check?: { ok: true } | { ok: false; command: string; output: string };
   /** What could not be read (the repository host unreachable, say). */
   error?: string;
 }
@@ -205,7 +205,8 @@ export interface BackupStatus {
 /**
  * For `status` and `check`: the last backup's age and type, the primary's archiver (unless the
  * caller read it already: check's readHealth did) and the WAL pgBackRest dropped; with
- * `pgbackrestCheck`, pgBackRest's own check on the repository host. Reads only, no lock.
+ * `pgbackrestCheck`, pgBackRest's own check on the repository host (it switches the primary to a
+ * new WAL segment: check asks for it only when the archiver fails or is stale). No lock.
  */
 export async function backupStatus(
   inventory: Inventory,
@@ -226,8 +227,9 @@ export async function backupStatus(
       }
       if (options.pgbackrestCheck) {
         // Bounded: pgBackRest waits archive-timeout for the segment it switched to reach the repository.
-        const r = await c.run(`${pgbackrestCommand(inventory, ["check", "--archive-timeout=30"])} 2>&1`, { timeoutMs: 90_000, purpose: "pgBackRest's check" });
-        out.check = r.code === 0 ? { ok: true } : { ok: false, output: lastLines(r.stdout.trim() || `exit ${r.code}`, 4).join(" ") };
+        const command = pgbackrestCommand(inventory, ["check", "--archive-timeout=30"]);
+        const r = await c.run(`${command} 2>&1`, { timeoutMs: 90_000, purpose: "pgBackRest's check" });
+        out.check = r.code === 0 ? { ok: true } : { ok: false, command, output: lastLines(r.stdout.trim() || `exit ${r.code}`, 4).join(" ") };
       }
     });
   } catch (e) {

@@ -354,8 +354,6 @@ const slots: Rule = ({ hosts, thresholds }) =>
 const archiving: Rule = ({ primary, backups }) => {
   const a = primary?.server.replication!.archiver;
   if (!a?.enabled) return [];
-  // Without a backup section, archive_command archives nowhere (see pgprov.conf.hbs): say so, not "works".
-  if (backups === false) return [{ status: "warning", check: "archiving", host: primary!.host, message: NO_BACKUPS }];
   if (a.failing) {
     return [{
       status: "critical",
@@ -364,6 +362,9 @@ const archiving: Rule = ({ primary, backups }) => {
       message: `archiving fails: ${a.failedCount} failure(s), the last at ${a.lastFailedTime} (${a.lastFailedWal}), after the last success (${a.lastArchivedTime ?? "never"}); pg_wal grows until it succeeds`,
     }];
   }
+  // Without a backup section, archive_command archives nowhere (see pgprov.conf.hbs): say so, not
+  // "works"; after a failure, which comes first (an old archive_command failing, say).
+  if (backups === false) return [{ status: "warning", check: "archiving", host: primary!.host, message: NO_BACKUPS }];
   if (a.stale) {
     return [{
       status: "critical",
@@ -499,7 +500,7 @@ export function backupAgeFinding(last: { label: string; type: string; ageSeconds
  * the archive (archive-push-queue-max: a gap no point after which can be restored until a backup
  * is taken after it), and pgBackRest's own check.
  */
-export function backupFindings(b: BackupStatus, thresholds: CheckThresholds, primary: string): Finding[] {
+export function backupFindings(b: BackupStatus, thresholds: CheckThresholds, primary: string, repository = primary): Finding[] {
   const out = [backupAgeFinding(b.last, b.error, thresholds)];
   if (b.dropped && !(b.oldestStart && b.dropped.time < b.oldestStart)) {
     const after = !b.last || b.dropped.time > b.last.stop;
@@ -515,8 +516,8 @@ export function backupFindings(b: BackupStatus, thresholds: CheckThresholds, pri
   if (b.check) {
     out.push(
       b.check.ok
-        ? { status: "ok", check: "pgbackrest_check", message: "pgbackrest check passes: WAL reaches the repository" }
-        : { status: "critical", check: "pgbackrest_check", message: `pgbackrest check fails: ${b.check.output}` },
+        ? { status: "ok", check: "pgbackrest_check", host: repository, message: "pgbackrest check passes: WAL reaches the repository" }
+        : { status: "critical", check: "pgbackrest_check", host: repository, message: `pgbackrest check fails (${b.check.command}): ${b.check.output}` },
     );
   }
   return out;

@@ -63,7 +63,7 @@ export interface BackupSettings {
   /** TimeoutStartSec of the backup services, in hours. */
   timeoutHours: number;
   cipher: "none" | "aes-256-cbc";
-  /** With a cipher: the repository's passphrase; undefined until ensureBackupCipherPassphrase(). */
+  /** With a cipher: the repository's passphrase (backup.cipher_passphrase), masked in all output. */
   cipherPassphrase?: Secret;
 }
 
@@ -245,6 +245,15 @@ export function loadInventory(file: string): Inventory {
   // TLS once the hosts are known: a certificate issued elsewhere is checked against its host.
   const tls = loadTls(parsed.tls, { source, file, dir, hosts: backupHost ? [...hosts, backupHost] : hosts, secrets, problems });
   const backupSection = parsed.backup ?? (backupHost ? backupSchema.parse({}) : undefined);
+  let cipherPassphrase: Secret | undefined;
+  if (backupSection?.cipher_passphrase) {
+    try {
+      cipherPassphrase = readSecret(backupSection.cipher_passphrase, (p) => fromInventory(dir, p));
+      secrets.push(cipherPassphrase);
+    } catch (e) {
+      problems.push(source.problem(["backup", "cipher_passphrase"], `backup.cipher_passphrase: ${(e as Error).message}`));
+    }
+  }
   stopOn(scope);
   if (!access) throw new Error("bug: no connections and no problem reported");
   return {
@@ -296,6 +305,7 @@ export function loadInventory(file: string): Inventory {
             archiveTimeout: backupSection.archive_timeout,
             timeoutHours: backupSection.timeout_hours,
             cipher: backupSection.cipher,
+            ...(cipherPassphrase ? { cipherPassphrase } : {}),
           },
         }
       : {}),
@@ -645,18 +655,6 @@ export function ensurePoolerPassword(inventory: Inventory): Secret | undefined {
   if (!inventory.pooler) return undefined;
   inventory.pooler.password ??= generatedSecret(inventory, "pgbouncer", "the stored pgbouncer password");
   return inventory.pooler.password;
-}
-
-/**
- * The repository's cipher passphrase (backup.cipher), made once and kept beside the inventory
- * (and in pgBackRest's configuration on the repository's host): without it the encrypted
- * repository cannot be read, so keep a copy of that file somewhere safe.
- */
-export function ensureBackupCipherPassphrase(inventory: Inventory): Secret | undefined {
-  const b = inventory.backup;
-  if (!b || b.cipher === "none") return undefined;
-  b.cipherPassphrase ??= generatedSecret(inventory, "backup-cipher", "the stored backup cipher passphrase");
-  return b.cipherPassphrase;
 }
 
 /** `.pgprov/NAME.<kind>.secret`: made once (mode 0600), read on every run, masked in all output. */

@@ -334,7 +334,7 @@ export const backupSchema = z.strictObject({
   /**
    * The most WAL pgBackRest's asynchronous spool holds on a database host while the repository
    * cannot take it (archive-push-queue-max): past it, WAL is dropped from the archive (a gap that
-   * check reports until the next full backup) instead of filling the primary's disk.
+   * check reports until a backup is taken after it) instead of filling the primary's disk.
    */
   archive_queue_max: byteSizeArg
     .refine((v) => v >= 64 * MB, "at least 64MB (four WAL segments): less would drop WAL on the first slow push")
@@ -347,8 +347,17 @@ export const backupSchema = z.strictObject({
     .default(60),
   /** The longest a scheduled backup may run (its service's TimeoutStartSec), in hours: a hung one is stopped, not left to block the next. */
   timeout_hours: z.number().int().min(1).max(7 * 24).default(12),
-  /** Encryption of the repository's content at rest (repo1-cipher-type), with a passphrase pgprov makes once (.pgprov/NAME.backup-cipher.secret). */
+  /** Encryption of the repository's content at rest (repo1-cipher-type), with cipher_passphrase. */
   cipher: z.enum(["none", "aes-256-cbc"]).default("none"),
+  /**
+   * The repository's passphrase (repo1-cipher-pass), from the environment or a file of mode 0600:
+   * never made by pgprov, since a new one over a lost one would make every backup unreadable.
+   */
+  cipher_passphrase: secretSource.optional(),
+}).superRefine((b, ctx) => {
+  if (b.cipher !== "none" && !b.cipher_passphrase) {
+    ctx.addIssue({ code: "custom", path: ["cipher"], message: `cipher ${b.cipher} needs cipher_passphrase: { env: VARIABLE } or { file: PATH } (keep a copy: without it no backup can be restored)` });
+  }
 });
 
 const inventoryObject = z.strictObject({

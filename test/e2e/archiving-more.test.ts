@@ -123,8 +123,7 @@ describe("issue 11 (second reading): archiving and scheduled backups", () => {
 
       const apply = await pgprov(["apply", inventory, "--json"], { timeoutMs: 600_000 });
       expect(apply.code, apply.stdout.slice(-3000)).toBe(1);
-      // pg4 fails too (its first full backup, pgBackRest's info unreadable): the primary's check is what this is about.
-      const failure = events(apply).find((e) => e.type === "failure" && e.host === "pg1");
+      const failure = events(apply).find((e) => e.type === "failure");
       expect(failure).toMatchObject({ host: "pg1", task: "pgBackRest's check, when the archiver fails or is stale" });
       const warnings = events(apply).filter((e) => e.type === "warning").map((e) => (e as { message: string }).message);
       expect(warnings).toContainEqual(expect.stringMatching(/^pg2: \/var\/lib\/postgresql\/15\/wal-archive \(1\.0M\), the WAL archive of before pgBackRest, is left in place/));
@@ -152,7 +151,8 @@ describe("issue 11 (second reading): archiving and scheduled backups", () => {
     expect(full.code, full.stdout + full.stderr).toBe(0);
     const after = await findings();
     expect(after.findings).toContainEqual(expect.objectContaining({ status: "warning", check: "archive_gap" }));
-    expect(after.findings).toContainEqual(expect.objectContaining({ status: "ok", check: "pgbackrest_check" }));
+    // The archiver healthy again: check does not run pgBackRest's check (it would switch a WAL segment on every run).
+    expect(after.findings.filter((f) => f.check === "pgbackrest_check")).toEqual([]);
     expect(after.findings).toContainEqual(expect.objectContaining({ status: "ok", check: "archiving" }));
   });
 });

@@ -114,7 +114,8 @@ describe("issue 11: backups and point-in-time recovery with pgBackRest", () => {
   it("issue 11: a standby whose slot was invalidated catches up from the archive after an apply, with no clone", async () => {
     // What a clone would change (its data directory swapped in: another inode), and what pgBackRest logs per segment archive-get finds.
     const inode = async () => (await labExec("pg3", "stat -c %i /var/lib/postgresql/15/main")).stdout.trim();
-    const fetched = async () => Number((await labExec("pg3", "cat /var/log/pgbackrest/main-archive-get*.log 2>/dev/null | grep -cE 'found [0-9A-F]{24} in the'")).stdout.trim() || 0);
+    // restore_command (pgbackrest archive-get) succeeding, as PostgreSQL logs it.
+    const fetched = async () => Number((await labExec("pg3", "grep -c 'restored log file' /var/log/postgresql/postgresql-15-main.log")).stdout.trim() || 0);
     const [inodeBefore, fetchedBefore] = [await inode(), await fetched()];
     expect((await labExec("pg3", "systemctl stop postgresql@15-main")).code).toBe(0);
     // More WAL than max_slot_wal_keep_size (32MB), then checkpoints: the slot is invalidated.
@@ -130,7 +131,7 @@ describe("issue 11: backups and point-in-time recovery with pgBackRest", () => {
     expect(changed.join("\n")).toMatch(/make slot pgprov_pg3 again/);
     await eventually("filler on pg3", async () => (await psql(byName("pg3"), "select count(*) from filler")).out === "300000", 60_000);
     // No pg_basebackup ran (the clone's task did nothing, the data directory is the same one), and
-    // pg3 took the WAL its slot no longer held from the repository (pgBackRest's archive-get log there).
+    // pg3 took the WAL its slot no longer held from the repository (restore_command, counted before and after).
     const clone = events(apply).find((e) => e.type === "task" && e.host === "pg3" && e.task === "clone the primary where this host does not hold the cluster");
     expect(clone).toMatchObject({ status: "ok" });
     expect(await inode()).toBe(inodeBefore);

@@ -5,7 +5,9 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { ensureBackupCipherPassphrase, ensureReplicationPassword, loadInventory } from "../../src/inventory/inventory.js";
+import { chmodSync, writeFileSync } from "node:fs";
+import { archiverQuery } from "../../src/cluster/backup-config.js";
+import { ensureReplicationPassword, loadInventory } from "../../src/inventory/inventory.js";
 import { hostVariables } from "../../src/cluster/variables.js";
 import { render } from "../../src/playbook/template.js";
 import { yamlFiles } from "./yaml-files.js";
@@ -25,7 +27,6 @@ const playbook = readFileSync(join(import.meta.dirname, "../../playbooks/cluster
 function rendered(text: string | { file: string }, name: string, file: string, facts = bookworm, factsOf?: (n: string) => typeof bookworm | undefined) {
   const inv = loadInventory(typeof text === "string" ? write(text) : text.file);
   ensureReplicationPassword(inv);
-  ensureBackupCipherPassphrase(inv);
   const host = [...inv.hosts, ...(inv.backup?.host ? [inv.backup.host] : [])].find((h) => h.name === name)!;
   return render(template(file), hostVariables(inv, host, facts, { reclone: [], ...(factsOf ? { factsOf } : {}) }), file);
 }
@@ -77,7 +78,12 @@ describe("issue 11 item 2: archive gaps are noticed", () => {
   it("issue 11 item 2: pgbackrest check's failure is a critical finding", () => {
     const t = checksSchema.parse({});
     const f = (b: BackupStatus) => backupFindings(b, t, "pg1").find((x) => x.check === "pgbackrest_check");
-    expect(f({ check: { ok: false, output: "ERROR: [082]: WAL segment 000000010000000000000003 was not archived before the 30000ms timeout" } })).toMatchObject({ status: "critical", message: expect.stringMatching(/^pgbackrest check fails: ERROR: \[082\]/) });
+    const command = "runuser -u postgres -- pgbackrest --stanza=main check --archive-timeout=30";
+    expect(f({ check: { ok: false, command, output: "ERROR: [082]: WAL segment 000000010000000000000003 was not archived before the 30000ms timeout" } })).toMatchObject({
+      status: "critical",
+      host: "pg1",
+      message: `pgbackrest check fails (${command}): ERROR: [082]: WAL segment 000000010000000000000003 was not archived before the 30000ms timeout`,
+    });
     expect(f({ check: { ok: true } })).toMatchObject({ status: "ok" });
   });
 
@@ -96,7 +102,7 @@ describe("issue 11 item 3: the first full backup counts only when complete", () 
   it("issue 11 item 3: has_full_backup asks pgBackRest's info (its list has complete backups only), not the directory", () => {
     const inv = loadInventory(write(HOSTS));
     const vars = hostVariables(inv, inv.backup!.host!, bookworm).backup as { has_full_backup: string };
-    expect(vars.has_full_backup).toBe(`runuser -u postgres -- pgbackrest --stanza=main info --output=json | grep -q '"type":"full"'`);
+    expect(vars.has_full_backup).toBe(`info=$(runuser -u postgres -- pgbackrest --stanza=main info --output=json) || exit 0; printf '%s' "$info" | grep -q '"type":"full"'`);
   });
 });
 
@@ -167,16 +173,46 @@ describe("issue 11 item 8: the old archive directory", () => {
 });
 
 describe("issue 11 item 9: the repository encrypted at rest", () => {
-  it("issue 11 item 9: backup.cipher: aes-256-cbc sets repo1-cipher-type and a passphrase made once, on the repository's host only", () => {
-    const text = { file: write(`backup: { cipher: aes-256-cbc }\n${HOSTS}`) };
-    const bk = rendered(text, "bk", "pgbackrest.conf.hbs");
-    expect(bk).toMatch(/^repo1-cipher-type=aes-256-cbc\nrepo1-cipher-pass=[A-Za-z0-9_-]{43}$/m);
+  it("issue 11 item 9: backup.cipher: aes-256-cbc sets repo1-cipher-type and the passphrase from the inventory's secret, on the repository's host only", () => {
+    const secretFile = write("");
+    writeFileSync(secretFile, "a-passphrase-from-a-file\n");
+    chmodSync(secretFile, 0o600);
+    const text = `backup: { cipher: aes-256-cbc, cipher_passphrase: { file: ${secretFile} } }\n${HOSTS}`;
+    expect(rendered(text, "bk", "pgbackrest.conf.hbs")).toMatch(/^repo1-cipher-type=aes-256-cbc\nrepo1-cipher-pass=a-passphrase-from-a-file$/m);
     expect(rendered(text, "pg1", "pgbackrest.conf.hbs")).not.toMatch(/cipher/);
-    // The same passphrase on every run (it opens the repository).
-    expect(rendered(text, "bk", "pgbackrest.conf.hbs")).toBe(bk);
-    const inv = loadInventory(text.file);
-    const secret = ensureBackupCipherPassphrase(inv)!;
-    expect(inv.secrets).toContain(secret);
+    expect(loadInventory(write(text)).secrets.map((s) => s.reveal())).toContain("a-passphrase-from-a-file");
+    // The repository on the primary's path: there only, not on the standbys.
+    const local = `backup: { cipher: aes-256-cbc, cipher_passphrase: { file: ${secretFile} } }\nhosts:\n  pg1: { address: 10.0.0.11, role: primary }\n  pg2: { address: 10.0.0.12, role: standby }\n`;
+    expect(rendered(local, "pg1", "pgbackrest.conf.hbs")).toMatch(/^repo1-cipher-pass=a-passphrase-from-a-file$/m);
+    expect(rendered(local, "pg2", "pgbackrest.conf.hbs")).not.toMatch(/cipher/);
+  });
+
+  it("issue 11 item 9 (review 1): pgprov never makes the passphrase (a new one over a lost one would make every backup unreadable): a cipher without one is refused", () => {
+    expect(problems(`backup: { cipher: aes-256-cbc }\n${HOSTS}`)).toEqual([expect.stringMatching(/^1:19: backup\.cipher: cipher aes-256-cbc needs cipher_passphrase: \{ env: VARIABLE \} or \{ file: PATH \}/)]);
     expect(problems(`backup: { cipher: aes-128 }\n${HOSTS}`)).toEqual([expect.stringMatching(/^1:19: backup\.cipher: invalid option: expected one of "none"\|"aes-256-cbc"/)]);
+  });
+
+  it("issue 11 item 9 (review 3): pgBackRest's configuration is written without a diff (a removed passphrase line would show it)", () => {
+    expect(playbook).toMatch(/template: \{ src: \.\.\/templates\/pgbackrest\.conf\.hbs, path: "\{\{ backup\.config \}\}", owner: postgres, group: postgres, mode: "0640", diff: false \}/);
+  });
+});
+
+describe("issue 11: the second reader's findings", () => {
+  it("issue 11 (review 7): without backups, a failing archiver is still critical (an old archive_command failing)", () => {
+    const archiver = { enabled: true, failing: true, stale: false, staleAfterSeconds: 300, failedCount: 3, lastFailedWal: "000000010000000000000003", lastFailedTime: "2026-11-27 12:01:00+00" };
+    const host: HostHealth = { host: "pg1", role: "primary", server: { inRecovery: false, version: "15.8", pendingRestart: [], slots: [], replication: { rows: [], archiver } } };
+    expect(judgeHealth([host], checksSchema.parse({}), "pg1", { backups: false }).find((f) => f.check === "archiving")).toMatchObject({ status: "critical", message: expect.stringMatching(/^archiving fails/) });
+  });
+
+  it("issue 11 (review 11): only delayed standbys: no backup-standby (every backup would fail first, then fall back)", () => {
+    const text = `hosts:\n  pg1: { address: 10.0.0.11, role: primary }\n  pg2: { address: 10.0.0.12, role: standby, apply_delay: 1h }\n  bk: { address: 10.0.0.20, role: backup }\n`;
+    expect(rendered(text, "bk", "pgbackrest.conf.hbs")).not.toMatch(/backup-standby/);
+    expect(rendered(HOSTS, "bk", "pgbackrest.conf.hbs")).toMatch(/^backup-standby=y$/m);
+  });
+
+  it("issue 11 (review 6/15): stale is the oldest segment waiting in archive_status, not the last success; apply's check runs after the streaming check", () => {
+    expect(archiverQuery(60)).toContain("coalesce((select min(modification) from pg_ls_archive_statusdir() where name like '%.ready'), now()) < now() - interval '300 seconds' as stale");
+    expect(archiverQuery(600)).toContain("interval '3000 seconds' as stale");
+    expect(playbook.indexOf("- name: Archiving")).toBeGreaterThan(playbook.indexOf("- name: Streaming"));
   });
 });
