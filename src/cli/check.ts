@@ -1,5 +1,6 @@
-import { backupAgeFinding, caOf, CHECK_EXIT, judgeHealth, overallStatus, readHealth, worstFirst } from "../cluster/check.js";
+import { backupFindings, caOf, CHECK_EXIT, judgeHealth, overallStatus, readHealth, worstFirst } from "../cluster/check.js";
 import { backupStatus } from "../cluster/backup.js";
+import { repositoryHost } from "../cluster/backup-config.js";
 import { PgprovError } from "../common/errors.js";
 import { loadInventory } from "../inventory/inventory.js";
 import { formatTable } from "../output/table.js";
@@ -11,15 +12,22 @@ import { print, printJson } from "./print.js";
  */
 export async function checkCommand(inventoryPath: string, options: { json: boolean; acceptNewHostKeys: boolean }): Promise<number> {
   let findings;
-  let primary;
+  let primary: string;
   try {
     const inventory = loadInventory(inventoryPath);
     primary = inventory.primary.name;
     const ca = caOf(inventory);
-    findings = judgeHealth(await readHealth(inventory, { acceptNewHostKeys: options.acceptNewHostKeys }), inventory.checks, primary, ca ? { ca } : {});
+    const health = await readHealth(inventory, { acceptNewHostKeys: options.acceptNewHostKeys });
+    findings = judgeHealth(health, inventory.checks, primary, { ...(ca ? { ca } : {}), backups: inventory.backup !== undefined });
     if (inventory.backup) {
-      const b = await backupStatus(inventory, { acceptNewHostKeys: options.acceptNewHostKeys });
-      findings = worstFirst([...findings, backupAgeFinding(b.last, b.error, inventory.checks)]);
+      // The primary's archiver as readHealth read it: one read of pg_stat_archiver serves both.
+      const server = health.find((h) => h.host === primary)?.server;
+      const archiver = server && "replication" in server ? server.replication?.archiver : undefined;
+      // pgBackRest's check switches WAL segments and may take a minute: only when the archiver is not
+      // clearly healthy (as apply does), not on every run of a monitor.
+      const pgbackrestCheck = !archiver || archiver.failing || archiver.stale;
+      const b = await backupStatus(inventory, { acceptNewHostKeys: options.acceptNewHostKeys, pgbackrestCheck, ...(archiver ? { archiver } : {}) });
+      findings = worstFirst([...findings, ...backupFindings(b, inventory.checks, primary, repositoryHost(inventory).name)]);
     }
   } catch (e) {
     if (e instanceof PgprovError) throw new PgprovError(`UNKNOWN: ${e.message}`, CHECK_EXIT.unknown);

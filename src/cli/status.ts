@@ -52,8 +52,10 @@ function showBackups(b: BackupStatus, json: boolean): void {
   }
   const last = b.last ? `last ${b.last.type} backup ${b.last.label}, ${(b.last.ageSeconds / 3600).toFixed(1)} h ago` : b.error ? `repository not read: ${b.error}` : "no backup yet";
   const a = b.archiver;
-  const archiving = a ? `archiving: ${a.failedCount} failed${a.lastFailedWal ? ` (last ${a.lastFailedWal} at ${a.lastFailedTime})` : ""}, last archived ${a.lastArchivedTime ?? "never"}` : "archiving: not read";
-  print(`backups:       ${last}; ${archiving}\n`);
+  const archiving = a ? `archiving: ${a.failedCount} failed${a.lastFailedWal ? ` (last ${a.lastFailedWal} at ${a.lastFailedTime})` : ""}, last archived ${a.lastArchivedTime ?? "never"}${a.stale ? `, STALE (nothing archived for more than ${a.staleAfterSeconds} s though WAL was written)` : ""}` : "archiving: not read";
+  // Loud: a dropped segment is a gap in the archive (see check's archive_gap).
+  const gap = b.dropped ? `; WAL DROPPED from the archive: ${b.dropped.wal} at ${b.dropped.time.toISOString()} (archive-push-queue-max)` : "";
+  print(`backups:       ${last}; ${archiving}${gap}\n`);
 }
 
 function pause(ms: number, stop?: AbortSignal): Promise<void> {

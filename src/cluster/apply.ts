@@ -12,6 +12,7 @@
 import { PgprovError } from "../common/errors.js";
 import { Redactor } from "../common/redact.js";
 import type { RunResults } from "../engine/results.js";
+import type { Facts } from "../engine/facts.js";
 import { runPlaybook, type RunOptions, type RunSummary } from "../engine/run.js";
 import { SshHostIO } from "../engine/host-io.js";
 import { hostsUsed, isReadOnly, selectTargets } from "../engine/targets.js";
@@ -37,6 +38,7 @@ import { type ClusterPlaybook, targetOf } from "./playbook.js";
 import { assessCluster } from "./safety.js";
 import { hostVariables, topologyOf } from "./variables.js";
 import { askStandby } from "./standby-report.js";
+import { NO_BACKUPS } from "./backup-config.js";
 
 export interface ApplyOptions extends Pick<RunOptions, "check" | "limit" | "exclude" | "tags" | "forks" | "progress"> {
   /** Connections a cluster operation already holds (with their locks); otherwise apply opens its own. */
@@ -71,6 +73,7 @@ export async function applyCluster(inventory: Inventory, playbook: ClusterPlaybo
       message: `TLS is off (tls.enabled: false in ${inventory.file}): the replication password's SCRAM exchange and every row cross the network in clear, and a standby trusts whatever answers at the primary's address`,
     });
   }
+  if (!inventory.backup) emit({ type: "warning", message: NO_BACKUPS });
   // The cluster's members: every host but those a cluster operation excluded (a failed primary
   // it fenced or could not reach). The safety reads cover all of them, whatever --limit says.
   const members = inventory.hosts.filter((h) => !options.exclude?.includes(h.name));
@@ -109,7 +112,8 @@ export async function applyCluster(inventory: Inventory, playbook: ClusterPlaybo
     });
   }
   const jumps = jumpFailures(reached);
-  const variablesOf = new Map<string, { facts: unknown; id: string | undefined; replacedByClone: boolean; vars: Record<string, unknown> }>();
+  const variablesOf = new Map<string, { facts: unknown; id: string | undefined; replacedByClone: boolean; others: number; vars: Record<string, unknown> }>();
+  const factsByHost = new Map<string, Facts>();
   try {
     // A playbook that may change a host in its first play has no reads to wait for.
     if (playbook.plays[0] && !isReadOnly(playbook.plays[0])) saveCa?.();
@@ -122,6 +126,7 @@ export async function applyCluster(inventory: Inventory, playbook: ClusterPlaybo
       statePath: stateFile(inventory, "state.json"),
       secrets,
       variables: (target, facts, results) => {
+        if (facts) factsByHost.set(target.name, facts);
         const id = primarySystemIdentifier(results);
         const host = targets.find((t) => t.name === target.name)!.host;
         const read = results.of(pgDataDirectory).get(host.name);
@@ -129,15 +134,16 @@ export async function applyCluster(inventory: Inventory, playbook: ClusterPlaybo
         // Asked for every task a host renders (each task of every play, read ahead and again):
         // computed again only when what they depend on changed.
         const known = variablesOf.get(target.name);
-        if (known && known.facts === facts && known.id === id && known.replacedByClone === replacedByClone) return known.vars;
+        if (known && known.facts === facts && known.id === id && known.replacedByClone === replacedByClone && known.others === factsByHost.size) return known.vars;
         const vars = hostVariables(inventory, host, facts, {
           reclone,
           excluded: options.exclude ?? [],
           cloneAlways: options.cloneAlways ?? [],
           replacedByClone,
+          factsOf: (name) => factsByHost.get(name),
           ...(id ? { primarySystemIdentifier: id } : {}),
         });
-        variablesOf.set(target.name, { facts, id, replacedByClone, vars });
+        variablesOf.set(target.name, { facts, id, replacedByClone, others: factsByHost.size, vars });
         return vars;
       },
       emit,
@@ -170,7 +176,7 @@ export async function applyCluster(inventory: Inventory, playbook: ClusterPlaybo
         }
       }
     }
-    if (inventory.backup) await reportOldArchive(inventory, reached, emit);
+    await reportOldArchive(inventory, reached, emit);
     emit({ type: "recap", hosts: summary.hosts });
     return summary;
   } finally {
@@ -288,20 +294,28 @@ async function waitForStreaming(
 }
 
 /**
- * With backups, WAL goes to pgBackRest's repository: the local archive directory of before
- * (archive_command's copy on the primary's own disk) is left in place, never deleted, and named
- * here on every run while it exists, with its size, for the user to remove once backups exist.
+ * WAL goes to pgBackRest's repository, or nowhere without backups (see pgprov.conf.hbs): the
+ * local archive directory of before (archive_command's copy on a primary's own disk, on every
+ * host that was once primary) is left in place, never deleted, and named here on every run while
+ * it exists, with its size, for the user to remove. `du` is bounded: a huge directory on a slow
+ * disk must not hold the run.
  */
 async function reportOldArchive(inventory: Inventory, reached: Reached<Host | BackupHost>[], emit: ClusterEmit): Promise<void> {
-  const primary = reached.find((r) => r.host === inventory.primary);
-  if (!primary || !("connection" in primary)) return;
   const dirs = inventory.postgresql.archiveDirectory ? shellQuote(inventory.postgresql.archiveDirectory) : "/var/lib/postgresql/*/wal-archive";
-  const r = await primary.connection.run(`for d in ${dirs}; do [ -d "$d" ] && echo "$(du -sh "$d" | cut -f1) $d"; done; true`, { timeoutMs: 30_000, purpose: "looking for the WAL archive directory of before" });
-  for (const line of r.stdout.split("\n").filter(Boolean)) {
-    const [size, dir] = [line.slice(0, line.indexOf(" ")), line.slice(line.indexOf(" ") + 1)];
-    emit({
-      type: "warning",
-      message: `${inventory.primary.name}: ${dir} (${size}), the WAL archive of before pgBackRest, is left in place: WAL now goes to the backup repository; pgprov never deletes it, remove it yourself once \`pgprov backups\` shows a full backup`,
-    });
+  const script = `for d in ${dirs}; do [ -d "$d" ] && echo "$(timeout 10 du -sh "$d" 2>/dev/null | cut -f1 | grep . || echo 'size not read within 10 s') $d"; done; true`;
+  const hosts = reached.filter((r): r is Extract<Reached<Host | BackupHost>, { connection: unknown }> => "connection" in r && r.host.role !== "backup");
+  const found = await Promise.all(hosts.map(async (r) => ({ host: r.host.name, out: (await r.connection.run(script, { timeoutMs: 30_000, purpose: "looking for the WAL archive directory of before" })).stdout })));
+  for (const { host, out } of found) {
+    for (const line of out.split("\n").filter(Boolean)) {
+      const m = /^(.*) (\/\S*)$/.exec(line);
+      if (!m) continue;
+      emit({ type: "warning", message: oldArchiveWarning(host, m[2]!, m[1]!, inventory.backup !== undefined) });
+    }
   }
+}
+
+export function oldArchiveWarning(host: string, dir: string, size: string, backups: boolean): string {
+  const now = backups ? "WAL now goes to the backup repository" : "WAL is no longer archived there (no backups configured: see README, Backups)";
+  const when = backups ? "once `pgprov backups` shows a full backup" : "once you no longer need it";
+  return `${host}: ${dir} (${size}), the WAL archive of before pgBackRest, is left in place: ${now}; pgprov never deletes it, remove it yourself ${when}`;
 }

@@ -18,6 +18,9 @@ export const PGBACKREST_FILES = {
   backup_script: "/usr/local/lib/pgprov/pgbackrest-backup",
 };
 
+/** check's and apply's warning without a backup section or host: archive_command archives nowhere (see pgprov.conf.hbs). */
+export const NO_BACKUPS = "no backups configured: WAL is archived nowhere and there is nothing to restore from (add a backup host or a backup section: see README, Backups)";
+
 export const BACKUP_TYPES = ["full", "diff", "incr"] as const;
 export type BackupType = (typeof BACKUP_TYPES)[number];
 
@@ -44,13 +47,75 @@ export function repositoryHost(inventory: Inventory): Host | BackupHost {
   return inventory.backup?.host ?? inventory.primary;
 }
 
-export function backupVariables(inventory: Inventory, host: Host | BackupHost) {
+/**
+ * The database hosts the repository host's pgBackRest knows (pg1, pg2...), in the order it looks
+ * for the standby to copy a backup from (backup-standby takes the first one that answers in
+ * recovery): the primary, then the standbys that stream from it (synchronous ones first: the
+ * least behind), then the cascading ones. A delayed standby (apply_delay) is left out: it is behind
+ * on purpose, and pgBackRest would wait for it to replay the backup's start, then fail.
+ */
+export function backupSources(inventory: Inventory): Host[] {
+  const sync = new Set(inventory.replication.synchronous?.standbys ?? (inventory.replication.synchronous ? inventory.standbys.map((h) => h.name) : []));
+  const rank = (h: Host) => (h.role === "primary" ? 0 : h.upstream ? 3 : sync.has(h.name) ? 1 : 2);
+  return inventory.hosts.filter((h) => !(h.role === "standby" && h.applyDelay)).sort((a, b) => rank(a) - rank(b));
+}
+
+/** The binaries and data of a database host, from its own facts (the repository host has no server to read them from). */
+type DatabasePaths = (host: Host) => { data_directory: string } | undefined;
+
+/**
+ * A read of pg_stat_archiver, for `pgprov check`, `status` and apply's "is archiving healthy":
+ * `failing`, a failure after the last success; `stale`, a completed segment waiting to be archived
+ * (its .ready file in archive_status) for more than STALE_FACTOR × archive_timeout (at least
+ * 5 min): pgBackRest's check is then run. The oldest waiting segment, not the last success: a
+ * quiet server archives nothing for hours, and is not stale for it.
+ */
+export const STALE_FACTOR = 5;
+export function archiverQuery(archiveTimeoutSeconds: number): string {
+  const staleAfter = Math.max(300, STALE_FACTOR * archiveTimeoutSeconds);
+  return `select current_setting('archive_mode') <> 'off' as enabled, failed_count,
+  last_failed_wal, last_failed_time::text as last_failed_time, last_archived_time::text as last_archived_time,
+  (last_failed_time is not null and (last_archived_time is null or last_failed_time > last_archived_time)) as failing,
+  coalesce((select min(modification) from pg_ls_archive_statusdir() where name like '%.ready'), now()) < now() - interval '${staleAfter} seconds' as stale,
+  ${staleAfter} as stale_after_seconds
+  from pg_stat_archiver`;
+}
+
+export interface ArchiverHealth {
+  /** archive_mode is on (or always). */
+  enabled: boolean;
+  /** A failure after the last success. */
+  failing: boolean;
+  /** WAL written, nothing archived for staleAfterSeconds. */
+  stale: boolean;
+  staleAfterSeconds: number;
+  failedCount: number;
+  lastFailedWal?: string;
+  lastFailedTime?: string;
+  lastArchivedTime?: string;
+}
+
+/** archiverQuery's row, from the pg client or from psql's row_to_json. */
+export function archiverHealth(a: Record<string, unknown>): ArchiverHealth {
+  return {
+    enabled: a.enabled === true,
+    failing: a.failing === true,
+    stale: a.stale === true,
+    staleAfterSeconds: Number(a.stale_after_seconds ?? 0),
+    failedCount: Number(a.failed_count ?? 0),
+    ...(a.last_failed_wal ? { lastFailedWal: String(a.last_failed_wal) } : {}),
+    ...(a.last_failed_time ? { lastFailedTime: String(a.last_failed_time) } : {}),
+    ...(a.last_archived_time ? { lastArchivedTime: String(a.last_archived_time) } : {}),
+  };
+}
+
+export function backupVariables(inventory: Inventory, host: Host | BackupHost, paths?: DatabasePaths) {
   const b = inventory.backup;
   // Every name a `when:` of the bundled playbook reads, so that a cluster without backups skips them.
   if (!b) return { enabled: false, remote: false, runs_backups: false, schedule: { full: "", diff: "", incr: "" }, timers: { full: false, diff: false, incr: false }, archive_command: "", restore_command: "" };
   const stanza = b.stanza;
   const remote = b.host !== undefined;
-  const databases = inventory.hosts.map((h, i) => ({ index: i + 1, name: h.name, address: h.address }));
+  const databases = backupSources(inventory).map((h, i) => ({ index: i + 1, name: h.name, address: h.address, path: paths?.(h)?.data_directory ?? "" }));
   // Who may ask this host's TLS server for what: the database hosts the repository, the repository the database hosts.
   const clients = host.role === "backup" ? inventory.hosts.map(certificateCommonName) : b.host ? [certificateCommonName(b.host)] : [];
   // This host runs the backups (and their timers): the backup host, or the primary holding its own repository.
@@ -65,7 +130,8 @@ export function backupVariables(inventory: Inventory, host: Host | BackupHost) {
     databases,
     /** tls-server-auth, once per client (a comma would list stanzas, not clients). */
     server_auth: clients.map((cn) => `${cn}=${stanza}`),
-    backup_standby: inventory.standbys.length > 0,
+    // Only with a standby listed (backupSources: no delayed one), else every backup failed first.
+    backup_standby: backupSources(inventory).some((h) => h.role === "standby"),
     runs_backups: runsBackups,
     /** OnCalendar expressions by backup type; "" for a type with no timer. */
     schedule: { full: b.schedule.full, diff: b.schedule.diff ?? "", incr: b.schedule.incr ?? "" },
@@ -77,6 +143,19 @@ export function backupVariables(inventory: Inventory, host: Host | BackupHost) {
     /** Commands of the repository host's tasks (run as postgres). */
     stanza_create: `${pgbackrestCommand(inventory, ["stanza-create"])} && ${pgbackrestCommand(inventory, ["check"])}`,
     stanza_exists: `test -f ${shellQuote(`${b.repositoryPath}/backup/${stanza}/backup.info`)} && test -f ${shellQuote(`${b.repositoryPath}/archive/${stanza}/archive.info`)}`,
-    has_full_backup: `ls ${shellQuote(`${b.repositoryPath}/backup/${stanza}`)} | grep -Eq '^[0-9]{8}-[0-9]{6}F$'`,
+    // A complete full backup, as pgBackRest's info lists it: an interrupted one leaves its
+    // directory (resumed by the next backup) but is not in the list, so it is taken again. When
+    // info itself fails (the repository unreadable), no backup is started on that: the checks
+    // of the stanza and of archiving say what is wrong.
+    has_full_backup: `info=$(${pgbackrestCommand(inventory, ["info", "--output=json"])}) || exit 0; printf '%s' "$info" | grep -q '"type":"full"'`,
+    archive_queue_max: b.archiveQueueMax,
+    archive_timeout: b.archiveTimeout,
+    timeout_hours: b.timeoutHours,
+    cipher: b.cipher === "none" ? "" : b.cipher,
+    cipher_passphrase: b.cipherPassphrase?.reveal() ?? "",
+    // pgBackRest's own check (WAL reaches the repository), on the primary, only when its archiver
+    // fails or is stale: a gap in the archive shows at the next apply, at the cost of one query otherwise.
+    archive_check: pgbackrestCommand(inventory, ["check", "--archive-timeout=60"]),
+    archiver_healthy: `runuser -u postgres -- psql -XAtq -p ${inventory.postgresql.port} -c ${shellQuote(`select not (failing or stale) from (${archiverQuery(b.archiveTimeout)}) a`)} | grep -qx t`,
   };
 }

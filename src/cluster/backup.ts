@@ -11,7 +11,7 @@ import type { BackupHost, Host, Inventory } from "../inventory/inventory.js";
 import { closeAll, connectAll, type Reached } from "../transport/fleet.js";
 import type { HostConnection } from "../transport/ssh.js";
 import { applyCluster } from "./apply.js";
-import { archiveGetCommand, type BackupType, PGBACKREST_FILES, pgbackrestCommand, repositoryHost } from "./backup-config.js";
+import { archiveGetCommand, archiverHealth, archiverQuery, type ArchiverHealth, type BackupType, PGBACKREST_FILES, pgbackrestCommand, repositoryHost } from "./backup-config.js";
 import { type ArchiveReads, type BackupEntry, chooseBackupSet, parseRepositoryInfo, type RepositoryInfo, type RestoreTarget, segmentsBefore } from "./backup-info.js";
 import type { ClusterPlaybook } from "./playbook.js";
 import { ClusterOperation, type OperationOptions } from "./operations.js";
@@ -127,8 +127,9 @@ export async function backupNow(inventory: Inventory, type: BackupType, options:
     const before = new Set((await readInfo(inventory, c, host)).backups.map((b) => b.label));
     const started = performance.now();
     options.progress(`${host.name}: pgBackRest ${type} backup of stanza ${inventory.backup!.stanza}`);
-    const out = await must(c, host, `${PGBACKREST_FILES.backup_script} ${type} --log-level-console=info`, `the ${type} backup`, 4 * 3600_000);
-    for (const line of out.split("\n").filter((l) => /backup (start|stop)|new backup label|full backup size|expire/.test(l))) options.progress(`${host.name}: ${line.replace(/^\S+ \S+ P\d+\s+INFO: /, "")}`);
+    // Bounded as the timers' backups are (backup.timeout_hours, their services' TimeoutStartSec).
+    const out = await must(c, host, `${PGBACKREST_FILES.backup_script} ${type} --log-level-console=info`, `the ${type} backup`, inventory.backup!.timeoutHours * 3600_000);
+    for (const line of out.split("\n").filter((l) => /backup (start|stop)|new backup label|full backup size|expire|^pgprov: /.test(l))) options.progress(`${host.name}: ${line.replace(/^\S+ \S+ P\d+\s+INFO: /, "")}`);
     const seconds = (performance.now() - started) / 1000;
     const made: BackupEntry | undefined = (await readInfo(inventory, c, host)).backups.find((b) => !before.has(b.label));
     if (!made) throw new PgprovError(`host ${host.name}: the ${type} backup finished, but pgbackrest info shows no new backup`);
@@ -497,36 +498,75 @@ export function restorePlanSteps(p: {
 export interface BackupStatus {
   /** The newest backup, and how long ago it ended; undefined when there is none. */
   last?: { label: string; type: string; stop: Date; ageSeconds: number };
-  /** pg_stat_archiver on the primary. */
-  archiver?: { failedCount: number; lastFailedWal?: string; lastFailedTime?: string; lastArchivedTime?: string };
+  /** When the oldest backup kept started: a gap in the archive before it no longer matters. */
+  oldestStart?: Date;
+  /** pg_stat_archiver on the primary (see archiverQuery): the same read as check's. */
+  archiver?: ArchiverHealth;
+  /** The last WAL segment pgBackRest dropped from the archive (archive-push-queue-max): a gap. */
+  dropped?: { wal: string; time: Date };
+  /** `pgbackrest check`'s outcome, when asked for (check): WAL reaches the repository. */
+  check?: { ok: true } | { ok: false; command: string; output: string };
   /** What could not be read (the repository host unreachable, say). */
   error?: string;
 }
 
-/** For `status` and `check`: the last backup's age and type, and the primary's archiver; reads only, no lock. */
-export async function backupStatus(inventory: Inventory, options: { acceptNewHostKeys?: boolean } = {}): Promise<BackupStatus> {
-  requireBackups(inventory);
+/**
+ * For `status` and `check`: the last backup's age and type, the primary's archiver (unless the
+ * caller read it already: check's readHealth did) and the WAL pgBackRest dropped; with
+ * `pgbackrestCheck`, pgBackRest's own check on the repository host (it switches the primary to a
+ * new WAL segment: check asks for it only when the archiver fails or is stale). No lock.
+ */
+export async function backupStatus(
+  inventory: Inventory,
+  options: { acceptNewHostKeys?: boolean; archiver?: ArchiverHealth; pgbackrestCheck?: boolean } = {},
+): Promise<BackupStatus> {
+  const b = requireBackups(inventory);
   const out: BackupStatus = {};
   try {
-    const info = await listBackups(inventory, { ...options, newestCommit: false });
-    const last = info.backups.at(-1);
-    if (last) out.last = { label: last.label, type: last.type, stop: last.stop, ageSeconds: Math.max(0, (Date.now() - last.stop.getTime()) / 1000) };
+    await onRepository(inventory, { acceptNewHostKeys: options.acceptNewHostKeys ?? false, exclusive: false }, async (c, host) => {
+      try {
+        const info = await readInfo(inventory, c, host);
+        const last = info.backups.at(-1);
+        if (last) out.last = { label: last.label, type: last.type, stop: last.stop, ageSeconds: Math.max(0, (Date.now() - last.stop.getTime()) / 1000) };
+        if (info.backups[0]) out.oldestStart = info.backups[0].start;
+      } catch (e) {
+        if (!(e instanceof PgprovError)) throw e;
+        out.error = e.message;
+      }
+      if (options.pgbackrestCheck) {
+        // Bounded: pgBackRest waits archive-timeout for the segment it switched to reach the repository.
+        const command = pgbackrestCommand(inventory, ["check", "--archive-timeout=30"]);
+        const r = await c.run(`${command} 2>&1`, { timeoutMs: 90_000, purpose: "pgBackRest's check" });
+        out.check = r.code === 0 ? { ok: true } : { ok: false, command, output: lastLines(r.stdout.trim() || `exit ${r.code}`, 4).join(" ") };
+      }
+    });
   } catch (e) {
-    out.error = (e as Error).message;
+    if (!(e instanceof PgprovError)) throw e;
+    out.error = e.message;
   }
   const reached = await connectAll([inventory.primary], inventory.ssh, { acceptNewHostKeys: options.acceptNewHostKeys ?? false });
   try {
     const r = reached[0]!;
     if ("connection" in r) {
-      const sql = "select failed_count, coalesce(last_failed_wal, ''), coalesce(last_failed_time::text, ''), coalesce(last_archived_time::text, '') from pg_stat_archiver";
-      const q = await r.connection.run(`runuser -u postgres -- psql -XAtq -F '|' -c ${shellQuote(sql)}`, { timeoutMs: 30_000, purpose: "reading pg_stat_archiver" });
-      const [failed, wal, failedAt, archivedAt] = q.stdout.trim().split("|");
-      if (q.code === 0 && failed !== undefined) {
-        out.archiver = { failedCount: Number(failed), ...(wal ? { lastFailedWal: wal } : {}), ...(failedAt ? { lastFailedTime: failedAt } : {}), ...(archivedAt ? { lastArchivedTime: archivedAt } : {}) };
+      if (options.archiver) out.archiver = options.archiver;
+      else {
+        const sql = `select row_to_json(a) from (${archiverQuery(b.archiveTimeout)}) a`;
+        const q = await r.connection.run(`runuser -u postgres -- psql -XAtq -p ${inventory.postgresql.port} -c ${shellQuote(sql)}`, { timeoutMs: 30_000, purpose: "reading pg_stat_archiver" });
+        if (q.code === 0 && q.stdout.trim()) out.archiver = archiverHealth(JSON.parse(q.stdout.trim()) as Record<string, unknown>);
       }
+      const logs = `/var/log/pgbackrest/${b.stanza}-archive-push*.log`;
+      const d = await r.connection.run(`timeout 10 grep -h 'dropped WAL file' ${logs} 2>/dev/null | tail -n 1; true`, { timeoutMs: 30_000, purpose: "reading pgBackRest's archive-push log" });
+      const dropped = parseDroppedWal(d.stdout);
+      if (dropped) out.dropped = dropped;
     }
   } finally {
     closeAll(reached);
   }
   return out;
+}
+
+/** pgBackRest's "dropped WAL file" warning (its log's time is the host's, UTC on pgprov's hosts as Debian's default). */
+export function parseDroppedWal(line: string): { wal: string; time: Date } | undefined {
+  const m = /^(\d{4}-\d\d-\d\d) (\d\d:\d\d:\d\d(?:\.\d+)?) .*dropped WAL file '?([0-9A-F]{24})'?/m.exec(line);
+  return m ? { wal: m[3]!, time: new Date(`${m[1]}T${m[2]}Z`) } : undefined;
 }

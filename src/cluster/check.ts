@@ -17,6 +17,10 @@ import { RECOVERY_SETTINGS_SQL, recoveryLeftovers } from "../postgres/overrides.
 import { X509Certificate } from "node:crypto";
 import { daysLeft, endText } from "../common/days.js";
 import { ClusterOperation } from "./operations.js";
+import { type ArchiverHealth, archiverHealth, archiverQuery, NO_BACKUPS } from "./backup-config.js";
+import type { BackupStatus } from "./backup.js";
+
+export type { ArchiverHealth };
 
 export type CheckStatus = "ok" | "warning" | "critical" | "unknown";
 
@@ -28,7 +32,7 @@ const PRECEDENCE: CheckStatus[] = ["critical", "warning", "unknown", "ok"];
 
 export interface Finding {
   status: CheckStatus;
-  /** What was checked: reachable, server, role, streaming, replay_lag, slot, archiving, disk_space, pending_restart, recovery_settings, versions, tls_certificate, tls_ca. */
+  /** What was checked: reachable, server, role, streaming, replay_lag, slot, archiving, disk_space, pending_restart, recovery_settings, versions, tls_certificate, tls_ca, backup_age, archive_gap, pgbackrest_check. */
   check: string;
   /** Undefined for a finding about the whole cluster. */
   host?: string;
@@ -42,17 +46,6 @@ export interface SlotHealth {
   active: boolean;
   /** WAL the slot keeps (from its restart_lsn to the current position); undefined when it reserves none. */
   retainedBytes?: number;
-}
-
-export interface ArchiverHealth {
-  /** archive_mode is on (or always). */
-  enabled: boolean;
-  /** A failure after the last success. */
-  failing: boolean;
-  failedCount: number;
-  lastFailedWal?: string;
-  lastFailedTime?: string;
-  lastArchivedTime?: string;
 }
 
 export interface ServerHealth {
@@ -105,11 +98,6 @@ const SERVER_QUERY = `select pg_is_in_recovery() as in_recovery, current_setting
 const SLOTS_QUERY = `select slot_name, active,
   pg_wal_lsn_diff(case when pg_is_in_recovery() then pg_last_wal_replay_lsn() else pg_current_wal_lsn() end, restart_lsn)::bigint as retained_bytes
   from pg_replication_slots order by slot_name`;
-
-const ARCHIVER_QUERY = `select current_setting('archive_mode') <> 'off' as enabled, failed_count,
-  last_failed_wal, last_failed_time::text as last_failed_time, last_archived_time::text as last_archived_time,
-  (last_failed_time is not null and (last_archived_time is null or last_failed_time > last_archived_time)) as failing
-  from pg_stat_archiver`;
 
 /** Reads every host in parallel; what cannot be read is a value, not an error. */
 export async function readHealth(inventory: Inventory, options: { acceptNewHostKeys?: boolean } = {}): Promise<HostHealth[]> {
@@ -202,20 +190,13 @@ async function readServer(op: ClusterOperation, host: Host): Promise<ServerHealt
     if (downstreams.rows.length) server.downstreams = downstreams.rows.map((row) => standbyReplication(String(row.application_name), downstreams.rows));
     return server;
   }
-  const [replication, archiver] = await Promise.all([op.trySqlResult(host, REPLICATION_QUERY), op.trySqlResult(host, ARCHIVER_QUERY)]);
+  const [replication, archiver] = await Promise.all([op.trySqlResult(host, REPLICATION_QUERY), op.trySqlResult(host, archiverQuery(op.inventory.backup?.archiveTimeout ?? 0))]);
   for (const q of [replication, archiver]) if ("error" in q) return q;
   const rows = "rows" in replication ? replication.rows : [];
   const a = "rows" in archiver ? archiver.rows[0]! : {};
   server.replication = {
     rows: rows.map((row) => standbyReplication(String(row.application_name), rows)),
-    archiver: {
-      enabled: a.enabled === true,
-      failing: a.failing === true,
-      failedCount: Number(a.failed_count ?? 0),
-      ...(a.last_failed_wal ? { lastFailedWal: String(a.last_failed_wal) } : {}),
-      ...(a.last_failed_time ? { lastFailedTime: String(a.last_failed_time) } : {}),
-      ...(a.last_archived_time ? { lastArchivedTime: String(a.last_archived_time) } : {}),
-    },
+    archiver: archiverHealth(a),
   };
   return server;
 }
@@ -269,6 +250,8 @@ interface Judged {
   now: Date;
   /** The writable server the standbys should stream from: the inventory's primary when it is one. */
   primary?: HostHealth & { server: ServerHealth };
+  /** The inventory has backups (false: archive_command archives nowhere); undefined: not said. */
+  backups?: boolean;
 }
 
 type Rule = (c: Judged) => Finding[];
@@ -373,19 +356,29 @@ const slots: Rule = ({ hosts, thresholds }) =>
     };
   }));
 
-const archiving: Rule = ({ primary }) => {
+const archiving: Rule = ({ primary, backups }) => {
   const a = primary?.server.replication!.archiver;
   if (!a?.enabled) return [];
-  return [
-    a.failing
-      ? {
-          status: "critical",
-          check: "archiving",
-          host: primary!.host,
-          message: `archiving fails: ${a.failedCount} failure(s), the last at ${a.lastFailedTime} (${a.lastFailedWal}), after the last success (${a.lastArchivedTime ?? "never"}); pg_wal grows until it succeeds`,
-        }
-      : { status: "ok", check: "archiving", host: primary!.host, message: `archiving works (last archived ${a.lastArchivedTime ?? "nothing yet"})` },
-  ];
+  if (a.failing) {
+    return [{
+      status: "critical",
+      check: "archiving",
+      host: primary!.host,
+      message: `archiving fails: ${a.failedCount} failure(s), the last at ${a.lastFailedTime} (${a.lastFailedWal}), after the last success (${a.lastArchivedTime ?? "never"}); pg_wal grows until it succeeds`,
+    }];
+  }
+  // Without a backup section, archive_command archives nowhere (see pgprov.conf.hbs): say so, not
+  // "works"; after a failure, which comes first (an old archive_command failing, say).
+  if (backups === false) return [{ status: "warning", check: "archiving", host: primary!.host, message: NO_BACKUPS }];
+  if (a.stale) {
+    return [{
+      status: "critical",
+      check: "archiving",
+      host: primary!.host,
+      message: `archiving is stale: WAL was written, but nothing archived for more than ${a.staleAfterSeconds} s (last archived ${a.lastArchivedTime ?? "never"}): points after it cannot be restored`,
+    }];
+  }
+  return [{ status: "ok", check: "archiving", host: primary!.host, message: `archiving works (last archived ${a.lastArchivedTime ?? "nothing yet"})` }];
 };
 
 const diskSpace: Rule = ({ hosts, thresholds }) =>
@@ -480,11 +473,11 @@ export function judgeHealth(
   hosts: HostHealth[],
   thresholds: CheckThresholds,
   primaryName: string,
-  { ca, now = new Date() }: { ca?: Judged["ca"]; now?: Date } = {},
+  { ca, now = new Date(), backups }: { ca?: Judged["ca"]; now?: Date; backups?: boolean } = {},
 ): Finding[] {
   const writable = hosts.filter((h) => server(h) && !server(h)!.inRecovery);
   const primary = (writable.find((h) => h.host === primaryName) ?? (writable.length === 1 ? writable[0] : undefined)) as Judged["primary"];
-  const findings = RULES.flatMap((rule) => rule({ hosts, thresholds, now, ...(ca ? { ca } : {}), ...(primary ? { primary } : {}) }));
+  const findings = RULES.flatMap((rule) => rule({ hosts, thresholds, now, ...(ca ? { ca } : {}), ...(primary ? { primary } : {}), ...(backups === undefined ? {} : { backups }) }));
   return findings.sort((a, b) => PRECEDENCE.indexOf(a.status) - PRECEDENCE.indexOf(b.status));
 }
 
@@ -518,6 +511,34 @@ export function backupAgeFinding(last: { label: string; type: string; ageSeconds
     value: Math.round(hours * 10) / 10,
     message: `the last backup, ${last.label} (${last.type}), ended ${hours.toFixed(1)} h ago`,
   };
+}
+
+/**
+ * What the backup repository says (issue 11): the last backup's age, WAL pgBackRest dropped from
+ * the archive (archive-push-queue-max: a gap no point after which can be restored until a backup
+ * is taken after it), and pgBackRest's own check.
+ */
+export function backupFindings(b: BackupStatus, thresholds: CheckThresholds, primary: string, repository = primary): Finding[] {
+  const out = [backupAgeFinding(b.last, b.error, thresholds)];
+  if (b.dropped && !(b.oldestStart && b.dropped.time < b.oldestStart)) {
+    const after = !b.last || b.dropped.time > b.last.stop;
+    out.push({
+      status: after ? "critical" : "warning",
+      check: "archive_gap",
+      host: primary,
+      message: after
+        ? `pgBackRest dropped WAL ${b.dropped.wal} at ${b.dropped.time.toISOString()} (archive-push-queue-max: the repository could not take it): the archive has a gap, and nothing after it can be restored until a backup is taken (\`pgprov backup\`)`
+        : `pgBackRest dropped WAL ${b.dropped.wal} at ${b.dropped.time.toISOString()} (archive-push-queue-max): no point between the backup before it and ${b.last!.label} can be restored`,
+    });
+  }
+  if (b.check) {
+    out.push(
+      b.check.ok
+        ? { status: "ok", check: "pgbackrest_check", host: repository, message: "pgbackrest check passes: WAL reaches the repository" }
+        : { status: "critical", check: "pgbackrest_check", host: repository, message: `pgbackrest check fails (${b.check.command}): ${b.check.output}` },
+    );
+  }
+  return out;
 }
 
 /** Findings of several sources in one list, worst first, as judgeHealth orders its own. */

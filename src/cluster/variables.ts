@@ -34,6 +34,8 @@ export interface ClusterContext {
   excluded?: string[];
   /** A standby whose data pg_standby will replace with a clone without asking (see clonedWithoutAsking). */
   replacedByClone?: boolean;
+  /** The facts of the other hosts, once read: the repository host's pgBackRest names the database hosts' data directories. */
+  factsOf?: (name: string) => Facts | undefined;
 }
 
 function describe(host: Host | BackupHost) {
@@ -67,7 +69,6 @@ function postgresqlVariables(inventory: Inventory, facts: Facts | undefined) {
     ],
     databases: inventory.databases,
     database_names: inventory.databases.map((d) => d.name),
-    archive_directory: inventory.postgresql.archiveDirectory ?? `/var/lib/postgresql/${version}/wal-archive`,
     /** Added to every connection string to another server (primary_conninfo, pg_basebackup, the boot check); see conninfoSecurity. */
     conninfo_auth: conninfoSecurity(version, inventory.tls.enabled ? tlsFiles(debianCluster(version)).ca_file : undefined),
     // pg_basebackup -X stream holds two WAL senders while it runs: every standby can clone at
@@ -112,7 +113,11 @@ export function hostVariables(
     // The user sshd runs the pg client's socket forward as, mapped to postgres by pg_ident.conf.
     ssh_user: host.connection.user.value,
     tls: tlsVariables(inventory, host, facts),
-    backup: backupVariables(inventory, host),
+    backup: backupVariables(inventory, host, (db) => {
+      const dbFacts = databaseFacts(inventory, db, cluster.factsOf);
+      // Like postgresql's: computed once known (the version may come from the distribution).
+      return dbFacts || inventory.postgresql.version ? debianCluster(postgresVersion(inventory.postgresql.version, dbFacts)) : undefined;
+    }),
     cluster: {
       // The slots of the standbys that stream from this host: a cascading standby's lives on its upstream.
       slots: inventory.replication.slots && member ? downstreamsOf(topology, member).map((h) => slotName(h.name)) : [],
@@ -130,6 +135,15 @@ export function hostVariables(
       replaced_by_clone: cluster.replacedByClone ?? false,
     },
   };
+}
+
+/**
+ * A database host's facts, for what depends on its PostgreSQL version where another host renders
+ * it (the repository host, which runs no server: its own release says nothing of theirs): the
+ * host's own, else another database host's (they run one version).
+ */
+function databaseFacts(inventory: Inventory, host: Host, factsOf: ClusterContext["factsOf"]): Facts | undefined {
+  return factsOf?.(host.name) ?? inventory.hosts.map((h) => factsOf?.(h.name)).find((f) => f !== undefined);
 }
 
 /** The hosts streaming is arranged among: all but those a cluster operation left out. */

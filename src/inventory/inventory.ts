@@ -56,6 +56,15 @@ export interface BackupSettings {
   retention: { full: number; diff: number };
   /** systemd OnCalendar expressions, by backup type. */
   schedule: { full: string; diff?: string; incr?: string };
+  /** archive-push-queue-max, in bytes: the spool's bound while the repository is out of reach. */
+  archiveQueueMax: number;
+  /** archive_timeout, in seconds (0: off). */
+  archiveTimeout: number;
+  /** TimeoutStartSec of the backup services, in hours. */
+  timeoutHours: number;
+  cipher: "none" | "aes-256-cbc";
+  /** With a cipher: the repository's passphrase (backup.cipher_passphrase), masked in all output. */
+  cipherPassphrase?: Secret;
 }
 
 export interface PostgresSettings {
@@ -236,6 +245,15 @@ export function loadInventory(file: string): Inventory {
   // TLS once the hosts are known: a certificate issued elsewhere is checked against its host.
   const tls = loadTls(parsed.tls, { source, file, dir, hosts: backupHost ? [...hosts, backupHost] : hosts, secrets, problems });
   const backupSection = parsed.backup ?? (backupHost ? backupSchema.parse({}) : undefined);
+  let cipherPassphrase: Secret | undefined;
+  if (backupSection?.cipher_passphrase) {
+    try {
+      cipherPassphrase = readSecret(backupSection.cipher_passphrase, (p) => fromInventory(dir, p));
+      secrets.push(cipherPassphrase);
+    } catch (e) {
+      problems.push(source.problem(["backup", "cipher_passphrase"], `backup.cipher_passphrase: ${(e as Error).message}`));
+    }
+  }
   stopOn(scope);
   if (!access) throw new Error("bug: no connections and no problem reported");
   return {
@@ -283,6 +301,11 @@ export function loadInventory(file: string): Inventory {
             repositoryPath: backupSection.repository_path,
             retention: backupSection.retention,
             schedule: backupSection.schedule,
+            archiveQueueMax: backupSection.archive_queue_max,
+            archiveTimeout: backupSection.archive_timeout,
+            timeoutHours: backupSection.timeout_hours,
+            cipher: backupSection.cipher,
+            ...(cipherPassphrase ? { cipherPassphrase } : {}),
           },
         }
       : {}),

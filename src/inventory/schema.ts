@@ -162,8 +162,11 @@ export const postgresqlSchema = z.strictObject({
   clients: z.array(cidr).default([]),
   /** Debian packages installed beside the server: those of extensions outside contrib. */
   packages: z.array(packageName).default([]),
-  /** Where the primary archives WAL (archive_command); a directory on each host by default. */
-  // It is also part of archive_command, a shell command: letters, digits and _ . / - only.
+  /**
+   * Where WAL was archived before backups came (issue 11): apply and plan report the directory as
+   * left in place, never deleted (default /var/lib/postgresql/VERSION/wal-archive).
+   */
+  // It is also part of a shell command: letters, digits and _ . / - only.
   archive_directory: absolutePath.regex(/^[A-Za-z0-9_./-]+$/, "an absolute path of letters, digits, _ . / -").optional(),
 });
 
@@ -328,6 +331,33 @@ export const backupSchema = z.strictObject({
   schedule: z
     .strictObject({ full: calendar.default("Sun 02:00"), diff: calendar.optional(), incr: calendar.optional() })
     .default({ full: "Sun 02:00", diff: "Mon..Sat 02:00" }),
+  /**
+   * The most WAL pgBackRest's asynchronous spool holds on a database host while the repository
+   * cannot take it (archive-push-queue-max): past it, WAL is dropped from the archive (a gap that
+   * check reports until a backup is taken after it) instead of filling the primary's disk.
+   */
+  archive_queue_max: byteSizeArg
+    .refine((v) => v >= 64 * MB, "at least 64MB (four WAL segments): less would drop WAL on the first slow push")
+    .default(4 * GB),
+  /** archive_timeout in seconds: a quiet primary still archives its last writes this often (PITR); 0: only full segments. */
+  archive_timeout: z
+    .number()
+    .int()
+    .refine((v) => v === 0 || (v >= 10 && v <= 86400), "seconds between 10 and 86400, or 0 (archive full segments only)")
+    .default(60),
+  /** The longest a scheduled backup may run (its service's TimeoutStartSec), in hours: a hung one is stopped, not left to block the next. */
+  timeout_hours: z.number().int().min(1).max(7 * 24).default(12),
+  /** Encryption of the repository's content at rest (repo1-cipher-type), with cipher_passphrase. */
+  cipher: z.enum(["none", "aes-256-cbc"]).default("none"),
+  /**
+   * The repository's passphrase (repo1-cipher-pass), from the environment or a file of mode 0600:
+   * never made by pgprov, since a new one over a lost one would make every backup unreadable.
+   */
+  cipher_passphrase: secretSource.optional(),
+}).superRefine((b, ctx) => {
+  if (b.cipher !== "none" && !b.cipher_passphrase) {
+    ctx.addIssue({ code: "custom", path: ["cipher"], message: `cipher ${b.cipher} needs cipher_passphrase: { env: VARIABLE } or { file: PATH } (keep a copy: without it no backup can be restored)` });
+  }
 });
 
 const inventoryObject = z.strictObject({

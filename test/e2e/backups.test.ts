@@ -16,7 +16,7 @@ const byName = (name: string) => hosts.find((h) => h.name === name)!;
 const pgbackrest = (args: string) => labExec("pg4", `runuser -u postgres -- pgbackrest --stanza=main ${args}`, { timeoutMs: 300_000 });
 
 interface Listed {
-  backups: { label: string; type: string }[];
+  backups: { label: string; type: string; wal_start: string }[];
   restorable?: { earliest: string; latest: string };
 }
 async function backups(): Promise<Listed> {
@@ -28,8 +28,10 @@ async function backups(): Promise<Listed> {
 beforeAll(async () => {
   lab = await labUp({ hosts: 4 });
   hosts = lab.hosts;
-  // As before this issue: pg1..pg3 only, WAL archived to the primary's wal-archive directory.
+  // As before this issue: pg1..pg3 only, WAL archived to the primary's wal-archive directory
+  // (made here: pgprov without backups now archives nowhere, and makes no such directory).
   inventory = await bootstrapCluster(lab, (doc) => doc.deleteIn(["hosts", "pg4"]));
+  expect((await labExec("pg1", "install -d -o postgres -g postgres -m 0700 /var/lib/postgresql/15/wal-archive && touch /var/lib/postgresql/15/wal-archive/000000010000000000000001")).code).toBe(0);
 });
 afterAll(async () => {
   await labDown();
@@ -110,6 +112,11 @@ describe("issue 11: backups and point-in-time recovery with pgBackRest", () => {
   });
 
   it("issue 11: a standby whose slot was invalidated catches up from the archive after an apply, with no clone", async () => {
+    // What a clone would change (its data directory swapped in: another inode), and what pgBackRest logs per segment archive-get finds.
+    const inode = async () => (await labExec("pg3", "stat -c %i /var/lib/postgresql/15/main")).stdout.trim();
+    // restore_command (pgbackrest archive-get) succeeding, as PostgreSQL logs it.
+    const fetched = async () => Number((await labExec("pg3", "grep -c 'restored log file' /var/log/postgresql/postgresql-15-main.log")).stdout.trim() || 0);
+    const [inodeBefore, fetchedBefore] = [await inode(), await fetched()];
     expect((await labExec("pg3", "systemctl stop postgresql@15-main")).code).toBe(0);
     // More WAL than max_slot_wal_keep_size (32MB), then checkpoints: the slot is invalidated.
     const write = await psql(byName("pg1"), "create table filler as select n, repeat('x', 200) as pad from generate_series(1, 300000) n; select pg_switch_wal(); checkpoint; checkpoint;");
@@ -122,13 +129,21 @@ describe("issue 11: backups and point-in-time recovery with pgBackRest", () => {
     expect(apply.code, apply.stdout.slice(-3000)).toBe(0);
     const changed = events(apply).filter((e) => e.type === "task").map((e) => JSON.stringify(e));
     expect(changed.join("\n")).toMatch(/make slot pgprov_pg3 again/);
-    expect(changed.join("\n")).not.toMatch(/clone a base backup/);
-    expect((await labExec("pg3", "grep -c 'restored log file' /var/log/postgresql/postgresql-15-main.log")).stdout.trim()).not.toBe("0");
     await eventually("filler on pg3", async () => (await psql(byName("pg3"), "select count(*) from filler")).out === "300000", 60_000);
+    // No pg_basebackup ran (the clone's task did nothing, the data directory is the same one), and
+    // pg3 took the WAL its slot no longer held from the repository (restore_command, counted before and after).
+    const clone = events(apply).find((e) => e.type === "task" && e.host === "pg3" && e.task === "clone the primary where this host does not hold the cluster");
+    expect(clone).toMatchObject({ status: "ok" });
+    expect(await inode()).toBe(inodeBefore);
+    expect(await fetched()).toBeGreaterThan(fetchedBefore);
   });
 
-  it("issue 11: retention: after 3 full backups with full: 2, the oldest is expired", async () => {
-    const first = (await backups()).backups.filter((b) => b.type === "full").map((b) => b.label);
+  it("issue 11: retention: after 3 full backups with full: 2, the oldest is expired, and its WAL with it", async () => {
+    const oldest = (await backups()).backups.find((b) => b.type === "full")!;
+    const first = [oldest.label];
+    // The first segment of the oldest full backup, in the repository now (compressed: SEGMENT-hash.gz).
+    const segment = (wal: string) => labExec("pg4", `ls /var/lib/pgbackrest/archive/main/*/${wal.slice(0, 16)}/${wal}-*`);
+    expect((await segment(oldest.wal_start)).code).toBe(0);
     for (let i = 0; i < 2; i++) {
       const r = await pgprov(["backup", inventory, "--type", "full"], { timeoutMs: 600_000 });
       expect(r.code, r.stdout + r.stderr).toBe(0);
@@ -137,6 +152,7 @@ describe("issue 11: backups and point-in-time recovery with pgBackRest", () => {
     const fulls = (await backups()).backups.filter((b) => b.type === "full").map((b) => b.label);
     expect(fulls).toHaveLength(2);
     expect(fulls).not.toContain(first[0]);
+    expect((await segment(oldest.wal_start)).code).not.toBe(0);
 
     // status: the last backup's age and type, and pg_stat_archiver; check: the backup's age.
     const status = await pgprov(["status", inventory]);

@@ -11,7 +11,7 @@ import { type CliResult, events, inventoryCopy, pgprov } from "./helpers.js";
 let lab: Lab;
 let inventory: string;
 let pg1: LabHost;
-const ARCHIVE = "/var/lib/postgresql/15/wal-archive";
+const PASSFILE = "/var/lib/postgresql/.pgprov.pgpass";
 const CONF_D = "/etc/postgresql/15/main/conf.d";
 
 async function apply(): Promise<CliResult> {
@@ -47,16 +47,19 @@ afterAll(async () => {
 });
 
 describe("host safety", () => {
-  it("issue 8 item 5: refuses a symlinked archive directory that postgres planted, and leaves its root-owned target alone", async () => {
-    await asPostgres(`mv ${ARCHIVE} ${ARCHIVE}.moved && ln -s /opt/root-only ${ARCHIVE}`);
+  // The WAL archive directory this test planted its link at is gone from the playbook (issue 11:
+  // without backups WAL is archived nowhere): the passfile in postgres's home is the same attack.
+  it("issue 8 item 5: refuses a symlinked passfile that postgres planted, and leaves its root-owned target alone", async () => {
+    await asPostgres(`mv ${PASSFILE} ${PASSFILE}.moved && ln -s /opt/root-only/pgpass ${PASSFILE}`);
     const r = await apply();
     expect(r.code).toBe(1);
     const [failure] = failures(r);
-    expect(failure).toMatchObject({ host: "pg1", task: "WAL archive directory" });
-    expect(failure!.message).toContain(`${ARCHIVE} is a symbolic link to /opt/root-only`);
+    expect(failure).toMatchObject({ host: "pg1", task: "replication passfile" });
+    expect(failure!.message).toContain(`${PASSFILE} is a symbolic link to /opt/root-only/pgpass`);
     expect(await attributes("/opt/root-only")).toBe("root root 755 directory");
+    expect((await labExec(pg1, "test ! -e /opt/root-only/pgpass")).code).toBe(0);
 
-    await labExec(pg1, `rm ${ARCHIVE} && mv ${ARCHIVE}.moved ${ARCHIVE}`);
+    await labExec(pg1, `rm ${PASSFILE} && mv ${PASSFILE}.moved ${PASSFILE}`);
     expect((await apply()).code).toBe(0);
   });
 

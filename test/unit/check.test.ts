@@ -25,7 +25,7 @@ const primaryServer = (extra: Partial<NonNullable<ServerHealth["replication"]>> 
         { host: "pg2", state: "streaming", lagBytes: 0, lagSeconds: 0, slot: "pgprov_pg2", slotActive: true },
         { host: "pg3", state: "streaming", lagBytes: 0, lagSeconds: 0, slot: "pgprov_pg3", slotActive: true },
       ],
-      archiver: { enabled: true, failing: false, failedCount: 0, lastArchivedTime: "2026-11-27 12:00:00+00" },
+      archiver: { enabled: true, failing: false, stale: false, staleAfterSeconds: 300, failedCount: 0, lastArchivedTime: "2026-11-27 12:00:00+00" },
       ...extra,
     },
   },
@@ -78,7 +78,7 @@ describe("pgprov check's findings", () => {
   });
 
   it("issue 14: failing archiving, low free space, settings pending a restart, and different versions", () => {
-    const failing = { enabled: true, failing: true, failedCount: 3, lastFailedWal: "000000010000000000000003", lastFailedTime: "2026-11-27 12:01:00+00" };
+    const failing = { enabled: true, failing: true, stale: false, staleAfterSeconds: 300, failedCount: 3, lastFailedWal: "000000010000000000000003", lastFailedTime: "2026-11-27 12:01:00+00" };
     expect(judgeHealth([primaryServer({ archiver: failing }), standby("pg2"), standby("pg3")], thresholds, "pg1")[0]).toMatchObject({ status: "critical", check: "archiving" });
     const full = { ...standby("pg2"), disks: [{ ...disks[0]!, usedBytes: 85, availableBytes: 15 }] };
     expect(judgeHealth([primaryServer(), full, standby("pg3")], thresholds, "pg1")[0]).toMatchObject({ status: "warning", check: "disk_space", host: "pg2", value: 15 });

@@ -94,6 +94,7 @@ describe("inventory", () => {
     process.env.APP_TOKEN = "example-token";
     process.env.PGPROV_REPLICATION_PASSWORD = "example-replication-password";
     process.env.APP_DB_PASSWORD = "example-app-password";
+    process.env.PGPROV_BACKUP_PASSPHRASE = "example-backup-passphrase";
     const inv = loadInventory(copy);
     expect(inv.hosts.map((h) => h.role)).toEqual(["primary", "standby", "standby", "standby", "standby"]);
     expect(inv.hosts.map((h) => [h.upstream, h.applyDelay])).toEqual([[undefined, undefined], [undefined, undefined], [undefined, undefined], ["pg3", undefined], [undefined, "1h"]]);
