@@ -95,6 +95,8 @@ export async function applyCluster(inventory: Inventory, playbook: ClusterPlaybo
   const held: Reached<Host | BackupHost>[] | undefined = options.reached?.filter((r) => used.includes(r.host));
   const own = held ? await connect(used.filter((h) => h.role === "backup")) : await connect(used);
   const reached = [...(held ?? []), ...own];
+  // Every host reached runs the playbook's first batch: its shell starts while the run renders it.
+  for (const r of own) if ("connection" in r) r.connection.startShellEarly();
 
   /** The primary's identity: from pg_control once read, else from its data directory. */
   const primarySystemIdentifier = (results: RunResults) =>

@@ -198,6 +198,17 @@ export class HostConnection {
     return result;
   }
 
+  /**
+   * Starts the remote shell now (its channel, its program, the host's lock), while the caller
+   * still prepares its first script, which then need not wait for it. What starting it finds (a
+   * held lock, a lost connection) is met by the first run as without this.
+   */
+  startShellEarly(): void {
+    if (this.shell || this.lost || interruption) return;
+    this.shell = this.startShell();
+    this.shell.catch(() => {});
+  }
+
   /** A stream to a Unix socket on the host (sshd connects to it as the SSH user). */
   openUnixSocket(path: string, timeoutMs = 10_000): Promise<ClientChannel> {
     const client = this.ssh.connection;
