@@ -55,19 +55,24 @@ const NAME = /^[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)?$/;
 
 export function overridesQuery(file: string): string {
   const f = sqlLiteral(file);
-  return `select current_setting('data_directory') || '/postgresql.auto.conf' as auto_file,
+  // pg_file_settings reads and parses every configuration file each time it is scanned, and
+  // pg_settings builds every setting's row: each is read once here (the probe runs on every host
+  // at every run).
+  return `with fs as materialized (select name, setting, sourcefile, sourceline, seqno from pg_file_settings),
+  ps as materialized (select name, context, source from pg_settings where name in (select name from fs where sourcefile = ${f}))
+select current_setting('data_directory') || '/postgresql.auto.conf' as auto_file,
   current_setting('data_directory') as data_directory,
-  (select sourcefile || ':' || sourceline from pg_file_settings where name = 'data_directory' order by seqno desc limit 1) as data_directory_source,
+  (select sourcefile || ':' || sourceline from fs where name = 'data_directory' order by seqno desc limit 1) as data_directory_source,
   (pg_stat_file(${f}, true)).size is not null as file_exists,
-  exists (select from pg_file_settings where sourcefile = ${f}) as file_read,
+  exists (select from fs where sourcefile = ${f}) as file_read,
   coalesce((select jsonb_agg(jsonb_build_object('name', o.name, 'sourcefile', o.sourcefile, 'sourceline', o.sourceline,
       'setting', o.setting, 'line', p.sourceline, 'context', s.context) order by o.seqno)
-    from pg_file_settings p join pg_file_settings o on o.name = p.name and o.seqno > p.seqno
-    left join pg_settings s on s.name = p.name
+    from fs p join fs o on o.name = p.name and o.seqno > p.seqno
+    left join ps s on s.name = p.name
     where p.sourcefile = ${f} and o.sourcefile <> ${f}), '[]'::jsonb) ||
   coalesce((select jsonb_agg(jsonb_build_object('name', s.name, 'sourcefile', null, 'sourceline', null,
       'setting', current_setting(s.name), 'line', p.sourceline, 'context', s.context) order by s.name)
-    from pg_file_settings p join pg_settings s on s.name = p.name
+    from fs p join ps s on s.name = p.name
     where p.sourcefile = ${f} and s.source = 'command line'), '[]'::jsonb) as overrides`;
 }
 
