@@ -121,7 +121,9 @@ function playbookSnapshot() {
           });
           const { snapshotClusterPlaybook } = await import(pathToFileURL(entry).href);
           const snapshot = snapshotClusterPlaybook(join(root, "playbooks", "cluster.yml"));
-          return { contents: `export const BUNDLED_SNAPSHOT = ${JSON.stringify(snapshot)};\n`, loader: "js", watchFiles: [join(root, "playbooks", "cluster.yml")], watchDirs: [join(root, "templates")] };
+          // No watch lists: the snapshot depends on the playbook, its templates and the module
+          // schemas; this script builds once (a watch mode would have to rebuild it on any source).
+          return { contents: `export const BUNDLED_SNAPSHOT = ${JSON.stringify(snapshot)};\n`, loader: "js" };
         } finally {
           rmSync(dir, { recursive: true, force: true });
         }

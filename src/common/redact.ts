@@ -47,7 +47,7 @@ export function secretForms(secret: string): string[] {
 }
 
 const MEMO_MAX_LENGTH = 1024;
-const MEMO_MAX_ENTRIES = 20_000;
+const MEMO_MAX_ENTRIES = 5_000;
 
 export class Redactor {
   private readonly forms = new Set<string>();
@@ -97,14 +97,21 @@ export class Redactor {
     return walk(value);
   }
 
+  /** How many texts the memo holds (for tests). */
+  get remembered(): number {
+    return this.masked.size;
+  }
+
   text(s: string): string {
     const regex = this.regex();
     if (!regex) return s;
     let masked = this.masked.get(s);
     if (masked === undefined) {
       masked = s.replace(regex, MASK);
-      // Bounded: long texts (a file's diff, a script's output) are seldom repeated.
-      if (s.length <= MEMO_MAX_LENGTH && this.masked.size < MEMO_MAX_ENTRIES) this.masked.set(s, masked);
+      // Only texts that hold no secret (the names, hosts and summaries that repeat), so that the
+      // memo never keeps a secret alive; bounded, and long texts (a diff, a script's output) are
+      // seldom repeated.
+      if (masked === s && s.length <= MEMO_MAX_LENGTH && this.masked.size < MEMO_MAX_ENTRIES) this.masked.set(s, masked);
     }
     return masked;
   }

@@ -59,6 +59,25 @@ describe("issue 9: the bundled playbook from its build-time snapshot", () => {
     expect(playbookFromSnapshot(snapshot, file, { ...scope, groups: ["primary"] })).toBeUndefined();
   });
 
+  it("issue 9: a snapshot made elsewhere names this copy's file in every task's place", () => {
+    const elsewhere = join(dir, "elsewhere");
+    cpSync(join(dir, "playbooks"), join(elsewhere, "playbooks"), { recursive: true });
+    cpSync(join(dir, "templates"), join(elsewhere, "templates"), { recursive: true });
+    const here = join(elsewhere, "playbooks", "cluster.yml");
+    const bound = loadClusterPlaybook(here, inventory, snapshot);
+    const places = bound.plays.flatMap((p) => [p.where, ...p.tasks.map((t) => t.where), ...p.handlers.map((t) => t.where)]);
+    for (const w of places) expect(w).toMatch(new RegExp(`^${here.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}:\\d+:\\d+$`));
+    expect(shape(bound)).toEqual(shape(loadClusterPlaybook(here, inventory, undefined)));
+  });
+
+  it("issue 9: the bundled text with a snapshot the scope cannot bind is loaded from its file, whole", () => {
+    const unbindable = JSON.parse(JSON.stringify(snapshot));
+    unbindable.plays[0].tasks[0].uses.push("not_a_variable");
+    const scope = { modules: loadClusterPlaybook(file, inventory, undefined).modules, hostNames: ["pg1", "pg2", "pg3"], groups: ["primary", "standbys", "backup"], variables: [...BUILTIN_VARIABLES], factKeys: FACT_KEYS };
+    expect(playbookFromSnapshot(unbindable, file, scope)).toBeUndefined();
+    expect(shape(loadClusterPlaybook(file, inventory, unbindable))).toEqual(shape(loadClusterPlaybook(file, inventory, undefined)));
+  });
+
   it("issue 9: a playbook the inventory cannot bind is reported from its file, at its place", () => {
     const own = write(`- name: mine\n  hosts: pg9\n  tasks:\n    - name: x\n      command: { cmd: "echo {{ nope }}" }\n`);
     const mine = snapshotClusterPlaybook(join(dir, "playbooks", "cluster.yml"));
