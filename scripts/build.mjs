@@ -7,9 +7,10 @@
  * Type checking is tsc's job (`npm test`), not this script's. dist/metafile.json records which
  * sources went into which file (test/e2e/bundle.test.ts maps what each command loads back to them).
  */
-import { cpSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { dirname, join, resolve, sep } from "node:path";
-import { fileURLToPath } from "node:url";
+import { fileURLToPath, pathToFileURL } from "node:url";
 import * as esbuild from "esbuild";
 import { precompiledModule } from "./precompile-templates.mjs";
 
@@ -33,7 +34,7 @@ const options = {
   // Optional native parts of dependencies (ssh2 tries cpu-features; pg loads pg-native only when
   // asked): left to node at run time, so they are used when installed, as without the bundle.
   external: ["cpu-features", "pg-native"],
-  plugins: [nativeAddonsFromTheirPackage(), yargsLocalesInDist(), stringWidthOnFirstUse(), precompiledTemplates()],
+  plugins: [nativeAddonsFromTheirPackage(), yargsLocalesInDist(), stringWidthOnFirstUse(), precompiledTemplates(), playbookSnapshot()],
   // CommonJS dependencies (ssh2's poly1305 loader) read these; ESM has them on import.meta.
   define: { __dirname: "import.meta.dirname", __filename: "import.meta.filename" },
   // ...and call require() for node's built-in modules and the externals above.
@@ -89,6 +90,44 @@ function precompiledTemplates() {
         watchFiles: [join(root, "playbooks", "cluster.yml")],
         watchDirs: [join(root, "templates")],
       }));
+    },
+  };
+}
+
+/**
+ * src/cluster/playbook-snapshot.ts in the bundle: the bundled playbook loaded and checked now
+ * (snapshotClusterPlaybook, run from a bundle of its own sources), so that a run binds it to the
+ * inventory instead of parsing it (see snapshotPlaybook in src/playbook/playbook.ts). The
+ * snapshot holds the playbook's and its templates' texts: an edited file is loaded at run time.
+ */
+function playbookSnapshot() {
+  return {
+    name: "playbook-snapshot",
+    setup(build) {
+      build.onLoad({ filter: /[\\/]src[\\/]cluster[\\/]playbook-snapshot\.ts$/ }, async () => {
+        const dir = mkdtempSync(join(tmpdir(), "pgprov-snapshot-"));
+        try {
+          const entry = join(dir, "snapshot.mjs");
+          await esbuild.build({
+            ...options,
+            entryPoints: undefined,
+            stdin: { contents: 'export { snapshotClusterPlaybook } from "./src/cluster/playbook.ts";', resolveDir: root, loader: "ts" },
+            outdir: undefined,
+            outfile: entry,
+            splitting: false,
+            sourcemap: false,
+            metafile: false,
+            plugins: [nativeAddonsFromTheirPackage(), yargsLocalesInDist()],
+          });
+          const { snapshotClusterPlaybook } = await import(pathToFileURL(entry).href);
+          const snapshot = snapshotClusterPlaybook(join(root, "playbooks", "cluster.yml"));
+          // No watch lists: the snapshot depends on the playbook, its templates and the module
+          // schemas; this script builds once (a watch mode would have to rebuild it on any source).
+          return { contents: `export const BUNDLED_SNAPSHOT = ${JSON.stringify(snapshot)};\n`, loader: "js" };
+        } finally {
+          rmSync(dir, { recursive: true, force: true });
+        }
+      });
     },
   };
 }

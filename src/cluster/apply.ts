@@ -98,6 +98,9 @@ export async function applyCluster(inventory: Inventory, playbook: ClusterPlaybo
   const held: Reached<Host | BackupHost>[] | undefined = options.reached?.filter((r) => used.includes(r.host));
   const own = held ? await connect(used.filter((h) => h.role === "backup")) : await connect(used);
   const reached = [...(held ?? []), ...own];
+  // Every host reached runs the playbook's first batch: its shell (and lock) starts while the run
+  // renders it, on every host at once, whatever --forks says of the work on them.
+  for (const r of own) if ("connection" in r) r.connection.startShellEarly();
 
   /** The primary's identity: from pg_control once read, else from its data directory. */
   const primarySystemIdentifier = (results: RunResults) =>

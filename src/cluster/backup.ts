@@ -16,7 +16,7 @@ import { type ArchiveReads, type BackupEntry, chooseBackupSet, parseRepositoryIn
 import type { ClusterPlaybook } from "./playbook.js";
 import { ClusterOperation, type OperationOptions } from "./operations.js";
 import { restoreWritableProblem } from "./safety.js";
-import { RECOVERY_SETTINGS_SQL, type RecoverySetting, resetStatements } from "../postgres/overrides.js";
+import { recoverySettingsSql, type RecoverySetting, resetStatements } from "../postgres/overrides.js";
 
 function requireBackups(inventory: Inventory): NonNullable<Inventory["backup"]> {
   if (!inventory.backup) throw new PgprovError(`${inventory.file} has no backup section and no host with role: backup; see README, Backups`);
@@ -426,7 +426,7 @@ async function resumeBackupTimers(repo: { c: HostConnection; host: Host | Backup
 
 /** The recovery settings pgBackRest's restore wrote to postgresql.auto.conf, read and reset as pg_setting_overrides does outside a restore. */
 async function resetRecoverySettings(op: ClusterOperation, host: Host): Promise<void> {
-  const [row] = await op.sql(host, `select ${RECOVERY_SETTINGS_SQL}`);
+  const [row] = await op.sql(host, `select ${recoverySettingsSql()}`);
   const names = ((row?.recovery_settings as RecoverySetting[] | null) ?? []).map((r) => r.name);
   for (const statement of resetStatements(names)) await op.sql(host, statement);
   await op.sql(host, "select pg_reload_conf()");

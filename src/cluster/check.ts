@@ -13,7 +13,7 @@ import { PgprovError, withoutHostPrefix } from "../common/errors.js";
 import { shellQuote } from "../common/shell.js";
 import { REPLICATION_QUERY, type StandbyReplication, standbyReplication } from "../postgres/read.js";
 import { tlsFiles } from "../postgres/debian.js";
-import { RECOVERY_SETTINGS_SQL, recoveryLeftovers } from "../postgres/overrides.js";
+import { recoverySettingsSql, recoveryLeftovers } from "../postgres/overrides.js";
 import { X509Certificate } from "node:crypto";
 import { daysLeft, endText } from "../common/days.js";
 import { ClusterOperation } from "./operations.js";
@@ -92,7 +92,7 @@ export interface HostHealth {
 const SERVER_QUERY = `select pg_is_in_recovery() as in_recovery, current_setting('server_version') as version,
   (select status from pg_stat_wal_receiver) as receiver,
   (select string_agg(name, ',' order by name) from pg_settings where pending_restart) as pending_restart,
-  ${RECOVERY_SETTINGS_SQL}`;
+  ${recoverySettingsSql()}`;
 
 /** On a standby too: a slot there (a former primary's) holds WAL on it. */
 const SLOTS_QUERY = `select slot_name, active,

@@ -10,7 +10,8 @@ import type { BackupHost, Host, Inventory } from "../inventory/inventory.js";
 import { genericModules } from "../modules/index.js";
 import { tlsCertificate } from "../modules/certificate.js";
 import { postgresModules } from "../postgres/index.js";
-import { loadPlaybook, type Playbook as PlaybookOf } from "../playbook/playbook.js";
+import { loadPlaybook, type Playbook as PlaybookOf, playbookFromSnapshot, type PlaybookScope, snapshotPlaybook, type PlaybookSnapshot } from "../playbook/playbook.js";
+import { BUNDLED_SNAPSHOT } from "./playbook-snapshot.js";
 import { BUILTIN_VARIABLES, variableNames } from "./variables.js";
 
 export type Playbook = PlaybookOf<Module>;
@@ -18,7 +19,7 @@ export type Playbook = PlaybookOf<Module>;
 /** `backup`: the pgBackRest repository host (no PostgreSQL server on it). */
 export const CLUSTER_GROUPS = ["primary", "standbys", "backup"] as const;
 
-export function clusterModules(inventory: Inventory) {
+export function clusterModules(inventory: Pick<Inventory, "aptProxy" | "postgresql" | "tls">) {
   return {
     ...genericModules(inventory.aptProxy ? { apt: { proxy: inventory.aptProxy } } : {}),
     ...postgresModules({ port: inventory.postgresql.port }),
@@ -34,17 +35,25 @@ export interface ClusterPlaybook extends Playbook {
   modules: ClusterModules;
 }
 
-export function loadClusterPlaybook(file: string, inventory: Inventory): ClusterPlaybook {
+function scope(modules: Record<string, Module>, hostNames: string[], variables: string[]): PlaybookScope<Module> {
+  return { modules, hostNames, groups: CLUSTER_GROUPS, variables, reserved: BUILTIN_VARIABLES, factKeys: FACT_KEYS };
+}
+
+export function loadClusterPlaybook(file: string, inventory: Inventory, snapshot: PlaybookSnapshot | undefined = BUNDLED_SNAPSHOT): ClusterPlaybook {
   const modules = clusterModules(inventory);
-  const playbook = loadPlaybook<Module>(file, {
-    modules,
-    hostNames: [...inventory.hosts, ...(inventory.backup?.host ? [inventory.backup.host] : [])].map((h) => h.name),
-    groups: CLUSTER_GROUPS,
-    variables: variableNames(inventory),
-    reserved: BUILTIN_VARIABLES,
-    factKeys: FACT_KEYS,
-  });
+  const hostNames = [...inventory.hosts, ...(inventory.backup?.host ? [inventory.backup.host] : [])].map((h) => h.name);
+  const bound = scope(modules, hostNames, variableNames(inventory));
+  const playbook = (snapshot && playbookFromSnapshot(snapshot, file, bound)) || loadPlaybook(file, bound);
   return { ...playbook, modules };
+}
+
+/**
+ * The snapshot of a cluster playbook that any inventory binds (scripts/build.mjs makes the
+ * bundled playbook's): pgprov's own variables only, hosts named by group only.
+ */
+export function snapshotClusterPlaybook(file: string): PlaybookSnapshot {
+  const modules = clusterModules({ postgresql: { port: 5432 } as Inventory["postgresql"], tls: { enabled: false } as Inventory["tls"] });
+  return snapshotPlaybook(file, scope(modules, [], [...BUILTIN_VARIABLES]));
 }
 
 /** A host as the engine sees it. */

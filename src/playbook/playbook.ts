@@ -107,6 +107,19 @@ export interface PlaybookScope<M extends TaskModule> {
 const TEMPLATE_PLACEHOLDER = "\u0000template";
 
 export function loadPlaybook<M extends TaskModule>(file: string, scope: PlaybookScope<M>): Playbook<M> {
+  return load(file, scope).playbook;
+}
+
+interface Loaded<M extends TaskModule> {
+  playbook: Playbook<M>;
+  text: string;
+  /** The template files read, by their `src` as written, with their text. */
+  templates: Record<string, string>;
+  /** Every variable each task's templates use (`head` or `head.second`...), for a snapshot. */
+  uses: Map<Task<M>, string[]>;
+}
+
+function load<M extends TaskModule>(file: string, scope: PlaybookScope<M>): Loaded<M> {
   const modules = scope.modules;
   const moduleNames = Object.keys(modules);
   const groups = ["all", ...scope.groups];
@@ -116,6 +129,8 @@ export function loadPlaybook<M extends TaskModule>(file: string, scope: Playbook
   const dir = dirname(resolve(file));
   const problems: SourceProblem[] = [];
   const registered = new Set<string>();
+  const templates: Record<string, string> = {};
+  const uses = new Map<Task<M>, string[]>();
   const where = (path: YamlPath) => {
     const p = source.problem(path, "");
     return `${p.file}:${p.line}:${p.col}`;
@@ -136,7 +151,7 @@ export function loadPlaybook<M extends TaskModule>(file: string, scope: Playbook
       const module = modules[moduleName]!;
       const args = (raw as Record<string, unknown>)[moduleName];
       problems.push(...checkArgs(source, module, args, [...path, moduleName]));
-      const variables = checkVariables(source, raw, path, scope, registered, dir, moduleName);
+      const variables = checkVariables(source, raw, path, scope, registered, dir, moduleName, templates);
       problems.push(...variables.problems);
       for (const [i, name] of (raw.notify ?? []).entries()) {
         if (!handlerNames.includes(name)) {
@@ -149,7 +164,7 @@ export function loadPlaybook<M extends TaskModule>(file: string, scope: Playbook
           source.problem([...path, "register"], `register: "${raw.register}" is one of pgprov's own variables (${reserved.join(", ")}); choose another name`),
         );
       } else if (raw.register) registered.add(raw.register);
-      return {
+      const task: Task<M> = {
         name: raw.name,
         module,
         moduleName,
@@ -161,6 +176,8 @@ export function loadPlaybook<M extends TaskModule>(file: string, scope: Playbook
         reads: variables.reads,
         where: where(path),
       };
+      uses.set(task, variables.uses);
+      return task;
     };
     return {
       name: play.name,
@@ -172,6 +189,90 @@ export function loadPlaybook<M extends TaskModule>(file: string, scope: Playbook
   });
 
   if (problems.length) throw new FileError(problems);
+  return { playbook: { file: resolve(file), dir, plays }, text: source.text, templates, uses };
+}
+
+/**
+ * A playbook as loaded, kept to be bound again to another scope without parsing: the bundled
+ * playbook's is made when the bundle is built (scripts/build.mjs), because parsing and checking
+ * it (YAML with positions, each task's arguments against its module's schema, each template's
+ * variables) was about a fifth of a no-op run's CPU. It holds what is checked once for all (the
+ * structure, the arguments, the handlers, the templates' syntax) and, per task, the variables its
+ * templates use, which are checked again against each inventory's.
+ */
+export interface PlaybookSnapshot {
+  /** The playbook file's text and its template files' (by `src` as written): used only while the files are these. */
+  text: string;
+  templates: Record<string, string>;
+  moduleNames: string[];
+  plays: SnapshotPlay[];
+}
+type SnapshotTask = Omit<Task, "module" | "where"> & { where: string; uses: string[] };
+interface SnapshotPlay {
+  name: string;
+  hosts: string[];
+  where: string;
+  tasks: SnapshotTask[];
+  handlers: SnapshotTask[];
+}
+
+/** `file:line:col` kept as `line:col`: the snapshot is made where the bundle is built. */
+const position = (where: string, file: string) => where.slice(file.length + 1);
+
+export function snapshotPlaybook<M extends TaskModule>(file: string, scope: PlaybookScope<M>): PlaybookSnapshot {
+  const { playbook, text, templates, uses } = load(file, scope);
+  const task = (t: Task<M>): SnapshotTask => {
+    const { module: _module, ...rest } = t;
+    return { ...rest, where: position(t.where, file), uses: uses.get(t)! };
+  };
+  return {
+    text,
+    templates,
+    moduleNames: Object.keys(scope.modules),
+    plays: playbook.plays.map((p) => ({ name: p.name, hosts: p.hosts, where: position(p.where, file), tasks: p.tasks.map(task), handlers: p.handlers.map(task) })),
+  };
+}
+
+/**
+ * The playbook of a snapshot, bound to this scope, when the file and its templates are still
+ * the snapshot's and everything the scope decides holds (host selectors, variables, register
+ * names); otherwise undefined, and the caller loads the file (which reports every problem at its
+ * place).
+ */
+export function playbookFromSnapshot<M extends TaskModule>(snapshot: PlaybookSnapshot, file: string, scope: PlaybookScope<M>): Playbook<M> | undefined {
+  const moduleNames = Object.keys(scope.modules);
+  if (moduleNames.length !== snapshot.moduleNames.length || !snapshot.moduleNames.every((m) => m in scope.modules)) return undefined;
+  const dir = dirname(resolve(file));
+  const read = (f: string) => {
+    try {
+      return readFileSync(f, "utf8");
+    } catch {
+      return undefined;
+    }
+  };
+  if (read(file) !== snapshot.text) return undefined;
+  for (const [src, text] of Object.entries(snapshot.templates)) if (read(resolve(dir, src)) !== text) return undefined;
+  const selectors = new Set(["all", ...scope.groups, ...scope.hostNames]);
+  const reserved = scope.reserved ?? [];
+  const known = new Set(scope.variables);
+  const bind = (t: SnapshotTask): Task<M> | undefined => {
+    for (const v of t.uses) {
+      const [head, second] = v.split(".");
+      if (!known.has(head!) || (head === "facts" && second && !scope.factKeys.includes(second))) return undefined;
+    }
+    if (t.register && reserved.includes(t.register)) return undefined;
+    if (t.register) known.add(t.register);
+    const { uses: _uses, where, ...rest } = t;
+    return { ...rest, module: scope.modules[t.moduleName]!, where: `${file}:${where}` };
+  };
+  const plays: Play<M>[] = [];
+  for (const p of snapshot.plays) {
+    if (!p.hosts.every((h) => selectors.has(h))) return undefined;
+    const tasks = p.tasks.map(bind);
+    const handlers = p.handlers.map(bind);
+    if (tasks.includes(undefined) || handlers.includes(undefined)) return undefined;
+    plays.push({ name: p.name, hosts: p.hosts, tasks: tasks as Task<M>[], handlers: handlers as Task<M>[], where: `${file}:${p.where}` });
+  }
   return { file: resolve(file), dir, plays };
 }
 
@@ -213,9 +314,11 @@ function checkVariables(
   registered: Set<string>,
   dir: string,
   moduleName: string,
-): { problems: SourceProblem[]; reads: string[] } {
+  templates: Record<string, string>,
+): { problems: SourceProblem[]; reads: string[]; uses: string[] } {
   const problems: SourceProblem[] = [];
   const reads = new Set<string>();
+  const uses = new Set<string>();
   const known = new Set([...scope.variables, ...registered]);
   const check = (text: string, at: YamlPath, label: string, read = true) => {
     let variables: string[];
@@ -226,6 +329,7 @@ function checkVariables(
       return;
     }
     for (const v of variables) {
+      uses.add(v);
       const [head, second] = v.split(".");
       if (read) reads.add(head!);
       if (!known.has(head!)) problems.push(source.problem(at, `${label}: unknown variable "${head}"${didYouMean(head!, known)}`));
@@ -246,7 +350,10 @@ function checkVariables(
   if (typeof src === "string" && !isTemplate(src)) {
     const file = resolve(dir, src);
     if (!existsSync(file)) problems.push(source.problem([...path, moduleName, "src"], `template.src: no such file ${file}`));
-    else check(readFileSync(file, "utf8"), [...path, moduleName, "src"], `template ${src}`);
+    else {
+      templates[src] = readFileSync(file, "utf8");
+      check(templates[src], [...path, moduleName, "src"], `template ${src}`);
+    }
   }
-  return { problems, reads: [...reads] };
+  return { problems, reads: [...reads], uses: [...uses] };
 }

@@ -133,6 +133,7 @@ function databasesQuery(args: DatabasesArgs): string {
     `select d.datname, pg_get_userbyid(d.datdba) as owner, pg_encoding_to_char(d.encoding) as encoding, d.datcollate as collate, d.datctype as ctype, ` +
     `(select s.setconfig from pg_db_role_setting s where s.setdatabase = d.oid and s.setrole = 0) as settings, null::text[] as available ` +
     `from pg_database d where d.datname in (${names || "null"}) ` +
-    `union all select null, null, null, null, null, null, array(select name from pg_available_extensions where name in (${extensions || "null"}))`
+    // pg_available_extensions reads every extension's control file: only when some are wanted.
+    `union all select null, null, null, null, null, null, ${extensions ? `array(select name from pg_available_extensions where name in (${extensions}))` : "'{}'::text[]"}`
   );
 }

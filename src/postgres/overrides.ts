@@ -64,12 +64,14 @@ const NAME = /^[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)?$/;
 /**
  * The recovery settings in postgresql.auto.conf (pgBackRest's restore writes them there), and
  * whether the server is mid-restore (recovery.signal without standby.signal): what apply removes
- * and check reports outside a restore.
+ * and check reports outside a restore. `fileSettings`: pg_file_settings, or the probe's one read of it.
  */
-export const RECOVERY_SETTINGS_SQL = `coalesce((select jsonb_agg(jsonb_build_object('name', name, 'sourceline', sourceline, 'setting', setting) order by seqno)
-    from pg_file_settings where sourcefile = current_setting('data_directory') || '/postgresql.auto.conf'
+export function recoverySettingsSql(fileSettings = "pg_file_settings"): string {
+  return `coalesce((select jsonb_agg(jsonb_build_object('name', name, 'sourceline', sourceline, 'setting', setting) order by seqno)
+    from ${fileSettings} where sourcefile = current_setting('data_directory') || '/postgresql.auto.conf'
     and (name like 'recovery\\_target%' or name = 'restore_command')), '[]'::jsonb) as recovery_settings,
   (pg_stat_file('recovery.signal', true)).size is not null and (pg_stat_file('standby.signal', true)).size is null as mid_restore`;
+}
 
 export interface RecoverySetting {
   name: string;
@@ -96,21 +98,26 @@ export function resetStatements(names: string[]): string[] {
 
 export function overridesQuery(file: string): string {
   const f = sqlLiteral(file);
-  return `select current_setting('data_directory') || '/postgresql.auto.conf' as auto_file,
+  // pg_file_settings reads and parses every configuration file each time it is scanned, and
+  // pg_settings builds every setting's row: each is read once here (the probe runs on every host
+  // at every run).
+  return `with fs as materialized (select name, setting, sourcefile, sourceline, seqno from pg_file_settings),
+  ps as materialized (select name, context, source from pg_settings where name in (select name from fs where sourcefile = ${f}))
+select current_setting('data_directory') || '/postgresql.auto.conf' as auto_file,
   current_setting('data_directory') as data_directory,
-  (select sourcefile || ':' || sourceline from pg_file_settings where name = 'data_directory' order by seqno desc limit 1) as data_directory_source,
+  (select sourcefile || ':' || sourceline from fs where name = 'data_directory' order by seqno desc limit 1) as data_directory_source,
   (pg_stat_file(${f}, true)).size is not null as file_exists,
-  exists (select from pg_file_settings where sourcefile = ${f}) as file_read,
+  exists (select from fs where sourcefile = ${f}) as file_read,
   coalesce((select jsonb_agg(jsonb_build_object('name', o.name, 'sourcefile', o.sourcefile, 'sourceline', o.sourceline,
       'setting', o.setting, 'line', p.sourceline, 'context', s.context) order by o.seqno)
-    from pg_file_settings p join pg_file_settings o on o.name = p.name and o.seqno > p.seqno
-    left join pg_settings s on s.name = p.name
+    from fs p join fs o on o.name = p.name and o.seqno > p.seqno
+    left join ps s on s.name = p.name
     where p.sourcefile = ${f} and o.sourcefile <> ${f}), '[]'::jsonb) ||
   coalesce((select jsonb_agg(jsonb_build_object('name', s.name, 'sourcefile', null, 'sourceline', null,
       'setting', current_setting(s.name), 'line', p.sourceline, 'context', s.context) order by s.name)
-    from pg_file_settings p join pg_settings s on s.name = p.name
+    from fs p join ps s on s.name = p.name
     where p.sourcefile = ${f} and s.source = 'command line'), '[]'::jsonb) as overrides,
-  ${RECOVERY_SETTINGS_SQL}`;
+  ${recoverySettingsSql("fs")}`;
 }
 
 /** The probe's row as a state; undefined when there is none (the query did not run). */

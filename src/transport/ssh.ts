@@ -198,6 +198,17 @@ export class HostConnection {
     return result;
   }
 
+  /**
+   * Starts the remote shell now (its channel, its program, the host's lock), while the caller
+   * still prepares its first script, which then need not wait for it. What starting it finds (a
+   * held lock, a lost connection) is met by the first run as without this.
+   */
+  startShellEarly(): void {
+    if (this.shell || this.lost || interruption) return;
+    this.shell = this.startShell();
+    this.shell.catch(() => {});
+  }
+
   /** A stream to a Unix socket on the host (sshd connects to it as the SSH user). */
   openUnixSocket(path: string, timeoutMs = 10_000): Promise<ClientChannel> {
     const client = this.ssh.connection;
@@ -429,6 +440,7 @@ class RemoteShell {
   private stdout = "";
   private stderr = "";
   private closed = false;
+  private ranScript = false;
   /** The running script's listener to its stderr, if it has one. */
   private onStderr?: (text: string) => void;
   /** Whoever waits for output or the close: a script's run, and an interruption's end(). */
@@ -474,7 +486,11 @@ class RemoteShell {
     const id = randomBytes(8).toString("hex");
     const body = Buffer.from(script, "utf8");
     this.stdout = "";
-    this.stderr = "";
+    // What the shell said before its first script is kept: started early (startShellEarly), it
+    // may already have refused (a held lock, sudo wanting a password) and closed, and that is
+    // what the caller reads to wait for the holder or to say why.
+    if (this.ranScript) this.stderr = "";
+    this.ranScript = true;
     this.send(`${body.length} ${id} ${Math.max(0, Math.round(graceSeconds))} ${what.replace(/[\x00-\x1f\x7f]+/g, " ").slice(0, 200)}\n`);
     this.send(body);
     const outEnd = new RegExp(`\n@@${id} (-?\\d+)\n`);
