@@ -143,11 +143,11 @@ export function backupVariables(inventory: Inventory, host: Host | BackupHost, p
     /** Commands of the repository host's tasks (run as postgres). */
     stanza_create: `${pgbackrestCommand(inventory, ["stanza-create"])} && ${pgbackrestCommand(inventory, ["check"])}`,
     stanza_exists: `test -f ${shellQuote(`${b.repositoryPath}/backup/${stanza}/backup.info`)} && test -f ${shellQuote(`${b.repositoryPath}/archive/${stanza}/archive.info`)}`,
-    // A complete full backup, as pgBackRest's info lists it: an interrupted one leaves its
-    // directory (resumed by the next backup) but is not in the list, so it is taken again. When
-    // info itself fails (the repository unreadable), no backup is started on that: the checks
-    // of the stanza and of archiving say what is wrong.
-    has_full_backup: `info=$(${pgbackrestCommand(inventory, ["info", "--output=json"])}) || exit 0; printf '%s' "$info" | grep -q '"type":"full"'`,
+    // The first full backup is taken only when pgBackRest's info says "no valid backups" (its
+    // status 2): an interrupted one leaves its directory (resumed by the next backup) but is not
+    // listed. Any other failure of info (the repository unreadable) starts no backup: the checks of
+    // the stanza and of archiving say what is wrong.
+    has_full_backup: `info=$(${pgbackrestCommand(inventory, ["info", "--output=json"])}) || exit 0; printf '%s' "$info" | grep -q '"status":{"code":2,' && exit 1; exit 0`,
     archive_queue_max: b.archiveQueueMax,
     archive_timeout: b.archiveTimeout,
     timeout_hours: b.timeoutHours,

@@ -102,7 +102,7 @@ describe("issue 11 item 3: the first full backup counts only when complete", () 
   it("issue 11 item 3: has_full_backup asks pgBackRest's info (its list has complete backups only), not the directory", () => {
     const inv = loadInventory(write(HOSTS));
     const vars = hostVariables(inv, inv.backup!.host!, bookworm).backup as { has_full_backup: string };
-    expect(vars.has_full_backup).toBe(`info=$(runuser -u postgres -- pgbackrest --stanza=main info --output=json) || exit 0; printf '%s' "$info" | grep -q '"type":"full"'`);
+    expect(vars.has_full_backup).toBe(`info=$(runuser -u postgres -- pgbackrest --stanza=main info --output=json) || exit 0; printf '%s' "$info" | grep -q '"status":{"code":2,' && exit 1; exit 0`);
   });
 });
 
