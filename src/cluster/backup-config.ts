@@ -151,6 +151,8 @@ export function backupVariables(inventory: Inventory, host: Host | BackupHost, p
     archive_queue_max: b.archiveQueueMax,
     archive_timeout: b.archiveTimeout,
     timeout_hours: b.timeoutHours,
+    /** The first full backup's bound in apply: the same as the timers' (TimeoutStartSec) and `pgprov backup`'s. */
+    timeout_seconds: b.timeoutHours * 3600,
     cipher: b.cipher === "none" ? "" : b.cipher,
     cipher_passphrase: b.cipherPassphrase?.reveal() ?? "",
     // pgBackRest's own check (WAL reaches the repository), on the primary, only when its archiver

@@ -124,6 +124,14 @@ describe("issue 11 item 4: the backup's standby", () => {
 });
 
 describe("issue 11 item 5: scheduled backups are bounded and do not double-fire", () => {
+  it("issue 11 item 5: apply's first full backup is bounded by backup.timeout_hours too, as the timers' and pgprov backup's are", () => {
+    const task = playbook.slice(playbook.indexOf("- name: the first full backup"));
+    const line = task.slice(task.indexOf("command:"), task.indexOf("\n", task.indexOf("command:")));
+    const inv = loadInventory(write(`backup: { timeout_hours: 20 }\n${HOSTS}`));
+    ensureReplicationPassword(inv);
+    expect(render(line, hostVariables(inv, inv.backup!.host!, bookworm, { reclone: [] }), "cluster.yml")).toMatch(/timeout: "72000" \}$/);
+  });
+
   it("issue 11 item 5: each backup service has TimeoutStartSec from backup.timeout_hours; the diff and incr services wait for the full one", () => {
     for (const type of ["full", "diff", "incr"]) {
       const unit = playbook.slice(playbook.indexOf(`path: /etc/systemd/system/pgprov-backup-${type}.service`));
